@@ -1,0 +1,57 @@
+"""The seam between the server and where the calculation lives.
+
+A backend owns the one shared calculation: it performs the actions and tells every
+subscriber about every change, in order. The server instance keeps the connected
+clients and fans the changes out to them (:mod:`progress_server.hub`); it never
+touches the calculation directly. The in-memory backend is the default and needs
+nothing installed; a Redis backend, for several server instances sharing one
+calculation, sits beside it behind the same interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from ..calculation import StateSnapshot
+
+__all__ = ["Backend", "Listener", "Unsubscribe"]
+
+Listener = Callable[[StateSnapshot], None]
+Unsubscribe = Callable[[], None]
+
+
+class Backend(Protocol):
+    """Where the shared calculation's state lives and how its changes are announced.
+
+    Contract:
+    - ``start`` and ``cancel`` apply the action at once, or raise
+      :class:`~progress_server.calculation.ActionRefused` having changed nothing.
+    - Listeners get every change, oldest first, *after* the action's caller has
+      resumed: an accepted action's reply can go out before its broadcast.
+    - A listener never blocks; an exception in one is logged and does not reach
+      the others or the calculation.
+    """
+
+    @property
+    def step_seconds(self) -> float: ...
+
+    async def snapshot(self) -> StateSnapshot:
+        """The current state."""
+        ...
+
+    async def start(self) -> StateSnapshot:
+        """Start a calculation; returns the STARTING snapshot."""
+        ...
+
+    async def cancel(self) -> StateSnapshot:
+        """Cancel the running calculation; returns the CANCELED snapshot."""
+        ...
+
+    def subscribe(self, listener: Listener) -> Unsubscribe:
+        """Call ``listener`` with every change from now on."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop every timer; no change follows."""
+        ...

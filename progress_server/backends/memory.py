@@ -1,0 +1,102 @@
+"""The in-memory backend: one calculation in this process, driven by the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..calculation import (
+    DEFAULT_STEP_SECONDS,
+    SYSTEM_CLOCK,
+    Calculation,
+    Clock,
+    StateSnapshot,
+)
+from .base import Listener, Unsubscribe
+
+__all__ = ["MemoryBackend"]
+
+logger = logging.getLogger(__name__)
+
+
+class MemoryBackend:
+    """Runs the :class:`~progress_server.calculation.Calculation` on the event loop.
+
+    One timer at a time is pending: the next deadline. Cancel clears it, so no
+    transition ever follows a CANCELED.
+
+    Args:
+        step_seconds: How long each step lasts.
+        clock: Where the calculation reads the time.
+    """
+
+    def __init__(
+        self, *, step_seconds: float = DEFAULT_STEP_SECONDS, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        self._calculation = Calculation(step_seconds=step_seconds, clock=clock)
+        self._clock = clock
+        self._listeners: list[Listener] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    @property
+    def step_seconds(self) -> float:
+        return self._calculation.step_seconds
+
+    async def snapshot(self) -> StateSnapshot:
+        self._apply(self._calculation.advance())
+        return self._calculation.snapshot
+
+    async def start(self) -> StateSnapshot:
+        return self._apply(self._calculation.start())
+
+    async def cancel(self) -> StateSnapshot:
+        return self._apply(self._calculation.cancel())
+
+    def subscribe(self, listener: Listener) -> Unsubscribe:
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self._cancel_timer()
+        self._listeners.clear()
+
+    def _apply(self, changes: list[StateSnapshot]) -> StateSnapshot:
+        """Announce the changes once the caller has resumed, then rearm the timer."""
+        if changes:
+            asyncio.get_running_loop().call_soon(self._deliver, changes)
+        self._reschedule()
+        return self._calculation.snapshot
+
+    def _deliver(self, changes: list[StateSnapshot]) -> None:
+        for snapshot in changes:
+            for listener in list(self._listeners):
+                try:
+                    listener(snapshot)
+                except Exception:
+                    logger.exception("a state listener failed on seq %d", snapshot.seq)
+
+    def _reschedule(self) -> None:
+        self._cancel_timer()
+        deadline = self._calculation.next_deadline()
+        if deadline is None or self._closed:
+            return
+        delay = max(0.0, deadline - self._clock.monotonic())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        # The loop may wake a hair early; advance() then finds nothing due and
+        # _reschedule() arms the timer again for the remaining moment.
+        self._apply(self._calculation.advance())
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -1,0 +1,235 @@
+"""The shared calculation: a pure state machine with no network code and no sleeping.
+
+A calculation goes ``STARTING -> IN_PROGRESS -> ALMOST_DONE -> SUCCESS``, one step
+each ``step_seconds``, unless it is canceled. Deadlines are computed from the start
+on a monotonic clock (``start + k * step``), never from chained sleeps, so a whole
+run lasts ``3 * step`` without drift however late the driver wakes up.
+
+The machine only *tells* its driver when the next deadline is; the driver (see
+:mod:`progress_server.backends.memory`) calls :meth:`Calculation.advance` at that
+moment. Every public method first catches up with the clock, so an action that
+arrives late sees the state the deadlines say, never a stale one.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = [
+    "DEFAULT_STEP_SECONDS",
+    "RUNNING_STATES",
+    "SYSTEM_CLOCK",
+    "ActionRefused",
+    "AlreadyRunning",
+    "Calculation",
+    "Clock",
+    "NotRunning",
+    "State",
+    "StateSnapshot",
+    "SystemClock",
+]
+
+DEFAULT_STEP_SECONDS = 2.0
+
+
+class State(enum.StrEnum):
+    """Where the calculation is."""
+
+    IDLE = "IDLE"
+    STARTING = "STARTING"
+    IN_PROGRESS = "IN_PROGRESS"
+    ALMOST_DONE = "ALMOST_DONE"
+    SUCCESS = "SUCCESS"
+    CANCELED = "CANCELED"
+
+    @property
+    def is_running(self) -> bool:
+        return self in RUNNING_STATES
+
+    @property
+    def is_final(self) -> bool:
+        return self in (State.SUCCESS, State.CANCELED)
+
+
+#: The states a running calculation goes through, in order; SUCCESS follows the last.
+RUNNING_STATES: tuple[State, ...] = (State.STARTING, State.IN_PROGRESS, State.ALMOST_DONE)
+
+
+@dataclass(frozen=True, slots=True)
+class StateSnapshot:
+    """One published state of the calculation; each change gets a new, larger ``seq``."""
+
+    state: State
+    calculation_id: str | None
+    seq: int
+    changed_at: float
+    step_seconds: float
+
+
+class Clock(Protocol):
+    """Where the calculation reads the time: tests pass a clock they move by hand."""
+
+    def monotonic(self) -> float: ...
+
+    def time(self) -> float: ...
+
+
+class SystemClock:
+    """The real clock: ``time.monotonic`` for deadlines, ``time.time`` for timestamps."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+class ActionRefused(Exception):
+    """An action that the current state does not allow; nothing was changed.
+
+    Attributes:
+        code: The protocol's error code for it.
+    """
+
+    code = "refused"
+
+    def __init__(self, message: str, *, snapshot: StateSnapshot) -> None:
+        super().__init__(message)
+        self.message = message
+        self.snapshot = snapshot
+
+
+class AlreadyRunning(ActionRefused):
+    code = "already_running"
+
+
+class NotRunning(ActionRefused):
+    code = "not_running"
+
+
+def new_calculation_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class Calculation:
+    """The state machine of the one shared calculation.
+
+    Args:
+        step_seconds: How long each of the three steps lasts; must be > 0.
+        clock: Where the time comes from.
+        new_id: Makes the id of each new calculation.
+
+    Raises:
+        ValueError: If ``step_seconds`` is not positive.
+    """
+
+    def __init__(
+        self,
+        *,
+        step_seconds: float = DEFAULT_STEP_SECONDS,
+        clock: Clock = SYSTEM_CLOCK,
+        new_id: Callable[[], str] = new_calculation_id,
+    ) -> None:
+        if not step_seconds > 0:
+            raise ValueError(f"step_seconds must be > 0, got {step_seconds!r}")
+        self.step_seconds = float(step_seconds)
+        self._clock = clock
+        self._new_id = new_id
+        # Monotonic and wall-clock time of the current calculation's start.
+        self._started_mono = 0.0
+        self._started_wall = 0.0
+        self._snapshot = StateSnapshot(
+            state=State.IDLE,
+            calculation_id=None,
+            seq=0,
+            changed_at=clock.time(),
+            step_seconds=self.step_seconds,
+        )
+
+    @property
+    def snapshot(self) -> StateSnapshot:
+        """The state as of the last call; call :meth:`advance` first to catch up."""
+        return self._snapshot
+
+    def next_deadline(self) -> float | None:
+        """The monotonic time of the next transition, or None when nothing runs."""
+        state = self._snapshot.state
+        if not state.is_running:
+            return None
+        step_index = RUNNING_STATES.index(state) + 1
+        return self._started_mono + step_index * self.step_seconds
+
+    def advance(self) -> list[StateSnapshot]:
+        """Apply every transition whose deadline has passed.
+
+        Returns:
+            The new snapshots, oldest first; empty when nothing was due.
+        """
+        changes: list[StateSnapshot] = []
+        now = self._clock.monotonic()
+        while (deadline := self.next_deadline()) is not None and now >= deadline:
+            index = RUNNING_STATES.index(self._snapshot.state) + 1
+            following = RUNNING_STATES[index] if index < len(RUNNING_STATES) else State.SUCCESS
+            # The timestamp is the deadline's, so it does not depend on how late we woke.
+            changed_at = self._started_wall + index * self.step_seconds
+            changes.append(self._enter(following, self._snapshot.calculation_id, changed_at))
+        return changes
+
+    def start(self) -> list[StateSnapshot]:
+        """Start a new calculation.
+
+        Returns:
+            The new snapshots, oldest first: the transitions that were due, then STARTING.
+
+        Raises:
+            AlreadyRunning: If a calculation runs; nothing was changed.
+        """
+        changes = self.advance()
+        if self._snapshot.state.is_running:
+            raise AlreadyRunning(
+                f"A calculation is already running ({self._snapshot.state}); "
+                "cancel it or wait for it to finish.",
+                snapshot=self._snapshot,
+            )
+        self._started_mono = self._clock.monotonic()
+        self._started_wall = self._clock.time()
+        changes.append(self._enter(State.STARTING, self._new_id(), self._started_wall))
+        return changes
+
+    def cancel(self) -> list[StateSnapshot]:
+        """Cancel the running calculation; no transition follows CANCELED.
+
+        Returns:
+            The new snapshots, oldest first: the transitions that were due, then CANCELED.
+
+        Raises:
+            NotRunning: If no calculation runs; nothing was changed.
+        """
+        changes = self.advance()
+        if not self._snapshot.state.is_running:
+            raise NotRunning(
+                f"There is no running calculation to cancel (the state is {self._snapshot.state}).",
+                snapshot=self._snapshot,
+            )
+        changes.append(self._enter(State.CANCELED, self._snapshot.calculation_id))
+        return changes
+
+    def _enter(
+        self, state: State, calculation_id: str | None, changed_at: float | None = None
+    ) -> StateSnapshot:
+        self._snapshot = StateSnapshot(
+            state=state,
+            calculation_id=calculation_id,
+            seq=self._snapshot.seq + 1,
+            changed_at=self._clock.time() if changed_at is None else changed_at,
+            step_seconds=self.step_seconds,
+        )
+        return self._snapshot

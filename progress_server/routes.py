@@ -1,0 +1,127 @@
+"""The HTTP API, served on the WebSocket port through websockets' ``process_request``.
+
+``GET /healthz``, ``GET /state``, ``POST /start`` and ``POST /cancel``; the actions go
+through the same :meth:`ProgressServer.perform` as their WebSocket twins, and the
+bodies are the protocol's own JSON objects.
+"""
+
+from __future__ import annotations
+
+import http
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from .calculation import ActionRefused
+from .protocol import Error, StateMessage, to_dict
+
+if TYPE_CHECKING:
+    from .server import ProgressServer
+
+__all__ = ["HttpRoutes", "json_response"]
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[], Awaitable[Response]]
+
+
+def json_response(
+    status: http.HTTPStatus, payload: dict[str, Any], *, headers: dict[str, str] | None = None
+) -> Response:
+    """An HTTP response with a JSON body; the connection closes after it."""
+    body = (json.dumps(payload) + "\n").encode()
+    response_headers = Headers(
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            ("Connection", "close"),
+        ]
+    )
+    for name, value in (headers or {}).items():
+        response_headers[name] = value
+    return Response(status.value, status.phrase, response_headers, body)
+
+
+def error_response(
+    status: http.HTTPStatus, code: str, message: str, *, headers: dict[str, str] | None = None
+) -> Response:
+    return json_response(status, to_dict(Error(code=code, message=message)), headers=headers)
+
+
+class HttpRoutes:
+    """Answers every HTTP request that is not a WebSocket handshake."""
+
+    #: The paths of the HTTP API; the WebSocket endpoint cannot take one of them.
+    PATHS = ("/healthz", "/state", "/start", "/cancel")
+
+    def __init__(self, server: ProgressServer) -> None:
+        self.server = server
+        self.table: dict[str, tuple[str, Handler]] = {
+            "/healthz": ("GET", self.healthz),
+            "/state": ("GET", self.state),
+            "/start": ("POST", self.start),
+            "/cancel": ("POST", self.cancel),
+        }
+
+    async def process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        """websockets' hook: None lets a WebSocket handshake go on, a Response answers."""
+        path = urlsplit(request.path).path
+        if path == self.server.path:
+            if request.method == "GET":
+                return None  # websockets answers 426 to a GET that is not an upgrade.
+            return self._method_not_allowed(request.method, path, "GET")
+        route = self.table.get(path)
+        if route is None:
+            response = error_response(
+                http.HTTPStatus.NOT_FOUND,
+                "not_found",
+                f"There is nothing at {path}. The WebSocket endpoint is {self.server.path}; "
+                "the HTTP endpoints are GET /healthz, GET /state, POST /start and POST /cancel.",
+            )
+        else:
+            method, handler = route
+            if request.method != method:
+                response = self._method_not_allowed(request.method, path, method)
+            else:
+                response = await handler()
+        level = logging.DEBUG if path == "/healthz" else logging.INFO
+        logger.log(level, "HTTP %s %s -> %d", request.method, path, response.status_code)
+        return response
+
+    def _method_not_allowed(self, method: str, path: str, allowed: str) -> Response:
+        return error_response(
+            http.HTTPStatus.METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            f"{path} accepts {allowed} only, not {method}.",
+            headers={"Allow": allowed},
+        )
+
+    async def healthz(self) -> Response:
+        return json_response(http.HTTPStatus.OK, {"status": "ok"})
+
+    async def state(self) -> Response:
+        assert self.server.hub is not None
+        return json_response(http.HTTPStatus.OK, to_dict(StateMessage(self.server.hub.snapshot)))
+
+    async def start(self) -> Response:
+        return await self._perform("start")
+
+    async def cancel(self) -> Response:
+        return await self._perform("cancel")
+
+    async def _perform(self, action: str) -> Response:
+        assert action in ("start", "cancel")
+        try:
+            ack = await self.server.perform(action, None)  # type: ignore[arg-type]
+        except ActionRefused as exc:
+            return error_response(http.HTTPStatus.CONFLICT, exc.code, exc.message)
+        return json_response(http.HTTPStatus.ACCEPTED, to_dict(ack))

@@ -1,0 +1,216 @@
+"""The asyncio server: the WebSocket endpoint and the HTTP routes on one port.
+
+A thin layer: actions go to the :class:`~progress_server.backends.Backend`, changes
+come back through the :class:`~progress_server.hub.Hub`, and messages are read and
+written with :mod:`progress_server.protocol`.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import Literal
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from . import __version__
+from .backends import Backend, MemoryBackend, Unsubscribe
+from .calculation import DEFAULT_STEP_SECONDS, ActionRefused
+from .hub import Hub
+from .protocol import Ack, Error, ErrorCode, Hello, ProtocolError, decode_request, encode
+from .routes import HttpRoutes
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PATH",
+    "DEFAULT_PORT",
+    "SERVER_NAME",
+    "ProgressServer",
+    "format_url",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 3003
+DEFAULT_PATH = "/progress"
+SERVER_NAME = f"progress-server/{__version__}"
+
+#: How long closing waits for a client's close frame, at shutdown in particular.
+CLOSE_TIMEOUT = 1.0
+
+
+def format_url(scheme: str, host: str, port: int, path: str = "") -> str:
+    """``scheme://host:port/path``, with an IPv6 host in brackets."""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}{path}"
+
+
+class ProgressServer:
+    """One server instance; use it as ``async with ProgressServer(...) as server:``.
+
+    Args:
+        backend: Where the calculation lives; by default a new in-memory one.
+        host: The interface to listen on.
+        port: The TCP port; 0 picks a free one (see :attr:`port`).
+        path: The WebSocket endpoint's path.
+        step_seconds: The length of each step, for the default backend.
+    """
+
+    def __init__(
+        self,
+        backend: Backend | None = None,
+        *,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        path: str = DEFAULT_PATH,
+        step_seconds: float = DEFAULT_STEP_SECONDS,
+    ) -> None:
+        self.backend = backend if backend is not None else MemoryBackend(step_seconds=step_seconds)
+        self.host = host
+        self.port = port
+        self.path = path
+        self.hub: Hub | None = None
+        self.routes = HttpRoutes(self)
+        self._server: Server | None = None
+        self._unsubscribe: Unsubscribe | None = None
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL clients connect to."""
+        return format_url("ws", self.host, self.port, self.path)
+
+    @property
+    def http_url(self) -> str:
+        """The base URL of the HTTP endpoints."""
+        return format_url("http", self.host, self.port)
+
+    async def start(self) -> None:
+        """Listen; :attr:`port` is the real port afterwards.
+
+        Raises:
+            OSError: If the address cannot be bound, e.g. the port is in use.
+        """
+        self.hub = Hub(await self.backend.snapshot())
+        self._unsubscribe = self.backend.subscribe(self.hub.publish)
+        self._server = await serve(
+            self.handle,
+            self.host,
+            self.port,
+            process_request=self.routes.process_request,
+            server_header=SERVER_NAME,
+            close_timeout=CLOSE_TIMEOUT,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        logger.info("listening on %s", self.url)
+        logger.info(
+            "HTTP endpoints: GET %s/healthz, GET %s/state, POST %s/start, POST %s/cancel",
+            *[self.http_url] * 4,
+        )
+
+    async def close(self) -> None:
+        """Stop accepting, close every client with 1001 (going away), stop the backend."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        await self.backend.aclose()
+        logger.info("server stopped")
+
+    async def __aenter__(self) -> ProgressServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def perform(self, action: Literal["start", "cancel"], request_id: str | None) -> Ack:
+        """Carry out an action, for the WebSocket and the HTTP API alike.
+
+        Raises:
+            ActionRefused: If the state does not allow it; nothing was changed.
+        """
+        if action == "start":
+            snapshot = await self.backend.start()
+        else:
+            snapshot = await self.backend.cancel()
+        assert snapshot.calculation_id is not None
+        return Ack(action=action, calculation_id=snapshot.calculation_id, request_id=request_id)
+
+    async def handle(self, connection: ServerConnection) -> None:
+        """Serve one WebSocket client for as long as it stays connected."""
+        assert self.hub is not None
+        client_id = connection.id.hex[:12]
+        peer = _format_peer(connection.remote_address)
+        joined = False
+        try:
+            await connection.send(encode(Hello(server=SERVER_NAME, client_id=client_id)))
+            self.hub.join(connection)
+            joined = True
+            logger.info(
+                "client %s connected from %s (now %d connected)",
+                client_id,
+                peer,
+                len(self.hub.clients),
+            )
+            async for data in connection:
+                await self._reply(connection, client_id, data)
+        except ConnectionClosed:
+            pass
+        finally:
+            if joined:
+                self.hub.leave(connection)
+                logger.info(
+                    "client %s disconnected, %s (now %d connected)",
+                    client_id,
+                    _close_reason(connection),
+                    len(self.hub.clients),
+                )
+
+    async def _reply(self, connection: ServerConnection, client_id: str, data: str | bytes) -> None:
+        assert self.hub is not None
+        reply: str
+        try:
+            request = decode_request(data)
+            if request.action == "status":
+                reply = self.hub.state_frame
+            else:
+                reply = encode(await self.perform(request.action, request.request_id))
+                logger.info("client %s: %s accepted", client_id, request.action)
+        except ProtocolError as exc:
+            logger.info("client %s: error %s: %s", client_id, exc.code, exc.message)
+            reply = encode(exc.to_error())
+        except ActionRefused as exc:
+            logger.info("client %s: %s refused: %s", client_id, request.action, exc.code)
+            reply = encode(Error(code=exc.code, message=exc.message, request_id=request.request_id))
+        except Exception:
+            # A bug must not cost the client its connection, nor anyone else anything.
+            logger.exception("client %s: unexpected error while handling a message", client_id)
+            reply = encode(
+                Error(
+                    code=ErrorCode.INTERNAL_ERROR,
+                    message="The server failed to handle this message; see its log.",
+                )
+            )
+        await connection.send(reply)
+
+
+def _format_peer(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return format_url("tcp", str(address[0]), int(address[1])).removeprefix("tcp://")
+    return str(address)
+
+
+def _close_reason(connection: ServerConnection) -> str:
+    code = connection.close_code
+    return "no close frame" if code is None else f"code {code}"

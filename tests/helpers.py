@@ -1,0 +1,193 @@
+"""What the tests share: time units, a hand-moved clock, and real-client helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import re
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+# Every duration in the tests derives from these, so a slow machine can scale them:
+# PROGRESS_TEST_TIME_FACTOR=3 make test
+TIME_FACTOR = float(
+    os.environ.get("PROGRESS_TEST_TIME_FACTOR", "2" if os.environ.get("CI") else "1")
+)
+#: A calculation step short enough to keep the suite fast, long enough to act within.
+STEP = 0.05 * TIME_FACTOR
+#: How long to await an event that should come promptly before the test fails.
+TIMEOUT = 5.0 * TIME_FACTOR
+
+
+class FakeClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, monotonic: float = 1000.0, wall: float = 1_700_000_000.0) -> None:
+        self._monotonic = monotonic
+        self._wall = wall
+
+    def monotonic(self) -> float:
+        return self._monotonic
+
+    def time(self) -> float:
+        return self._wall
+
+    def advance(self, seconds: float) -> None:
+        self._monotonic += seconds
+        self._wall += seconds
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def recv_json(ws: ClientConnection, timeout: float = TIMEOUT) -> dict[str, Any]:
+    """The next message, decoded; fails the test if none comes in time."""
+    message = await asyncio.wait_for(ws.recv(), timeout)
+    assert isinstance(message, str), "the server sent a binary frame"
+    payload = json.loads(message)
+    assert isinstance(payload, dict)
+    return payload
+
+
+async def recv_type(ws: ClientConnection, kind: str, timeout: float = TIMEOUT) -> dict[str, Any]:
+    """The next message of one type, skipping others (e.g. `clients` counts)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            message = await recv_json(ws)
+            if message["type"] == kind:
+                return message
+
+
+async def states_until(
+    ws: ClientConnection, final: str, timeout: float = TIMEOUT
+) -> list[dict[str, Any]]:
+    """Every state message up to and including the first in state `final`."""
+    states = []
+    async with asyncio.timeout(timeout):
+        while True:
+            message = await recv_type(ws, "state")
+            states.append(message)
+            if message["state"] == final:
+                return states
+
+
+async def no_message_of_type(ws: ClientConnection, kind: str, seconds: float) -> None:
+    """Fails if a message of that type arrives within `seconds`."""
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                message = await recv_json(ws, timeout=seconds)
+                assert message["type"] != kind, f"unexpected {kind} message: {message}"
+    except TimeoutError:
+        pass
+
+
+async def join(url: str) -> tuple[ClientConnection, dict[str, Any], dict[str, Any]]:
+    """Connect a real client; returns it with its hello and first state."""
+    ws = await connect(url, open_timeout=TIMEOUT)
+    hello = await recv_json(ws)
+    assert hello["type"] == "hello"
+    state = await recv_json(ws)
+    assert state["type"] == "state"
+    return ws, hello, state
+
+
+async def send_json(ws: ClientConnection, payload: dict[str, Any]) -> None:
+    await ws.send(json.dumps(payload))
+
+
+async def http_request(
+    port: int, method: str, path: str, *, host: str = "127.0.0.1"
+) -> tuple[int, dict[str, str], Any]:
+    """A real HTTP request; returns the status, the headers and the decoded JSON body."""
+
+    def request() -> tuple[int, dict[str, str], Any]:
+        connection = http.client.HTTPConnection(host, port, timeout=TIMEOUT)
+        try:
+            connection.request(method, path)
+            response = connection.getresponse()
+            body = response.read()
+            headers = {name.lower(): value for name, value in response.getheaders()}
+        finally:
+            connection.close()
+        payload = json.loads(body) if headers.get("content-type") == "application/json" else body
+        return response.status, headers, payload
+
+    return await asyncio.to_thread(request)
+
+
+def command(name: str) -> str:
+    """The path of one of the installed console commands, beside this Python."""
+    return str(Path(sys.executable).parent / name)
+
+
+class ServerProcess:
+    """A real `progress-server` process on a free port; its log is kept in `lines`."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.args = ["--port", "0", *args] if "--port" not in args else list(args)
+        self.env = {**os.environ, **(env or {})}
+        self.lines: list[str] = []
+        self.port = 0
+        self.process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/progress"
+
+    async def start(self) -> ServerProcess:
+        self.process = await asyncio.create_subprocess_exec(
+            command("progress-server"),
+            *self.args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env=self.env,
+        )
+        listening = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.create_task(self._read(listening))
+        self.port = await asyncio.wait_for(listening, TIMEOUT)
+        return self
+
+    async def _read(self, listening: asyncio.Future[int]) -> None:
+        assert self.process is not None and self.process.stderr is not None
+        async for raw in self.process.stderr:
+            line = raw.decode(errors="replace").rstrip("\n")
+            self.lines.append(line)
+            match = re.search(r"listening on ws://[^:]+:(\d+)/", line)
+            if match and not listening.done():
+                listening.set_result(int(match.group(1)))
+        if not listening.done():
+            listening.set_exception(RuntimeError("server exited:\n" + "\n".join(self.lines)))
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    async def wait(self, timeout: float = TIMEOUT) -> int:
+        assert self.process is not None
+        code = await asyncio.wait_for(self.process.wait(), timeout)
+        if self._reader is not None:
+            await self._reader
+        return code
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.wait()
+
+    async def __aenter__(self) -> ServerProcess:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()

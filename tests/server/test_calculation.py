@@ -1,0 +1,208 @@
+"""The pure state machine, driven by a hand-moved clock: no sockets, no waiting."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from progress_server.calculation import (
+    AlreadyRunning,
+    Calculation,
+    NotRunning,
+    State,
+)
+from tests.helpers import FakeClock
+
+STEP = 2.0
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def calculation(clock: FakeClock) -> Calculation:
+    ids = (f"calc-{n}" for n in itertools.count(1))
+    return Calculation(step_seconds=STEP, clock=clock, new_id=lambda: next(ids))
+
+
+def states(changes: list) -> list[State]:
+    return [change.state for change in changes]
+
+
+def test_starts_idle_with_no_calculation(calculation: Calculation, clock: FakeClock) -> None:
+    """A new machine is IDLE, seq 0, with no id and no deadline."""
+    snapshot = calculation.snapshot
+    assert snapshot.state is State.IDLE
+    assert snapshot.calculation_id is None
+    assert snapshot.seq == 0
+    assert snapshot.changed_at == clock.time()
+    assert snapshot.step_seconds == STEP
+    assert calculation.next_deadline() is None
+
+
+def test_full_run_one_step_each(calculation: Calculation, clock: FakeClock) -> None:
+    """start enters STARTING; each step later the next state follows, ending on SUCCESS."""
+    started_wall = clock.time()
+    assert states(calculation.start()) == [State.STARTING]
+    assert calculation.snapshot.calculation_id == "calc-1"
+    seen = []
+    for expected in (State.IN_PROGRESS, State.ALMOST_DONE, State.SUCCESS):
+        clock.advance(STEP - 0.001)
+        assert calculation.advance() == [], "a transition came before its deadline"
+        clock.advance(0.001)
+        changes = calculation.advance()
+        assert states(changes) == [expected]
+        seen.extend(changes)
+    assert [s.seq for s in seen] == [2, 3, 4]
+    assert [s.changed_at - started_wall for s in seen] == [STEP, 2 * STEP, 3 * STEP]
+    assert all(s.calculation_id == "calc-1" for s in seen)
+    assert calculation.next_deadline() is None
+
+
+def test_deadlines_come_from_the_start_not_from_wakeups(
+    calculation: Calculation, clock: FakeClock
+) -> None:
+    """Late wake-ups do not push later deadlines back: no drift."""
+    calculation.start()
+    start = clock.monotonic()
+    clock.advance(STEP + 0.7)  # the driver woke up 0.7 s late
+    calculation.advance()
+    assert calculation.next_deadline() == start + 2 * STEP
+
+
+def test_late_advance_applies_every_missed_transition_in_order(
+    calculation: Calculation, clock: FakeClock
+) -> None:
+    """One late call catches up with all due transitions, each with its deadline's time."""
+    calculation.start()
+    started_wall = clock.time()
+    clock.advance(10 * STEP)
+    changes = calculation.advance()
+    assert states(changes) == [State.IN_PROGRESS, State.ALMOST_DONE, State.SUCCESS]
+    assert [c.changed_at - started_wall for c in changes] == [STEP, 2 * STEP, 3 * STEP]
+
+
+def test_start_while_running_is_refused_and_changes_nothing(
+    calculation: Calculation, clock: FakeClock
+) -> None:
+    """already_running in each running state; the snapshot stays the same object."""
+    calculation.start()
+    for _ in range(3):
+        before = calculation.snapshot
+        with pytest.raises(AlreadyRunning) as refused:
+            calculation.start()
+        assert refused.value.code == "already_running"
+        assert str(before.state) in refused.value.message
+        assert calculation.snapshot is before
+        clock.advance(STEP)
+        calculation.advance()
+    assert calculation.snapshot.state is State.SUCCESS
+
+
+def test_start_racing_start(calculation: Calculation) -> None:
+    """Of two starts at the same instant, the first wins and the second is refused."""
+    calculation.start()
+    with pytest.raises(AlreadyRunning):
+        calculation.start()
+    assert calculation.snapshot.calculation_id == "calc-1"
+    assert calculation.snapshot.seq == 1
+
+
+@pytest.mark.parametrize("steps_done", [0, 1, 2])
+def test_cancel_in_each_running_state(
+    calculation: Calculation, clock: FakeClock, steps_done: int
+) -> None:
+    """cancel enters CANCELED at once, and no transition ever follows it."""
+    calculation.start()
+    clock.advance(steps_done * STEP + STEP / 2)
+    calculation.advance()
+    running = calculation.snapshot.state
+    assert running.is_running
+    assert states(calculation.cancel()) == [State.CANCELED]
+    assert calculation.snapshot.calculation_id == "calc-1"
+    assert calculation.next_deadline() is None
+    clock.advance(10 * STEP)
+    assert calculation.advance() == []
+    assert calculation.snapshot.state is State.CANCELED
+
+
+def test_cancel_at_the_very_moment_of_a_transition(
+    calculation: Calculation, clock: FakeClock
+) -> None:
+    """At a deadline the transition happens first, then the cancel: both are published."""
+    calculation.start()
+    clock.advance(STEP)  # exactly IN_PROGRESS's deadline; nobody called advance() yet
+    changes = calculation.cancel()
+    assert states(changes) == [State.IN_PROGRESS, State.CANCELED]
+    assert [c.seq for c in changes] == [2, 3]
+
+
+def test_cancel_at_the_moment_of_success_is_refused(
+    calculation: Calculation, clock: FakeClock
+) -> None:
+    """At SUCCESS's deadline the calculation is over: cancel is refused and SUCCESS stays."""
+    calculation.start()
+    clock.advance(3 * STEP)
+    with pytest.raises(NotRunning):
+        calculation.cancel()
+    assert calculation.snapshot.state is State.SUCCESS
+
+
+def test_two_cancels_in_a_row(calculation: Calculation) -> None:
+    """The second cancel is refused (not_running) and changes nothing."""
+    calculation.start()
+    calculation.cancel()
+    before = calculation.snapshot
+    with pytest.raises(NotRunning) as refused:
+        calculation.cancel()
+    assert refused.value.code == "not_running"
+    assert calculation.snapshot is before
+
+
+def test_cancel_when_idle_is_refused(calculation: Calculation) -> None:
+    """Nothing to cancel before the first start."""
+    with pytest.raises(NotRunning):
+        calculation.cancel()
+    assert calculation.snapshot.seq == 0
+
+
+@pytest.mark.parametrize("final", ["success", "canceled"])
+def test_start_right_after_the_end(calculation: Calculation, clock: FakeClock, final: str) -> None:
+    """Start is allowed at once after SUCCESS or CANCELED, with a new id."""
+    calculation.start()
+    if final == "success":
+        clock.advance(3 * STEP)
+        changes = calculation.start()  # the same call catches up to SUCCESS first
+        assert states(changes) == [
+            State.IN_PROGRESS,
+            State.ALMOST_DONE,
+            State.SUCCESS,
+            State.STARTING,
+        ]
+    else:
+        calculation.cancel()
+        assert states(calculation.start()) == [State.STARTING]
+    assert calculation.snapshot.calculation_id == "calc-2"
+
+
+def test_seq_strictly_increases_across_calculations(
+    calculation: Calculation, clock: FakeClock
+) -> None:
+    """Every change, in every calculation, gets the next seq."""
+    seqs = []
+    for _ in range(3):
+        seqs += [c.seq for c in calculation.start()]
+        clock.advance(STEP)
+        seqs += [c.seq for c in calculation.advance()]
+        seqs += [c.seq for c in calculation.cancel()]
+    assert seqs == list(range(1, 10))
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0])
+def test_step_seconds_must_be_positive(bad: float) -> None:
+    """A step of zero or less is refused when the machine is made."""
+    with pytest.raises(ValueError, match="step_seconds"):
+        Calculation(step_seconds=bad)

@@ -1,0 +1,143 @@
+"""The real `progress-server` command: options, errors, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.helpers import TIMEOUT, ServerProcess, command, join, recv_type, send_json
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [command("progress-server"), *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_help_documents_every_option() -> None:
+    """--help names each option, its default and its environment variable."""
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for option, envvar, default in [
+        ("--host", "PROGRESS_HOST", "127.0.0.1"),
+        ("--port", "PROGRESS_PORT", "3003"),
+        ("--path", "PROGRESS_PATH", "/progress"),
+        ("--step-seconds", "PROGRESS_STEP_SECONDS", "2.0"),
+        ("--log-level", "PROGRESS_LOG_LEVEL", "info"),
+    ]:
+        assert option in result.stdout
+        assert envvar in result.stdout
+        assert default in result.stdout
+
+
+def test_python_dash_m_is_the_same_command() -> None:
+    """python -m progress_server runs the same CLI."""
+    result = subprocess.run(
+        [sys.executable, "-m", "progress_server", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 0
+    assert "progress-server" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "words"),
+    [
+        (["--port", "70000"], {}, "--port"),
+        (["--port", "http"], {}, "--port"),
+        (["--step-seconds", "0"], {}, "greater than 0"),
+        (["--step-seconds", "-1"], {}, "greater than 0"),
+        (["--step-seconds", "nan"], {}, "greater than 0"),
+        (["--log-level", "loud"], {}, "--log-level"),
+        (["--path", "progress"], {}, "must start with '/'"),
+        (["--path", "/state"], {}, "taken by the HTTP API"),
+        ([], {"PROGRESS_STEP_SECONDS": "soon"}, "--step-seconds"),
+        (["--colour"], {}, "No such option"),
+    ],
+)
+def test_bad_values_get_a_usage_error(args: list[str], env: dict[str, str], words: str) -> None:
+    """A bad value is a usage error (exit 2) that names the problem, with no traceback."""
+    result = run_cli(*args, env=env)
+    assert result.returncode == 2
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_port_in_use_is_one_clear_line() -> None:
+    """A taken port: one line saying so, exit status 1, no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("--port", str(port))
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "progress-server:" in line]
+    assert errors == [
+        f"progress-server: cannot listen on 127.0.0.1:{port}: "
+        "the address is already in use (is another server running?)"
+    ]
+    assert "Traceback" not in result.stderr
+
+
+async def test_port_zero_logs_the_port_it_picked() -> None:
+    """--port 0 listens on a free port and the log line names it; clients can connect."""
+    async with ServerProcess("--step-seconds", "0.05") as server:
+        assert server.port > 0
+        ws, _, state = await join(server.url)
+        async with ws:
+            assert state["step_seconds"] == 0.05
+        assert any(f"http://127.0.0.1:{server.port}/healthz" in line for line in server.lines)
+
+
+async def test_options_come_from_the_environment() -> None:
+    """PROGRESS_STEP_SECONDS and PROGRESS_PATH set what the options would."""
+    env = {"PROGRESS_STEP_SECONDS": "0.25", "PROGRESS_PATH": "/calc"}
+    async with ServerProcess(env=env) as server:
+        ws, _, state = await join(server.url.replace("/progress", "/calc"))
+        async with ws:
+            assert state["step_seconds"] == 0.25
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_closes_clients_with_1001_and_exits_0(signum: int) -> None:
+    """SIGTERM or SIGINT mid-run: clients get 1001 (going away), exit status 0 within 2 s."""
+    async with ServerProcess("--step-seconds", "0.5") as server:
+        clients = [(await join(server.url))[0] for _ in range(2)]
+        await send_json(clients[0], {"action": "start"})
+        await recv_type(clients[1], "state")
+        server.signal(signum)
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        for ws in clients:
+            with pytest.raises(ConnectionClosed):
+                async with asyncio.timeout(TIMEOUT):
+                    while True:
+                        await ws.recv()
+            assert ws.close_code == 1001
+        assert await server.wait() == 0
+        assert loop.time() - asked < 2.0
+        assert not [line for line in server.lines if "Traceback" in line or "ERROR" in line]
+
+
+async def test_stopped_server_refuses_new_clients() -> None:
+    """After SIGTERM nothing listens any more."""
+    async with ServerProcess() as server:
+        server.signal(signal.SIGTERM)
+        assert await server.wait() == 0
+        with pytest.raises(OSError):
+            await connect(server.url, open_timeout=TIMEOUT)
