@@ -1,0 +1,81 @@
+"""``progress-tui``: the command line of the terminal client."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import __version__
+from .client import DEFAULT_URL, check_url
+
+__all__ = ["default_log_path", "main", "url_option"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def default_log_path() -> Path:
+    state_home = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(state_home) / "progress" / "progress-tui.log"
+
+
+def _url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return check_url(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc}.") from None
+
+
+def url_option(function: F) -> F:
+    """The --url option, shared by progress-tui and progress-ctl."""
+    return click.option(
+        "--url",
+        default=DEFAULT_URL,
+        show_default=True,
+        envvar="PROGRESS_URL",
+        show_envvar=True,
+        callback=_url,
+        help="WebSocket URL of the server.",
+    )(function)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@url_option
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=default_log_path,
+    show_default="$XDG_STATE_HOME/progress/progress-tui.log",
+    envvar="PROGRESS_LOG_FILE",
+    show_envvar=True,
+    help="Where connection events and unexpected errors are logged.",
+)
+@click.version_option(__version__, prog_name="progress-tui")
+def main(url: str, log_file: Path) -> None:
+    """Follow and drive the shared calculation of a progress-server.
+
+    Keys: s start, c cancel, r reconnect now, q quit. Open as many terminals as you
+    like: all of them show the same calculation, live.
+    """
+    try:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
+    except OSError as exc:
+        click.echo(f"progress-tui: cannot write the log file {log_file}: {exc.strerror}", err=True)
+        sys.exit(2)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+
+    from .app import ProgressApp  # Textual loads only when the UI runs.
+
+    app = ProgressApp(url, log_path=str(log_file))
+    app.run()
+    sys.exit(app.return_code or 0)
