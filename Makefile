@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 LOG_DIR := logs
+SERVER_ARGS ?=
+TUI_ARGS ?=
 ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -20,13 +22,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the package with its dev extra
 
-run: $(STAMP) ## The main job: start the server (ARGS="..." passes options)
-	$(BIN)/progress-server $(ARGS)
+run: $(STAMP) ## The main job: a server in the background (log in logs/server.log) and a TUI
+	@mkdir -p $(LOG_DIR)
+	@echo "starting progress-server (log: $(LOG_DIR)/server.log); the TUI connects to it"
+	@$(BIN)/progress-server $(SERVER_ARGS) >>$(LOG_DIR)/server.log 2>&1 & server=$$!; \
+	  trap 'kill $$server 2>/dev/null; wait $$server 2>/dev/null' EXIT INT TERM; \
+	  $(BIN)/progress-tui --log-file $(LOG_DIR)/tui.log $(TUI_ARGS)
 
-server: $(STAMP) ## Start only the server (ARGS="..." passes options)
-	$(BIN)/progress-server $(ARGS)
+server: $(STAMP) ## Start only the server in the foreground (SERVER_ARGS="..." passes options)
+	$(BIN)/progress-server $(SERVER_ARGS)
 
-test: $(STAMP) ## Run the whole test suite
+tui: $(STAMP) ## Start only a TUI, e.g. in another terminal (TUI_ARGS="..." passes options)
+	@mkdir -p $(LOG_DIR)
+	$(BIN)/progress-tui --log-file $(LOG_DIR)/tui.log $(TUI_ARGS)
+
+test: $(STAMP) ## Run the whole test suite (ARGS="..." passes pytest options)
 	@command -v tmux >/dev/null || { echo "installing tmux (needed by the end-to-end TUI test)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null; }
 	$(BIN)/pytest $(ARGS)

@@ -61,6 +61,7 @@ class ProgressApp(App[None]):
         animate: False freezes the spinners (for stable screenshots).
         connect: False starts no connection; tests feed events to :meth:`apply`.
         log_path: Where unexpected errors are written, named in error messages.
+        pending_timeout: How long an action waits for its answer.
     """
 
     CSS_PATH = "app.tcss"
@@ -89,6 +90,7 @@ class ProgressApp(App[None]):
         animate: bool = True,
         connect: bool = True,
         log_path: str | None = None,
+        pending_timeout: float = PENDING_TIMEOUT,
     ) -> None:
         super().__init__()
         self.client = ProgressClient(url, policy=policy)
@@ -97,6 +99,7 @@ class ProgressApp(App[None]):
         self.spinning = animate
         self.autoconnect = connect
         self.log_path = log_path
+        self.pending_timeout = pending_timeout
         self.sub_title = url
         self.set_reactive(ProgressApp.connection, ConnectionInfo(ConnectionStatus.CONNECTING, url))
         self._pending_request: str | None = None
@@ -143,7 +146,11 @@ class ProgressApp(App[None]):
 
     @on(ClientEventReceived)
     def _on_client_event(self, message: ClientEventReceived) -> None:
-        self.apply(message.event)
+        if self.query(EventLog):  # not while the app is shutting down
+            self.apply(message.event)
+
+    async def on_unmount(self) -> None:
+        await self.client.close()
 
     def apply(self, event: ClientEvent) -> None:
         """Update the screen's state from one client event."""
@@ -168,7 +175,9 @@ class ProgressApp(App[None]):
                 if ack.request_id == self._pending_request:
                     self._settle_pending()
             case ServerError(error=error):
-                self.notify(error.message, title=f"Server: {error.code}", severity="error")
+                self.notify(
+                    error.message, title=f"Server: {error.code}", severity="error", markup=False
+                )
                 log.add(f"Refused: {error.message}", "red")
                 if error.request_id == self._pending_request:
                     self._settle_pending()
@@ -242,17 +251,17 @@ class ProgressApp(App[None]):
             self._pending_request = await self.client.send(action)
         except NotConnected as exc:
             self._settle_pending()
-            self.notify(f"Cannot {action}: {exc}.", severity="error")
+            self.notify(f"Cannot {action}: {exc}.", severity="error", markup=False)
             return
-        self._pending_timer = self.set_timer(PENDING_TIMEOUT, self._pending_timed_out)
+        self._pending_timer = self.set_timer(self.pending_timeout, self._pending_timed_out)
 
     def _pending_timed_out(self) -> None:
         action = self.pending
         if action is None:
             return
         self._settle_pending()
-        message = f"No answer from the server to {action} within {PENDING_TIMEOUT:.0f} s."
-        self.notify(message, title="No answer", severity="error")
+        message = f"No answer from the server to {action} within {self.pending_timeout:g} s."
+        self.notify(message, title="No answer", severity="error", markup=False)
         self.query_one(EventLog).add(message, "red")
 
     def _settle_pending(self) -> None:

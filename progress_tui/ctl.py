@@ -1,0 +1,220 @@
+"""``progress-ctl``: drive and watch the shared calculation from scripts.
+
+Exit status: 0 done (or SUCCESS), 1 refused by the server (or CANCELED), 2 the server
+could not be reached or stopped answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import AsyncGenerator, Coroutine
+from contextlib import aclosing
+from typing import Any, Literal, NoReturn
+
+import click
+
+from progress_server.calculation import State, StateSnapshot
+from progress_server.protocol import StateMessage, to_dict
+
+from . import __version__
+from .cli import url_option
+from .client import (
+    ActionAccepted,
+    ClientEvent,
+    Closed,
+    Connected,
+    ConnectionLost,
+    NotConnected,
+    ProgressClient,
+    ServerError,
+    StateReceived,
+    Waiting,
+)
+from .reconnect import ReconnectPolicy
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_UNREACHABLE = 2
+
+#: How long a one-shot command waits for the server's answer.
+ANSWER_TIMEOUT = 10.0
+
+
+class Failure(Exception):
+    """Ends the command with one line on stderr and an exit status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def describe(snapshot: StateSnapshot) -> str:
+    """One line for a person: the state, its calculation, its seq and time."""
+    at = time.strftime("%H:%M:%S", time.localtime(snapshot.changed_at))
+    calculation = f"calculation {snapshot.calculation_id}, " if snapshot.calculation_id else ""
+    return f"{snapshot.state.value} ({calculation}seq {snapshot.seq}, at {at})"
+
+
+def emit(snapshot: StateSnapshot, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(to_dict(StateMessage(snapshot))))
+    else:
+        click.echo(describe(snapshot))
+
+
+async def follow(client: ProgressClient) -> AsyncGenerator[ClientEvent, None]:
+    """The client's events, failing cleanly: unreachable at first, or lost for good."""
+    connected_once = False
+    async with aclosing(client.events()) as events:
+        async for event in events:
+            match event:
+                case Connected():
+                    connected_once = True
+                case Waiting(error=error) if not connected_once:
+                    raise Failure(f"cannot connect to {client.url}: {error}", EXIT_UNREACHABLE)
+                case ConnectionLost(reason=reason):
+                    retry = "; reconnecting" if client.reconnect else ""
+                    click.echo(f"progress-ctl: connection lost: {reason}{retry}", err=True)
+                case Closed(reason=reason) if reason != "closed":
+                    where = "" if connected_once else f" to {client.url}"
+                    verb = "lost the connection" if connected_once else "cannot connect"
+                    raise Failure(f"{verb}{where}: {reason}", EXIT_UNREACHABLE)
+            yield event
+
+
+def make_client(url: str, *, reconnect: bool) -> ProgressClient:
+    return ProgressClient(url, reconnect=reconnect, policy=ReconnectPolicy(initial=0.5, cap=5.0))
+
+
+def run(command: Coroutine[Any, Any, int]) -> NoReturn:
+    try:
+        status = asyncio.run(command)
+    except Failure as failure:
+        click.echo(f"progress-ctl: {failure.message}", err=True)
+        sys.exit(failure.status)
+    except NotConnected as exc:
+        click.echo(f"progress-ctl: {exc}", err=True)
+        sys.exit(EXIT_UNREACHABLE)
+    except TimeoutError:
+        click.echo(
+            f"progress-ctl: no answer from the server within {ANSWER_TIMEOUT:.0f} s", err=True
+        )
+        sys.exit(EXIT_UNREACHABLE)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(status)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@url_option
+@click.version_option(__version__, prog_name="progress-ctl")
+@click.pass_context
+def main(ctx: click.Context, url: str) -> None:
+    """Drive and watch a progress-server's calculation from scripts.
+
+    Exit status: 0 done, 1 refused by the server or CANCELED, 2 server unreachable.
+    """
+    ctx.obj = url
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the state message as JSON.")
+@click.pass_obj
+def status(url: str, as_json: bool) -> None:
+    """Print the current state."""
+    run(_status(url, as_json))
+
+
+async def _status(url: str, as_json: bool) -> int:
+    client = make_client(url, reconnect=False)
+    async with asyncio.timeout(ANSWER_TIMEOUT), aclosing(follow(client)) as events:
+        async for event in events:
+            if isinstance(event, StateReceived):
+                emit(event.snapshot, as_json)
+                await client.close()
+                return EXIT_OK
+    raise Failure("the server closed the connection before sending its state", EXIT_UNREACHABLE)
+
+
+@main.command()
+@click.option("--wait", is_flag=True, help="Print each state; exit 0 on SUCCESS, 1 on CANCELED.")
+@click.option("--json", "as_json", is_flag=True, help="With --wait, print JSON lines.")
+@click.pass_obj
+def start(url: str, wait: bool, as_json: bool) -> None:
+    """Start a calculation."""
+    run(_act(url, "start", wait=wait, as_json=as_json))
+
+
+@main.command()
+@click.pass_obj
+def cancel(url: str) -> None:
+    """Cancel the running calculation."""
+    run(_act(url, "cancel", wait=False, as_json=False))
+
+
+async def _act(url: str, action: Literal["start", "cancel"], *, wait: bool, as_json: bool) -> int:
+    client = make_client(url, reconnect=wait)
+    request_id: str | None = None
+    calculation_id: str | None = None
+    async with aclosing(follow(client)) as events:
+        async for event in events:
+            match event:
+                case StateReceived(snapshot=snapshot) if request_id is None:
+                    async with asyncio.timeout(ANSWER_TIMEOUT):
+                        request_id = await client.send(action)
+                case ServerError(error=error) if error.request_id == request_id:
+                    raise Failure(f"the server refused to {action}: {error.message}", EXIT_REFUSED)
+                case ActionAccepted(ack=ack) if ack.request_id == request_id:
+                    calculation_id = ack.calculation_id
+                    if not wait:
+                        past = "started" if action == "start" else "canceled"
+                        click.echo(f"{past} calculation {calculation_id}")
+                        await client.close()
+                        return EXIT_OK
+                case StateReceived(snapshot=snapshot) if calculation_id is not None:
+                    if snapshot.calculation_id != calculation_id:
+                        raise Failure(
+                            f"calculation {calculation_id} is gone from the server "
+                            f"(it restarted?); the state is now {snapshot.state.value}",
+                            EXIT_REFUSED,
+                        )
+                    emit(snapshot, as_json)
+                    if snapshot.state.is_final:
+                        await client.close()
+                        return EXIT_OK if snapshot.state is State.SUCCESS else EXIT_REFUSED
+    raise Failure("the server closed the connection before answering", EXIT_UNREACHABLE)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines, one state message each.")
+@click.option(
+    "--until-done",
+    is_flag=True,
+    help="Exit at the next SUCCESS (status 0) or CANCELED (status 1).",
+)
+@click.pass_obj
+def watch(url: str, as_json: bool, until_done: bool) -> None:
+    """Print the current state, then one line per change; reconnects by itself."""
+    run(_watch(url, as_json, until_done))
+
+
+async def _watch(url: str, as_json: bool, until_done: bool) -> int:
+    client = make_client(url, reconnect=True)
+    last: StateSnapshot | None = None
+    async with aclosing(follow(client)) as events:
+        async for event in events:
+            if not isinstance(event, StateReceived) or event.snapshot == last:
+                continue  # a resync after a reconnect repeats the last state
+            first = last is None
+            last = event.snapshot
+            emit(last, as_json)
+            if until_done and not first and last.state.is_final:
+                await client.close()
+                return EXIT_OK if last.state is State.SUCCESS else EXIT_REFUSED
+    return EXIT_OK
