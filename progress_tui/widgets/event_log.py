@@ -24,6 +24,7 @@ class EventLog(RichLog):
         border-title-color: $text-muted;
         padding: 0 1;
         scrollbar-size-vertical: 1;
+        overflow-y: auto;
     }
     """
 
@@ -36,4 +37,4 @@ class EventLog(RichLog):
 
     def add(self, message: str, style: str = "") -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(self.clock()))
-        self.write(Text.assemble((stamp, "dim"), " ", (message, style)))
+        self.write(Text.assemble((f"{stamp} ", "dim"), (message, style)))
