@@ -1,0 +1,153 @@
+"""The real `progress-ctl` command against real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+import pytest
+
+from progress_server.server import ProgressServer
+from tests.helpers import (
+    TIME_FACTOR,
+    TIMEOUT,
+    command,
+    free_port,
+    join,
+    recv_type,
+    send_json,
+)
+
+
+async def ctl(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        command("progress-ctl"),
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+
+
+async def finish(process: asyncio.subprocess.Process) -> tuple[int, str, str]:
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 2 * TIMEOUT)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def run_ctl(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    return await finish(await ctl(*args, env=env))
+
+
+async def test_status_prints_the_state(server: ProgressServer) -> None:
+    """status: one line for a person; --json: the state message."""
+    code, out, err = await run_ctl("--url", server.url, "status")
+    assert (code, err) == (0, "")
+    assert out.startswith("IDLE (seq 0, at ")
+    code, out, _ = await run_ctl("--url", server.url, "status", "--json")
+    assert code == 0
+    state = json.loads(out)
+    assert state["type"] == "state" and state["state"] == "IDLE" and state["seq"] == 0
+
+
+async def test_url_comes_from_the_environment(server: ProgressServer) -> None:
+    """PROGRESS_URL sets --url."""
+    code, out, _ = await run_ctl("status", env={"PROGRESS_URL": server.url})
+    assert code == 0 and out.startswith("IDLE")
+
+
+async def test_start_wait_prints_each_state_and_exits_0_on_success(
+    server: ProgressServer,
+) -> None:
+    """start --wait: STARTING, IN_PROGRESS, ALMOST_DONE, SUCCESS; exit status 0."""
+    code, out, err = await run_ctl("--url", server.url, "start", "--wait")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines] == [
+        "STARTING",
+        "IN_PROGRESS",
+        "ALMOST_DONE",
+        "SUCCESS",
+    ]
+    assert len({line.split()[2] for line in lines}) == 1  # one calculation id
+
+
+async def test_start_wait_exits_1_on_canceled() -> None:
+    """start --wait while another client cancels: ends on CANCELED, exit status 1."""
+    async with ProgressServer(port=0, step_seconds=0.5 * TIME_FACTOR) as server:
+        watcher, _, _ = await join(server.url)
+        process = await ctl("--url", server.url, "start", "--wait", "--json")
+        starting = await recv_type(watcher, "state")
+        assert starting["state"] == "STARTING"
+        await send_json(watcher, {"action": "cancel"})
+        code, out, err = await finish(process)
+        await watcher.close()
+    assert (code, err) == (1, "")
+    states = [json.loads(line)["state"] for line in out.splitlines()]
+    assert states[0] == "STARTING" and states[-1] == "CANCELED"
+
+
+async def test_start_and_cancel_without_wait() -> None:
+    """start prints the new id; cancel prints the same id."""
+    async with ProgressServer(port=0, step_seconds=2.0 * TIME_FACTOR) as server:
+        code, out, _ = await run_ctl("--url", server.url, "start")
+        assert code == 0 and out.startswith("started calculation ")
+        calculation_id = out.split()[-1]
+        code, out, _ = await run_ctl("--url", server.url, "cancel")
+        assert (code, out.strip()) == (0, f"canceled calculation {calculation_id}")
+
+
+@pytest.mark.parametrize(("args", "words"), [(["cancel"], "no running calculation")])
+async def test_refused_action_prints_the_server_error_and_exits_1(
+    server: ProgressServer, args: list[str], words: str
+) -> None:
+    """A refused action: the server's sentence on stderr, exit status 1."""
+    code, out, err = await run_ctl("--url", server.url, *args)
+    assert code == 1
+    assert out == ""
+    assert err.startswith("progress-ctl: the server refused to cancel: ")
+    assert words in err
+
+
+async def test_start_while_running_is_refused() -> None:
+    """A second start while one runs: already running on stderr, exit status 1."""
+    async with ProgressServer(port=0, step_seconds=2.0 * TIME_FACTOR) as server:
+        code, _, _ = await run_ctl("--url", server.url, "start")
+        assert code == 0
+        code, out, err = await run_ctl("--url", server.url, "start")
+        assert (code, out) == (1, "")
+        assert "already running" in err
+
+
+async def test_watch_json_lines_until_done(server: ProgressServer) -> None:
+    """watch --json --until-done: the current state, then each change, then exit 0."""
+    process = await ctl("--url", server.url, "watch", "--json", "--until-done")
+    assert process.stdout is not None
+    first = json.loads(await asyncio.wait_for(process.stdout.readline(), TIMEOUT))
+    assert first["state"] == "IDLE"
+    await run_ctl("--url", server.url, "start")
+    code, out, err = await finish(process)
+    assert (code, err) == (0, "")
+    messages = [json.loads(line) for line in out.splitlines()]
+    assert [m["state"] for m in messages] == ["STARTING", "IN_PROGRESS", "ALMOST_DONE", "SUCCESS"]
+    assert [m["seq"] for m in messages] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("args", [["status"], ["start", "--wait"], ["cancel"], ["watch"]])
+async def test_nothing_listening_exits_2_with_one_line(args: list[str]) -> None:
+    """No server: one clear line on stderr, exit status 2, no traceback."""
+    url = f"ws://127.0.0.1:{free_port()}/progress"
+    code, out, err = await run_ctl("--url", url, *args)
+    assert code == 2
+    assert out == ""
+    assert err == f"progress-ctl: cannot connect to {url}: connection refused\n"
+
+
+async def test_bad_url_is_a_usage_error() -> None:
+    """A URL that is not ws:// or wss:// is refused before anything is tried."""
+    code, _, err = await run_ctl("--url", "http://127.0.0.1:3003/", "status")
+    assert code == 2
+    assert "is not a WebSocket URL" in err
+    assert "Traceback" not in err
