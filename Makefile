@@ -9,7 +9,7 @@ TUI_ARGS ?=
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run server tui test lint style types clean
+.PHONY: help install run server tui test lint style types screenshot clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ style: $(STAMP) ## Fix what ruff can fix, and format
 
 types: $(STAMP) ## mypy over the packages
 	$(BIN)/mypy
+
+screenshot: $(STAMP) ## Save docs/images/progress-tui.svg from a real run
+	$(BIN)/python docs/screenshot.py
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(LOG_DIR) *.egg-info

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from progress_server.server import ProgressServer
-from tests.helpers import http_request, join, recv_type, states_until
+from tests.helpers import TIME_FACTOR, http_request, join, recv_type, states_until
 
 
 async def test_healthz(server: ProgressServer) -> None:
@@ -25,8 +25,13 @@ async def test_state_is_the_state_message(server: ProgressServer) -> None:
     assert body == ws_state
 
 
-async def test_start_then_cancel_over_http_is_broadcast(server: ProgressServer) -> None:
+async def test_start_then_cancel_over_http_is_broadcast() -> None:
     """POST /start answers 202 with the ack; WebSocket clients see the run; POST /cancel ends it."""
+    async with ProgressServer(port=0, step_seconds=1.0 * TIME_FACTOR) as server:
+        await _start_then_cancel(server)
+
+
+async def _start_then_cancel(server: ProgressServer) -> None:
     ws, _, _ = await join(server.url)
     async with ws:
         status, _, ack = await http_request(server.port, "POST", "/start")
