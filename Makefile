@@ -38,7 +38,8 @@ tui: $(STAMP) ## Start only a TUI, e.g. in another terminal (TUI_ARGS="..." pass
 
 test: $(STAMP) ## Run the whole test suite (ARGS="..." passes pytest options)
 	@command -v tmux >/dev/null || { echo "installing tmux (needed by the end-to-end TUI test)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null; }
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null; } \
+	  || { echo "could not install tmux: install it (e.g. sudo apt-get install tmux) and run make test again"; exit 1; }; }
 	$(BIN)/pytest $(ARGS)
 
 lint: $(STAMP) ## ruff check and ruff format --check

@@ -13,6 +13,7 @@ import click
 
 from . import __version__
 from .client import DEFAULT_URL, check_url
+from .reconnect import ReconnectPolicy
 
 __all__ = ["default_log_path", "main", "url_option"]
 
@@ -57,13 +58,36 @@ def url_option(function: F) -> F:
     show_envvar=True,
     help="Where connection events and unexpected errors are logged.",
 )
+@click.option(
+    "--reconnect-initial",
+    type=click.FloatRange(min=0.01, max=3600),
+    default=0.5,
+    show_default=True,
+    envvar="PROGRESS_RECONNECT_INITIAL",
+    show_envvar=True,
+    help="Longest first wait before reconnecting, in seconds; it doubles after each failure.",
+)
+@click.option(
+    "--reconnect-cap",
+    type=click.FloatRange(min=0.01, max=3600),
+    default=10.0,
+    show_default=True,
+    envvar="PROGRESS_RECONNECT_CAP",
+    show_envvar=True,
+    help="Longest wait before reconnecting, in seconds.",
+)
 @click.version_option(__version__, prog_name="progress-tui")
-def main(url: str, log_file: Path) -> None:
+def main(url: str, log_file: Path, reconnect_initial: float, reconnect_cap: float) -> None:
     """Follow and drive the shared calculation of a progress-server.
 
     Keys: s start, c cancel, r reconnect now, q quit. Open as many terminals as you
     like: all of them show the same calculation, live.
     """
+    if reconnect_cap < reconnect_initial:
+        raise click.BadParameter(
+            f"must be at least --reconnect-initial ({reconnect_initial:g}).",
+            param_hint="--reconnect-cap",
+        )
     try:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
@@ -76,6 +100,7 @@ def main(url: str, log_file: Path) -> None:
 
     from .app import ProgressApp  # Textual loads only when the UI runs.
 
-    app = ProgressApp(url, log_path=str(log_file))
+    policy = ReconnectPolicy(initial=reconnect_initial, cap=reconnect_cap)
+    app = ProgressApp(url, policy=policy, log_path=str(log_file))
     app.run()
     sys.exit(app.return_code or 0)

@@ -203,6 +203,9 @@ class ProgressClient:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.status = ConnectionStatus.DISCONNECTED
+        #: The latest state and clients count the server sent; kept across reconnections.
+        self.snapshot: StateSnapshot | None = None
+        self.clients: int | None = None
         self._connection: ClientConnection | None = None
         self._wake = asyncio.Event()
         self._skip_wait = False
@@ -285,8 +288,10 @@ class ProgressClient:
                         self.status = ConnectionStatus.CONNECTED
                         yield Connected(self.url, message.server, message.client_id)
                     case StateMessage(snapshot=snapshot):
+                        self.snapshot = snapshot
                         yield StateReceived(snapshot)
                     case Clients(count=count):
+                        self.clients = count
                         yield ClientsChanged(count)
                     case Ack():
                         yield ActionAccepted(message)

@@ -60,6 +60,8 @@ async def test_connect_yields_hello_state_and_count(server: ProgressServer) -> N
         assert isinstance(state, StateReceived)
         assert state.snapshot.state is State.IDLE
         assert await anext(events) == ClientsChanged(1)
+        assert client.snapshot == state.snapshot
+        assert client.clients == 1
 
 
 async def test_send_gets_an_ack_with_its_request_id(server: ProgressServer) -> None:

@@ -1,0 +1,90 @@
+"""The progress-tui command line, and what happens on an unexpected error."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from progress_tui.app import ProgressApp
+from tests.helpers import TIMEOUT, command
+
+
+def run_tui(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [command("progress-tui"), *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_help_documents_the_options() -> None:
+    """--help names --url, --log-file and the backoff with their environment variables."""
+    result = run_tui("--help")
+    assert result.returncode == 0
+    for words in (
+        "--url",
+        "PROGRESS_URL",
+        "ws://127.0.0.1:3003/progress",
+        "--log-file",
+        "--reconnect-initial",
+        "--reconnect-cap",
+        "s start, c cancel",
+    ):
+        assert words in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--url", "http://127.0.0.1:3003/"], "is not a WebSocket URL"),
+        (["--url", "ws://127.0.0.1:99999/progress"], "invalid port"),
+        (["--reconnect-initial", "0"], "--reconnect-initial"),
+        (["--reconnect-initial", "5", "--reconnect-cap", "1"], "at least --reconnect-initial"),
+    ],
+)
+def test_bad_values_are_usage_errors(args: list[str], words: str) -> None:
+    """Bad options: a usage error naming the problem, no traceback, no UI started."""
+    result = run_tui(*args)
+    assert result.returncode == 2
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unwritable_log_file_is_one_line(tmp_path: Path) -> None:
+    """A log file that cannot be created: one clear line, exit status 2."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run_tui("--log-file", str(blocker / "tui.log"))
+    assert result.returncode == 2
+    assert result.stderr.startswith("progress-tui: cannot write the log file ")
+    assert "Traceback" not in result.stderr
+
+
+async def test_an_unexpected_error_goes_to_the_log_not_the_screen(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug in a handler: the traceback is logged; the screen gets one sentence."""
+    app = ProgressApp(connect=False, log_path="/var/log/tui.log")
+    shown: list[str] = []
+    panic = app.panic
+
+    def recording_panic(*renderables: object) -> None:  # what would be printed on exit
+        shown.extend(str(renderable) for renderable in renderables)
+        panic(*renderables)  # type: ignore[arg-type]
+
+    app.panic = recording_panic  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR), pytest.raises(ZeroDivisionError):
+        async with app.run_test() as pilot:
+            app.call_later(lambda: 1 / 0)
+            await pilot.pause()
+    assert "unexpected error" in caplog.text
+    assert "ZeroDivisionError" in caplog.text  # the traceback, in the log
+    assert len(shown) == 1
+    assert "progress-tui stopped on an unexpected error (division by zero)" in shown[0]
+    assert "/var/log/tui.log" in shown[0]
+    assert "Traceback" not in shown[0]
