@@ -8,13 +8,16 @@ import logging
 import math
 import signal
 import sys
+from typing import Any
 
 import click
 
 from . import __version__
+from .auth import redact
 from .calculation import DEFAULT_STEP_SECONDS
+from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
 from .routes import HttpRoutes
-from .server import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ProgressServer
+from .server import ProgressServer
 
 __all__ = ["main"]
 
@@ -84,30 +87,142 @@ def _websocket_path(ctx: click.Context, param: click.Parameter, value: str) -> s
     show_envvar=True,
     help="Least important log messages shown.",
 )
+@click.option(
+    "--max-message-bytes",
+    type=click.IntRange(64, 1024 * 1024),
+    default=ServerConfig.max_message_bytes,
+    show_default=True,
+    envvar="PROGRESS_MAX_MESSAGE_BYTES",
+    show_envvar=True,
+    help="Largest message a client may send; a larger one closes it with 1009.",
+)
+@click.option(
+    "--max-clients",
+    type=click.IntRange(1, 1_000_000),
+    default=ServerConfig.max_clients,
+    show_default=True,
+    envvar="PROGRESS_MAX_CLIENTS",
+    show_envvar=True,
+    help="Clients connected at most; the next handshake gets HTTP 503.",
+)
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(0.1, 100_000),
+    default=ServerConfig.rate_limit,
+    show_default=True,
+    envvar="PROGRESS_RATE_LIMIT",
+    show_envvar=True,
+    help="Messages per second a client may send on average; excess ones are dropped.",
+)
+@click.option(
+    "--rate-burst",
+    type=click.IntRange(1, 100_000),
+    default=ServerConfig.rate_burst,
+    show_default=True,
+    envvar="PROGRESS_RATE_BURST",
+    show_envvar=True,
+    help="Messages a client may send at once.",
+)
+@click.option(
+    "--ping-interval",
+    type=click.FloatRange(0.1, 3600),
+    default=ServerConfig.ping_interval,
+    show_default=True,
+    envvar="PROGRESS_PING_INTERVAL",
+    show_envvar=True,
+    help="Seconds between keepalive pings to each client.",
+)
+@click.option(
+    "--ping-timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=ServerConfig.ping_timeout,
+    show_default=True,
+    envvar="PROGRESS_PING_TIMEOUT",
+    show_envvar=True,
+    help="Seconds a pong may take before a client counts as dead and is dropped.",
+)
+@click.option(
+    "--token",
+    envvar="PROGRESS_TOKEN",
+    show_envvar=True,
+    help="Shared secret every client (and every HTTP request but /healthz) must present. "
+    "Prefer the environment variable: command lines are visible to other users.",
+)
+@click.option(
+    "--allow-origin",
+    "allowed_origins",
+    multiple=True,
+    envvar="PROGRESS_ALLOW_ORIGINS",
+    show_envvar=True,
+    help="A browser origin allowed to connect, e.g. https://dash.example.com; repeat for "
+    "more. When given, requests from any other Origin get 403.",
+)
+@click.option(
+    "--certfile",
+    type=click.Path(exists=True, dir_okay=False),
+    envvar="PROGRESS_CERTFILE",
+    show_envvar=True,
+    help="PEM certificate chain: serve wss:// and https://.",
+)
+@click.option(
+    "--keyfile",
+    type=click.Path(exists=True, dir_okay=False),
+    envvar="PROGRESS_KEYFILE",
+    show_envvar=True,
+    help="PEM private key of --certfile, when it is not in the same file.",
+)
 @click.version_option(__version__, prog_name="progress-server")
-def main(host: str, port: int, path: str, step_seconds: float, log_level: str) -> None:
+def main(**options: Any) -> None:
     """Run one shared calculation and broadcast its every change to every client.
 
     WebSocket clients connect to ws://HOST:PORT/PATH; the same port answers
     GET /healthz, GET /state, POST /start and POST /cancel. Stop with Ctrl-C or
     SIGTERM: clients are closed with code 1001 (going away).
     """
+    log_level = options.pop("log_level")
+    options["allowed_origins"] = tuple(options["allowed_origins"])
+    if options["keyfile"] and not options["certfile"]:
+        raise click.UsageError("--keyfile needs --certfile.")
+    if options["token"] == "":
+        raise click.BadParameter("must not be empty.", param_hint="--token")
+    config = ServerConfig(**options)
     configure_logging(log_level)
-    server = ProgressServer(host=host, port=port, path=path, step_seconds=step_seconds)
+    if not config.loopback and config.token is None:
+        logger.warning(
+            "listening on %s without --token: anyone who can reach this address can "
+            "start and cancel the calculation",
+            config.host,
+        )
+    server = ProgressServer(config)
     try:
         asyncio.run(_serve_until_signal(server))
     except OSError as exc:
-        reason = (
-            "the address is already in use (is another server running?)"
-            if exc.errno == errno.EADDRINUSE
-            else (exc.strerror or str(exc))
+        if exc.errno == errno.EADDRINUSE:
+            reason = "the address is already in use (is another server running?)"
+        else:
+            reason = exc.strerror or str(exc)
+        click.echo(
+            f"progress-server: cannot listen on {config.host}:{config.port}: {reason}", err=True
         )
-        click.echo(f"progress-server: cannot listen on {host}:{port}: {reason}", err=True)
         sys.exit(1)
 
 
+class RedactTokens(logging.Filter):
+    """Keeps tokens out of the log, whatever logs them (websockets' debug lines do)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
 def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(RedactTokens())
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     # websockets logs every connection and rejected handshake at INFO; ours say it better.
     if level.lower() != "debug":
         logging.getLogger("websockets").setLevel(logging.WARNING)

@@ -4,10 +4,16 @@ Every write here is synchronous (websockets' :func:`~websockets.asyncio.server.b
 queues the frame and returns): the calculation never awaits a client, so a slow
 client cannot delay the others, and no change can slip in between a client's
 joining and the snapshot it is sent.
+
+Slow clients are *conflated*: every state message is a full snapshot, so a client
+with more than ``send_buffer_limit`` bytes waiting is skipped, and once its buffer
+drains it gets only the latest state (and count). One that stays over the limit for
+``stuck_timeout`` seconds is disconnected.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from websockets.asyncio.server import ServerConnection, broadcast
@@ -25,13 +31,35 @@ class Hub:
 
     Args:
         initial: The calculation's state when the server starts.
+        send_buffer_limit: Bytes waiting for one client past which it is skipped.
+        stuck_timeout: Seconds a client may stay past the limit before it is closed.
     """
 
-    def __init__(self, initial: StateSnapshot) -> None:
+    def __init__(
+        self,
+        initial: StateSnapshot,
+        *,
+        send_buffer_limit: int = 64 * 1024,
+        stuck_timeout: float = 30.0,
+    ) -> None:
         self.clients: set[ServerConnection] = set()
         self.snapshot = initial
         # Each state is encoded once, for every client that gets it.
         self.state_frame = encode(StateMessage(initial))
+        self.send_buffer_limit = send_buffer_limit
+        self.stuck_timeout = stuck_timeout
+        #: Clients skipped for a full buffer, with the loop time they fell behind.
+        self.lagging: dict[ServerConnection, float] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start watching lagging clients (needs a running event loop)."""
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
 
     def publish(self, snapshot: StateSnapshot) -> None:
         """Send a new state to every client; an older or repeated one is dropped."""
@@ -39,14 +67,16 @@ class Hub:
             return
         self.snapshot = snapshot
         self.state_frame = encode(StateMessage(snapshot))
+        recipients = self._writable()
         logger.info(
-            "state %s (calculation %s, seq %d) sent to %d clients",
+            "state %s (calculation %s, seq %d) sent to %d clients%s",
             snapshot.state,
             snapshot.calculation_id,
             snapshot.seq,
-            len(self.clients),
+            len(recipients),
+            f", {len(self.lagging)} lagging" if self.lagging else "",
         )
-        broadcast(self.clients, self.state_frame)
+        broadcast(recipients, self.state_frame)
 
     def join(self, connection: ServerConnection) -> None:
         """Add a client: it gets the current state at once, everyone the new count."""
@@ -56,9 +86,59 @@ class Hub:
 
     def leave(self, connection: ServerConnection) -> None:
         """Remove a client; everyone left gets the new count."""
+        self.lagging.pop(connection, None)
         if connection in self.clients:
             self.clients.remove(connection)
             self._announce_count()
 
     def _announce_count(self) -> None:
-        broadcast(self.clients, encode(Clients(count=len(self.clients))))
+        broadcast(self._writable(), self.count_frame())
+
+    def count_frame(self) -> str:
+        return encode(Clients(count=len(self.clients)))
+
+    def _writable(self) -> list[ServerConnection]:
+        """The clients with room in their buffer; the others join :attr:`lagging`."""
+        limit = self.send_buffer_limit
+        now = asyncio.get_running_loop().time()
+        recipients = []
+        for connection in self.clients:
+            if connection in self.lagging:
+                continue
+            if connection.transport.get_write_buffer_size() > limit:
+                self.lagging[connection] = now
+                logger.info("client %s is lagging: skipping it", connection.id.hex[:12])
+            else:
+                recipients.append(connection)
+        return recipients
+
+    def sweep(self) -> None:
+        """Catch up the clients that drained; close those stuck past the timeout."""
+        now = asyncio.get_running_loop().time()
+        for connection, since in list(self.lagging.items()):
+            if connection.transport.get_write_buffer_size() <= self.send_buffer_limit:
+                del self.lagging[connection]
+                # Only the latest state: the ones it missed are out of date anyway.
+                broadcast([connection], self.state_frame)
+                broadcast([connection], self.count_frame())
+                logger.info("client %s caught up", connection.id.hex[:12])
+            elif now - since > self.stuck_timeout:
+                del self.lagging[connection]
+                logger.warning(
+                    "client %s stuck for %.0f s with %d bytes unsent: disconnecting it",
+                    connection.id.hex[:12],
+                    now - since,
+                    connection.transport.get_write_buffer_size(),
+                )
+                # It reads nothing, so it would never answer a close frame.
+                connection.transport.abort()
+
+    async def _sweep_forever(self, interval: float = 0.1) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            if not self.lagging:
+                continue
+            try:
+                self.sweep()
+            except Exception:  # the sweeper must outlive any bug
+                logger.exception("sweeping lagging clients failed")

@@ -50,6 +50,7 @@ class ErrorCode(enum.StrEnum):
     ALREADY_RUNNING = "already_running"
     NOT_RUNNING = "not_running"
     UNSUPPORTED_FRAME = "unsupported_frame"
+    RATE_LIMITED = "rate_limited"
     INTERNAL_ERROR = "internal_error"
 
 

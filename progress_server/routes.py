@@ -18,6 +18,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from .auth import origin_allowed, presented_token, token_matches
 from .calculation import ActionRefused
 from .protocol import Error, StateMessage, to_dict
 
@@ -75,10 +76,49 @@ class HttpRoutes:
     ) -> Response | None:
         """websockets' hook: None lets a WebSocket handshake go on, a Response answers."""
         path = urlsplit(request.path).path
+        response = self._gate(path, request) or await self._route(path, request)
+        if response is None:
+            return None
+        level = logging.DEBUG if path == "/healthz" else logging.INFO
+        logger.log(level, "HTTP %s %s -> %d", request.method, path, response.status_code)
+        return response
+
+    def _gate(self, path: str, request: Request) -> Response | None:
+        """Refuse a request from a foreign origin, or without the token."""
+        config = self.server.config
+        if not origin_allowed(config.allowed_origins, request.headers):
+            return error_response(
+                http.HTTPStatus.FORBIDDEN,
+                "forbidden_origin",
+                "This origin is not allowed to use this server.",
+            )
+        if (
+            config.token is not None
+            and path != "/healthz"
+            and not token_matches(config.token, presented_token(request.headers, request.path))
+        ):
+            return error_response(
+                http.HTTPStatus.UNAUTHORIZED,
+                "unauthorized",
+                "This server needs a token: send 'Authorization: Bearer <token>' "
+                "or add ?token=<token> to the URL.",
+                headers={"WWW-Authenticate": 'Bearer realm="progress"'},
+            )
+        return None
+
+    async def _route(self, path: str, request: Request) -> Response | None:
         if path == self.server.path:
-            if request.method == "GET":
-                return None  # websockets answers 426 to a GET that is not an upgrade.
-            return self._method_not_allowed(request.method, path, "GET")
+            if request.method != "GET":
+                return self._method_not_allowed(request.method, path, "GET")
+            if self.server.full:
+                return error_response(
+                    http.HTTPStatus.SERVICE_UNAVAILABLE,
+                    "server_full",
+                    f"The server is full ({self.server.config.max_clients} clients); "
+                    "try again later.",
+                    headers={"Retry-After": "5"},
+                )
+            return None  # websockets answers 426 to a GET that is not an upgrade.
         route = self.table.get(path)
         if route is None:
             response = error_response(
@@ -93,8 +133,6 @@ class HttpRoutes:
                 response = self._method_not_allowed(request.method, path, method)
             else:
                 response = await handler()
-        level = logging.DEBUG if path == "/healthz" else logging.INFO
-        logger.log(level, "HTTP %s %s -> %d", request.method, path, response.status_code)
         return response
 
     def _method_not_allowed(self, method: str, path: str, allowed: str) -> Response:

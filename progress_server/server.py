@@ -7,17 +7,23 @@ written with :mod:`progress_server.protocol`.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
+import ssl
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 
 from . import __version__
 from .backends import Backend, MemoryBackend, Unsubscribe
-from .calculation import DEFAULT_STEP_SECONDS, ActionRefused
+from .calculation import ActionRefused
+from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
 from .hub import Hub
+from .limits import TokenBucket
 from .protocol import Ack, Error, ErrorCode, Hello, ProtocolError, decode_request, encode
 from .routes import HttpRoutes
 
@@ -32,9 +38,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 3003
-DEFAULT_PATH = "/progress"
 SERVER_NAME = f"progress-server/{__version__}"
 
 #: How long closing waits for a client's close frame, at shutdown in particular.
@@ -52,40 +55,47 @@ class ProgressServer:
     """One server instance; use it as ``async with ProgressServer(...) as server:``.
 
     Args:
+        config: The settings; keyword arguments override single fields of it,
+            e.g. ``ProgressServer(port=0, step_seconds=0.05)``.
         backend: Where the calculation lives; by default a new in-memory one.
-        host: The interface to listen on.
-        port: The TCP port; 0 picks a free one (see :attr:`port`).
-        path: The WebSocket endpoint's path.
-        step_seconds: The length of each step, for the default backend.
     """
 
     def __init__(
         self,
-        backend: Backend | None = None,
+        config: ServerConfig | None = None,
         *,
-        host: str = DEFAULT_HOST,
-        port: int = DEFAULT_PORT,
-        path: str = DEFAULT_PATH,
-        step_seconds: float = DEFAULT_STEP_SECONDS,
+        backend: Backend | None = None,
+        **overrides: Any,
     ) -> None:
-        self.backend = backend if backend is not None else MemoryBackend(step_seconds=step_seconds)
-        self.host = host
-        self.port = port
-        self.path = path
+        self.config = dataclasses.replace(config or ServerConfig(), **overrides)
+        self.backend = (
+            backend if backend is not None else MemoryBackend(step_seconds=self.config.step_seconds)
+        )
+        self.port = self.config.port
+        self.path = self.config.path
         self.hub: Hub | None = None
         self.routes = HttpRoutes(self)
         self._server: Server | None = None
         self._unsubscribe: Unsubscribe | None = None
 
     @property
+    def host(self) -> str:
+        return self.config.host
+
+    @property
+    def full(self) -> bool:
+        """Whether the next client would be one too many."""
+        return self.hub is not None and len(self.hub.clients) >= self.config.max_clients
+
+    @property
     def url(self) -> str:
         """The WebSocket URL clients connect to."""
-        return format_url("ws", self.host, self.port, self.path)
+        return format_url("wss" if self.config.tls else "ws", self.host, self.port, self.path)
 
     @property
     def http_url(self) -> str:
         """The base URL of the HTTP endpoints."""
-        return format_url("http", self.host, self.port)
+        return format_url("https" if self.config.tls else "http", self.host, self.port)
 
     async def start(self) -> None:
         """Listen; :attr:`port` is the real port afterwards.
@@ -93,16 +103,27 @@ class ProgressServer:
         Raises:
             OSError: If the address cannot be bound, e.g. the port is in use.
         """
-        self.hub = Hub(await self.backend.snapshot())
+        config = self.config
+        ssl_context = _server_ssl_context(config) if config.tls else None
+        self.hub = Hub(
+            await self.backend.snapshot(),
+            send_buffer_limit=config.send_buffer_limit,
+            stuck_timeout=config.stuck_timeout,
+        )
         self._unsubscribe = self.backend.subscribe(self.hub.publish)
         self._server = await serve(
             self.handle,
-            self.host,
-            self.port,
+            config.host,
+            config.port,
             process_request=self.routes.process_request,
             server_header=SERVER_NAME,
             close_timeout=CLOSE_TIMEOUT,
+            ping_interval=config.ping_interval,
+            ping_timeout=config.ping_timeout,
+            max_size=config.max_message_bytes,
+            ssl=ssl_context,
         )
+        self.hub.start()
         self.port = self._server.sockets[0].getsockname()[1]
         logger.info("listening on %s", self.url)
         logger.info(
@@ -112,6 +133,8 @@ class ProgressServer:
 
     async def close(self) -> None:
         """Stop accepting, close every client with 1001 (going away), stop the backend."""
+        if self.hub is not None:
+            self.hub.stop()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -153,6 +176,14 @@ class ProgressServer:
         client_id = connection.id.hex[:12]
         peer = _format_peer(connection.remote_address)
         joined = False
+        if self.full:  # handshakes that raced past the check in process_request
+            await connection.close(CloseCode.TRY_AGAIN_LATER, "server full")
+            return
+        loop = asyncio.get_running_loop()
+        config = self.config
+        rate = TokenBucket(config.rate_limit, config.rate_burst, loop.time())
+        # Refused messages drain this one; empty means a flood: close with 1008.
+        patience = TokenBucket(config.rate_limit, config.flood_tolerance, loop.time())
         try:
             await connection.send(encode(Hello(server=SERVER_NAME, client_id=client_id)))
             self.hub.join(connection)
@@ -164,7 +195,14 @@ class ProgressServer:
                 len(self.hub.clients),
             )
             async for data in connection:
-                await self._reply(connection, client_id, data)
+                now = loop.time()
+                if rate.take(now):
+                    await self._reply(connection, client_id, data)
+                elif patience.take(now):
+                    await connection.send(encode(RATE_LIMITED))
+                else:
+                    logger.warning("client %s: closed for flooding", client_id)
+                    await connection.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
         except ConnectionClosed:
             pass
         finally:
@@ -203,6 +241,27 @@ class ProgressServer:
                 )
             )
         await connection.send(reply)
+
+
+RATE_LIMITED = Error(
+    code=ErrorCode.RATE_LIMITED,
+    message="Too many messages: this one was dropped. Slow down or you will be disconnected.",
+)
+
+
+def _server_ssl_context(config: ServerConfig) -> ssl.SSLContext:
+    """TLS for wss:// and https://.
+
+    Raises:
+        OSError: If the certificate or the key cannot be read or do not match.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    assert config.certfile is not None
+    try:
+        context.load_cert_chain(config.certfile, config.keyfile)
+    except ssl.SSLError as exc:
+        raise OSError(f"cannot use the certificate {config.certfile}: {exc.reason}") from None
+    return context
 
 
 def _format_peer(address: object) -> str:
