@@ -62,6 +62,8 @@ class ProgressApp(App[None]):
         connect: False starts no connection; tests feed events to :meth:`apply`.
         log_path: Where unexpected errors are written, named in error messages.
         pending_timeout: How long an action waits for its answer.
+        token: The server's token, if it has one.
+        cafile: Certificate authorities to trust for a wss:// URL.
     """
 
     CSS_PATH = "app.tcss"
@@ -91,9 +93,11 @@ class ProgressApp(App[None]):
         connect: bool = True,
         log_path: str | None = None,
         pending_timeout: float = PENDING_TIMEOUT,
+        token: str | None = None,
+        cafile: str | None = None,
     ) -> None:
         super().__init__()
-        self.client = ProgressClient(url, policy=policy)
+        self.client = ProgressClient(url, policy=policy, token=token, cafile=cafile)
         self.clock = clock
         self.now = now if now is not None else (lambda: asyncio.get_running_loop().time())
         self.spinning = animate
@@ -194,6 +198,9 @@ class ProgressApp(App[None]):
                 self.connection = ConnectionInfo(
                     ConnectionStatus.DISCONNECTED, url, error=None if reason == "closed" else reason
                 )
+                if reason != "closed":  # e.g. a refused token: retrying cannot help
+                    log.add(f"Gave up: {reason}", "bold red")
+                    self.notify(reason, title="Cannot connect", severity="error", markup=False)
 
     # What the user asks for.
 

@@ -15,7 +15,7 @@ from . import __version__
 from .client import DEFAULT_URL, check_url
 from .reconnect import ReconnectPolicy
 
-__all__ = ["default_log_path", "main", "url_option"]
+__all__ = ["check_connection_options", "connection_options", "default_log_path", "main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,21 +34,49 @@ def _url(ctx: click.Context, param: click.Parameter, value: str) -> str:
         raise click.BadParameter(f"{exc}.") from None
 
 
-def url_option(function: F) -> F:
-    """The --url option, shared by progress-tui and progress-ctl."""
-    return click.option(
-        "--url",
-        default=DEFAULT_URL,
-        show_default=True,
-        envvar="PROGRESS_URL",
-        show_envvar=True,
-        callback=_url,
-        help="WebSocket URL of the server.",
-    )(function)
+def connection_options(function: F) -> F:
+    """--url, --token and --cafile, shared by progress-tui and progress-ctl."""
+    options = [
+        click.option(
+            "--url",
+            default=DEFAULT_URL,
+            show_default=True,
+            envvar="PROGRESS_URL",
+            show_envvar=True,
+            callback=_url,
+            help="WebSocket URL of the server (wss:// for TLS).",
+        ),
+        click.option(
+            "--token",
+            envvar="PROGRESS_TOKEN",
+            show_envvar=True,
+            help="The server's token, when it has one. Prefer the environment variable: "
+            "command lines are visible to other users.",
+        ),
+        click.option(
+            "--cafile",
+            type=click.Path(exists=True, dir_okay=False),
+            envvar="PROGRESS_CAFILE",
+            show_envvar=True,
+            help="PEM certificates to trust for a wss:// server (e.g. a self-signed one); "
+            "by default the system's.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def check_connection_options(url: str, token: str | None, cafile: str | None) -> None:
+    """Raise a usage error for options that do not go together."""
+    if cafile and not url.startswith("wss:"):
+        raise click.BadParameter("needs a wss:// URL.", param_hint="--cafile")
+    if token == "":
+        raise click.BadParameter("must not be empty.", param_hint="--token")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@url_option
+@connection_options
 @click.option(
     "--log-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -77,12 +105,20 @@ def url_option(function: F) -> F:
     help="Longest wait before reconnecting, in seconds.",
 )
 @click.version_option(__version__, prog_name="progress-tui")
-def main(url: str, log_file: Path, reconnect_initial: float, reconnect_cap: float) -> None:
+def main(
+    url: str,
+    token: str | None,
+    cafile: str | None,
+    log_file: Path,
+    reconnect_initial: float,
+    reconnect_cap: float,
+) -> None:
     """Follow and drive the shared calculation of a progress-server.
 
     Keys: s start, c cancel, r reconnect now, q quit. Open as many terminals as you
     like: all of them show the same calculation, live.
     """
+    check_connection_options(url, token, cafile)
     if reconnect_cap < reconnect_initial:
         raise click.BadParameter(
             f"must be at least --reconnect-initial ({reconnect_initial:g}).",
@@ -101,6 +137,6 @@ def main(url: str, log_file: Path, reconnect_initial: float, reconnect_cap: floa
     from .app import ProgressApp  # Textual loads only when the UI runs.
 
     policy = ReconnectPolicy(initial=reconnect_initial, cap=reconnect_cap)
-    app = ProgressApp(url, policy=policy, log_path=str(log_file))
+    app = ProgressApp(url, policy=policy, token=token, cafile=cafile, log_path=str(log_file))
     app.run()
     sys.exit(app.return_code or 0)

@@ -14,6 +14,7 @@ import enum
 import itertools
 import logging
 import socket
+import ssl
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -184,6 +185,9 @@ class ProgressClient:
         open_timeout: How long one connection attempt may take.
         ping_interval: How often a keepalive ping goes out.
         ping_timeout: How long a pong may take before the server counts as dead.
+        token: The server's shared token, sent as ``Authorization: Bearer``.
+        cafile: PEM file of the certificate authorities to trust for wss:// URLs;
+            by default the system's.
     """
 
     def __init__(
@@ -195,8 +199,14 @@ class ProgressClient:
         open_timeout: float = 5.0,
         ping_interval: float = 5.0,
         ping_timeout: float = 5.0,
+        token: str | None = None,
+        cafile: str | None = None,
     ) -> None:
         self.url = check_url(url)
+        self.token = token
+        self.ssl_context = (
+            ssl.create_default_context(cafile=cafile) if self.url.startswith("wss:") else None
+        )
         self.policy = policy if policy is not None else ReconnectPolicy()
         self.reconnect = reconnect
         self.open_timeout = open_timeout
@@ -240,10 +250,14 @@ class ProgressClient:
                     ping_timeout=self.ping_timeout,
                     close_timeout=2.0,
                     user_agent_header=f"progress-client/{__version__}",
+                    additional_headers=(
+                        {"Authorization": f"Bearer {self.token}"} if self.token else None
+                    ),
+                    ssl=self.ssl_context,
                 )
             except Exception as exc:
-                error = describe_failure(exc, self.url)
-                if isinstance(exc, InvalidURI):
+                error = describe_failure(exc, self.url, token=self.token)
+                if is_final(exc):
                     break
             else:
                 self._connection = connection
@@ -345,12 +359,31 @@ class ProgressClient:
             await connection.close()
 
 
-def describe_failure(exc: BaseException, url: str) -> str:
+def is_final(exc: BaseException) -> bool:
+    """Whether trying again cannot help: a bad URL, a refused token or origin."""
+    if isinstance(exc, InvalidStatus):
+        return exc.response.status_code in (401, 403)
+    return isinstance(exc, InvalidURI | ssl.SSLCertVerificationError)
+
+
+def describe_failure(exc: BaseException, url: str, *, token: str | None = None) -> str:
     """A short phrase saying why a connection attempt failed."""
     host = urlsplit(url).hostname or url
     match exc:
+        case InvalidStatus(response=response) if response.status_code == 401:
+            if token:
+                return "the server refused the token (HTTP 401)"
+            return "the server needs a token (HTTP 401): use --token or PROGRESS_TOKEN"
+        case InvalidStatus(response=response) if response.status_code == 403:
+            return "the server refused this client's origin (HTTP 403)"
+        case InvalidStatus(response=response) if response.status_code == 503:
+            return "the server is full (HTTP 503)"
         case InvalidStatus(response=response):
             return f"the server refused the connection (HTTP {response.status_code})"
+        case ssl.SSLCertVerificationError():
+            return f"the server's certificate is not trusted ({exc.verify_message}); see --cafile"
+        case ssl.SSLError():
+            return f"the TLS handshake failed ({exc.reason or exc})"
         case InvalidURI():
             return f"invalid URL {url}"
         case ConnectionRefusedError():

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import AsyncGenerator, Coroutine
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
 
 import click
@@ -20,7 +21,7 @@ from progress_server.calculation import State, StateSnapshot
 from progress_server.protocol import StateMessage, to_dict
 
 from . import __version__
-from .cli import url_option
+from .cli import check_connection_options, connection_options
 from .client import (
     ActionAccepted,
     ClientEvent,
@@ -88,8 +89,23 @@ async def follow(client: ProgressClient) -> AsyncGenerator[ClientEvent, None]:
             yield event
 
 
-def make_client(url: str, *, reconnect: bool) -> ProgressClient:
-    return ProgressClient(url, reconnect=reconnect, policy=ReconnectPolicy(initial=0.5, cap=5.0))
+@dataclass(frozen=True)
+class Target:
+    """Where and how to connect, from the group's options."""
+
+    url: str
+    token: str | None = None
+    cafile: str | None = None
+
+
+def make_client(target: Target, *, reconnect: bool) -> ProgressClient:
+    return ProgressClient(
+        target.url,
+        reconnect=reconnect,
+        policy=ReconnectPolicy(initial=0.5, cap=5.0),
+        token=target.token,
+        cafile=target.cafile,
+    )
 
 
 def run(command: Coroutine[Any, Any, int]) -> NoReturn:
@@ -112,27 +128,28 @@ def run(command: Coroutine[Any, Any, int]) -> NoReturn:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@url_option
+@connection_options
 @click.version_option(__version__, prog_name="progress-ctl")
 @click.pass_context
-def main(ctx: click.Context, url: str) -> None:
+def main(ctx: click.Context, url: str, token: str | None, cafile: str | None) -> None:
     """Drive and watch a progress-server's calculation from scripts.
 
     Exit status: 0 done, 1 refused by the server or CANCELED, 2 server unreachable.
     """
-    ctx.obj = url
+    check_connection_options(url, token, cafile)
+    ctx.obj = Target(url, token, cafile)
 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the state message as JSON.")
 @click.pass_obj
-def status(url: str, as_json: bool) -> None:
+def status(target: Target, as_json: bool) -> None:
     """Print the current state."""
-    run(_status(url, as_json))
+    run(_status(target, as_json))
 
 
-async def _status(url: str, as_json: bool) -> int:
-    client = make_client(url, reconnect=False)
+async def _status(target: Target, as_json: bool) -> int:
+    client = make_client(target, reconnect=False)
     async with asyncio.timeout(ANSWER_TIMEOUT), aclosing(follow(client)) as events:
         async for event in events:
             if isinstance(event, StateReceived):
@@ -146,20 +163,22 @@ async def _status(url: str, as_json: bool) -> int:
 @click.option("--wait", is_flag=True, help="Print each state; exit 0 on SUCCESS, 1 on CANCELED.")
 @click.option("--json", "as_json", is_flag=True, help="With --wait, print JSON lines.")
 @click.pass_obj
-def start(url: str, wait: bool, as_json: bool) -> None:
+def start(target: Target, wait: bool, as_json: bool) -> None:
     """Start a calculation."""
-    run(_act(url, "start", wait=wait, as_json=as_json))
+    run(_act(target, "start", wait=wait, as_json=as_json))
 
 
 @main.command()
 @click.pass_obj
-def cancel(url: str) -> None:
+def cancel(target: Target) -> None:
     """Cancel the running calculation."""
-    run(_act(url, "cancel", wait=False, as_json=False))
+    run(_act(target, "cancel", wait=False, as_json=False))
 
 
-async def _act(url: str, action: Literal["start", "cancel"], *, wait: bool, as_json: bool) -> int:
-    client = make_client(url, reconnect=wait)
+async def _act(
+    target: Target, action: Literal["start", "cancel"], *, wait: bool, as_json: bool
+) -> int:
+    client = make_client(target, reconnect=wait)
     request_id: str | None = None
     calculation_id: str | None = None
     async with aclosing(follow(client)) as events:
@@ -199,13 +218,13 @@ async def _act(url: str, action: Literal["start", "cancel"], *, wait: bool, as_j
     help="Exit at the next SUCCESS (status 0) or CANCELED (status 1).",
 )
 @click.pass_obj
-def watch(url: str, as_json: bool, until_done: bool) -> None:
+def watch(target: Target, as_json: bool, until_done: bool) -> None:
     """Print the current state, then one line per change; reconnects by itself."""
-    run(_watch(url, as_json, until_done))
+    run(_watch(target, as_json, until_done))
 
 
-async def _watch(url: str, as_json: bool, until_done: bool) -> int:
-    client = make_client(url, reconnect=True)
+async def _watch(target: Target, as_json: bool, until_done: bool) -> int:
+    client = make_client(target, reconnect=True)
     last: StateSnapshot | None = None
     async with aclosing(follow(client)) as events:
         async for event in events:
