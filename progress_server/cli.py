@@ -17,7 +17,7 @@ from .auth import redact
 from .calculation import DEFAULT_STEP_SECONDS
 from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
 from .routes import HttpRoutes
-from .server import ProgressServer
+from .server import ProgressServer, SetupError
 
 __all__ = ["main"]
 
@@ -196,6 +196,9 @@ def main(**options: Any) -> None:
     server = ProgressServer(config)
     try:
         asyncio.run(_serve_until_signal(server))
+    except SetupError as exc:
+        click.echo(f"progress-server: {exc}", err=True)
+        sys.exit(1)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             reason = "the address is already in use (is another server running?)"

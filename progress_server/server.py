@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_PORT",
     "SERVER_NAME",
     "ProgressServer",
+    "SetupError",
     "format_url",
 ]
 
@@ -249,18 +250,23 @@ RATE_LIMITED = Error(
 )
 
 
+class SetupError(Exception):
+    """The server cannot start as configured; the message says why, for a person."""
+
+
 def _server_ssl_context(config: ServerConfig) -> ssl.SSLContext:
     """TLS for wss:// and https://.
 
     Raises:
-        OSError: If the certificate or the key cannot be read or do not match.
+        SetupError: If the certificate or the key cannot be read or do not match.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     assert config.certfile is not None
     try:
         context.load_cert_chain(config.certfile, config.keyfile)
-    except ssl.SSLError as exc:
-        raise OSError(f"cannot use the certificate {config.certfile}: {exc.reason}") from None
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        raise SetupError(f"cannot use the certificate {config.certfile}: {reason}") from None
     return context
 
 

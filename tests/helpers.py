@@ -164,7 +164,7 @@ class ServerProcess:
         async for raw in self.process.stderr:
             line = raw.decode(errors="replace").rstrip("\n")
             self.lines.append(line)
-            match = re.search(r"listening on ws://[^:]+:(\d+)/", line)
+            match = re.search(r"listening on wss?://[^:]+:(\d+)/", line)
             if match and not listening.done():
                 listening.set_result(int(match.group(1)))
         if not listening.done():

@@ -267,3 +267,17 @@ async def test_quit_closes_the_websocket_with_1000(server: ProgressServer) -> No
         await pilot.press("q")
     await asyncio.wait_for(connection.wait_closed(), TIMEOUT)
     assert connection.close_code == 1000
+
+
+async def test_a_refused_token_is_said_clearly() -> None:
+    """The server refuses the token: a notification and the status bar say so."""
+    async with ProgressServer(port=0, token="t0ken") as server:
+        app = make_app(server.url, token="wrong")
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: "refused the token" in bar_text(app))
+            assert bar_text(app) == "✘ Disconnected - the server refused the token (HTTP 401)"
+            await until(pilot, lambda: any("refused the token" in t for t in toasts(app)))
+            assert app.check_action("start", ()) is None
+        app = make_app(server.url, token="t0ken")
+        async with app.run_test(size=SIZE) as pilot:
+            await connected(pilot)

@@ -193,3 +193,26 @@ async def test_close_ends_the_events_with_code_1000(server: ProgressServer) -> N
         assert await next_event(events, Closed) == Closed("closed")
     await connection.wait_closed()
     assert connection.close_code == 1000
+
+
+async def test_the_token_lets_the_client_in() -> None:
+    """With the server's token the client connects; without, it stops and says why."""
+    async with ProgressServer(port=0, token="t0ken") as server:
+        client = client_for(server.url, token="t0ken")
+        async with aclosing(client.events()) as events:
+            await next_event(events, StateReceived)
+        client = client_for(server.url)
+        async with aclosing(client.events()) as events:
+            closed = await next_event(events, Closed)
+        assert closed.reason == (
+            "the server needs a token (HTTP 401): use --token or PROGRESS_TOKEN"
+        )
+        client = client_for(server.url, token="wrong")
+        async with aclosing(client.events()) as events:
+            events_seen = []
+            async with asyncio.timeout(TIMEOUT):
+                async for event in events:
+                    events_seen.append(event)
+        # Refused for good: one attempt, no backoff loop.
+        assert [type(e) for e in events_seen] == [Connecting, Closed]
+        assert events_seen[-1] == Closed("the server refused the token (HTTP 401)")

@@ -151,3 +151,16 @@ async def test_bad_url_is_a_usage_error() -> None:
     assert code == 2
     assert "is not a WebSocket URL" in err
     assert "Traceback" not in err
+
+
+async def test_token_from_the_environment_and_a_clear_refusal() -> None:
+    """PROGRESS_TOKEN lets progress-ctl in; a wrong one: one line, exit status 2."""
+    async with ProgressServer(port=0, token="t0ken") as server:
+        code, out, _ = await run_ctl("--url", server.url, "status", env={"PROGRESS_TOKEN": "t0ken"})
+        assert code == 0 and out.startswith("IDLE")
+        code, out, err = await run_ctl("--url", server.url, "--token", "nope", "status")
+        assert (code, out) == (2, "")
+        assert err == (
+            f"progress-ctl: cannot connect to {server.url}: "
+            "the server refused the token (HTTP 401)\n"
+        )
