@@ -103,9 +103,12 @@ class Hub:
         now = asyncio.get_running_loop().time()
         recipients = []
         for connection in self.clients:
-            if connection in self.lagging:
+            transport = connection.transport
+            # A vanished peer stays in the set until its handler ends; writing to its
+            # closing transport would only make asyncio log a warning per frame.
+            if connection in self.lagging or transport.is_closing():
                 continue
-            if connection.transport.get_write_buffer_size() > limit:
+            if transport.get_write_buffer_size() > limit:
                 self.lagging[connection] = now
                 logger.info("client %s is lagging: skipping it", connection.id.hex[:12])
             else:
@@ -116,7 +119,9 @@ class Hub:
         """Catch up the clients that drained; close those stuck past the timeout."""
         now = asyncio.get_running_loop().time()
         for connection, since in list(self.lagging.items()):
-            if connection.transport.get_write_buffer_size() <= self.send_buffer_limit:
+            if connection.transport.is_closing():
+                del self.lagging[connection]
+            elif connection.transport.get_write_buffer_size() <= self.send_buffer_limit:
                 del self.lagging[connection]
                 # Only the latest state: the ones it missed are out of date anyway.
                 broadcast([connection], self.state_frame)

@@ -123,6 +123,9 @@ class ProgressServer:
             ping_timeout=config.ping_timeout,
             max_size=config.max_message_bytes,
             ssl=ssl_context,
+            # Messages are ~150 bytes: deflate saves little and costs ~300 KiB of zlib
+            # state per connection (measured: 109 vs 43 MiB after a 200-client soak).
+            compression=None,
         )
         self.hub.start()
         self.port = self._server.sockets[0].getsockname()[1]
