@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 from typing import Any
@@ -93,7 +94,7 @@ async def test_soak_200_clients() -> None:
         rss_after = process.memory_info().rss
 
         for seqs in [*seen, *(client.seqs for client in staying)]:
-            assert all(a < b for a, b in zip(seqs, seqs[1:], strict=False)), seqs
+            assert all(a < b for a, b in itertools.pairwise(seqs)), seqs
         assert final["seq"] > 20, "the soak started and canceled too few calculations"
         assert len(seen) > 2 * CLIENTS
 
