@@ -77,8 +77,9 @@ def tui_command(url: str, log_file: Path) -> str:
 
 
 async def test_the_tui_in_a_real_terminal(terminal: Terminal, tmp_path: Path) -> None:
-    """Connect, s runs to SUCCESS on screen, the server restarts, the TUI comes back, q quits."""
-    step = str(0.3 * TIME_FACTOR)
+    """Connect, s runs to SUCCESS on screen, the server stops mid-run and comes back, the
+    TUI follows, q quits."""
+    step = str(0.5 * TIME_FACTOR)
     async with ServerProcess("--step-seconds", step) as server:
         terminal.open(tui_command(server.url, tmp_path / "tui.log"))
         await terminal.shows("Connected to", "IDLE", "1 client")
@@ -88,6 +89,9 @@ async def test_the_tui_in_a_real_terminal(terminal: Terminal, tmp_path: Path) ->
         for state in ("STARTING", "IN_PROGRESS", "ALMOST_DONE", "SUCCESS"):
             assert state in screen  # each one in the event log
 
+        # SIGTERM in the middle of a second run: going away, stale, reconnecting.
+        terminal.press("s")
+        await terminal.shows("▶ IN_PROGRESS")
         server.signal(15)
         assert await server.wait() == 0
         await terminal.shows("going away (1001)", "Reconnecting in", "stale")

@@ -1,0 +1,102 @@
+"""Faults: a killed server, a failing request; clients and the calculation carry on."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import aclosing
+
+import pytest
+
+from progress_server.calculation import State
+from progress_server.server import ProgressServer
+from progress_tui.client import (
+    Connected,
+    ConnectionLost,
+    ProgressClient,
+    StateReceived,
+)
+from progress_tui.reconnect import ReconnectPolicy
+from tests.helpers import (
+    STEP,
+    TIMEOUT,
+    ServerProcess,
+    join,
+    recv_json,
+    recv_type,
+    send_json,
+    states_until,
+)
+
+
+async def test_sigkill_is_detected_and_the_client_comes_back() -> None:
+    """kill -9: no close frame, yet the client notices, retries, and resyncs on return."""
+    async with ServerProcess() as first:
+        client = ProgressClient(first.url, policy=ReconnectPolicy(initial=0.05, cap=0.5))
+        async with aclosing(client.events()) as events:
+            async with asyncio.timeout(TIMEOUT):
+                async for event in events:
+                    if isinstance(event, StateReceived):
+                        break
+            first.signal(signal.SIGKILL)
+            await first.wait()
+            async with asyncio.timeout(TIMEOUT):
+                async for event in events:
+                    if isinstance(event, ConnectionLost):
+                        assert event.code in (None, 1006)
+                        break
+            async with ServerProcess("--port", str(first.port)):
+                seen: list[object] = []
+                async with asyncio.timeout(TIMEOUT):
+                    async for event in events:
+                        seen.append(event)
+                        if isinstance(event, StateReceived):
+                            break
+                assert any(isinstance(event, Connected) for event in seen)
+                assert isinstance(seen[-1], StateReceived)
+                assert seen[-1].snapshot.state is State.IDLE
+            await client.close()
+
+
+async def test_an_error_while_serving_one_client_touches_nobody_else(
+    server: ProgressServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug hit by one request: that client gets internal_error and stays connected,
+    the others notice nothing, the calculation is unharmed, the log has the traceback."""
+    victim, _, _ = await join(server.url)
+    bystander, _, _ = await join(server.url)
+    perform = server.perform
+    calls = 0
+
+    async def failing_once(action, request_id):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("injected fault")
+        return await perform(action, request_id)
+
+    server.perform = failing_once  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR):
+        await send_json(victim, {"action": "start", "request_id": "r1"})
+        error = await recv_type(victim, "error")
+    assert error["code"] == "internal_error"
+    assert "injected fault" in caplog.text and "Traceback" in caplog.text
+    assert "injected" not in error["message"]  # internals stay in the log
+
+    await send_json(victim, {"action": "start", "request_id": "r2"})
+    assert (await recv_type(victim, "ack"))["request_id"] == "r2"
+    run = await states_until(bystander, "SUCCESS")
+    assert [m["state"] for m in run] == ["STARTING", "IN_PROGRESS", "ALMOST_DONE", "SUCCESS"]
+    await no_error(bystander)
+    await victim.close()
+    await bystander.close()
+
+
+async def no_error(ws) -> None:  # type: ignore[no-untyped-def]
+    try:
+        async with asyncio.timeout(STEP):
+            while True:
+                assert (await recv_json(ws))["type"] != "error"
+    except TimeoutError:
+        pass
