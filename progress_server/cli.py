@@ -155,7 +155,8 @@ def _websocket_path(ctx: click.Context, param: click.Parameter, value: str) -> s
     envvar="PROGRESS_ALLOW_ORIGINS",
     show_envvar=True,
     help="A browser origin allowed to connect, e.g. https://dash.example.com; repeat for "
-    "more. When given, requests from any other Origin get 403.",
+    "more (space-separated in the variable). When given, requests from any other Origin "
+    "get 403.",
 )
 @click.option(
     "--certfile",

@@ -37,6 +37,13 @@ def test_help_documents_every_option() -> None:
         ("--path", "PROGRESS_PATH", "/progress"),
         ("--step-seconds", "PROGRESS_STEP_SECONDS", "2.0"),
         ("--log-level", "PROGRESS_LOG_LEVEL", "info"),
+        ("--token", "PROGRESS_TOKEN", ""),
+        ("--allow-origin", "PROGRESS_ALLOW_ORIGINS", ""),
+        ("--certfile", "PROGRESS_CERTFILE", ""),
+        ("--max-clients", "PROGRESS_MAX_CLIENTS", "10000"),
+        ("--max-message-bytes", "PROGRESS_MAX_MESSAGE_BYTES", "4096"),
+        ("--rate-limit", "PROGRESS_RATE_LIMIT", "20"),
+        ("--ping-interval", "PROGRESS_PING_INTERVAL", "20"),
     ]:
         assert option in result.stdout
         assert envvar in result.stdout
@@ -68,6 +75,13 @@ def test_python_dash_m_is_the_same_command() -> None:
         (["--path", "/state"], {}, "taken by the HTTP API"),
         ([], {"PROGRESS_STEP_SECONDS": "soon"}, "--step-seconds"),
         (["--colour"], {}, "No such option"),
+        (["--max-clients", "0"], {}, "--max-clients"),
+        (["--rate-limit", "0"], {}, "--rate-limit"),
+        (["--max-message-bytes", "10"], {}, "--max-message-bytes"),
+        (["--ping-timeout", "-1"], {}, "--ping-timeout"),
+        (["--certfile", "/nonexistent.pem"], {}, "does not exist"),
+        (["--keyfile", __file__], {}, "--keyfile needs --certfile"),
+        (["--token", ""], {}, "must not be empty"),
     ],
 )
 def test_bad_values_get_a_usage_error(args: list[str], env: dict[str, str], words: str) -> None:
