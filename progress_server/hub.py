@@ -33,6 +33,9 @@ class Hub:
         initial: The calculation's state when the server starts.
         send_buffer_limit: Bytes waiting for one client past which it is skipped.
         stuck_timeout: Seconds a client may stay past the limit before it is closed.
+        count_interval: Seconds at least between two ``clients`` broadcasts: when a
+            thousand terminals reconnect at once, everyone gets a few counts, not a
+            thousand (which would cost a million writes).
     """
 
     def __init__(
@@ -41,6 +44,7 @@ class Hub:
         *,
         send_buffer_limit: int = 64 * 1024,
         stuck_timeout: float = 30.0,
+        count_interval: float = 0.1,
     ) -> None:
         self.clients: set[ServerConnection] = set()
         self.snapshot = initial
@@ -50,6 +54,10 @@ class Hub:
         self.stuck_timeout = stuck_timeout
         #: Clients skipped for a full buffer, with the loop time they fell behind.
         self.lagging: dict[ServerConnection, float] = {}
+        self.count_interval = count_interval
+        self._count_sent = -1  # the count everyone was last told
+        self._count_sent_at = float("-inf")
+        self._count_timer: asyncio.TimerHandle | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -60,6 +68,9 @@ class Hub:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self._count_timer is not None:
+            self._count_timer.cancel()
+            self._count_timer = None
 
     def publish(self, snapshot: StateSnapshot) -> None:
         """Send a new state to every client; an older or repeated one is dropped."""
@@ -79,19 +90,37 @@ class Hub:
         broadcast(recipients, self.state_frame)
 
     def join(self, connection: ServerConnection) -> None:
-        """Add a client: it gets the current state at once, everyone the new count."""
+        """Add a client: it gets the current state at once; it and everyone else the new
+        count at once too, or within count_interval in a burst of joins."""
         broadcast([connection], self.state_frame)
         self.clients.add(connection)
-        self._announce_count()
+        self._count_changed()
 
     def leave(self, connection: ServerConnection) -> None:
-        """Remove a client; everyone left gets the new count."""
+        """Remove a client; everyone left gets the new count soon."""
         self.lagging.pop(connection, None)
         if connection in self.clients:
             self.clients.remove(connection)
+            self._count_changed()
+
+    def _count_changed(self) -> None:
+        """Announce the count now, or once count_interval has passed since the last time."""
+        if self._count_timer is not None:
+            return  # already due: it will carry the latest count
+        loop = asyncio.get_running_loop()
+        wait = self._count_sent_at + self.count_interval - loop.time()
+        if wait <= 0:
             self._announce_count()
+        else:
+            self._count_timer = loop.call_later(wait, self._announce_count)
 
     def _announce_count(self) -> None:
+        self._count_timer = None
+        count = len(self.clients)
+        if count == self._count_sent:
+            return
+        self._count_sent = count
+        self._count_sent_at = asyncio.get_running_loop().time()
         broadcast(self._writable(), self.count_frame())
 
     def count_frame(self) -> str:

@@ -29,6 +29,7 @@ async def test_a_flooder_gets_rate_limited_then_closed_with_1008() -> None:
                     replies.append(await recv_json(flooder))
         assert flooder.close_code == 1008
         kinds = [r["type"] if r["type"] != "error" else r["code"] for r in replies]
+        kinds = [kind for kind in kinds if kind != "clients"]  # counts come when they come
         answered = kinds.count("state")
         assert 40 <= answered < 60  # the burst, and what trickled in at 20/s meanwhile
         assert kinds[:40] == ["state"] * 40

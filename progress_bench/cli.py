@@ -1,0 +1,296 @@
+"""``progress-bench``: fan-out latency, connections and memory, ours against the peers."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import psutil
+from websockets.sync.client import connect
+
+from .loadgen import Workers
+from .servers import SERVERS, ServerUnderTest
+
+__all__ = ["Result", "main"]
+
+
+@dataclass
+class Result:
+    server: str
+    clients: int
+    connected: int
+    connect_s: float
+    connect_per_s: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    delivered_ratio: float
+    cpu_s_per_broadcast: float
+    rss_mib: float
+    rss_kib_per_client: float
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_listening(port: int, process: psutil.Popen | Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with status {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("the server did not start listening")
+
+
+def run_calculations(port: int, count: int, timeout: float) -> list[int]:
+    """Drive `count` calculations from a controller client; returns their states' seqs."""
+    seqs: list[int] = []
+    with connect(f"ws://127.0.0.1:{port}/progress", open_timeout=30, max_size=None) as ws:
+        for _ in range(count):
+            ws.send('{"action": "start"}')
+            deadline = time.monotonic() + timeout
+            started = False
+            while True:
+                message = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+                if message.get("type") != "state":
+                    continue
+                if message["state"] == "STARTING":
+                    started = True
+                if started:
+                    seqs.append(message["seq"])
+                    if message["state"] == "SUCCESS":
+                        break
+    return seqs
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def measure(
+    server: ServerUnderTest,
+    clients: int,
+    *,
+    calculations: int,
+    step_seconds: float,
+    workers: int,
+    log: Path,
+) -> Result:
+    port = free_port()
+    process = server.start(port, step_seconds, clients, log)
+    pool: Workers | None = None
+    try:
+        wait_listening(port, process)
+        observed = psutil.Process(process.pid)
+        rss_before = observed.memory_info().rss
+        pool = Workers(workers, "127.0.0.1", port, "/progress", clients)
+        connected, _failed, seconds = pool.connect()
+        time.sleep(1.0)
+        rss_connected = observed.memory_info().rss
+        pool.reset()
+        cpu_before = cpu_seconds(observed)
+        seqs = run_calculations(port, calculations, timeout=30 + 10 * step_seconds)
+        time.sleep(max(1.0, 2 * step_seconds))  # let the last deliveries land
+        cpu = cpu_seconds(observed) - cpu_before
+        latencies, per_seq = pool.collect(seqs)
+    finally:
+        if pool is not None:
+            pool.close()
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except Exception:
+            process.kill()
+    ordered = sorted(latencies)
+    expected = clients * len(seqs)
+    return Result(
+        server=server.name,
+        clients=clients,
+        connected=connected,
+        connect_s=round(seconds, 3),
+        connect_per_s=round(connected / seconds, 1) if seconds > 0 else float("nan"),
+        p50_ms=round(percentile(ordered, 0.50) * 1000, 2),
+        p99_ms=round(percentile(ordered, 0.99) * 1000, 2),
+        max_ms=round((ordered[-1] if ordered else float("nan")) * 1000, 2),
+        delivered_ratio=round(sum(per_seq.values()) / expected, 4) if expected else 0.0,
+        cpu_s_per_broadcast=round(cpu / len(seqs), 5) if seqs else float("nan"),
+        rss_mib=round(rss_connected / 2**20, 1),
+        rss_kib_per_client=round((rss_connected - rss_before) / 1024 / max(1, connected), 2),
+    )
+
+
+def raise_open_files(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        target = hard if hard == resource.RLIM_INFINITY else max(soft, min(hard, needed))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        raise click.ClickException(
+            f"{needed} open files are needed and the limit is {soft}: raise it (ulimit -n)"
+        )
+
+
+def table(results: list[Result]) -> str:
+    ours = {r.clients: r for r in results if r.server == "progress-server"}
+    header = (
+        f"{'server':<16}{'clients':>8}{'conn/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        f"{'deliv':>7}{'cpu ms/b':>10}{'RSS MiB':>9}{'KiB/cl':>8}{'p99 x':>7}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results:
+        base = ours.get(r.clients)
+        ratio = f"{r.p99_ms / base.p99_ms:.2f}" if base and base.p99_ms > 0 else "-"
+        lines.append(
+            f"{r.server:<16}{r.clients:>8}{r.connect_per_s:>9.0f}{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}"
+            f"{r.max_ms:>9.1f}{r.delivered_ratio:>7.3f}{r.cpu_s_per_broadcast * 1000:>10.2f}"
+            f"{r.rss_mib:>9.1f}{r.rss_kib_per_client:>8.1f}{ratio:>7}"
+        )
+    return "\n".join(lines)
+
+
+def _client_counts(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int]:
+    if value is None:
+        return []
+    try:
+        counts = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"must be numbers separated by commas, not {value!r}.") from None
+    if not counts or min(counts) < 1:
+        raise click.BadParameter("must name at least one positive number of clients.")
+    return counts
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--clients",
+    callback=_client_counts,
+    help="Comma-separated numbers of clients.  [default: 100,1000,5000,10000; --quick: 100,1000]",
+)
+@click.option(
+    "--calculations",
+    type=click.IntRange(1, 1000),
+    help="Calculations run per server and number of clients.  [default: 10; --quick: 3]",
+)
+@click.option(
+    "--step-seconds",
+    type=click.FloatRange(0.01, 10),
+    default=0.5,
+    show_default=True,
+    help="Step of each calculation: long enough for the slowest fan-out to finish.",
+)
+@click.option(
+    "--servers",
+    default=",".join(SERVERS),
+    show_default=True,
+    help="Comma-separated servers to measure.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="Load-generating processes.",
+)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--quick", is_flag=True, help="A run of about a minute.")
+def main(
+    clients: list[int],
+    calculations: int | None,
+    step_seconds: float,
+    servers: str,
+    workers: int,
+    json_path: Path | None,
+    quick: bool,
+) -> None:
+    """Measure progress-server against the servers a user could pick instead.
+
+    Each server runs as its own process on this machine; the same load generator opens
+    the clients, the same controller runs the calculations. Reported per server and
+    number of clients: connection rate, fan-out latency from a state's changed_at to
+    its receipt (p50, p99, max), the share of states delivered, server CPU per
+    broadcast, and server memory in all and per connection.
+    """
+    counts = clients or ([100, 1000] if quick else [100, 1000, 5000, 10000])
+    runs = calculations or (3 if quick else 10)
+    names = [name.strip() for name in servers.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SERVERS]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown server {unknown[0]!r}; choose from {', '.join(SERVERS)}.",
+            param_hint="--servers",
+        )
+    raise_open_files(max(counts) + 1024)
+    log = Path(tempfile.mkdtemp(prefix="progress-bench-")) / "servers.log"
+    results: list[Result] = []
+    skipped: dict[str, str] = {}
+    for name in names:
+        server = SERVERS[name]
+        reason = server.prepare()
+        if reason is not None:
+            skipped[name] = reason
+            click.echo(f"skipping {name}: {reason}", err=True)
+            continue
+        for count in counts:
+            click.echo(f"measuring {name} with {count} clients...", err=True)
+            try:
+                result = measure(
+                    server,
+                    count,
+                    calculations=runs,
+                    step_seconds=step_seconds,
+                    workers=workers,
+                    log=log,
+                )
+            except Exception as exc:  # one server failing must not end the whole run
+                skipped[f"{name}@{count}"] = str(exc) or type(exc).__name__
+                click.echo(f"  {name} with {count} clients failed: {exc}", err=True)
+                continue
+            results.append(result)
+    click.echo(table(results))
+    for name, reason in skipped.items():
+        click.echo(f"not measured: {name}: {reason}")
+    click.echo(f"servers' output: {log}")
+    if json_path is not None:
+        payload = {
+            "results": [asdict(result) for result in results],
+            "skipped": skipped,
+            "settings": {
+                "calculations": runs,
+                "step_seconds": step_seconds,
+                "workers": workers,
+            },
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            },
+        }
+        json_path.write_text(json.dumps(payload, indent=2) + "\n")
+    if not results:
+        sys.exit(1)

@@ -1,0 +1,245 @@
+"""The load generator: raw asyncio protocols in worker processes.
+
+A client does the WebSocket handshake, then only appends ``(time, bytes)`` for every
+chunk it receives; frames are parsed after the run. So receiving costs the load
+generator next to nothing while the server is being measured, and the time stamped
+is the time the bytes arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import multiprocessing.connection
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Delivery", "Workers"]
+
+HANDSHAKE = (
+    "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    "Sec-WebSocket-Version: 13\r\n{extra}\r\n"
+)
+
+
+class BenchClient(asyncio.Protocol):
+    __slots__ = ("chunks", "connected", "request", "transport", "upgraded")
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.chunks: list[tuple[float, bytes]] = []
+        self.upgraded = False
+        self.connected: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append((time.time(), data))
+        if not self.upgraded and b"\r\n\r\n" in b"".join(c for _, c in self.chunks):
+            self.upgraded = True
+            if not self.connected.done():
+                self.connected.set_result(time.monotonic())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.connected.done():
+            self.connected.set_exception(ConnectionError("closed before the handshake"))
+
+
+def frames(chunks: list[tuple[float, bytes]], *, upgraded: bool) -> list[tuple[float, bytes]]:
+    """The text frames in what one client received, each with the time it completed.
+
+    ``upgraded`` says whether the handshake's response was already cut off the chunks.
+    """
+    buffer = b""
+    found: list[tuple[float, bytes]] = []
+    for stamp, data in chunks:
+        buffer += data
+        if not upgraded:
+            if b"\r\n\r\n" not in buffer:
+                continue
+            buffer = buffer.split(b"\r\n\r\n", 1)[1]
+            upgraded = True
+        while len(buffer) >= 2:
+            size = buffer[1] & 0x7F
+            offset = 2
+            if size == 126:
+                if len(buffer) < 4:
+                    break
+                (size,) = struct.unpack("!H", buffer[2:4])
+                offset = 4
+            elif size == 127:
+                if len(buffer) < 10:
+                    break
+                (size,) = struct.unpack("!Q", buffer[2:10])
+                offset = 10
+            if len(buffer) < offset + size:
+                break
+            if buffer[0] & 0x0F == 0x1:
+                found.append((stamp, buffer[offset : offset + size]))
+            buffer = buffer[offset + size :]
+    return found
+
+
+@dataclass
+class Delivery:
+    """What a worker's clients received of the measured states."""
+
+    latencies: list[float] = field(default_factory=list)
+    per_seq: dict[int, int] = field(default_factory=dict)
+    connected: int = 0
+    failed: int = 0
+    first_attempt: float = 0.0
+    last_connected: float = 0.0
+
+
+async def _work(
+    pipe: multiprocessing.connection.Connection,
+    host: str,
+    port: int,
+    path: str,
+    count: int,
+    concurrency: int,
+    extra_headers: str,
+) -> None:
+    loop = asyncio.get_running_loop()
+    request = HANDSHAKE.format(path=path, host=host, port=port, extra=extra_headers).encode()
+    clients: list[BenchClient] = []
+    gate = asyncio.Semaphore(concurrency)
+    delivery = Delivery()
+    reset = False
+
+    async def open_one() -> None:
+        async with gate:
+            client = BenchClient(request)
+            try:
+                await loop.create_connection(lambda: client, host, port)
+                delivery.last_connected = max(
+                    delivery.last_connected, await asyncio.wait_for(client.connected, 30)
+                )
+                clients.append(client)
+                delivery.connected += 1
+            except (OSError, TimeoutError, ConnectionError):
+                delivery.failed += 1
+
+    while True:
+        # Wait for orders in a thread: the event loop must keep receiving meanwhile.
+        command, argument = await asyncio.to_thread(pipe.recv)
+        if command == "connect":
+            delivery.first_attempt = time.monotonic()
+            await asyncio.gather(*(open_one() for _ in range(count)))
+            pipe.send(
+                (
+                    delivery.connected,
+                    delivery.failed,
+                    delivery.first_attempt,
+                    delivery.last_connected,
+                )
+            )
+        elif command == "collect":
+            measured: set[int] = set(argument)
+            result = Delivery(connected=delivery.connected)
+            for client in clients:
+                for stamp, payload in frames(client.chunks, upgraded=reset):
+                    if b'"type":"state"' not in payload.replace(b" ", b""):
+                        continue
+                    message: dict[str, Any] = json.loads(payload)
+                    seq = message["seq"]
+                    if seq in measured:
+                        result.latencies.append(stamp - message["changed_at"])
+                        result.per_seq[seq] = result.per_seq.get(seq, 0) + 1
+            pipe.send((result.latencies, result.per_seq))
+        elif command == "reset":  # forget the handshakes and what came before measuring
+            for client in clients:
+                client.chunks.clear()
+            reset = True
+            pipe.send(None)
+        elif command == "close":
+            for client in clients:
+                if client.transport is not None:
+                    client.transport.abort()
+            pipe.send(None)
+            return
+
+
+def _worker_main(pipe: multiprocessing.connection.Connection, *args: Any) -> None:
+    try:
+        import uvloop  # the load generator may use it freely: it is not what is measured
+
+        uvloop.run(_work(pipe, *args))
+    except ImportError:
+        asyncio.run(_work(pipe, *args))
+
+
+class Workers:
+    """``processes`` load-generating processes sharing ``clients`` connections."""
+
+    def __init__(
+        self,
+        processes: int,
+        host: str,
+        port: int,
+        path: str,
+        clients: int,
+        *,
+        concurrency: int = 256,
+        extra_headers: str = "",
+    ) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.pipes = []
+        self.processes = []
+        shares = [
+            clients // processes + (1 if i < clients % processes else 0) for i in range(processes)
+        ]
+        for share in shares:
+            parent, child = context.Pipe()
+            process = context.Process(
+                target=_worker_main,
+                args=(child, host, port, path, share, concurrency, extra_headers),
+                daemon=True,
+            )
+            process.start()
+            self.pipes.append(parent)
+            self.processes.append(process)
+
+    def _all(self, command: str, argument: Any = None) -> list[Any]:
+        for pipe in self.pipes:
+            pipe.send((command, argument))
+        return [pipe.recv() for pipe in self.pipes]
+
+    def connect(self) -> tuple[int, int, float]:
+        """Open every connection; returns (connected, failed, seconds it took)."""
+        results = self._all("connect")
+        connected = sum(r[0] for r in results)
+        failed = sum(r[1] for r in results)
+        started = min(r[2] for r in results)
+        finished = max((r[3] for r in results if r[3]), default=started)
+        return connected, failed, finished - started
+
+    def reset(self) -> None:
+        self._all("reset")
+
+    def collect(self, seqs: list[int]) -> tuple[list[float], dict[int, int]]:
+        latencies: list[float] = []
+        per_seq: dict[int, int] = {}
+        for worker_latencies, worker_per_seq in self._all("collect", seqs):
+            latencies.extend(worker_latencies)
+            for seq, count in worker_per_seq.items():
+                per_seq[seq] = per_seq.get(seq, 0) + count
+        return latencies, per_seq
+
+    def close(self) -> None:
+        try:
+            self._all("close")
+        finally:
+            for process in self.processes:
+                process.join(timeout=5)
+                if process.is_alive():
+                    process.kill()
