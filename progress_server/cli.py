@@ -8,6 +8,7 @@ import logging
 import math
 import signal
 import sys
+from collections.abc import Coroutine
 from typing import Any
 
 import click
@@ -196,7 +197,7 @@ def main(**options: Any) -> None:
         )
     server = ProgressServer(config)
     try:
-        asyncio.run(_serve_until_signal(server))
+        run(_serve_until_signal(server))
     except SetupError as exc:
         click.echo(f"progress-server: {exc}", err=True)
         sys.exit(1)
@@ -222,6 +223,16 @@ class RedactTokens(logging.Filter):
         return True
 
 
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop when it is installed (the `fast` extra), else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
@@ -235,6 +246,7 @@ def configure_logging(level: str) -> None:
 async def _serve_until_signal(server: ProgressServer) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    logger.info("event loop: %s", "uvloop" if "uvloop" in type(loop).__module__ else "asyncio")
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with server:

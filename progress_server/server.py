@@ -190,8 +190,7 @@ class ProgressServer:
         # Refused messages drain this one; empty means a flood: close with 1008.
         patience = TokenBucket(config.rate_limit, config.flood_tolerance, loop.time())
         try:
-            await connection.send(encode(Hello(server=SERVER_NAME, client_id=client_id)))
-            self.hub.join(connection)
+            self.hub.join(connection, encode(Hello(server=SERVER_NAME, client_id=client_id)))
             joined = True
             logger.info(
                 "client %s connected from %s (now %d connected)",

@@ -1,0 +1,67 @@
+"""progress-bench: its parsing, and a quick real run that proves it still works.
+
+No timing is asserted: speed is what the benchmark reports, not what the tests check.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+from pathlib import Path
+
+from progress_bench.cli import percentile
+from progress_bench.loadgen import frames
+from tests.helpers import command
+
+
+def frame(payload: bytes) -> bytes:
+    if len(payload) < 126:
+        return bytes([0x81, len(payload)]) + payload
+    return bytes([0x81, 126]) + struct.pack("!H", len(payload)) + payload
+
+
+def test_frames_are_stamped_with_the_chunk_that_completes_them() -> None:
+    """A frame split over chunks gets the time of its last byte; pings are skipped."""
+    small, large = b'{"a":1}', b"x" * 300
+    data = b"HTTP/1.1 101 OK\r\n\r\n" + frame(small) + bytes([0x89, 0]) + frame(large)
+    cut = len(data) - 100
+    chunks = [(1.0, data[:cut]), (2.0, data[cut:])]
+    assert frames(chunks, upgraded=False) == [(1.0, small), (2.0, large)]
+
+
+def test_frames_after_a_reset_need_no_handshake() -> None:
+    """Once the handshake was cut off, the first bytes are frames."""
+    assert frames([(5.0, frame(b"{}"))], upgraded=True) == [(5.0, b"{}")]
+
+
+def test_percentiles() -> None:
+    ordered = [float(n) for n in range(1, 101)]
+    assert percentile(ordered, 0.5) in (50.0, 51.0)
+    assert percentile(ordered, 0.99) == 99.0
+    assert percentile(ordered, 1.0) == 100.0
+
+
+def test_quick_run_with_200_clients(tmp_path: Path) -> None:
+    """`progress-bench --quick --clients 200` runs every server it can and writes JSON in
+    which every state reached every client."""
+    output = tmp_path / "bench.json"
+    result = subprocess.run(
+        [command("progress-bench"), "--quick", "--clients", "200", "--json", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "p99 ms" in result.stdout
+    report = json.loads(output.read_text())
+    measured = {row["server"] for row in report["results"]}
+    assert {"progress-server", "naive", "aiohttp", "floor"} <= measured
+    assert measured | set(report["skipped"]) >= {"node-ws"}
+    for row in report["results"]:
+        assert row["clients"] == row["connected"] == 200
+        assert row["delivered_ratio"] == 1.0, row
+        for key in ("connect_per_s", "p50_ms", "p99_ms", "max_ms", "cpu_s_per_broadcast"):
+            assert row[key] >= 0, (key, row)
+        assert row["rss_kib_per_client"] > 0
