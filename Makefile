@@ -5,11 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 LOG_DIR := logs
 SERVER_ARGS ?=
+BENCH_ARGS ?=
 TUI_ARGS ?=
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run server tui test lint style types screenshot clean
+.PHONY: help install run server tui test lint style types bench screenshot clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -52,6 +53,10 @@ style: $(STAMP) ## Fix what ruff can fix, and format
 
 types: $(STAMP) ## mypy over the packages
 	$(BIN)/mypy
+
+bench: $(STAMP) ## Benchmark against the peers (BENCH_ARGS="--quick" for about a minute)
+	@mkdir -p bench-results
+	$(BIN)/progress-bench --json bench-results/latest.json $(BENCH_ARGS)
 
 screenshot: $(STAMP) ## Save docs/images/progress-tui.svg from a real run
 	$(BIN)/python docs/screenshot.py

@@ -110,14 +110,13 @@ class Hub:
             return
         self.snapshot = snapshot
         self.state_frame = encode(StateMessage(snapshot))
-        recipients = self._writable()
-        fan_out(recipients, self.state_frame)
+        sent = self._send_to_all(self.state_frame)
         logger.info(
             "state %s (calculation %s, seq %d) sent to %d clients%s",
             snapshot.state,
             snapshot.calculation_id,
             snapshot.seq,
-            len(recipients),
+            sent,
             f", {len(self.lagging)} lagging" if self.lagging else "",
         )
 
@@ -155,28 +154,35 @@ class Hub:
             return
         self._count_sent = count
         self._count_sent_at = asyncio.get_running_loop().time()
-        fan_out(self._writable(), self.count_frame())
+        self._send_to_all(self.count_frame())
 
     def count_frame(self) -> str:
         return encode(Clients(count=len(self.clients)))
 
-    def _writable(self) -> list[ServerConnection]:
-        """The clients with room in their buffer; the others join :attr:`lagging`."""
+    def _send_to_all(self, text: str) -> int:
+        """Write one message to every client with room in its buffer, in one pass;
+        the others join :attr:`lagging`. Returns how many got it.
+
+        This loop is the server's hot path: one iteration per client per message.
+        """
+        frame = text_frame(text)
         limit = self.send_buffer_limit
-        now = asyncio.get_running_loop().time()
-        recipients = []
+        lagging = self.lagging
+        open_state = ConnectionState.OPEN
+        sent = 0
         for connection in self.clients:
             transport = connection.transport
             # A vanished peer stays in the set until its handler ends; writing to its
             # closing transport would only make asyncio log a warning per frame.
-            if connection in self.lagging or transport.is_closing():
+            if connection in lagging or transport.is_closing():
                 continue
             if transport.get_write_buffer_size() > limit:
-                self.lagging[connection] = now
+                lagging[connection] = asyncio.get_running_loop().time()
                 logger.info("client %s is lagging: skipping it", connection.id.hex[:12])
-            else:
-                recipients.append(connection)
-        return recipients
+            elif connection.protocol.state is open_state:
+                transport.write(frame)
+                sent += 1
+        return sent
 
     def sweep(self) -> None:
         """Catch up the clients that drained; close those stuck past the timeout."""
