@@ -156,6 +156,28 @@ def raise_open_files(needed: int) -> None:
         )
 
 
+def ratios(result: Result, results: list[Result]) -> dict[str, float | None]:
+    """How a result compares with progress-server's at the same number of clients."""
+    ours = next(
+        (r for r in results if r.server == "progress-server" and r.clients == result.clients),
+        None,
+    )
+
+    def ratio(mine: float, theirs: float) -> float | None:
+        return round(mine / theirs, 3) if ours is not None and theirs > 0 else None
+
+    return {
+        "p50_vs_ours": ratio(result.p50_ms, ours.p50_ms) if ours else None,
+        "p99_vs_ours": ratio(result.p99_ms, ours.p99_ms) if ours else None,
+        "cpu_vs_ours": ratio(result.cpu_s_per_broadcast, ours.cpu_s_per_broadcast)
+        if ours
+        else None,
+        "rss_per_client_vs_ours": ratio(result.rss_kib_per_client, ours.rss_kib_per_client)
+        if ours
+        else None,
+    }
+
+
 def table(results: list[Result]) -> str:
     ours = {r.clients: r for r in results if r.server == "progress-server"}
     header = (
@@ -278,7 +300,7 @@ def main(
     click.echo(f"servers' output: {log}")
     if json_path is not None:
         payload = {
-            "results": [asdict(result) for result in results],
+            "results": [dict(asdict(result), **ratios(result, results)) for result in results],
             "skipped": skipped,
             "settings": {
                 "calculations": runs,

@@ -65,3 +65,6 @@ def test_quick_run_with_200_clients(tmp_path: Path) -> None:
         for key in ("connect_per_s", "p50_ms", "p99_ms", "max_ms", "cpu_s_per_broadcast"):
             assert row[key] >= 0, (key, row)
         assert row["rss_kib_per_client"] > 0
+        assert row["p99_vs_ours"] is not None and row["p99_vs_ours"] > 0
+    ours = next(row for row in report["results"] if row["server"] == "progress-server")
+    assert ours["p99_vs_ours"] == 1.0
