@@ -1,6 +1,6 @@
 """The connected clients of one server instance and the fan-out of every change to them.
 
-Every write here is synchronous (:func:`fan_out` queues a frame on each transport and
+Every write here is synchronous (a frame is queued on each transport and the call
 returns): the calculation never awaits a client, so a slow client cannot delay the
 others, and no change can slip in between a client's joining and the snapshot it is
 sent.
@@ -23,7 +23,7 @@ from websockets.protocol import State as ConnectionState
 from .calculation import StateSnapshot
 from .protocol import Clients, StateMessage, encode
 
-__all__ = ["Hub", "fan_out", "text_frame"]
+__all__ = ["Hub", "text_frame", "write_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,19 +41,16 @@ def text_frame(text: str) -> bytes:
     return header + payload
 
 
-def fan_out(connections: list[ServerConnection], text: str) -> None:
-    """Write one message to many connections, framed once for all of them.
+def write_text(connection: ServerConnection, text: str) -> None:
+    """Queue one text message for one client, without waiting; nothing if it is closing.
 
-    websockets' broadcast() frames the message again for each connection; with no
-    compression the frame is the same bytes for everyone, so it is built once and
-    written to each open transport. The library's own writes are whole frames too and
-    are flushed at once, so frames never interleave.
+    websockets' own ``send()`` and ``broadcast()`` frame the message for each
+    connection. With no compression the frame is the same bytes for everyone, so the
+    hub frames once and writes to the transport. The library's own writes are whole
+    frames too and are flushed at once, so frames never interleave.
     """
-    frame = text_frame(text)
-    open_state = ConnectionState.OPEN
-    for connection in connections:
-        if connection.protocol.state is open_state:
-            connection.transport.write(frame)
+    if connection.protocol.state is ConnectionState.OPEN:
+        connection.transport.write(text_frame(text))
 
 
 class Hub:
@@ -123,8 +120,8 @@ class Hub:
     def join(self, connection: ServerConnection, hello: str) -> None:
         """Add a client: it gets ``hello`` and the current state at once; it and everyone
         else the new count at once too, or within the count interval in a burst."""
-        fan_out([connection], hello)
-        fan_out([connection], self.state_frame)
+        write_text(connection, hello)
+        write_text(connection, self.state_frame)
         self.clients.add(connection)
         self._count_changed()
 
@@ -193,8 +190,8 @@ class Hub:
             elif connection.transport.get_write_buffer_size() <= self.send_buffer_limit:
                 del self.lagging[connection]
                 # Only the latest state: the ones it missed are out of date anyway.
-                fan_out([connection], self.state_frame)
-                fan_out([connection], self.count_frame())
+                write_text(connection, self.state_frame)
+                write_text(connection, self.count_frame())
                 logger.info("client %s caught up", connection.id.hex[:12])
             elif now - since > self.stuck_timeout:
                 del self.lagging[connection]
