@@ -66,7 +66,7 @@ async def test_others_get_every_state_on_time_while_one_floods() -> None:
         assert states == ["STARTING", "IN_PROGRESS", "ALMOST_DONE", "SUCCESS"]
         assert [m["seq"] for m, _ in arrivals] == [1, 2, 3, 4]
         late = [received - m["changed_at"] for m, received in arrivals[1:]]
-        # Held up by the flood, they would come a whole step late or more.
+        # A server stalled by the flood would deliver them steps late; jitter is allowed.
         assert max(late) < 2 * STEP, f"states arrived late: {late}"
         await watcher.close()
         flooder.transport.abort()  # it never read its replies: no closing handshake
