@@ -17,6 +17,7 @@ from . import __version__
 from .auth import redact
 from .calculation import DEFAULT_STEP_SECONDS
 from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
+from .options import setting
 from .routes import HttpRoutes
 from .server import ProgressServer, SetupError
 
@@ -43,134 +44,94 @@ def _websocket_path(ctx: click.Context, param: click.Parameter, value: str) -> s
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
+@setting(
     "--host",
     default=DEFAULT_HOST,
-    show_default=True,
-    envvar="PROGRESS_HOST",
-    show_envvar=True,
     help="Interface to listen on.",
 )
-@click.option(
+@setting(
     "--port",
     type=click.IntRange(0, 65535),
     default=DEFAULT_PORT,
-    show_default=True,
-    envvar="PROGRESS_PORT",
-    show_envvar=True,
     help="TCP port; 0 picks a free port, named in the log.",
 )
-@click.option(
+@setting(
     "--path",
     default=DEFAULT_PATH,
-    show_default=True,
-    envvar="PROGRESS_PATH",
-    show_envvar=True,
     callback=_websocket_path,
     help="Path of the WebSocket endpoint.",
 )
-@click.option(
+@setting(
     "--step-seconds",
     type=float,
     default=DEFAULT_STEP_SECONDS,
-    show_default=True,
-    envvar="PROGRESS_STEP_SECONDS",
-    show_envvar=True,
     callback=_positive_finite,
     help="Length of each of the three steps of a calculation, in seconds (> 0).",
 )
-@click.option(
+@setting(
     "--log-level",
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
     default="info",
-    show_default=True,
-    envvar="PROGRESS_LOG_LEVEL",
-    show_envvar=True,
     help="Least important log messages shown.",
 )
-@click.option(
+@setting(
     "--max-message-bytes",
     type=click.IntRange(64, 1024 * 1024),
     default=ServerConfig.max_message_bytes,
-    show_default=True,
-    envvar="PROGRESS_MAX_MESSAGE_BYTES",
-    show_envvar=True,
     help="Largest message a client may send; a larger one closes it with 1009.",
 )
-@click.option(
+@setting(
     "--max-clients",
     type=click.IntRange(1, 1_000_000),
     default=ServerConfig.max_clients,
-    show_default=True,
-    envvar="PROGRESS_MAX_CLIENTS",
-    show_envvar=True,
     help="Clients connected at most; the next handshake gets HTTP 503.",
 )
-@click.option(
+@setting(
     "--rate-limit",
     type=click.FloatRange(0.1, 100_000),
     default=ServerConfig.rate_limit,
-    show_default=True,
-    envvar="PROGRESS_RATE_LIMIT",
-    show_envvar=True,
     help="Messages per second a client may send on average; excess ones are dropped.",
 )
-@click.option(
+@setting(
     "--rate-burst",
     type=click.IntRange(1, 100_000),
     default=ServerConfig.rate_burst,
-    show_default=True,
-    envvar="PROGRESS_RATE_BURST",
-    show_envvar=True,
     help="Messages a client may send at once.",
 )
-@click.option(
+@setting(
     "--ping-interval",
     type=click.FloatRange(0.1, 3600),
     default=ServerConfig.ping_interval,
-    show_default=True,
-    envvar="PROGRESS_PING_INTERVAL",
-    show_envvar=True,
     help="Seconds between keepalive pings to each client.",
 )
-@click.option(
+@setting(
     "--ping-timeout",
     type=click.FloatRange(0.1, 3600),
     default=ServerConfig.ping_timeout,
-    show_default=True,
-    envvar="PROGRESS_PING_TIMEOUT",
-    show_envvar=True,
     help="Seconds a pong may take before a client counts as dead and is dropped.",
 )
-@click.option(
+@setting(
     "--token",
-    envvar="PROGRESS_TOKEN",
-    show_envvar=True,
     help="Shared secret every client (and every HTTP request but /healthz) must present. "
     "Prefer the environment variable: command lines are visible to other users.",
 )
-@click.option(
+@setting(
     "--allow-origin",
     "allowed_origins",
-    multiple=True,
     envvar="PROGRESS_ALLOW_ORIGINS",
-    show_envvar=True,
+    multiple=True,
     help="A browser origin allowed to connect, e.g. https://dash.example.com; repeat for "
     "more (space-separated in the variable). When given, requests from any other Origin "
     "get 403.",
 )
-@click.option(
+@setting(
     "--certfile",
     type=click.Path(exists=True, dir_okay=False),
-    envvar="PROGRESS_CERTFILE",
-    show_envvar=True,
     help="PEM certificate chain: serve wss:// and https://.",
 )
-@click.option(
+@setting(
     "--keyfile",
     type=click.Path(exists=True, dir_okay=False),
-    envvar="PROGRESS_KEYFILE",
-    show_envvar=True,
     help="PEM private key of --certfile, when it is not in the same file.",
 )
 @click.version_option(__version__, prog_name="progress-server")

@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 
 import click
 
+from progress_server.options import setting
+
 from . import __version__
 from .client import DEFAULT_URL, check_url
 from .reconnect import ReconnectPolicy
@@ -37,27 +39,20 @@ def _url(ctx: click.Context, param: click.Parameter, value: str) -> str:
 def connection_options(function: F) -> F:
     """--url, --token and --cafile, shared by progress-tui and progress-ctl."""
     options = [
-        click.option(
+        setting(
             "--url",
             default=DEFAULT_URL,
-            show_default=True,
-            envvar="PROGRESS_URL",
-            show_envvar=True,
             callback=_url,
             help="WebSocket URL of the server (wss:// for TLS).",
         ),
-        click.option(
+        setting(
             "--token",
-            envvar="PROGRESS_TOKEN",
-            show_envvar=True,
             help="The server's token, when it has one. Prefer the environment variable: "
             "command lines are visible to other users.",
         ),
-        click.option(
+        setting(
             "--cafile",
             type=click.Path(exists=True, dir_okay=False),
-            envvar="PROGRESS_CAFILE",
-            show_envvar=True,
             help="PEM certificates to trust for a wss:// server (e.g. a self-signed one); "
             "by default the system's.",
         ),
@@ -77,31 +72,23 @@ def check_connection_options(url: str, token: str | None, cafile: str | None) ->
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @connection_options
-@click.option(
+@setting(
     "--log-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=default_log_path,
     show_default="$XDG_STATE_HOME/progress/progress-tui.log",
-    envvar="PROGRESS_LOG_FILE",
-    show_envvar=True,
     help="Where connection events and unexpected errors are logged.",
 )
-@click.option(
+@setting(
     "--reconnect-initial",
     type=click.FloatRange(min=0.01, max=3600),
     default=0.5,
-    show_default=True,
-    envvar="PROGRESS_RECONNECT_INITIAL",
-    show_envvar=True,
     help="Longest first wait before reconnecting, in seconds; it doubles after each failure.",
 )
-@click.option(
+@setting(
     "--reconnect-cap",
     type=click.FloatRange(min=0.01, max=3600),
     default=10.0,
-    show_default=True,
-    envvar="PROGRESS_RECONNECT_CAP",
-    show_envvar=True,
     help="Longest wait before reconnecting, in seconds.",
 )
 @click.version_option(__version__, prog_name="progress-tui")
