@@ -57,8 +57,12 @@ def test_quick_run_with_200_clients(tmp_path: Path) -> None:
     assert "p99 ms" in result.stdout
     report = json.loads(output.read_text())
     measured = {row["server"] for row in report["results"]}
-    assert {"progress-server", "naive", "aiohttp", "floor"} <= measured
-    assert measured | set(report["skipped"]) >= {"node-ws"}
+    assert {"progress-server", "floor"} <= measured
+    # A peer may be missing on a machine (no Node.js, say), never silently.
+    for peer in ("naive", "node-ws", "aiohttp"):
+        assert peer in measured or any(key.startswith(peer) for key in report["skipped"])
+        if peer not in measured:
+            assert f"not measured: {peer}" in result.stdout
     for row in report["results"]:
         assert row["clients"] == row["connected"] == 200
         assert row["delivered_ratio"] == 1.0, row
