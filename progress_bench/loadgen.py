@@ -14,7 +14,7 @@ import multiprocessing
 import multiprocessing.connection
 import struct
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Delivery", "Workers"]
@@ -89,10 +89,8 @@ def frames(chunks: list[tuple[float, bytes]], *, upgraded: bool) -> list[tuple[f
 
 @dataclass
 class Delivery:
-    """What a worker's clients received of the measured states."""
+    """How a worker's connections went."""
 
-    latencies: list[float] = field(default_factory=list)
-    per_seq: dict[int, int] = field(default_factory=dict)
     connected: int = 0
     failed: int = 0
     first_attempt: float = 0.0
@@ -144,7 +142,8 @@ async def _work(
             )
         elif command == "collect":
             measured: set[int] = set(argument)
-            result = Delivery(connected=delivery.connected)
+            latencies: list[float] = []
+            per_seq: dict[int, int] = {}
             for client in clients:
                 for stamp, payload in frames(client.chunks, upgraded=reset):
                     if b'"type":"state"' not in payload.replace(b" ", b""):
@@ -152,9 +151,9 @@ async def _work(
                     message: dict[str, Any] = json.loads(payload)
                     seq = message["seq"]
                     if seq in measured:
-                        result.latencies.append(stamp - message["changed_at"])
-                        result.per_seq[seq] = result.per_seq.get(seq, 0) + 1
-            pipe.send((result.latencies, result.per_seq))
+                        latencies.append(stamp - message["changed_at"])
+                        per_seq[seq] = per_seq.get(seq, 0) + 1
+            pipe.send((latencies, per_seq))
         elif command == "reset":  # forget the handshakes and what came before measuring
             for client in clients:
                 client.chunks.clear()

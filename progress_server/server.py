@@ -72,8 +72,7 @@ class ProgressServer:
         self.backend = (
             backend if backend is not None else MemoryBackend(step_seconds=self.config.step_seconds)
         )
-        self.port = self.config.port
-        self.path = self.config.path
+        self.port = self.config.port  # the real one once listening, for --port 0
         self.hub: Hub | None = None
         self.routes = HttpRoutes(self)
         self._server: Server | None = None
@@ -82,6 +81,10 @@ class ProgressServer:
     @property
     def host(self) -> str:
         return self.config.host
+
+    @property
+    def path(self) -> str:
+        return self.config.path
 
     @property
     def full(self) -> bool:

@@ -71,7 +71,7 @@ class CalculationView(Widget):
         yield ProgressBar(total=1.0, show_eta=False)
 
     def on_mount(self) -> None:
-        self._ticker = self.set_interval(1 / self.fps, self._tick, pause=True)
+        self._ticker = self.set_interval(1 / self.fps, self._update, pause=True)
         self._update()
 
     def watch_run(self, run: RunView | None) -> None:
@@ -83,9 +83,6 @@ class CalculationView(Widget):
         self._update()
 
     def watch_busy(self) -> None:
-        self._update()
-
-    def _tick(self) -> None:
         self._update()
 
     def _update(self) -> None:
