@@ -93,18 +93,31 @@ SYSTEM_CLOCK = SystemClock()
 
 
 class ActionRefused(Exception):
-    """An action that the current state does not allow; nothing was changed.
+    """An action that the current state does not allow.
+
+    The action changed nothing, but catching up with the clock may have: a cancel
+    that arrives just after the last deadline first applies SUCCESS, then is refused.
+    Those transitions happened and must be announced like any other.
 
     Attributes:
         code: The protocol's error code for it.
+        snapshot: The state that refused the action.
+        changes: The transitions that came due before the refusal, oldest first.
     """
 
     code = "refused"
 
-    def __init__(self, message: str, *, snapshot: StateSnapshot) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        snapshot: StateSnapshot,
+        changes: tuple[StateSnapshot, ...] = (),
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.snapshot = snapshot
+        self.changes = changes
 
 
 class AlreadyRunning(ActionRefused):
@@ -190,7 +203,8 @@ class Calculation:
             The new snapshots, oldest first: the transitions that were due, then STARTING.
 
         Raises:
-            AlreadyRunning: If a calculation runs; nothing was changed.
+            AlreadyRunning: If a calculation runs; only the transitions that came
+                due were applied, and the exception carries them.
         """
         changes = self.advance()
         if self._snapshot.state.is_running:
@@ -198,6 +212,7 @@ class Calculation:
                 f"A calculation is already running ({self._snapshot.state}); "
                 "cancel it or wait for it to finish.",
                 snapshot=self._snapshot,
+                changes=tuple(changes),
             )
         self._started_mono = self._clock.monotonic()
         self._started_wall = self._clock.time()
@@ -211,13 +226,15 @@ class Calculation:
             The new snapshots, oldest first: the transitions that were due, then CANCELED.
 
         Raises:
-            NotRunning: If no calculation runs; nothing was changed.
+            NotRunning: If no calculation runs; only the transitions that came due
+                were applied, and the exception carries them.
         """
         changes = self.advance()
         if not self._snapshot.state.is_running:
             raise NotRunning(
                 f"There is no running calculation to cancel (the state is {self._snapshot.state}).",
                 snapshot=self._snapshot,
+                changes=tuple(changes),
             )
         changes.append(self._enter(State.CANCELED, self._snapshot.calculation_id))
         return changes

@@ -25,10 +25,17 @@ class Backend(Protocol):
     """Where the shared calculation's state lives and how its changes are announced.
 
     Contract:
+    - Every method first catches up with the clock: the transitions whose deadline
+      has passed are applied before anything else.
     - ``start`` and ``cancel`` apply the action at once, or raise
-      :class:`~progress_server.calculation.ActionRefused` having changed nothing.
-    - Listeners get every change, oldest first, *after* the action's caller has
-      resumed: an accepted action's reply can go out before its broadcast.
+      :class:`~progress_server.calculation.ActionRefused`. A refused action changes
+      nothing itself, but the transitions it caught up with are real changes: every
+      one of them is announced, in order, *before* the refusal reaches the caller,
+      so that no client ever misses one (a cancel just after the last deadline
+      announces SUCCESS, then is refused).
+    - Listeners get every change exactly once, oldest first, with no gap in ``seq``;
+      an accepted action's changes come *after* its caller has resumed, so its
+      reply can go out before its broadcast.
     - A listener never blocks; an exception in one is logged and does not reach
       the others or the calculation.
     """

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
+from collections.abc import Callable
 
 from ..calculation import (
     DEFAULT_STEP_SECONDS,
     SYSTEM_CLOCK,
+    ActionRefused,
     Calculation,
     Clock,
     StateSnapshot,
@@ -25,6 +28,9 @@ class MemoryBackend:
     One timer at a time is pending: the next deadline. Cancel clears it, so no
     transition ever follows a CANCELED.
 
+    Changes wait in one queue until they are delivered, so listeners hear them in
+    order whichever path applied them (the timer, an action, a refused action).
+
     Args:
         step_seconds: How long each step lasts.
         clock: Where the calculation reads the time.
@@ -36,6 +42,8 @@ class MemoryBackend:
         self._calculation = Calculation(step_seconds=step_seconds, clock=clock)
         self._clock = clock
         self._listeners: list[Listener] = []
+        self._undelivered: deque[StateSnapshot] = deque()
+        self._delivery: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -48,10 +56,10 @@ class MemoryBackend:
         return self._calculation.snapshot
 
     async def start(self) -> StateSnapshot:
-        return self._apply(self._calculation.start())
+        return self._perform(self._calculation.start)
 
     async def cancel(self) -> StateSnapshot:
-        return self._apply(self._calculation.cancel())
+        return self._perform(self._calculation.cancel)
 
     def subscribe(self, listener: Listener) -> Unsubscribe:
         self._listeners.append(listener)
@@ -65,17 +73,41 @@ class MemoryBackend:
     async def aclose(self) -> None:
         self._closed = True
         self._cancel_timer()
+        if self._delivery is not None:
+            self._delivery.cancel()
+            self._delivery = None
+        self._undelivered.clear()
         self._listeners.clear()
+
+    def _perform(self, action: Callable[[], list[StateSnapshot]]) -> StateSnapshot:
+        try:
+            changes = action()
+        except ActionRefused as refused:
+            # Catching up with the clock may have applied transitions before the
+            # refusal (a cancel just after the last deadline finds SUCCESS): they are
+            # announced now, before the caller can answer the refusal.
+            self._undelivered.extend(refused.changes)
+            self._deliver()
+            self._reschedule()
+            raise
+        return self._apply(changes)
 
     def _apply(self, changes: list[StateSnapshot]) -> StateSnapshot:
         """Announce the changes once the caller has resumed, then rearm the timer."""
         if changes:
-            asyncio.get_running_loop().call_soon(self._deliver, changes)
+            self._undelivered.extend(changes)
+            if self._delivery is None:
+                self._delivery = asyncio.get_running_loop().call_soon(self._deliver)
         self._reschedule()
         return self._calculation.snapshot
 
-    def _deliver(self, changes: list[StateSnapshot]) -> None:
-        for snapshot in changes:
+    def _deliver(self) -> None:
+        """Hand every undelivered change to every listener, oldest first."""
+        if self._delivery is not None:
+            self._delivery.cancel()  # when called directly, ahead of its turn
+            self._delivery = None
+        while self._undelivered:
+            snapshot = self._undelivered.popleft()
             for listener in list(self._listeners):
                 try:
                     listener(snapshot)

@@ -206,3 +206,38 @@ def test_step_seconds_must_be_positive(bad: float) -> None:
     """A step of zero or less is refused when the machine is made."""
     with pytest.raises(ValueError, match="step_seconds"):
         Calculation(step_seconds=bad)
+
+
+@pytest.mark.parametrize("deadline", [1, 2])
+def test_a_refused_start_carries_the_transitions_it_caught_up_with(
+    calculation: Calculation, clock: FakeClock, deadline: int
+) -> None:
+    """The refusal tells its caller which transitions it applied, so they can be announced."""
+    calculation.start()
+    clock.advance(deadline * STEP + 0.0005)
+    with pytest.raises(AlreadyRunning) as refused:
+        calculation.start()
+    expected = [State.IN_PROGRESS, State.ALMOST_DONE][:deadline]
+    assert states(list(refused.value.changes)) == expected
+    assert refused.value.snapshot == calculation.snapshot == refused.value.changes[-1]
+
+
+def test_a_refused_cancel_carries_success(calculation: Calculation, clock: FakeClock) -> None:
+    """3.0005 steps after the start, a cancel applies the last transitions, then is refused."""
+    calculation.start()
+    clock.advance(3.0005 * STEP)
+    with pytest.raises(NotRunning) as refused:
+        calculation.cancel()
+    assert states(list(refused.value.changes)) == [
+        State.IN_PROGRESS,
+        State.ALMOST_DONE,
+        State.SUCCESS,
+    ]
+    assert [s.seq for s in refused.value.changes] == [2, 3, 4]
+
+
+def test_a_refusal_with_nothing_due_carries_no_change(calculation: Calculation) -> None:
+    """A cancel while IDLE changes nothing and carries nothing."""
+    with pytest.raises(NotRunning) as refused:
+        calculation.cancel()
+    assert refused.value.changes == ()

@@ -8,8 +8,14 @@ import logging
 import pytest
 
 from progress_server.backends import MemoryBackend
-from progress_server.calculation import AlreadyRunning, State, StateSnapshot
-from tests.helpers import STEP, TIMEOUT
+from progress_server.calculation import (
+    ActionRefused,
+    AlreadyRunning,
+    NotRunning,
+    State,
+    StateSnapshot,
+)
+from tests.helpers import STEP, TIMEOUT, FakeClock
 
 
 async def collect_until(changes: asyncio.Queue[StateSnapshot], final: State) -> list[State]:
@@ -112,3 +118,69 @@ async def test_aclose_stops_the_timers(backend: MemoryBackend) -> None:
     await backend.aclose()
     await asyncio.sleep(4 * STEP)
     assert heard == []
+
+
+RUN = [State.STARTING, State.IN_PROGRESS, State.ALMOST_DONE, State.SUCCESS]
+
+
+@pytest.mark.parametrize("past", [0.0, 0.0005], ids=["at", "just-after"])
+@pytest.mark.parametrize("deadline", [1, 2, 3])
+@pytest.mark.parametrize("action", ["start", "cancel"])
+async def test_an_action_at_a_deadline_announces_every_transition_first(
+    action: str, deadline: int, past: float
+) -> None:
+    """Whether it is accepted or refused, an action at a deadline first announces the
+    transitions that came due, in order and with no gap in seq; a refused one does so
+    before its refusal reaches the caller."""
+    clock = FakeClock()
+    step = 2.0  # the timers never fire during the test: only the hand-moved clock moves
+    backend = MemoryBackend(step_seconds=step, clock=clock)
+    heard: list[StateSnapshot] = []
+    backend.subscribe(heard.append)
+    try:
+        await backend.start()
+        clock.advance(deadline * step + past)
+        refused: ActionRefused | None = None
+        try:
+            await getattr(backend, action)()
+        except ActionRefused as exc:
+            refused = exc
+            heard_before_refusal = [s.state for s in heard]
+        await asyncio.sleep(0)  # an accepted action's changes follow its caller
+        due = RUN[: deadline + 1]
+        if action == "start" and deadline < 3:
+            assert isinstance(refused, AlreadyRunning)
+            assert heard_before_refusal == due
+            assert [s.state for s in heard] == due
+        elif action == "cancel" and deadline == 3:
+            assert isinstance(refused, NotRunning)
+            assert "SUCCESS" in refused.message
+            assert heard_before_refusal == due
+            assert [s.state for s in heard] == due
+        else:
+            assert refused is None
+            following = State.STARTING if action == "start" else State.CANCELED
+            assert [s.state for s in heard] == [*due, following]
+        assert [s.seq for s in heard] == list(range(1, len(heard) + 1))
+        assert (await backend.snapshot()) == heard[-1]
+    finally:
+        await backend.aclose()
+
+
+async def test_changes_reach_listeners_in_order_whatever_applied_them() -> None:
+    """A refusal that catches up while an earlier change still waits for delivery
+    delivers both, oldest first."""
+    clock = FakeClock()
+    backend = MemoryBackend(step_seconds=2.0, clock=clock)
+    heard: list[StateSnapshot] = []
+    backend.subscribe(heard.append)
+    try:
+        await backend.start()  # STARTING waits for its delivery
+        clock.advance(3 * 2.0)
+        with pytest.raises(NotRunning):
+            await backend.cancel()
+        assert [s.state for s in heard] == RUN
+        await asyncio.sleep(0)
+        assert [s.state for s in heard] == RUN, "a change was delivered twice"
+    finally:
+        await backend.aclose()
