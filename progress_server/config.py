@@ -31,9 +31,15 @@ class ServerConfig:
         ping_interval: Seconds between keepalive pings to each client.
         ping_timeout: Seconds a pong may take before the client counts as dead.
         send_buffer_limit: Bytes queued for one client past which it is skipped.
+        send_buffer_cap: Bytes queued for one client past which it is dropped at once.
         stuck_timeout: Seconds a client may stay past the buffer limit before it is closed.
+        max_handshake_bytes: Size of a request's line and headers at most; larger: 431.
+        handshake_timeout: Seconds a connection may take to complete its handshake.
         token: When set, every client and every HTTP request but /healthz must present it.
-        allowed_origins: When not empty, a request with another Origin header gets 403.
+        allowed_origins: Browser origins allowed besides the server's own; ``("*",)``
+            allows any. A request with another Origin header gets 403.
+        allowed_hosts: Host header names allowed besides the loopback ones, when
+            listening on loopback; ``("*",)`` allows any. Others get 403.
         certfile: PEM certificate (chain) to serve wss:// and https://.
         keyfile: PEM private key for ``certfile`` (when not inside it).
     """
@@ -50,9 +56,13 @@ class ServerConfig:
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     send_buffer_limit: int = 64 * 1024
+    send_buffer_cap: int = 256 * 1024
     stuck_timeout: float = 30.0
+    max_handshake_bytes: int = 16 * 1024
+    handshake_timeout: float = 5.0
     token: str | None = None
     allowed_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
     certfile: str | None = None
     keyfile: str | None = None
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import ssl
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -22,8 +23,9 @@ from . import __version__
 from .backends import Backend, MemoryBackend, Unsubscribe
 from .calculation import ActionRefused
 from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
+from .connection import GuardedConnection
 from .hub import Hub
-from .limits import TokenBucket
+from .limits import Verdict
 from .protocol import Ack, Error, ErrorCode, Hello, ProtocolError, decode_request, encode
 from .routes import HttpRoutes
 
@@ -116,11 +118,15 @@ class ProgressServer:
         )
         self._unsubscribe = self.backend.subscribe(self.hub.publish)
         self._server = await serve(
-            self.handle,
+            self.handle,  # type: ignore[arg-type]  # it gets a GuardedConnection
             config.host,
             config.port,
+            create_connection=cast(
+                type[ServerConnection], functools.partial(GuardedConnection, config=config)
+            ),
             process_request=self.routes.process_request,
             server_header=SERVER_NAME,
+            open_timeout=config.handshake_timeout,
             close_timeout=CLOSE_TIMEOUT,
             ping_interval=config.ping_interval,
             ping_timeout=config.ping_timeout,
@@ -178,20 +184,16 @@ class ProgressServer:
         assert snapshot.calculation_id is not None
         return Ack(action=action, calculation_id=snapshot.calculation_id, request_id=request_id)
 
-    async def handle(self, connection: ServerConnection) -> None:
+    async def handle(self, connection: GuardedConnection) -> None:
         """Serve one WebSocket client for as long as it stays connected."""
         assert self.hub is not None
-        client_id = connection.id.hex[:12]
+        client_id = connection.short_id
         peer = _format_peer(connection.remote_address)
         joined = False
         if self.full:  # handshakes that raced past the check in process_request
             await connection.close(CloseCode.TRY_AGAIN_LATER, "server full")
             return
         loop = asyncio.get_running_loop()
-        config = self.config
-        rate = TokenBucket(config.rate_limit, config.rate_burst, loop.time())
-        # Refused messages drain this one; empty means a flood: close with 1008.
-        patience = TokenBucket(config.rate_limit, config.flood_tolerance, loop.time())
         try:
             self.hub.join(connection, encode(Hello(server=SERVER_NAME, client_id=client_id)))
             joined = True
@@ -202,13 +204,14 @@ class ProgressServer:
                 len(self.hub.clients),
             )
             async for data in connection:
-                now = loop.time()
-                if rate.take(now):
+                verdict = connection.budget.take(loop.time())
+                if verdict is Verdict.ALLOW:
                     await self._reply(connection, client_id, data)
-                elif patience.take(now):
+                elif verdict is Verdict.REFUSE:
                     await connection.send(encode(RATE_LIMITED))
                 else:
-                    logger.warning("client %s: closed for flooding", client_id)
+                    connection.dropped = "flooding with messages"
+                    logger.warning("client %s: closed for flooding (messages)", client_id)
                     await connection.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
         except ConnectionClosed:
             pass
@@ -222,7 +225,9 @@ class ProgressServer:
                     len(self.hub.clients),
                 )
 
-    async def _reply(self, connection: ServerConnection, client_id: str, data: str | bytes) -> None:
+    async def _reply(
+        self, connection: GuardedConnection, client_id: str, data: str | bytes
+    ) -> None:
         assert self.hub is not None
         reply: str
         try:
@@ -241,18 +246,27 @@ class ProgressServer:
         except Exception:
             # A bug must not cost the client its connection, nor anyone else anything.
             logger.exception("client %s: unexpected error while handling a message", client_id)
-            reply = encode(
-                Error(
-                    code=ErrorCode.INTERNAL_ERROR,
-                    message="The server failed to handle this message; see its log.",
-                )
-            )
-        await connection.send(reply)
+            reply = INTERNAL_ERROR
+        try:
+            await connection.send(reply)
+        except ConnectionClosed:
+            raise
+        except Exception:
+            # The reply could not be encoded or written: the client still gets an
+            # answer, and the connection stays up.
+            logger.exception("client %s: the reply could not be sent", client_id)
+            await connection.send(INTERNAL_ERROR)
 
 
 RATE_LIMITED = Error(
     code=ErrorCode.RATE_LIMITED,
     message="Too many messages: this one was dropped. Slow down or you will be disconnected.",
+)
+INTERNAL_ERROR = encode(
+    Error(
+        code=ErrorCode.INTERNAL_ERROR,
+        message="The server failed to handle this message; see its log.",
+    )
 )
 
 
@@ -282,6 +296,8 @@ def _format_peer(address: object) -> str:
     return str(address)
 
 
-def _close_reason(connection: ServerConnection) -> str:
+def _close_reason(connection: GuardedConnection) -> str:
+    if connection.dropped is not None:
+        return connection.dropped
     code = connection.close_code
     return "no close frame" if code is None else f"code {code}"

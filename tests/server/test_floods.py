@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import time
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any, TypeVar
 
+import psutil
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from progress_server.server import ProgressServer
-from tests.helpers import TIME_FACTOR, TIMEOUT, join, recv_json, recv_type, send_json
+from tests.helpers import (
+    TIME_FACTOR,
+    TIMEOUT,
+    ServerProcess,
+    join,
+    recv_json,
+    recv_type,
+    send_json,
+)
+
+T = TypeVar("T")
 
 STEP = 0.1 * TIME_FACTOR
 
@@ -108,3 +124,83 @@ async def test_the_client_after_max_clients_gets_503() -> None:
         assert (await recv_type(again, "clients"))["count"] == 3
         for ws in [again, *clients[1:]]:
             await ws.close()
+
+
+async def flood(kind: str, port: int, connections: int, seconds: float, *flags: str) -> Any:
+    """Run a flood from tests/flooders.py in its own process; returns its tally."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.flooders",
+        kind,
+        str(port),
+        str(connections),
+        str(seconds),
+        *flags,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=Path(__file__).parents[2],
+    )
+    stdout, _ = await asyncio.wait_for(process.communicate(), seconds + TIMEOUT)
+    return json.loads(stdout)
+
+
+async def peak_rss_during(pid: int, work: Awaitable[T]) -> tuple[int, T]:
+    """The highest resident memory of process `pid` while `work` runs, sampled often."""
+    process = psutil.Process(pid)
+    peak = process.memory_info().rss
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        peak = max(peak, process.memory_info().rss)
+        await asyncio.wait([task], timeout=0.02)
+    return peak, task.result()
+
+
+FLOOD_SECONDS = 3 * TIME_FACTOR
+MiB = 1024 * 1024
+
+
+async def test_a_ping_flood_that_never_reads_is_cut_and_costs_little_memory() -> None:
+    """25 connections send pings as fast as they can and never read: each is closed
+    for flooding (or dropped over the send buffer cap), and the server grows by less
+    than 64 MiB, however long it lasts."""
+    async with ServerProcess() as server:
+        assert server.process is not None
+        watcher, _, _ = await join(server.url)
+        before = psutil.Process(server.process.pid).memory_info().rss
+        peak, tally = await peak_rss_during(
+            server.process.pid, flood("pings", server.port, 25, FLOOD_SECONDS)
+        )
+        # Every connection was cut, but maybe the last of each flooder, cut short by the end.
+        assert tally.get("cut", 0) >= max(25, tally["connections"] - 25), tally
+        assert peak - before < 64 * MiB, f"grew by {(peak - before) / MiB:.0f} MiB"
+        await send_json(watcher, {"action": "status"})
+        assert (await recv_type(watcher, "state"))["state"] == "IDLE"
+        await watcher.close()
+        log = "\n".join(server.lines)
+        assert "closed for flooding (pings or pongs)" in log
+        assert "Traceback" not in log
+
+
+async def test_a_ping_flood_that_reads_ends_in_1008_and_delays_nobody() -> None:
+    """12 connections flood pings and read the pongs: each gets close 1008 like a message
+    flooder; meanwhile a legitimate client's status round trip stays under 100 ms."""
+    async with ServerProcess() as server:
+        client, _, _ = await join(server.url)
+        round_trips: list[float] = []
+
+        async def measure() -> None:
+            loop = asyncio.get_running_loop()
+            while True:
+                sent = loop.time()
+                await send_json(client, {"action": "status"})
+                await recv_type(client, "state")
+                round_trips.append(loop.time() - sent)
+                await asyncio.sleep(0.05)
+
+        measuring = asyncio.create_task(measure())
+        tally = await flood("pings", server.port, 12, FLOOD_SECONDS, "--read")
+        measuring.cancel()
+        assert tally.get("closed 1008", 0) >= 12, tally
+        assert len(round_trips) > 10
+        assert max(round_trips) < 0.1 * TIME_FACTOR, f"slowest: {max(round_trips):.3f} s"
+        await client.close()

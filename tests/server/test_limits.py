@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from progress_server.limits import TokenBucket
+from progress_server.limits import AddressLimits, MessageBudget, TokenBucket, Verdict
 
 
 def test_a_full_bucket_allows_a_burst_then_refuses() -> None:
@@ -45,3 +45,44 @@ def test_time_going_backwards_adds_nothing() -> None:
 def test_bad_settings_are_refused(rate: float, burst: float) -> None:
     with pytest.raises(ValueError):
         TokenBucket(rate=rate, burst=burst, now=0.0)
+
+
+def test_a_budget_allows_then_refuses_then_closes() -> None:
+    """burst frames pass, then tolerance more are refused, then the next one is a flood."""
+    budget = MessageBudget(rate=20, burst=3, tolerance=2, now=0.0)
+    verdicts = [budget.take(0.0) for _ in range(6)]
+    assert verdicts == [Verdict.ALLOW] * 3 + [Verdict.REFUSE] * 2 + [Verdict.CLOSE]
+
+
+def test_a_budget_recovers_at_the_rate() -> None:
+    """After a refusal, waiting 1/rate seconds allows one more frame."""
+    budget = MessageBudget(rate=10, burst=1, tolerance=5, now=0.0)
+    assert budget.take(0.0) is Verdict.ALLOW
+    assert budget.take(0.0) is Verdict.REFUSE
+    assert budget.take(0.1) is Verdict.ALLOW
+
+
+def test_addresses_have_buckets_of_their_own() -> None:
+    """One address over its limit does not limit another."""
+    limits = AddressLimits(rate=1, burst=2)
+    assert [limits.take("10.0.0.1", 0.0) for _ in range(3)] == [True, True, False]
+    assert limits.take("10.0.0.2", 0.0)
+
+
+def test_address_buckets_are_bounded() -> None:
+    """A flood of new addresses keeps at most max_addresses buckets, dropping the oldest."""
+    limits = AddressLimits(rate=1, burst=1, max_addresses=100)
+    for number in range(1000):
+        limits.take(f"10.0.{number // 256}.{number % 256}", 0.0)
+    assert len(limits) == 100
+
+
+def test_refilled_buckets_are_forgotten() -> None:
+    """An address quiet long enough to refill costs no memory any more."""
+    limits = AddressLimits(rate=10, burst=2)
+    for number in range(5):
+        limits.take(f"10.0.0.{number}", 0.0)
+    limits.take("10.0.0.99", 10.0)
+    limits.take("10.0.0.99", 10.0)
+    limits.take("10.0.0.99", 10.0)
+    assert len(limits) <= 2

@@ -1,0 +1,77 @@
+"""Handshakes are bounded in size and in time, before any token or origin is checked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import psutil
+
+from progress_server.server import ProgressServer
+from tests.helpers import TIME_FACTOR, TIMEOUT, ServerProcess, join, recv_type, send_json
+from tests.server.test_floods import MiB, flood, peak_rss_during
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, object]]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+    status = int(head.split(b" ", 2)[1])
+    body = await asyncio.wait_for(reader.read(), TIMEOUT)
+    return status, json.loads(body)
+
+
+async def test_headers_over_16_kib_get_431(server: ProgressServer) -> None:
+    """A request whose headers go past 16 KiB in all is answered 431 and closed, though
+    every line is within websockets' own limit of 8 KiB."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(f"GET /progress HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n".encode())
+    for number in range(3):
+        writer.write(f"X-Padding-{number}: {'a' * 8000}\r\n".encode())
+    status, body = await read_response(reader)
+    assert status == 431
+    assert body["code"] == "request_too_large"
+    assert "16 KiB" in str(body["message"])
+    writer.close()
+
+
+async def test_headers_under_the_limit_still_work(server: ProgressServer) -> None:
+    """A large but legal request (12 KiB of headers) is served as usual."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    padding = "".join(f"X-Padding-{n}: {'a' * 6000}\r\n" for n in range(2))
+    writer.write(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n{padding}\r\n".encode())
+    status, body = await read_response(reader)
+    assert (status, body) == (200, {"status": "ok"})
+    writer.close()
+
+
+async def test_a_handshake_that_never_ends_is_cut_at_the_timeout() -> None:
+    """A peer that starts a request and stops is disconnected after handshake_timeout."""
+    timeout = 0.2 * TIME_FACTOR
+    async with ProgressServer(port=0, handshake_timeout=timeout) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /progress HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        started = asyncio.get_running_loop().time()
+        assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""
+        waited = asyncio.get_running_loop().time() - started
+        assert timeout * 0.9 <= waited < timeout + 1.0
+        writer.close()
+
+
+async def test_400_maximal_handshakes_cost_little_and_block_nobody() -> None:
+    """400 connections each try to send a megabyte of headers and hold on: the server
+    stays under 128 MiB and a legitimate client is served meanwhile."""
+    async with ServerProcess() as server:
+        assert server.process is not None
+        seconds = 2 * TIME_FACTOR
+        flooding = asyncio.ensure_future(flood("handshakes", server.port, 400, seconds))
+        await asyncio.sleep(seconds / 2)
+        client, _, state = await join(server.url)
+        await send_json(client, {"action": "status"})
+        assert (await recv_type(client, "state"))["seq"] == state["seq"]
+        await client.close()
+        peak, tally = await peak_rss_during(server.process.pid, flooding)
+        assert peak < 128 * MiB, f"the server reached {peak / MiB:.0f} MiB"
+        assert psutil.Process(server.process.pid).is_running()
+        # Each was answered 431 and closed as soon as it passed 16 KiB, and logged.
+        refusals = [line for line in server.lines if "refused a handshake from" in line]
+        assert len(refusals) == 400, tally
+        assert "its headers are over 16384 bytes" in refusals[0]
