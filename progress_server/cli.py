@@ -17,6 +17,7 @@ from . import __version__
 from .auth import redact
 from .calculation import DEFAULT_STEP_SECONDS
 from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
+from .descriptors import raise_open_files_limit
 from .options import setting
 from .routes import HttpRoutes
 from .server import ProgressServer, SetupError
@@ -156,6 +157,7 @@ def main(**options: Any) -> None:
             "start and cancel the calculation",
             config.host,
         )
+    raise_open_files_limit()
     server = ProgressServer(config)
     try:
         run(_serve_until_signal(server))
@@ -210,6 +212,7 @@ async def _serve_until_signal(server: ProgressServer) -> None:
     logger.info("event loop: %s", "uvloop" if "uvloop" in type(loop).__module__ else "asyncio")
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    loop.set_exception_handler(server.descriptors.handle_loop_exception)
     async with server:
         await stop.wait()
         logger.info("stopping: closing every client with 1001 (going away)")

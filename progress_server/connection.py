@@ -20,6 +20,7 @@ pings) is checked every few kilobytes rather than parsed whole before any check.
 
 from __future__ import annotations
 
+import asyncio
 import http
 import logging
 from typing import Any
@@ -50,6 +51,7 @@ class GuardedConnection(ServerConnection):
         protocol: websockets' Sans-I/O protocol of this connection.
         server: The websockets server it belongs to.
         config: The limits come from here.
+        registry: Holds every open connection, handshakes included.
         **kwargs: What websockets passes to every connection.
 
     Attributes:
@@ -63,10 +65,12 @@ class GuardedConnection(ServerConnection):
         server: Server,
         *,
         config: ServerConfig,
+        registry: set[GuardedConnection],
         **kwargs: Any,
     ) -> None:
         super().__init__(protocol, server, **kwargs)
         self.config = config
+        self.registry = registry
         self.budget = MessageBudget(
             config.rate_limit, config.rate_burst, config.flood_tolerance, self.loop.time()
         )
@@ -76,6 +80,14 @@ class GuardedConnection(ServerConnection):
     @property
     def short_id(self) -> str:
         return self.id.hex[:12]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.registry.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.registry.discard(self)
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         for start in range(0, len(data), FEED_SLICE):

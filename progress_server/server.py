@@ -24,6 +24,7 @@ from .backends import Backend, MemoryBackend, Unsubscribe
 from .calculation import ActionRefused
 from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
 from .connection import GuardedConnection
+from .descriptors import DescriptorWatch, clients_that_fit, open_files_limit
 from .hub import Hub
 from .limits import Verdict
 from .protocol import Ack, Error, ErrorCode, Hello, ProtocolError, decode_request, encode
@@ -76,6 +77,9 @@ class ProgressServer:
         )
         self.port = self.config.port  # the real one once listening, for --port 0
         self.hub: Hub | None = None
+        #: Every open connection, handshakes under way included.
+        self.connections: set[GuardedConnection] = set()
+        self.descriptors = DescriptorWatch(lambda: len(self.connections))
         self.routes = HttpRoutes(self)
         self._server: Server | None = None
         self._unsubscribe: Unsubscribe | None = None
@@ -122,7 +126,8 @@ class ProgressServer:
             config.host,
             config.port,
             create_connection=cast(
-                type[ServerConnection], functools.partial(GuardedConnection, config=config)
+                type[ServerConnection],
+                functools.partial(GuardedConnection, config=config, registry=self.connections),
             ),
             process_request=self.routes.process_request,
             server_header=SERVER_NAME,
@@ -138,17 +143,28 @@ class ProgressServer:
             backlog=4096,  # bursts of new connections (a restart: every client at once)
         )
         self.hub.start()
+        self.descriptors.start()
         self.port = self._server.sockets[0].getsockname()[1]
         logger.info("listening on %s", self.url)
         logger.info(
             "HTTP endpoints: GET %s/healthz, GET %s/state, POST %s/start, POST %s/cancel",
             *[self.http_url] * 4,
         )
+        room = clients_that_fit(open_files_limit())
+        if room is not None and room < config.max_clients:
+            logger.warning(
+                "the limit on open files is %d: about %d clients can connect, not the %d "
+                "of --max-clients; raise it (ulimit -n, or LimitNOFILE= for systemd)",
+                open_files_limit(),
+                room,
+                config.max_clients,
+            )
 
     async def close(self) -> None:
         """Stop accepting, close every client with 1001 (going away), stop the backend."""
         if self.hub is not None:
             self.hub.stop()
+        self.descriptors.stop()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

@@ -131,10 +131,19 @@ def command(name: str) -> str:
 
 
 class ServerProcess:
-    """A real `progress-server` process on a free port; its log is kept in `lines`."""
+    """A real `progress-server` process on a free port; its log is kept in `lines`.
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    Args:
+        args: Its command-line options.
+        env: Environment variables to add.
+        wrapper: A command that runs it, e.g. ``("prlimit", "--nofile=128:128")``.
+    """
+
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, wrapper: tuple[str, ...] = ()
+    ) -> None:
         self.args = ["--port", "0", *args] if "--port" not in args else list(args)
+        self.wrapper = wrapper
         self.env = {**os.environ, **(env or {})}
         self.lines: list[str] = []
         self.port = 0
@@ -147,6 +156,7 @@ class ServerProcess:
 
     async def start(self) -> ServerProcess:
         self.process = await asyncio.create_subprocess_exec(
+            *self.wrapper,
             command("progress-server"),
             *self.args,
             stdin=asyncio.subprocess.DEVNULL,

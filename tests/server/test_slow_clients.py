@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import socket
 
+import pytest
+
 from progress_server.server import CLOSE_TIMEOUT, ProgressServer
+from tests.flooders import masked_ping
 from tests.helpers import TIME_FACTOR, TIMEOUT, join, recv_type
 from tests.raw import RawClient
 
@@ -126,4 +131,32 @@ async def test_a_dead_peer_leaves_within_ping_interval_plus_timeout() -> None:
         bound = interval + timeout + CLOSE_TIMEOUT
         assert loop.time() - joined <= bound + 0.3 * TIME_FACTOR
         silent.close()
+        await watcher.close()
+
+
+async def test_a_client_over_the_send_buffer_cap_is_dropped_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Pongs it never reads pile up for a client whose pings the budget allows: past the
+    cap it is dropped at once, not after the stuck timeout, and the others stay."""
+    cap = 64 * 1024
+    async with ProgressServer(
+        port=0, rate_limit=100_000, rate_burst=100_000, send_buffer_cap=cap, stuck_timeout=60
+    ) as server:
+        assert server.hub is not None
+        watcher, _, _ = await join(server.url)
+        greedy = await RawClient.connect(server.port, receive_buffer=1024)
+        assert (await recv_type(watcher, "clients"))["count"] == 1
+        assert (await recv_type(watcher, "clients"))["count"] == 2
+        squeeze(server)
+        ping = masked_ping(b"x" * 125)
+        loop = asyncio.get_running_loop()
+        with caplog.at_level(logging.WARNING):
+            with contextlib.suppress(OSError):  # the server cuts it in the middle
+                for _ in range(20):
+                    await loop.sock_sendall(greedy.sock, ping * 100)  # 13 KiB of pongs owed
+            message = await recv_type(watcher, "clients")
+        assert message["count"] == 1
+        assert f"over the cap of {cap}" in caplog.text
+        greedy.close()
         await watcher.close()
