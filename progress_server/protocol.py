@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import enum
 import json
-import math
+import re
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias, get_args
 
 from .calculation import State, StateSnapshot
 
 __all__ = [
+    "MAX_CHANGED_AT",
+    "MAX_CLIENTS_COUNT",
+    "MAX_ERROR_MESSAGE_LENGTH",
+    "MAX_ID_LENGTH",
+    "MAX_NAME_LENGTH",
+    "MAX_PROTOCOL_VERSION",
     "MAX_REQUEST_ID_LENGTH",
+    "MAX_SEQ",
+    "MAX_SERVER_NAME_LENGTH",
+    "MAX_STEP_SECONDS",
     "PROTOCOL_VERSION",
     "Ack",
     "Action",
@@ -28,6 +37,7 @@ __all__ = [
     "Request",
     "ServerMessage",
     "StateMessage",
+    "Unknown",
     "decode_request",
     "decode_server_message",
     "encode",
@@ -36,6 +46,26 @@ __all__ = [
 
 PROTOCOL_VERSION = 1
 MAX_REQUEST_ID_LENGTH = 64
+
+# The bounds of what a server may send; the clients refuse anything outside them, so
+# that no value from the network can overflow a conversion or a division, or fill a
+# screen. docs/protocol.md lists them.
+
+#: The largest seq: JavaScript clients read JSON numbers as doubles, exact up to 2**53 - 1.
+MAX_SEQ = 2**53 - 1
+MAX_CLIENTS_COUNT = 2**31
+MAX_PROTOCOL_VERSION = 2**31
+#: changed_at is in unix seconds: 1e11 is in the year 5138, far beyond any real clock.
+MAX_CHANGED_AT = 1e11
+#: step_seconds is above 0 and at most a day (progress-server --step-seconds is as bounded).
+MAX_STEP_SECONDS = 86_400.0
+#: calculation_id and client_id.
+MAX_ID_LENGTH = 64
+MAX_SERVER_NAME_LENGTH = 128
+MAX_ERROR_MESSAGE_LENGTH = 1024
+#: Message types and error codes: lowercase names, like the ones protocol v1 defines.
+MAX_NAME_LENGTH = 64
+_NAME = re.compile(r"[a-z0-9_]+")
 
 Action: TypeAlias = Literal["start", "cancel", "status"]
 ACTIONS: tuple[str, ...] = get_args(Action)
@@ -124,6 +154,10 @@ def decode_request(data: str | bytes) -> Request:
                 f"request_id must be at most {MAX_REQUEST_ID_LENGTH} characters long, "
                 f"not {len(request_id)}.",
             )
+        # Checked before any action is taken: the reply echoes request_id, and a lone
+        # surrogate (e.g. "\ud800" in the JSON) could not be encoded in it.
+        if not request_id.isprintable():
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"request_id {_UNPRINTABLE}")
     action = payload.get("action")
     if action is None:
         raise ProtocolError(
@@ -136,6 +170,10 @@ def decode_request(data: str | bytes) -> Request:
             ErrorCode.INVALID_MESSAGE,
             f"action must be a string, not {_json_type(action)}.",
             request_id=request_id,
+        )
+    if not action.isprintable():
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE, f"action {_UNPRINTABLE}", request_id=request_id
         )
     if action not in ACTIONS:
         raise ProtocolError(
@@ -193,6 +231,17 @@ class Clients:
 ServerMessage: TypeAlias = Hello | StateMessage | Ack | Error | Clients
 
 
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """A message of a type this client does not know, from a newer server: skip it.
+
+    Never sent; :func:`decode_server_message` returns it so that a server can add
+    message types without breaking older clients.
+    """
+
+    type: str
+
+
 def to_dict(message: ServerMessage) -> dict[str, Any]:
     """The JSON object of a server message, as sent on the wire and by the HTTP API."""
     match message:
@@ -226,10 +275,13 @@ def encode(message: ServerMessage) -> str:
     return _dumps(to_dict(message))
 
 
-def decode_server_message(data: str | bytes) -> ServerMessage:
+def decode_server_message(data: str | bytes) -> ServerMessage | Unknown:
     """Read one server message (the clients' side of the codec).
 
-    Unknown extra fields are ignored, so a newer server can add some.
+    Every value is checked against the protocol's bounds (``MAX_SEQ`` and the others),
+    and every string must be printable text. Unknown extra fields are ignored and a
+    message of an unknown type decodes to :class:`Unknown`, so a newer server can add
+    both.
 
     Raises:
         ProtocolError: If the message is not a valid protocol v1 server message.
@@ -240,16 +292,16 @@ def decode_server_message(data: str | bytes) -> ServerMessage:
     if not isinstance(payload, dict):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "A server message must be a JSON object.")
     fields = _Fields(payload)
-    kind = fields.text("type")
+    kind = fields.name("type", max_length=MAX_NAME_LENGTH)
     match kind:
         case "hello":
             return Hello(
-                server=fields.text("server"),
-                client_id=fields.text("client_id"),
-                protocol=fields.integer("protocol"),
+                server=fields.text("server", max_length=MAX_SERVER_NAME_LENGTH),
+                client_id=fields.text("client_id", max_length=MAX_ID_LENGTH),
+                protocol=fields.integer("protocol", 1, MAX_PROTOCOL_VERSION),
             )
         case "state":
-            state_name = fields.text("state")
+            state_name = fields.text("state", max_length=MAX_NAME_LENGTH)
             try:
                 state = State(state_name)
             except ValueError:
@@ -259,34 +311,43 @@ def decode_server_message(data: str | bytes) -> ServerMessage:
             return StateMessage(
                 StateSnapshot(
                     state=state,
-                    calculation_id=fields.optional_text("calculation_id"),
-                    seq=fields.integer("seq"),
-                    changed_at=fields.number("changed_at"),
-                    step_seconds=fields.number("step_seconds"),
+                    calculation_id=fields.optional_text("calculation_id", max_length=MAX_ID_LENGTH),
+                    seq=fields.integer("seq", 0, MAX_SEQ),
+                    changed_at=fields.number("changed_at", 0.0, MAX_CHANGED_AT, high_open=True),
+                    step_seconds=fields.number(
+                        "step_seconds", 0.0, MAX_STEP_SECONDS, low_open=True
+                    ),
                 )
             )
         case "ack":
-            action = fields.text("action")
+            action = fields.text("action", max_length=MAX_NAME_LENGTH)
             if action not in ("start", "cancel"):
                 raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"Unknown ack {_preview(action)}.")
             return Ack(
                 action=action,  # type: ignore[arg-type]
-                calculation_id=fields.text("calculation_id"),
-                request_id=fields.optional_text("request_id"),
+                calculation_id=fields.text("calculation_id", max_length=MAX_ID_LENGTH),
+                request_id=fields.optional_text(
+                    "request_id", min_length=0, max_length=MAX_REQUEST_ID_LENGTH
+                ),
             )
         case "error":
             return Error(
-                code=fields.text("code"),
-                message=fields.text("message"),
-                request_id=fields.optional_text("request_id"),
+                code=fields.name("code", max_length=MAX_NAME_LENGTH),
+                message=fields.text("message", max_length=MAX_ERROR_MESSAGE_LENGTH),
+                request_id=fields.optional_text(
+                    "request_id", min_length=0, max_length=MAX_REQUEST_ID_LENGTH
+                ),
             )
         case "clients":
-            return Clients(count=fields.integer("count"))
-    raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"Unknown message type {_preview(kind)}.")
+            return Clients(count=fields.integer("count", 0, MAX_CLIENTS_COUNT))
+    return Unknown(kind)
+
+
+_UNPRINTABLE = "must be printable text: no control characters, no lone surrogates."
 
 
 class _Fields:
-    """Typed access to the fields of a decoded server message."""
+    """Typed and bounded access to the fields of a decoded server message."""
 
     def __init__(self, payload: dict[str, Any]) -> None:
         self.payload = payload
@@ -301,22 +362,69 @@ class _Fields:
             )
         return value
 
-    def text(self, name: str) -> str:
-        return self._get(name, (str,), "a string")  # type: ignore[no-any-return]
+    def text(self, name: str, *, max_length: int, min_length: int = 1) -> str:
+        """A string of printable characters, ``min_length`` to ``max_length`` long."""
+        value: str = self._get(name, (str,), "a string")
+        if not min_length <= len(value) <= max_length:
+            size = f"at most {max_length}" if min_length == 0 else f"{min_length} to {max_length}"
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                f"Field {name!r} must be {size} characters long, not {len(value)}.",
+            )
+        # Neither markup nor escape sequences are refused here: the clients show server
+        # text as plain text. Control characters are, and lone surrogates (which UTF-8
+        # cannot encode) with them.
+        if not value.isprintable():
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"Field {name!r} {_UNPRINTABLE}")
+        return value
 
-    def optional_text(self, name: str) -> str | None:
+    def optional_text(self, name: str, *, max_length: int, min_length: int = 1) -> str | None:
         if self.payload.get(name) is None:
             return None
-        return self.text(name)
+        return self.text(name, min_length=min_length, max_length=max_length)
 
-    def integer(self, name: str) -> int:
-        return self._get(name, (int,), "an integer")  # type: ignore[no-any-return]
-
-    def number(self, name: str) -> float:
-        value = float(self._get(name, (int, float), "a number"))
-        if not math.isfinite(value):
-            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"Field {name!r} must be finite.")
+    def name(self, name: str, *, max_length: int) -> str:
+        """A lowercase name: a message type or an error code."""
+        value = self.text(name, max_length=max_length)
+        if not _NAME.fullmatch(value):
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                f"Field {name!r} must be made of a-z, 0-9 and _, not {_preview(value)}.",
+            )
         return value
+
+    def integer(self, name: str, low: int, high: int) -> int:
+        value: int = self._get(name, (int,), "an integer")
+        if not low <= value <= high:
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                f"Field {name!r} must be an integer from {low} to {high}, not {_number(value)}.",
+            )
+        return value
+
+    def number(
+        self,
+        name: str,
+        low: float,
+        high: float,
+        *,
+        low_open: bool = False,
+        high_open: bool = False,
+    ) -> float:
+        """A finite number within bounds; open bounds are excluded."""
+        value: int | float = self._get(name, (int, float), "a number")
+        # Compared before any conversion: an int compares exactly with a float, whereas
+        # float() of a 400-digit integer raises OverflowError. NaN fails every comparison.
+        above = low < value if low_open else low <= value
+        below = value < high if high_open else value <= high
+        if not (above and below):
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                f"Field {name!r} must be a number {'above' if low_open else 'at least'} "
+                f"{low:g} and {'below' if high_open else 'at most'} {high:g}, "
+                f"not {_number(value)}.",
+            )
+        return float(value)
 
 
 def _dumps(payload: dict[str, Any]) -> str:
@@ -350,6 +458,21 @@ def _json_type(value: object) -> str:
     return "an object"
 
 
+def _number(value: float) -> str:
+    """A number for an error sentence, short however large it is."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if -(10**15) < value < 10**15:
+        return str(value)
+    try:
+        return f"an integer of {len(str(abs(value)))} digits"
+    except ValueError:  # longer than Python converts to text
+        return "a huge integer"
+
+
 def _preview(text: str, limit: int = 40) -> str:
-    """Quote a client's string for an error sentence, cut short if long."""
+    """Quote a peer's string for an error sentence, cut short if long.
+
+    JSON's escapes (ASCII only) make any control character or lone surrogate harmless.
+    """
     return json.dumps(text if len(text) <= limit else text[:limit] + "...")

@@ -36,6 +36,7 @@ from .client import (
     StateReceived,
     Waiting,
 )
+from .display import printable
 from .messages import ClientEventReceived
 from .reconnect import ReconnectPolicy
 from .run import RunView
@@ -150,14 +151,28 @@ class ProgressApp(App[None]):
 
     @on(ClientEventReceived)
     def _on_client_event(self, message: ClientEventReceived) -> None:
-        if self.query(EventLog):  # not while the app is shutting down
+        if not self.query(EventLog):  # not while the app is shutting down
+            return
+        try:
             self.apply(message.event)
+        except Exception:
+            # A bug, or server data the screen cannot take: this connection is given up
+            # and retried with the backoff, rather than the app stopped.
+            logger.exception("cannot show %r", message.event)
+            self.client.abandon(
+                "an unexpected error while showing the server's data; see the log file"
+            )
 
     async def on_unmount(self) -> None:
         await self.client.close()
 
     def apply(self, event: ClientEvent) -> None:
-        """Update the screen's state from one client event."""
+        """Update the screen's state from one client event.
+
+        Every text from the server (its name, ids, error sentences, close reasons) is
+        shown as plain text: widgets get ``Text``, notifications ``markup=False``, and
+        :func:`printable` replaces any control character.
+        """
         log = self.query_one(EventLog)
         url = self.client.url
         match event:
@@ -180,7 +195,10 @@ class ProgressApp(App[None]):
                     self._settle_pending()
             case ServerError(error=error):
                 self.notify(
-                    error.message, title=f"Server: {error.code}", severity="error", markup=False
+                    printable(error.message),
+                    title=f"Server: {printable(error.code)}",
+                    severity="error",
+                    markup=False,
                 )
                 log.add(f"Refused: {error.message}", "red")
                 if error.request_id == self._pending_request:
@@ -200,7 +218,9 @@ class ProgressApp(App[None]):
                 )
                 if reason != "closed":  # e.g. a refused token: retrying cannot help
                     log.add(f"Gave up: {reason}", "bold red")
-                    self.notify(reason, title="Cannot connect", severity="error", markup=False)
+                    self.notify(
+                        printable(reason), title="Cannot connect", severity="error", markup=False
+                    )
 
     # What the user asks for.
 

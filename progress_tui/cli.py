@@ -14,7 +14,7 @@ import click
 from progress_server.options import setting
 
 from . import __version__
-from .client import DEFAULT_URL, check_url
+from .client import DEFAULT_URL, check_url, tls_context
 from .reconnect import ReconnectPolicy
 
 __all__ = ["check_connection_options", "connection_options", "default_log_path", "main"]
@@ -66,6 +66,11 @@ def check_connection_options(url: str, token: str | None, cafile: str | None) ->
     """Raise a usage error for options that do not go together."""
     if cafile and not url.startswith("wss:"):
         raise click.BadParameter("needs a wss:// URL.", param_hint="--cafile")
+    if cafile:
+        try:
+            tls_context(cafile)  # read now: a wrong file is a usage error, not a traceback
+        except ValueError as exc:
+            raise click.BadParameter(f"{exc}.", param_hint="--cafile") from None
     if token == "":
         raise click.BadParameter("must not be empty.", param_hint="--token")
 

@@ -4,6 +4,10 @@ Both ``progress-tui`` and ``progress-ctl`` drive a :class:`ProgressClient`: they
 over :meth:`ProgressClient.events` and call :meth:`ProgressClient.send`. The events are
 pulled, not queued: while a consumer is busy nothing piles up in the client (websockets
 keeps at most a few frames and then stops reading the socket).
+
+The server is not trusted: every message goes through the protocol's bounded decoder,
+a message that fails it is skipped, and a connection that keeps sending such messages
+is given up and retried with the backoff (see :class:`_Session`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
     ConnectionClosed,
     InvalidHandshake,
+    InvalidMessage,
     InvalidStatus,
     InvalidURI,
 )
@@ -39,14 +44,18 @@ from progress_server.protocol import (
     ProtocolError,
     Request,
     StateMessage,
+    Unknown,
     decode_server_message,
     encode_request,
 )
 
+from .display import describe_exception, printable
 from .reconnect import ReconnectPolicy
 
 __all__ = [
     "DEFAULT_URL",
+    "MAX_INVALID_MESSAGES",
+    "NOT_TLS",
     "ActionAccepted",
     "ClientEvent",
     "ClientsChanged",
@@ -61,11 +70,16 @@ __all__ = [
     "StateReceived",
     "Waiting",
     "check_url",
+    "tls_context",
 ]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "ws://127.0.0.1:3003/progress"
+
+#: Invalid messages one connection may send before the client gives it up. A few are
+#: skipped (a glitch, a newer server's field); a stream of them is a broken server.
+MAX_INVALID_MESSAGES = 5
 
 
 class ConnectionStatus(enum.StrEnum):
@@ -119,7 +133,7 @@ class ServerError:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionLost:
-    """A live connection ended."""
+    """A live connection ended, or the client gave it up (``reason`` says which)."""
 
     reason: str
     code: int | None
@@ -175,6 +189,82 @@ def check_url(url: str) -> str:
     return url
 
 
+def tls_context(cafile: str | None = None) -> ssl.SSLContext:
+    """The TLS settings of wss:// connections: the system's authorities, or ``cafile``'s.
+
+    Raises:
+        ValueError: With a sentence, if ``cafile`` cannot be read or holds no certificate.
+    """
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except ssl.SSLError as exc:  # before OSError: it is one
+        if exc.reason == "NO_CERTIFICATE_OR_CRL_FOUND":
+            raise ValueError(f"{cafile} holds no PEM certificate") from None
+        raise ValueError(f"{cafile} holds an invalid PEM certificate") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {cafile}: {(exc.strerror or str(exc)).lower()}") from None
+
+
+class _Session:
+    """What one connection has sent so far, and whether the client gives it up. Pure.
+
+    Attributes:
+        greeted: The server said hello.
+        failure: Why the client gives this connection up, or None.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.greeted = False
+        self.failure: str | None = None
+        self.invalid = 0
+        self.stale = 0
+        self.last: StateSnapshot | None = None
+
+    def receive(self, data: str | bytes) -> ClientEvent | None:
+        """The event of one message, or None for a message to skip."""
+        try:
+            message = decode_server_message(data)
+        except ProtocolError as exc:
+            self.invalid += 1
+            logger.warning("ignored an invalid message from the server: %s", exc.message)
+            if self.invalid >= MAX_INVALID_MESSAGES:
+                self.failure = f"the server sent invalid messages ({exc.message.rstrip('.')})"
+            return None
+        match message:
+            case Unknown():
+                # A newer server's message: skipped without a word, and never counted.
+                return None
+            case Hello():
+                if message.protocol != PROTOCOL_VERSION:
+                    logger.warning("the server speaks protocol %d", message.protocol)
+                self.greeted = True
+                return Connected(self.url, message.server, message.client_id)
+            case StateMessage(snapshot=snapshot):
+                last = self.last
+                # Each change has a larger seq: an older state (a reordering proxy, a
+                # broken server) would show the past as the present. An equal seq is a
+                # repeat (a status reply) only if nothing else differs.
+                if last is not None and (
+                    snapshot.seq < last.seq or (snapshot.seq == last.seq and snapshot != last)
+                ):
+                    self.stale += 1
+                    if self.stale <= MAX_INVALID_MESSAGES:  # bounded: a flood fills no log
+                        logger.warning(
+                            "dropped a state with seq %d after seq %d", snapshot.seq, last.seq
+                        )
+                    return None
+                self.last = snapshot
+                return StateReceived(snapshot)
+            case Clients(count=count):
+                return ClientsChanged(count)
+            case Ack():
+                return ActionAccepted(message)
+            case Error():
+                return ServerError(message)
+        return None  # pragma: no cover - every type is matched above
+
+
 class ProgressClient:
     """A client of progress-server that keeps itself connected.
 
@@ -188,6 +278,9 @@ class ProgressClient:
         token: The server's shared token, sent as ``Authorization: Bearer``.
         cafile: PEM file of the certificate authorities to trust for wss:// URLs;
             by default the system's.
+
+    Raises:
+        ValueError: If ``url`` is not a WebSocket URL or ``cafile`` holds no certificate.
     """
 
     def __init__(
@@ -204,9 +297,7 @@ class ProgressClient:
     ) -> None:
         self.url = check_url(url)
         self.token = token
-        self.ssl_context = (
-            ssl.create_default_context(cafile=cafile) if self.url.startswith("wss:") else None
-        )
+        self.ssl_context = tls_context(cafile) if self.url.startswith("wss:") else None
         self.policy = policy if policy is not None else ReconnectPolicy()
         self.reconnect = reconnect
         self.open_timeout = open_timeout
@@ -217,10 +308,12 @@ class ProgressClient:
         self.snapshot: StateSnapshot | None = None
         self.clients: int | None = None
         self._connection: ClientConnection | None = None
+        self._session: _Session | None = None
         self._wake = asyncio.Event()
         self._skip_wait = False
         self._closing = False
         self._request_ids = itertools.count(1)
+        self._closer: asyncio.Task[None] | None = None
 
     @property
     def rtt(self) -> float | None:
@@ -234,10 +327,11 @@ class ProgressClient:
         """Connect, and reconnect after every loss, yielding what happens.
 
         Ends with :class:`Closed` after :meth:`close`, or at the first failure when
-        ``reconnect`` is False. Use it with ``contextlib.aclosing`` so that breaking
-        out of the loop closes the connection.
+        ``reconnect`` is False; never with an exception. Use it with
+        ``contextlib.aclosing`` so that breaking out of the loop closes the connection.
         """
         attempt = 0
+        error = "closed"
         while not self._closing:
             attempt += 1
             self.status = ConnectionStatus.CONNECTING
@@ -260,19 +354,23 @@ class ProgressClient:
                 if is_final(exc):
                     break
             else:
-                self._connection = connection
+                session = _Session(self.url)
+                self._connection, self._session = connection, session
                 try:
-                    async for event in self._session(connection):
-                        if isinstance(event, Connected):
-                            attempt = 0
-                            self.policy.reset()
+                    async for event in self._receive(connection, session):
                         yield event
                 finally:
-                    self._connection = None
+                    self._connection = self._session = None
                     await connection.close()
-                error = describe_close(connection)
                 if self._closing:
                     break
+                error = session.failure or describe_close(connection)
+                # Only a connection that worked resets the backoff: one that said hello
+                # and then had to be given up counts as a failure, so that a broken
+                # server is not hammered in a tight loop.
+                if session.greeted and session.failure is None:
+                    attempt = 0
+                    self.policy.reset()
                 yield ConnectionLost(error, connection.close_code)
             if not self.reconnect:
                 break
@@ -285,36 +383,39 @@ class ProgressClient:
         self.status = ConnectionStatus.DISCONNECTED
         yield Closed("closed" if self._closing else error)
 
-    async def _session(self, connection: ClientConnection) -> AsyncIterator[ClientEvent]:
-        """The events of one live connection."""
+    async def _receive(
+        self, connection: ClientConnection, session: _Session
+    ) -> AsyncIterator[ClientEvent]:
+        """The events of one live connection, until it ends or is given up."""
         ping = asyncio.create_task(self._first_ping(connection))
         try:
             async for data in connection:
-                try:
-                    message = decode_server_message(data)
-                except ProtocolError as exc:
-                    logger.warning("ignored a message from the server: %s", exc.message)
-                    continue
-                match message:
-                    case Hello():
-                        if message.protocol != PROTOCOL_VERSION:
-                            logger.warning("the server speaks protocol %d", message.protocol)
+                event = session.receive(data)
+                if session.failure is not None:
+                    break
+                match event:
+                    case Connected():
                         self.status = ConnectionStatus.CONNECTED
-                        yield Connected(self.url, message.server, message.client_id)
-                    case StateMessage(snapshot=snapshot):
+                    case StateReceived(snapshot=snapshot):
                         self.snapshot = snapshot
-                        yield StateReceived(snapshot)
-                    case Clients(count=count):
+                    case ClientsChanged(count=count):
                         self.clients = count
-                        yield ClientsChanged(count)
-                    case Ack():
-                        yield ActionAccepted(message)
-                    case Error():
-                        yield ServerError(message)
+                if event is not None:
+                    yield event
         except ConnectionClosed:
             pass
+        except Exception as exc:
+            # A bug, or data that got past the decoder: this connection is given up and
+            # retried with the backoff; the loop itself goes on. The traceback goes to
+            # the log (progress-tui's log file), never to the screen.
+            logger.exception("unexpected error on the connection to %s", self.url)
+            session.failure = f"an unexpected error ({describe_exception(exc)})"
         finally:
             ping.cancel()
+        if session.failure is not None:
+            # 1002 protocol error: the server broke the protocol; 1011: we failed.
+            code = 1002 if session.invalid >= MAX_INVALID_MESSAGES else 1011
+            await connection.close(code, "invalid messages" if code == 1002 else "client error")
 
     async def _first_ping(self, connection: ClientConnection) -> None:
         """Measure the round-trip time at once rather than at the first keepalive."""
@@ -342,6 +443,21 @@ class ProgressClient:
             raise NotConnected("the connection to the server was lost") from None
         return request_id
 
+    def abandon(self, reason: str) -> None:
+        """Give up the live connection as failed, e.g. after its data broke the UI.
+
+        It is closed (code 1011) and reported lost with ``reason``; the next attempt
+        waits out the backoff, which this connection does not reset.
+        """
+        connection, session = self._connection, self._session
+        if connection is None or session is None or session.failure is not None:
+            return
+        session.failure = reason
+        # Kept: the event loop holds only a weak reference to a task.
+        self._closer = asyncio.get_running_loop().create_task(
+            connection.close(1011, "client error")
+        )
+
     def reconnect_now(self) -> None:
         """Try again now: skip the wait, or drop the live connection and reconnect."""
         self._skip_wait = True
@@ -366,9 +482,21 @@ def is_final(exc: BaseException) -> bool:
     return isinstance(exc, InvalidURI | ssl.SSLCertVerificationError)
 
 
+#: What OpenSSL says when the other end answers a TLS handshake with plain HTTP.
+_NOT_TLS_REASONS = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST"}
+)
+NOT_TLS = "the TLS handshake failed: the server does not speak TLS on this port (is it ws://?)"
+
+
 def describe_failure(exc: BaseException, url: str, *, token: str | None = None) -> str:
-    """A short phrase saying why a connection attempt failed."""
+    """A short phrase, safe to show, saying why a connection attempt failed."""
+    return printable(_describe_failure(exc, url, token=token))
+
+
+def _describe_failure(exc: BaseException, url: str, *, token: str | None) -> str:
     host = urlsplit(url).hostname or url
+    secure = url.startswith("wss:")
     match exc:
         case InvalidStatus(response=response) if response.status_code == 401:
             if token:
@@ -382,8 +510,17 @@ def describe_failure(exc: BaseException, url: str, *, token: str | None = None) 
             return f"the server refused the connection (HTTP {response.status_code})"
         case ssl.SSLCertVerificationError():
             return f"the server's certificate is not trusted ({exc.verify_message}); see --cafile"
+        case ssl.SSLError() if exc.reason in _NOT_TLS_REASONS or isinstance(exc, ssl.SSLEOFError):
+            return NOT_TLS
         case ssl.SSLError():
             return f"the TLS handshake failed ({exc.reason or exc})"
+        case ConnectionResetError() if secure:
+            # Raised by the TLS handshake (asyncio's sslproto) when the server hangs up on
+            # it, as a plain WebSocket server does; a refused TCP connection is another
+            # error, and one reset later, in the HTTP upgrade, is an InvalidMessage.
+            return NOT_TLS
+        case InvalidMessage() if not secure and isinstance(exc.__cause__, EOFError):
+            return f"the handshake failed: {exc} (is it wss://?)"
         case InvalidURI():
             return f"invalid URL {url}"
         case ConnectionRefusedError():
@@ -397,11 +534,11 @@ def describe_failure(exc: BaseException, url: str, *, token: str | None = None) 
         case OSError(strerror=str(reason)):
             return reason.lower()
     logger.warning("unexpected connection failure", exc_info=exc)
-    return str(exc) or type(exc).__name__
+    return describe_exception(exc)
 
 
 def describe_close(connection: ClientConnection) -> str:
-    """A short phrase saying why a live connection ended."""
+    """A short phrase, safe to show, saying why a live connection ended."""
     code = connection.close_code
     reason = connection.close_reason
     if code is None or code == 1006:
@@ -416,4 +553,5 @@ def describe_close(connection: ClientConnection) -> str:
         return "the server is going away (1001)"
     if code == 1000:
         return "closed (1000)"
-    return f"closed by the server ({code}{': ' + reason if reason else ''})"
+    # The reason is the server's text: at most 123 bytes, but any characters.
+    return printable(f"closed by the server ({code}{': ' + reason if reason else ''})")

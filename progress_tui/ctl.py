@@ -1,13 +1,17 @@
 """``progress-ctl``: drive and watch the shared calculation from scripts.
 
 Exit status: 0 done (or SUCCESS), 1 refused by the server (or CANCELED), 2 the server
-could not be reached or stopped answering.
+could not be reached, stopped answering or sent invalid messages (and any usage error),
+130 interrupted (Ctrl-C). Whatever the server sends, the command ends with one sentence
+on stderr, never a traceback, and prints no control character from the server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import logging
 import sys
 import time
 from collections.abc import AsyncGenerator, Coroutine
@@ -26,7 +30,6 @@ from .client import (
     ActionAccepted,
     ClientEvent,
     Closed,
-    Connected,
     ConnectionLost,
     NotConnected,
     ProgressClient,
@@ -34,6 +37,7 @@ from .client import (
     StateReceived,
     Waiting,
 )
+from .display import describe_exception, printable
 from .reconnect import ReconnectPolicy
 
 __all__ = ["main"]
@@ -41,6 +45,7 @@ __all__ = ["main"]
 EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_UNREACHABLE = 2
+EXIT_INTERRUPTED = 130
 
 #: How long a one-shot command waits for the server's answer.
 ANSWER_TIMEOUT = 10.0
@@ -57,8 +62,13 @@ class Failure(Exception):
 
 def describe(snapshot: StateSnapshot) -> str:
     """One line for a person: the state, its calculation, its seq and time."""
-    at = time.strftime("%H:%M:%S", time.localtime(snapshot.changed_at))
-    calculation = f"calculation {snapshot.calculation_id}, " if snapshot.calculation_id else ""
+    # The decoder bounds changed_at; a time the platform cannot convert still gets a line.
+    try:
+        at = time.strftime("%H:%M:%S", time.localtime(snapshot.changed_at))
+    except (OverflowError, OSError, ValueError):
+        at = "an unknown time"
+    calculation_id = snapshot.calculation_id
+    calculation = f"calculation {printable(calculation_id)}, " if calculation_id else ""
     return f"{snapshot.state.value} ({calculation}seq {snapshot.seq}, at {at})"
 
 
@@ -70,21 +80,25 @@ def emit(snapshot: StateSnapshot, as_json: bool) -> None:
 
 
 async def follow(client: ProgressClient) -> AsyncGenerator[ClientEvent, None]:
-    """The client's events, failing cleanly: unreachable at first, or lost for good."""
-    connected_once = False
+    """The client's events, failing cleanly: unreachable at first, or lost for good.
+
+    The server counts as reached once it sent a valid state: one that says hello and
+    then only sends invalid messages is as useless as one that does not answer.
+    """
+    reached = False
     async with aclosing(client.events()) as events:
         async for event in events:
             match event:
-                case Connected():
-                    connected_once = True
-                case Waiting(error=error) if not connected_once:
+                case StateReceived():
+                    reached = True
+                case Waiting(error=error) if not reached:
                     raise Failure(f"cannot connect to {client.url}: {error}", EXIT_UNREACHABLE)
-                case ConnectionLost(reason=reason):
-                    retry = "; reconnecting" if client.reconnect else ""
-                    click.echo(f"progress-ctl: connection lost: {reason}{retry}", err=True)
+                case ConnectionLost(reason=reason) if reached and client.reconnect:
+                    # Without reconnecting, Closed says the same just after.
+                    click.echo(f"progress-ctl: connection lost: {reason}; reconnecting", err=True)
                 case Closed(reason=reason) if reason != "closed":
-                    where = "" if connected_once else f" to {client.url}"
-                    verb = "lost the connection" if connected_once else "cannot connect"
+                    where = "" if reached else f" to {client.url}"
+                    verb = "lost the connection" if reached else "cannot connect"
                     raise Failure(f"{verb}{where}: {reason}", EXIT_UNREACHABLE)
             yield event
 
@@ -112,19 +126,48 @@ def run(command: Coroutine[Any, Any, int]) -> NoReturn:
     try:
         status = asyncio.run(command)
     except Failure as failure:
-        click.echo(f"progress-ctl: {failure.message}", err=True)
-        sys.exit(failure.status)
+        fail(failure.message, failure.status)
     except NotConnected as exc:
-        click.echo(f"progress-ctl: {exc}", err=True)
-        sys.exit(EXIT_UNREACHABLE)
+        fail(str(exc), EXIT_UNREACHABLE)
     except TimeoutError:
-        click.echo(
-            f"progress-ctl: no answer from the server within {ANSWER_TIMEOUT:.0f} s", err=True
-        )
-        sys.exit(EXIT_UNREACHABLE)
+        fail(f"no answer from the server within {ANSWER_TIMEOUT:.0f} s", EXIT_UNREACHABLE)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:
+        # A bug, or something the server sent that got past the checks: still one line.
+        fail(f"stopped on an unexpected error ({describe_exception(exc)})", EXIT_UNREACHABLE)
     sys.exit(status)
+
+
+def fail(message: str, status: int) -> NoReturn:
+    """One line on stderr, then exit: the server's words in it are made printable."""
+    click.echo(f"progress-ctl: {printable(message)}", err=True)
+    sys.exit(status)
+
+
+class OneLineFormatter(logging.Formatter):
+    """Log records for a script's stderr: one printable line each, no traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            message = f"{message} ({describe_exception(record.exc_info[1])})"
+        return f"progress-ctl: {printable(message)}"
+
+
+def log_to_stderr() -> None:
+    """Warnings (skipped messages, asyncio's and websockets' own) as one line each.
+
+    Without a handler, Python's last resort would print them with their tracebacks.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    # Whatever a server sends, printing it must not raise UnicodeEncodeError on a
+    # terminal that is not UTF-8.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -134,8 +177,10 @@ def run(command: Coroutine[Any, Any, int]) -> NoReturn:
 def main(ctx: click.Context, url: str, token: str | None, cafile: str | None) -> None:
     """Drive and watch a progress-server's calculation from scripts.
 
-    Exit status: 0 done, 1 refused by the server or CANCELED, 2 server unreachable.
+    Exit status: 0 done, 1 refused by the server or CANCELED, 2 server unreachable
+    or broken.
     """
+    log_to_stderr()
     check_connection_options(url, token, cafile)
     ctx.obj = Target(url, token, cafile)
 
@@ -181,19 +226,27 @@ async def _act(
     client = make_client(target, reconnect=wait)
     request_id: str | None = None
     calculation_id: str | None = None
-    async with aclosing(follow(client)) as events:
+    # Until the answer, the server has ANSWER_TIMEOUT; then --wait follows the run as
+    # long as it takes.
+    async with asyncio.timeout(ANSWER_TIMEOUT) as answer, aclosing(follow(client)) as events:
         async for event in events:
             match event:
                 case StateReceived(snapshot=snapshot) if request_id is None:
-                    async with asyncio.timeout(ANSWER_TIMEOUT):
-                        request_id = await client.send(action)
+                    request_id = await client.send(action)
+                case ConnectionLost(reason=reason) if request_id and calculation_id is None:
+                    # Sent or not, the request's fate is unknown: no guess, no retry.
+                    raise Failure(
+                        f"lost the connection before the server answered: {reason}",
+                        EXIT_UNREACHABLE,
+                    )
                 case ServerError(error=error) if error.request_id == request_id:
                     raise Failure(f"the server refused to {action}: {error.message}", EXIT_REFUSED)
                 case ActionAccepted(ack=ack) if ack.request_id == request_id:
                     calculation_id = ack.calculation_id
+                    answer.reschedule(None)
                     if not wait:
                         past = "started" if action == "start" else "canceled"
-                        click.echo(f"{past} calculation {calculation_id}")
+                        click.echo(f"{past} calculation {printable(calculation_id)}")
                         await client.close()
                         return EXIT_OK
                 case StateReceived(snapshot=snapshot) if calculation_id is not None:

@@ -60,6 +60,8 @@ class RunView:
         state, step = self.state, self.snapshot.step_seconds
         if state is State.SUCCESS:
             return 1.0
+        if not step > 0:  # the decoder refuses such a step; never divide by it anyway
+            return 0.0
         if state.is_running:
             within = min(max(now - self.snapshot.changed_at, 0.0), step)
             return (RUNNING_STATES.index(state) * step + within) / self.total_seconds

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.reactive import reactive
@@ -12,6 +13,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Label, ProgressBar
 
+from ..display import printable
 from ..run import RunView
 from .spinner import Spinner
 
@@ -67,7 +69,8 @@ class CalculationView(Widget):
     def compose(self) -> ComposeResult:
         with Horizontal():
             yield Spinner(animate=self.spinning)
-            yield Label(id="details")
+            # The calculation id is the server's text: shown plainly, never as markup.
+            yield Label(id="details", markup=False)
         yield ProgressBar(total=1.0, show_eta=False)
 
     def on_mount(self) -> None:
@@ -94,12 +97,12 @@ class CalculationView(Widget):
         self.query_one("#details", Label).update(self._details(run, now))
 
     @staticmethod
-    def _details(run: RunView | None, now: float) -> str:
+    def _details(run: RunView | None, now: float) -> Text:
         if run is None or run.snapshot.calculation_id is None:
-            return "No calculation yet: press s to start one."
+            return Text("No calculation yet: press s to start one.")
         elapsed = run.elapsed(now)
         shown = "—" if elapsed is None else f"{elapsed:.1f} s"
-        return (
-            f"Calculation {run.snapshot.calculation_id} · elapsed {shown}"
+        return Text(
+            f"Calculation {printable(run.snapshot.calculation_id)} · elapsed {shown}"
             f" of {run.total_seconds:.1f} s"
         )

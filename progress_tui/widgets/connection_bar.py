@@ -10,6 +10,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from ..client import ConnectionStatus
+from ..display import printable
 
 __all__ = ["ConnectionInfo", "ConnectionStatusBar"]
 
@@ -72,7 +73,8 @@ class ConnectionStatusBar(Widget):
             self.set_class(info is not None and info.status is status, f"-{status.value}")
 
     def render(self) -> Text:
-        return Text(self.describe())
+        # Plain text: the error can quote the server (a close reason).
+        return Text(printable(self.describe()))
 
     def describe(self) -> str:
         info = self.info

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from rich.text import Text
 from textual.widgets import RichLog
 
+from ..display import printable
+
 __all__ = ["EventLog"]
 
 
@@ -36,5 +38,6 @@ class EventLog(RichLog):
         self.border_title = "Events"
 
     def add(self, message: str, style: str = "") -> None:
+        """One entry, as plain text: server words in ``message`` are never markup."""
         stamp = time.strftime("%H:%M:%S", time.localtime(self.clock()))
-        self.write(Text.assemble((f"{stamp} ", "dim"), (message, style)))
+        self.write(Text.assemble((f"{stamp} ", "dim"), (printable(message), style)))

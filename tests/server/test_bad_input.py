@@ -85,3 +85,29 @@ async def assert_server_still_works(server: ProgressServer) -> None:
         assert hello["type"] == "hello"
     status, _, body = await http_request(server.port, "GET", "/healthz")
     assert (status, body) == (200, {"status": "ok"})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"action": "start", "request_id": "\\ud800"}',  # a lone surrogate, escaped in JSON
+        '{"action": "start", "request_id": "a\\udfffb"}',
+        '{"action": "start", "request_id": "\\u001b[2J"}',  # ESC: echoed, it would reach a terminal
+        '{"action": "st\\ud800art"}',
+    ],
+)
+async def test_text_that_cannot_be_sent_back_is_refused_before_any_action(
+    server: ProgressServer, caplog: pytest.LogCaptureFixture, text: str
+) -> None:
+    """A string the server could not encode in its reply (a lone surrogate) or that it
+    should not echo (a control character) is invalid_message: nothing starts, the client
+    gets its answer and stays connected, and nothing is logged with a traceback."""
+    ws, _, _ = await join(server.url)
+    await ws.send(text)
+    error = await recv_type(ws, "error")
+    assert error["code"] == "invalid_message"
+    assert error["request_id"] is None
+    await send_json(ws, {"action": "status"})
+    assert (await recv_type(ws, "state"))["state"] == "IDLE"
+    assert "Traceback" not in caplog.text and "ERROR" not in caplog.text
+    await ws.close()

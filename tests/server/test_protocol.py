@@ -8,6 +8,14 @@ import pytest
 
 from progress_server.calculation import State, StateSnapshot
 from progress_server.protocol import (
+    MAX_CHANGED_AT,
+    MAX_CLIENTS_COUNT,
+    MAX_ERROR_MESSAGE_LENGTH,
+    MAX_ID_LENGTH,
+    MAX_PROTOCOL_VERSION,
+    MAX_SEQ,
+    MAX_SERVER_NAME_LENGTH,
+    MAX_STEP_SECONDS,
     Ack,
     Clients,
     Error,
@@ -16,6 +24,7 @@ from progress_server.protocol import (
     ProtocolError,
     Request,
     StateMessage,
+    Unknown,
     decode_request,
     decode_server_message,
     encode,
@@ -70,6 +79,32 @@ def test_request_round_trip() -> None:
             None,
         ),
         (b'{"action": "start"}', ErrorCode.UNSUPPORTED_FRAME, "Binary frames", None),
+        # A lone surrogate, escaped in the JSON: no reply could echo it.
+        (
+            '{"action": "start", "request_id": "\\ud800"}',
+            ErrorCode.INVALID_MESSAGE,
+            "printable",
+            None,
+        ),
+        (
+            '{"action": "start", "request_id": "a\\u001b[2Jb"}',
+            ErrorCode.INVALID_MESSAGE,
+            "printable",
+            None,
+        ),
+        (
+            '{"action": "start", "request_id": "line\\r"}',
+            ErrorCode.INVALID_MESSAGE,
+            "printable",
+            None,
+        ),
+        (
+            '{"action": "st\\udfffart", "request_id": "q"}',
+            ErrorCode.INVALID_MESSAGE,
+            "printable",
+            "q",
+        ),
+        ('{"action": "\\u0000", "request_id": "q"}', ErrorCode.INVALID_MESSAGE, "printable", "q"),
     ],
 )
 def test_bad_requests_raise_protocol_errors(
@@ -82,6 +117,15 @@ def test_bad_requests_raise_protocol_errors(
     assert words in raised.value.message
     assert raised.value.message.endswith(".")
     assert raised.value.request_id == request_id
+
+
+def test_a_request_id_with_a_lone_surrogate_starts_nothing() -> None:
+    """The decoder refuses it before any action is taken, and its error can be sent."""
+    with pytest.raises(ProtocolError) as raised:
+        decode_request('{"action": "start", "request_id": "\\ud800"}')
+    error = raised.value.to_error()
+    assert error.request_id is None
+    encode(error).encode("utf-8")  # the reply is valid UTF-8
 
 
 def test_long_unknown_action_is_cut_short_in_the_sentence() -> None:
@@ -143,12 +187,183 @@ def test_decode_server_message_ignores_unknown_fields() -> None:
     assert decode_server_message('{"type": "clients", "count": 2, "new": 1}') == Clients(2)
 
 
+def test_an_unknown_message_type_is_not_an_error() -> None:
+    """A newer server may add message types: they decode to Unknown, for clients to skip."""
+    assert decode_server_message('{"type": "history", "states": [1, 2]}') == Unknown("history")
+    assert decode_server_message('{"type": "weather"}') == Unknown("weather")
+
+
+def state(**fields: object) -> str:
+    """A state message with some fields changed."""
+    payload: dict[str, object] = {
+        "type": "state",
+        "state": "IN_PROGRESS",
+        "calculation_id": "abc123",
+        "seq": 7,
+        "changed_at": 1_700_000_000.25,
+        "step_seconds": 2.0,
+    }
+    return json.dumps({**payload, **fields})
+
+
+HUGE = int("9" * 400)
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        # Numbers out of range: none of these may reach float(), time or a division.
+        (state(changed_at=HUGE), "changed_at"),
+        (state(changed_at=1e300), "changed_at"),
+        (state(changed_at=-1e18), "changed_at"),
+        (state(changed_at=-0.5), "changed_at"),
+        (state(changed_at=MAX_CHANGED_AT), "changed_at"),
+        (state(step_seconds=0), "step_seconds"),
+        (state(step_seconds=-2.0), "step_seconds"),
+        (state(step_seconds=MAX_STEP_SECONDS + 1), "step_seconds"),
+        (state(step_seconds=HUGE), "step_seconds"),
+        (state(seq=-1), "seq"),
+        (state(seq=MAX_SEQ + 1), "seq"),
+        (state(seq=HUGE), "seq"),
+        (state(seq=True), "seq"),
+        (state(seq=7.0), "seq"),
+        (json.dumps({"type": "clients", "count": -1}), "count"),
+        (json.dumps({"type": "clients", "count": MAX_CLIENTS_COUNT + 1}), "count"),
+        (json.dumps({"type": "hello", "server": "s", "client_id": "c", "protocol": 0}), "protocol"),
+        (
+            json.dumps(
+                {"type": "hello", "server": "s", "client_id": "c", "protocol": HUGE},
+            ),
+            "protocol",
+        ),
+        # Strings: bounded lengths, printable, names of a-z, 0-9 and _.
+        (state(calculation_id=""), "calculation_id"),
+        (state(calculation_id="x" * (MAX_ID_LENGTH + 1)), "calculation_id"),
+        (state(calculation_id="\x1b[2J\x1b[31mred"), "calculation_id"),
+        (state(calculation_id="a\rb"), "calculation_id"),
+        (state(calculation_id="\ud800"), "calculation_id"),
+        (state(calculation_id="\u202eevil"), "calculation_id"),  # a bidi override
+        (
+            json.dumps({"type": "hello", "server": "", "client_id": "c", "protocol": 1}),
+            "server",
+        ),
+        (
+            json.dumps(
+                {
+                    "type": "hello",
+                    "server": "s" * (MAX_SERVER_NAME_LENGTH + 1),
+                    "client_id": "c",
+                    "protocol": 1,
+                }
+            ),
+            "server",
+        ),
+        (
+            json.dumps(
+                {"type": "hello", "server": "s\x1b]0;t\x07", "client_id": "c", "protocol": 1}
+            ),
+            "server",
+        ),
+        (
+            json.dumps({"type": "hello", "server": "s", "client_id": "c\n", "protocol": 1}),
+            "client_id",
+        ),
+        (json.dumps({"type": "error", "code": "Not Running", "message": "No."}), "code"),
+        (json.dumps({"type": "error", "code": "", "message": "No."}), "code"),
+        (json.dumps({"type": "error", "code": "x" * 65, "message": "No."}), "code"),
+        (json.dumps({"type": "error", "code": "x", "message": ""}), "message"),
+        (
+            json.dumps(
+                {"type": "error", "code": "x", "message": "m" * (MAX_ERROR_MESSAGE_LENGTH + 1)}
+            ),
+            "message",
+        ),
+        (json.dumps({"type": "error", "code": "x", "message": "one\rtwo"}), "message"),
+        (
+            json.dumps({"type": "error", "code": "x", "message": "m", "request_id": "r" * 65}),
+            "request_id",
+        ),
+        (
+            json.dumps(
+                {"type": "ack", "action": "start", "calculation_id": "c", "request_id": "\t"}
+            ),
+            "request_id",
+        ),
+        (json.dumps({"type": "Hello"}), "type"),
+        (json.dumps({"type": "x" * 65}), "type"),
+        (json.dumps({"type": 3}), "type"),
+    ],
+)
+def test_out_of_bounds_server_messages_are_invalid(data: str, field: str) -> None:
+    """Each value outside the protocol's bounds is refused with a sentence naming it."""
+    with pytest.raises(ProtocolError) as raised:
+        decode_server_message(data)
+    assert raised.value.code is ErrorCode.INVALID_MESSAGE
+    assert repr(field) in raised.value.message
+    assert raised.value.message.endswith(".")
+    assert len(raised.value.message) < 200
+    assert raised.value.message.isprintable()
+
+
+def test_a_400_digit_integer_is_named_not_printed() -> None:
+    """The sentence stays short however long the number is."""
+    with pytest.raises(ProtocolError) as raised:
+        decode_server_message(state(changed_at=HUGE))
+    assert raised.value.message == (
+        "Field 'changed_at' must be a number at least 0 and below 1e+11,"
+        " not an integer of 400 digits."
+    )
+
+
+def hello(**fields: object) -> str:
+    return json.dumps({"type": "hello", "server": "s", "client_id": "c", "protocol": 1} | fields)
+
+
+def error(**fields: object) -> str:
+    return json.dumps({"type": "error", "code": "x", "message": "m"} | fields)
+
+
+@pytest.mark.parametrize(
+    ("valid", "invalid"),
+    [
+        # Each bound is in, the next value out.
+        (state(changed_at=0), state(changed_at=-0.001)),
+        (state(changed_at=MAX_CHANGED_AT - 1), state(changed_at=MAX_CHANGED_AT)),
+        (state(step_seconds=MAX_STEP_SECONDS), state(step_seconds=MAX_STEP_SECONDS + 0.001)),
+        (state(step_seconds=0.001), state(step_seconds=0.0)),
+        (state(seq=0), state(seq=-1)),
+        (state(seq=MAX_SEQ), state(seq=MAX_SEQ + 1)),
+        (state(calculation_id="x"), state(calculation_id="")),
+        (state(calculation_id="x" * MAX_ID_LENGTH), state(calculation_id="x" * 65)),
+        # Markup is text like any other, for the clients to show as such; control
+        # characters are not.
+        (state(calculation_id="[/]"), state(calculation_id="[/]\x1b")),
+        (state(calculation_id="[@click=app.quit]X[/]"), state(calculation_id="X\x9b")),
+        (state(calculation_id="café ✔ 日本"), state(calculation_id="café\u200f")),
+        (
+            json.dumps({"type": "clients", "count": MAX_CLIENTS_COUNT}),
+            json.dumps({"type": "clients", "count": MAX_CLIENTS_COUNT + 1}),
+        ),
+        (hello(protocol=MAX_PROTOCOL_VERSION), hello(protocol=MAX_PROTOCOL_VERSION + 1)),
+        (hello(server="s" * MAX_SERVER_NAME_LENGTH), hello(server="s" * 129)),
+        (error(request_id=""), error(request_id="\n")),
+        (error(request_id="r" * 64), error(request_id="r" * 65)),
+        (error(code="a_z_0_9"), error(code="a-z")),
+        (error(message="m" * MAX_ERROR_MESSAGE_LENGTH), error(message="m" * 1025)),
+    ],
+)
+def test_the_bounds_are_exact(valid: str, invalid: str) -> None:
+    """A value at a bound is accepted, the next one refused."""
+    decode_server_message(valid)
+    with pytest.raises(ProtocolError):
+        decode_server_message(invalid)
+
+
 @pytest.mark.parametrize(
     "data",
     [
         "nope",
         "[]",
-        '{"type": "weather"}',
         '{"type": "clients"}',
         '{"type": "clients", "count": true}',
         '{"type": "clients", "count": "2"}',

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import signal
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from textual.content import Content
 from textual.pilot import Pilot
-from textual.widgets import Button
+from textual.widgets import Button, Label
 
-from progress_server.calculation import State
+from progress_server.calculation import State, StateSnapshot
 from progress_server.server import ProgressServer
 from progress_tui.app import ProgressApp
+from progress_tui.client import NOT_TLS
 from progress_tui.reconnect import ReconnectPolicy
+from progress_tui.run import RunView
 from progress_tui.widgets import ConnectionStatusBar, EventLog, StateBanner
 from tests.helpers import TIME_FACTOR, TIMEOUT, ServerProcess, free_port
+from tests.tui.hostile import CASES, HostileServer
 
 #: Steps long enough for a key press to land inside a given state.
 APP_STEP = 0.5 * TIME_FACTOR
@@ -61,6 +66,15 @@ def toasts(app: ProgressApp) -> list[str]:
 
 def bar_text(app: ProgressApp) -> str:
     return app.query_one(ConnectionStatusBar).describe()
+
+
+COUNTDOWN = re.compile(r"Reconnecting in \d+\.\ds \(attempt (\d+)\) - ")
+
+
+def reconnect_attempt(app: ProgressApp) -> int:
+    """The attempt the bar counts down to; 0 while it says something else (Connecting)."""
+    match = COUNTDOWN.search(bar_text(app))
+    return int(match.group(1)) if match else 0
 
 
 async def connected(pilot: Pilot[None]) -> None:
@@ -220,9 +234,7 @@ async def test_reconnects_with_a_countdown_and_resyncs() -> None:
         await pilot.press("s")
         await until(pilot, lambda: state_of(app) is State.STARTING)
         await first.close()
-        countdown = re.compile(r"Reconnecting in \d+\.\ds \(attempt (\d+)\) - ")
-        await until(pilot, lambda: bool(countdown.search(bar_text(app))))
-        await until(pilot, lambda: int(countdown.search(bar_text(app)).group(1)) >= 2)  # type: ignore[union-attr]
+        await until(pilot, lambda: reconnect_attempt(app) >= 2)
         assert "going away (1001)" in log_text(app)
         assert app.query_one(ConnectionStatusBar).has_class("-reconnecting")
 
@@ -245,7 +257,7 @@ async def test_two_apps_see_the_same_sequence(server: ProgressServer) -> None:
         await until(pilot_two, lambda: state_of(two) is State.SUCCESS)
         await until(pilot_one, lambda: state_of(one) is State.SUCCESS)
 
-        def states(app: ProgressApp) -> list[str]:
+        def states(app: ProgressApp) -> list[tuple[str, str]]:
             return re.findall(r"(STARTING|IN_PROGRESS|ALMOST_DONE|SUCCESS) (\w+)", log_text(app))
 
         assert states(one) == states(two)
@@ -281,3 +293,115 @@ async def test_a_refused_token_is_said_clearly() -> None:
         app = make_app(server.url, token="t0ken")
         async with app.run_test(size=SIZE) as pilot:
             await connected(pilot)
+
+
+# Against a hostile server.
+
+
+def details_text(app: ProgressApp) -> str:
+    """What the calculation view shows, as plain text (markup would be gone from it)."""
+    return str(app.query_one("#details", Label).render())
+
+
+def details_spans(app: ProgressApp) -> list[object]:
+    """The styled parts of the calculation view: markup, or an action link, would be one."""
+    content = app.query_one("#details", Label).render()
+    assert isinstance(content, Content)
+    return list(content.spans)
+
+
+@pytest.mark.parametrize("calculation_id", ["[/]", "[@click=app.quit]X[/]"])
+async def test_markup_from_the_server_is_shown_literally(calculation_id: str) -> None:
+    """An id that is Textual markup is shown as it is, never parsed: no MarkupError, no
+    live action link; the app keeps running."""
+    async with HostileServer(CASES[f"calculation_id {calculation_id}"].script) as server:
+        app = make_app(server.url)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: state_of(app) is State.SUCCESS)
+            await pilot.pause()
+            assert f"Calculation {calculation_id} · elapsed" in details_text(app)
+            assert details_spans(app) == []
+            assert f"SUCCESS {calculation_id}" in log_text(app)
+            assert app.is_running and app.return_code is None
+
+
+async def test_a_hostile_stream_means_reconnecting_with_backoff() -> None:
+    """Each case of invalid messages in turn, one per connection: each connection is given
+    up and retried, the attempts counting up (hello does not reset the backoff); the app
+    never crashes nor stops retrying, and shows none of the invalid texts."""
+    cases = [case for case in CASES.values() if case.invalid]
+    async with HostileServer(*(case.script for case in cases)) as server:
+        app = make_app(server.url)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: reconnect_attempt(app) > len(cases))
+            assert "- the server sent invalid messages (" in bar_text(app)
+            assert app.query_one(ConnectionStatusBar).has_class("-reconnecting")
+            log = log_text(app)
+            lost = log.count("Connection lost: the server sent invalid messages (")
+            assert lost >= len(cases)
+            assert app.is_running and app.return_code is None
+            for case in cases:
+                for text in case.hidden:
+                    assert text not in log + details_text(app)
+            assert app.run_view is not None  # from the one case with a valid state
+            assert app.run_view.snapshot.calculation_id == "before"
+        assert server.connections >= len(cases)
+
+
+async def test_a_lower_seq_is_not_shown() -> None:
+    """An older state, or another with the same seq, never reaches the screen."""
+    async with HostileServer(CASES["a lower seq"].script) as server:
+        app = make_app(server.url)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: state_of(app) is State.CANCELED)
+            log = log_text(app)
+            assert "IDLE first" in log and "CANCELED last" in log
+            assert "older" not in log and "same" not in log
+            assert "SUCCESS" not in log and "STARTING" not in log
+
+
+async def test_unknown_message_types_are_ignored(caplog: pytest.LogCaptureFixture) -> None:
+    """Messages of types from a newer server change nothing, cost no connection and fill
+    no log."""
+    async with HostileServer(CASES["unknown message types"].script) as server:
+        app = make_app(server.url)
+        with caplog.at_level(logging.WARNING):
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: state_of(app) is State.CANCELED)
+                assert app.connected
+                assert "Connection lost" not in log_text(app)
+        assert server.connections == 1
+    assert caplog.records == []
+
+
+async def test_an_error_while_showing_a_state_costs_the_connection_not_the_app(
+    server: ProgressServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in the UI on some data: logged with its traceback, the connection given up
+    and retried; the app goes on."""
+    follow = RunView.follow
+    failures = iter([ZeroDivisionError("division by zero")])
+
+    def failing_once(previous: RunView | None, snapshot: StateSnapshot) -> RunView:
+        for failure in failures:
+            raise failure
+        return follow(previous, snapshot)
+
+    monkeypatch.setattr(RunView, "follow", failing_once)
+    app = make_app(server.url)
+    with caplog.at_level(logging.ERROR):
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: "an unexpected error while showing" in log_text(app))
+            await connected(pilot)
+            assert app.is_running
+    assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records)
+
+
+async def test_wss_against_a_plain_port_is_said_in_the_status_bar(
+    server: ProgressServer,
+) -> None:
+    """A wss:// URL on a ws:// port: the sentence in the status bar, retried."""
+    app = make_app(server.url.replace("ws://", "wss://"))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: NOT_TLS in bar_text(app))
+        assert "Reconnecting in" in bar_text(app)

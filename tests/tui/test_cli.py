@@ -55,6 +55,18 @@ def test_bad_values_are_usage_errors(args: list[str], words: str) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_cafile_that_is_not_pem_is_a_usage_error(tmp_path: Path) -> None:
+    """--cafile with a file that holds no certificate: a usage error, no UI started."""
+    cafile = tmp_path / "x.txt"
+    cafile.write_text("not a certificate\n")
+    result = run_tui("--url", "wss://127.0.0.1:1/progress", "--cafile", str(cafile))
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: Invalid value for --cafile: {cafile} holds no PEM certificate."
+    )
+    assert "Traceback" not in result.stderr
+
+
 def test_an_unwritable_log_file_is_one_line(tmp_path: Path) -> None:
     """A log file that cannot be created: one clear line, exit status 2."""
     blocker = tmp_path / "file"

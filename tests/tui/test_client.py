@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import trustme
 
-from progress_server.calculation import State
+import progress_tui.client as client_module
+from progress_server.calculation import State, StateSnapshot
+from progress_server.protocol import decode_server_message
 from progress_server.server import ProgressServer
 from progress_tui.client import (
+    MAX_INVALID_MESSAGES,
+    NOT_TLS,
     ActionAccepted,
     ClientEvent,
     ClientsChanged,
@@ -28,6 +35,7 @@ from progress_tui.client import (
 )
 from progress_tui.reconnect import ReconnectPolicy
 from tests.helpers import STEP, TIME_FACTOR, TIMEOUT, ServerProcess, free_port
+from tests.tui.hostile import CASES, HostileServer, Script, state
 
 E = TypeVar("E")
 
@@ -216,3 +224,187 @@ async def test_the_token_lets_the_client_in() -> None:
         # Refused for good: one attempt, no backoff loop.
         assert [type(e) for e in events_seen] == [Connecting, Closed]
         assert events_seen[-1] == Closed("the server refused the token (HTTP 401)")
+
+
+# Against a hostile server.
+
+
+async def states_until(
+    events: AsyncGenerator[ClientEvent, None], final: str
+) -> list[StateReceived]:
+    """Every state received up to the first in state `final`; fails on a lost connection."""
+    received = []
+    async with asyncio.timeout(TIMEOUT):
+        async for event in events:
+            assert not isinstance(event, ConnectionLost), event
+            if isinstance(event, StateReceived):
+                received.append(event)
+                if event.snapshot.state == final:
+                    return received
+    raise AssertionError("the events ended")
+
+
+@pytest.mark.parametrize(
+    "name", [name for name, case in CASES.items() if case.invalid or case.hidden]
+)
+async def test_each_hostile_case(name: str) -> None:
+    """Invalid messages: the connection is given up with 1002 and the last reason; the
+    rest: the valid states arrive, and nothing the server must not show."""
+    case = CASES[name]
+    async with HostileServer(case.script) as server:
+        client = client_for(server.url, reconnect=False)
+        async with aclosing(client.events()) as events:
+            if case.invalid:
+                lost = await next_event(events, ConnectionLost)
+                assert lost.reason.startswith("the server sent invalid messages (")
+                assert (await next_event(events, Closed)).reason == lost.reason
+                assert await server.closed() == [1002]
+            else:
+                assert case.last_state is not None
+                states = await states_until(events, case.last_state)
+                ids = " ".join(str(event.snapshot.calculation_id) for event in states)
+                assert all(text in ids for text in case.shown)
+                assert not any(text in ids for text in case.hidden)
+                assert server.close_codes == []  # not given up
+
+
+async def test_a_lower_seq_is_dropped() -> None:
+    """An older state, or the same seq with other content, is dropped; a repeat is not."""
+    async with HostileServer(CASES["a lower seq"].script) as server:
+        client = client_for(server.url)
+        async with aclosing(client.events()) as events:
+            states = await states_until(events, "CANCELED")
+        seen = [(event.snapshot.seq, event.snapshot.calculation_id) for event in states]
+        assert seen == [(5, "first"), (5, "first"), (6, "last")]
+        assert client.snapshot == states[-1].snapshot
+
+
+async def test_unknown_message_types_are_skipped_and_never_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Ten messages of types from a newer server: no event, no warning, no give-up."""
+    async with HostileServer(CASES["unknown message types"].script) as server:
+        client = client_for(server.url)
+        with caplog.at_level(logging.DEBUG, logger="progress_tui.client"):
+            async with aclosing(client.events()) as events:
+                assert isinstance(await anext(events), Connecting)
+                assert isinstance(await anext(events), Connected)
+                assert (await anext(events)) == StateReceived(
+                    StateSnapshot(State.IDLE, None, 1, 1_700_000_000.0, 2.0)
+                )
+                assert isinstance(await anext(events), StateReceived)
+        assert server.connections == 1
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_fewer_invalid_messages_than_the_limit_are_only_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each invalid message is logged in one line and skipped; the connection goes on."""
+    script = Script((*[state(step_seconds=0)] * (MAX_INVALID_MESSAGES - 1), state("IDLE", 1)))
+    async with HostileServer(script) as server:
+        client = client_for(server.url)
+        with caplog.at_level(logging.WARNING, logger="progress_tui.client"):
+            async with aclosing(client.events()) as events:
+                await states_until(events, "IDLE")
+        assert server.close_codes in ([], [1000])
+    warnings = [r for r in caplog.records if "ignored an invalid message" in r.getMessage()]
+    assert len(warnings) == MAX_INVALID_MESSAGES - 1
+    assert all(r.exc_info is None and "\n" not in r.getMessage() for r in warnings)
+
+
+async def test_a_broken_server_is_retried_with_a_growing_backoff() -> None:
+    """Hello, a state, then invalid messages, on every connection: given up each time,
+    and the backoff keeps growing (hello does not reset it) instead of a tight loop."""
+    async with HostileServer(CASES["invalid after a valid state"].script) as server:
+        client = ProgressClient(
+            server.url, policy=ReconnectPolicy(initial=0.01, cap=1.0, random=lambda: 1.0)
+        )
+        async with aclosing(client.events()) as events:
+            waits = [await next_event(events, Waiting) for _ in range(3)]
+    assert [wait.attempt for wait in waits] == [2, 3, 4]
+    assert [wait.delay for wait in waits] == [0.01, 0.02, 0.04]
+    assert all(wait.error.startswith("the server sent invalid messages (") for wait in waits)
+    assert (await server.closed(3))[:3] == [1002, 1002, 1002]
+
+
+async def test_an_unexpected_error_is_a_lost_connection_retried(
+    server: ProgressServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug while reading a message: logged with its traceback, the connection given up
+    (1011) and retried with the backoff; the loop goes on."""
+    failures = iter([RuntimeError("boom")])
+
+    def failing_once(data: str | bytes) -> object:
+        for failure in failures:
+            raise failure
+        return decode_server_message(data)
+
+    monkeypatch.setattr(client_module, "decode_server_message", failing_once)
+    client = client_for(server.url)
+    with caplog.at_level(logging.ERROR, logger="progress_tui.client"):
+        async with aclosing(client.events()) as events:
+            lost = await next_event(events, ConnectionLost)
+            waiting = await next_event(events, Waiting)
+            await next_event(events, StateReceived)  # connected again
+    assert lost.reason == "an unexpected error (RuntimeError: boom)"
+    assert waiting.attempt == 2  # counted as a failure
+    (record,) = [
+        r for r in caplog.records if r.levelno == logging.ERROR and r.name == client_module.__name__
+    ]
+    assert record.exc_info is not None  # the traceback goes to the log
+
+
+async def test_abandon_gives_up_the_connection_without_resetting_the_backoff(
+    server: ProgressServer,
+) -> None:
+    """abandon(): closed with 1011, lost with the reason given, retried after a wait."""
+    client = client_for(server.url)
+    async with aclosing(client.events()) as events:
+        await next_event(events, StateReceived)
+        assert server.hub is not None
+        (connection,) = server.hub.clients
+        client.abandon("the screen could not show it")
+        lost = await next_event(events, ConnectionLost)
+        waiting = await next_event(events, Waiting)
+        await next_event(events, StateReceived)
+    assert lost.reason == "the screen could not show it"
+    assert waiting.attempt == 2
+    assert client.policy.attempts == 1
+    await connection.wait_closed()
+    assert connection.close_code == 1011
+
+
+async def test_wss_against_a_plain_port_says_so(server: ProgressServer) -> None:
+    """A wss:// URL on a ws:// port: one sentence, no traceback in the log."""
+    client = client_for(server.url.replace("ws://", "wss://"), reconnect=False)
+    async with aclosing(client.events()) as events:
+        closed = await next_event(events, Closed)
+    assert closed.reason == NOT_TLS
+    assert NOT_TLS == (
+        "the TLS handshake failed: the server does not speak TLS on this port (is it ws://?)"
+    )
+
+
+def test_a_cafile_that_is_not_pem_is_refused_with_a_sentence(tmp_path: Path) -> None:
+    """The client refuses a --cafile with no certificate before any connection."""
+    cafile = tmp_path / "x.txt"
+    cafile.write_text("not a certificate\n")
+    with pytest.raises(ValueError, match=r"x\.txt holds no PEM certificate$"):
+        ProgressClient("wss://127.0.0.1:1/progress", cafile=str(cafile))
+
+
+async def test_ws_against_a_tls_port_hints_at_wss(tmp_path: Path) -> None:
+    """The other way round, a ws:// URL on a wss:// port: the sentence suggests wss://."""
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    certfile, keyfile = tmp_path / "server.pem", tmp_path / "server.key"
+    certificate.cert_chain_pems[0].write_to_path(certfile)
+    certificate.private_key_pem.write_to_path(keyfile)
+    async with ProgressServer(port=0, certfile=str(certfile), keyfile=str(keyfile)) as server:
+        client = client_for(server.url.replace("wss://", "ws://"), reconnect=False)
+        async with aclosing(client.events()) as events:
+            closed = await next_event(events, Closed)
+    assert closed.reason == (
+        "the handshake failed: did not receive a valid HTTP response (is it wss://?)"
+    )

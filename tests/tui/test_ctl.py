@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +23,7 @@ from tests.helpers import (
     recv_type,
     send_json,
 )
+from tests.tui.hostile import COMBINED_CASES, Case, HostileServer
 
 
 async def ctl(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
@@ -163,4 +169,158 @@ async def test_token_from_the_environment_and_a_clear_refusal() -> None:
         assert err == (
             f"progress-ctl: cannot connect to {server.url}: "
             "the server refused the token (HTTP 401)\n"
+        )
+
+
+# Against a hostile server: every command, every case, at once.
+
+COMMANDS = [
+    ("status",),
+    ("status", "--json"),
+    ("start",),
+    ("start", "--wait"),
+    ("cancel",),
+    ("watch",),
+    ("watch", "--until-done"),
+]
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a command must do against one case.
+
+    Attributes:
+        code: The exit status.
+        sentence: How the last line on stderr starts, if one is due.
+        interrupt: When (given stdout and stderr so far) to press Ctrl-C, for a
+            command that would follow the server for ever.
+    """
+
+    code: int
+    sentence: str | None = None
+    interrupt: Callable[[str, str], bool] | None = None
+
+
+def expected(case: Case, command: tuple[str, ...], url: str) -> Expected:
+    name = command[0]
+    broken = "the server sent invalid messages ("
+    if case.invalid and not case.valid_first:
+        return Expected(2, f"progress-ctl: cannot connect to {url}: {broken}")
+    if case.invalid:  # a valid state first, then the connection is given up
+        if name == "status":
+            return Expected(0)
+        if name == "watch":
+            return Expected(130, interrupt=lambda out, err: f"connection lost: {broken}" in err)
+        return Expected(
+            2, f"progress-ctl: lost the connection before the server answered: {broken}"
+        )
+    if name == "watch" and "--until-done" in command:
+        return Expected(0 if case.last_state == "SUCCESS" else 1)
+    if name == "watch":
+        return Expected(130, interrupt=lambda out, err: f"{case.last_state} (" in out)
+    return Expected(0)
+
+
+async def run_ctl_until(
+    *args: str, interrupt: Callable[[str, str], bool] | None
+) -> tuple[int, str, str]:
+    """Run progress-ctl; press Ctrl-C (SIGINT) once `interrupt` holds, if given."""
+    process = await ctl(*args)
+    assert process.stdout is not None and process.stderr is not None
+    out: list[str] = []
+    err: list[str] = []
+    interrupted = False
+
+    async def pump(stream: asyncio.StreamReader, lines: list[str]) -> None:
+        nonlocal interrupted
+        async for line in stream:
+            lines.append(line.decode())
+            if interrupt and not interrupted and interrupt("".join(out), "".join(err)):
+                interrupted = True
+                process.send_signal(signal.SIGINT)
+
+    try:
+        async with asyncio.timeout(2 * TIMEOUT):
+            await asyncio.gather(pump(process.stdout, out), pump(process.stderr, err))
+            code = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+    return code, "".join(out), "".join(err)
+
+
+def printable_lines(text: str) -> bool:
+    return all(line.isprintable() for line in text.splitlines())
+
+
+async def test_every_command_survives_a_hostile_server() -> None:
+    """Each case against each command: its exit status, a sentence and never a traceback,
+    no control character from the server on stdout, no dropped state shown."""
+    limit = asyncio.Semaphore(2 * (os.cpu_count() or 1))
+
+    async def check(
+        case_name: str, case: Case, server: HostileServer, command: tuple[str, ...]
+    ) -> None:
+        want = expected(case, command, server.url)
+        async with limit:
+            code, out, err = await run_ctl_until(
+                "--url", server.url, *command, interrupt=want.interrupt
+            )
+        where = f"{case_name}, {' '.join(command)}:\nstdout: {out!r}\nstderr: {err!r}"
+        assert code == want.code, where
+        assert "Traceback" not in err, where
+        assert printable_lines(out) and printable_lines(err), where
+        assert all(line.startswith("progress-ctl: ") for line in err.splitlines()), where
+        if want.sentence is not None:
+            assert err.splitlines()[-1].startswith(want.sentence), where
+            assert out == "", where
+        if want.code == 0 and command == ("status", "--json"):
+            assert json.loads(out)["type"] == "state", where
+        for text in case.hidden:
+            assert text not in out + err, where
+        if command[0] == "watch" and not case.invalid:
+            for text in case.shown:
+                assert text in out, where
+
+    async with contextlib.AsyncExitStack() as stack:
+        servers = {
+            name: await stack.enter_async_context(HostileServer(case.script))
+            for name, case in COMBINED_CASES.items()
+        }
+        results = await asyncio.gather(
+            *(
+                check(name, case, servers[name], command)
+                for name, case in COMBINED_CASES.items()
+                for command in COMMANDS
+            ),
+            return_exceptions=True,  # every process ends before the test does
+        )
+    failures = [result for result in results if isinstance(result, BaseException)]
+    if failures:
+        raise failures[0]
+
+
+async def test_a_cafile_that_is_not_pem_is_a_usage_error(tmp_path: Path) -> None:
+    """--cafile with a file that holds no certificate: a usage error naming it, exit 2."""
+    cafile = tmp_path / "x.txt"
+    cafile.write_text("not a certificate\n")
+    url = "wss://127.0.0.1:1/progress"
+    code, out, err = await run_ctl("--url", url, "--cafile", str(cafile), "status")
+    assert (code, out) == (2, "")
+    assert err.splitlines()[-1] == (
+        f"Error: Invalid value for --cafile: {cafile} holds no PEM certificate."
+    )
+    assert "Traceback" not in err
+
+
+async def test_wss_against_a_plain_port_is_one_sentence(server: ProgressServer) -> None:
+    """A wss:// URL on a ws:// port: the sentence says so, exit status 2, whether the
+    command reconnects or not."""
+    url = server.url.replace("ws://", "wss://")
+    results = await asyncio.gather(run_ctl("--url", url, "status"), run_ctl("--url", url, "watch"))
+    for code, out, err in results:
+        assert (code, out) == (2, "")
+        assert err == (
+            f"progress-ctl: cannot connect to {url}: the TLS handshake failed: "
+            "the server does not speak TLS on this port (is it ws://?)\n"
         )

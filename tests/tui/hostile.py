@@ -1,0 +1,317 @@
+"""A hostile server for the clients' tests: a real WebSocket server playing scripted frames.
+
+Each connection gets the script's hello, then its frames, raw, in order; then each
+request is answered with the script's replies for its action, if any. The frames are
+JSON text built here, so that they can carry what no honest server sends: a 400-digit
+integer, 1e300, escapes of control characters and lone surrogates. CASES holds one
+script per kind of hostility, with what a client must make of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from progress_tui.client import MAX_INVALID_MESSAGES
+from tests.helpers import TIMEOUT
+
+__all__ = [
+    "CASES",
+    "COMBINED_CASES",
+    "HUGE",
+    "REQUEST_ID",
+    "Case",
+    "HostileServer",
+    "Script",
+    "ack",
+    "frame",
+    "hello",
+    "invalid",
+    "state",
+]
+
+#: An integer of 400 digits: float() of it raises OverflowError.
+HUGE = int("9" * 400)
+#: In a reply, stands for the request's id (a JSON string, or null).
+REQUEST_ID = "__REQUEST_ID__"
+
+
+def frame(**fields: Any) -> str:
+    """One message as JSON text; json.dumps escapes control characters and surrogates."""
+    return json.dumps(fields)
+
+
+def hello(**fields: Any) -> str:
+    return frame(
+        **{"type": "hello", "protocol": 1, "server": "hostile/1", "client_id": "c1"} | fields
+    )
+
+
+def state(state: str = "IDLE", seq: int = 1, **fields: Any) -> str:
+    payload = {
+        "type": "state",
+        "state": state,
+        "calculation_id": None,
+        "seq": seq,
+        "changed_at": 1_700_000_000.0,
+        "step_seconds": 2.0,
+    }
+    return frame(**payload | fields)
+
+
+def ack(action: str, calculation_id: str) -> str:
+    """An ack of the request it answers: the server puts in the request's id."""
+    return frame(type="ack", action=action, calculation_id=calculation_id, request_id=REQUEST_ID)
+
+
+def invalid(*frames: str) -> tuple[str, ...]:
+    """Enough of ``frames``, in turn, for a client to give the connection up."""
+    return tuple(frames[i % len(frames)] for i in range(MAX_INVALID_MESSAGES))
+
+
+@dataclass(frozen=True)
+class Script:
+    """What the hostile server says on each connection.
+
+    Attributes:
+        frames: Sent after hello, at once.
+        replies: For each action, the frames that answer it.
+        hello: The first frame.
+    """
+
+    frames: Sequence[str] = ()
+    replies: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    hello: str = field(default_factory=hello)
+
+
+class HostileServer:
+    """A WebSocket server on a free port that plays a :class:`Script` to each client.
+
+    Given several scripts, it plays them in turn, one per connection.
+
+    Attributes:
+        connections: How many clients connected so far.
+        close_codes: The close code of each connection that ended, in order.
+    """
+
+    def __init__(self, *scripts: Script) -> None:
+        self.scripts = scripts
+        self.connections = 0
+        self.close_codes: list[int | None] = []
+        self._server: Server | None = None
+        self._closed = asyncio.Condition()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/progress"
+
+    async def _play(self, connection: ServerConnection) -> None:
+        script = self.scripts[self.connections % len(self.scripts)]
+        self.connections += 1
+        try:
+            await connection.send(script.hello)
+            for text in script.frames:
+                await connection.send(text)
+            async for request in connection:
+                try:
+                    payload = json.loads(request)
+                    replies = script.replies.get(payload["action"], ())
+                    request_id = json.dumps(payload.get("request_id"))
+                except (ValueError, KeyError, TypeError):
+                    continue
+                for text in replies:
+                    await connection.send(text.replace(f'"{REQUEST_ID}"', request_id))
+        except ConnectionClosed:
+            pass
+        finally:
+            async with self._closed:
+                self.close_codes.append(connection.close_code)
+                self._closed.notify_all()
+
+    async def closed(self, count: int = 1) -> list[int | None]:
+        """The close codes once ``count`` connections ended."""
+        async with asyncio.timeout(TIMEOUT), self._closed:
+            await self._closed.wait_for(lambda: len(self.close_codes) >= count)
+        return self.close_codes
+
+    async def __aenter__(self) -> HostileServer:
+        self._server = await serve(self._play, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._server is not None
+        self._server.close()
+        await asyncio.wait_for(self._server.wait_closed(), TIMEOUT)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A script, and what a client must make of it.
+
+    Attributes:
+        invalid: The client must give the connection up as broken.
+        valid_first: The server sends a valid state before anything invalid.
+        last_state: The state the script's frames end on, if valid.
+        shown: Texts that must be shown literally; hidden: texts never shown.
+    """
+
+    script: Script
+    invalid: bool = False
+    valid_first: bool = False
+    last_state: str | None = None
+    shown: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
+
+
+def _markup(calculation_id: str) -> Case:
+    """A well-formed run whose id is markup: every client must show it as it is."""
+    return Case(
+        Script(
+            frames=(
+                state("IDLE", 1, calculation_id=calculation_id),
+                state("SUCCESS", 2, calculation_id=calculation_id),
+            ),
+            replies={
+                "start": (
+                    ack("start", calculation_id),
+                    *(
+                        state(name, seq, calculation_id=calculation_id)
+                        for seq, name in enumerate(
+                            ("STARTING", "IN_PROGRESS", "ALMOST_DONE", "SUCCESS"), start=10
+                        )
+                    ),
+                ),
+                "cancel": (
+                    ack("cancel", calculation_id),
+                    state("CANCELED", 10, calculation_id=calculation_id),
+                ),
+            },
+        ),
+        last_state="SUCCESS",
+        shown=(calculation_id,),
+    )
+
+
+#: Answers to the actions after the hostile part, so that every command can end.
+_RUN: dict[str, tuple[str, ...]] = {
+    "start": (
+        ack("start", "run1"),
+        state("STARTING", 100, calculation_id="run1"),
+        state("SUCCESS", 101, calculation_id="run1"),
+    ),
+    "cancel": (ack("cancel", "run1"), state("CANCELED", 100, calculation_id="run1")),
+}
+
+CASES: dict[str, Case] = {
+    "changed_at of 400 digits": Case(Script(invalid(state(changed_at=HUGE))), invalid=True),
+    "changed_at of 1e300": Case(Script(invalid(state(changed_at=1e300))), invalid=True),
+    "changed_at of -1e18": Case(Script(invalid(state(changed_at=-1e18))), invalid=True),
+    "step_seconds of 0": Case(Script(invalid(state(step_seconds=0))), invalid=True),
+    "ESC and CR in strings": Case(
+        Script(
+            invalid(
+                state(calculation_id="\x1b[2J\x1b[31mowned"),
+                frame(type="error", code="x", message="fine\rFAKE LINE", request_id=None),
+                state(calculation_id="a\x1b]0;title\x07"),
+                state(calculation_id="\ud800"),
+            ),
+        ),
+        invalid=True,
+        hidden=("owned", "FAKE LINE", "title"),
+    ),
+    "ESC in the hello": Case(
+        Script(invalid(hello(server="evil\x1b[2J")), hello=hello(server="evil\x1b[2J")),
+        invalid=True,
+    ),
+    "calculation_id [/]": _markup("[/]"),
+    "calculation_id [@click=app.quit]X[/]": _markup("[@click=app.quit]X[/]"),
+    "a lower seq": Case(
+        Script(
+            (
+                state("IDLE", 5, calculation_id="first"),
+                state("SUCCESS", 3, calculation_id="older"),  # lower: dropped
+                state("STARTING", 5, calculation_id="same"),  # equal seq, other content
+                state("IDLE", 5, calculation_id="first"),  # a repeat: harmless
+                state("CANCELED", 6, calculation_id="last"),
+            ),
+            replies=_RUN,
+        ),
+        last_state="CANCELED",
+        shown=("first", "last"),
+        hidden=("older", "same"),
+    ),
+    "unknown message types": Case(
+        Script(
+            (
+                *[frame(type="history", states=[]) for _ in range(2 * MAX_INVALID_MESSAGES)],
+                state("IDLE", 1),
+                frame(type="weather", sunny=True),
+                state("CANCELED", 2, calculation_id="last"),
+            ),
+            replies=_RUN,
+        ),
+        last_state="CANCELED",
+        shown=("last",),
+    ),
+    "invalid after a valid state": Case(
+        Script((state("IDLE", 1, calculation_id="before"), *invalid(state(step_seconds=-1)))),
+        invalid=True,
+        valid_first=True,
+        shown=("before",),
+    ),
+}
+
+
+#: Every hostile value of CASES in three scripts, for the tests that pay for each case
+#: with processes: broken from the start, hostile but usable, broken after a state.
+COMBINED_CASES: dict[str, Case] = {
+    "invalid from the start": Case(
+        Script(
+            (
+                state(changed_at=HUGE),
+                state(changed_at=1e300),
+                state(changed_at=-1e18),
+                state(step_seconds=0),
+            ),
+            hello=hello(server="evil\x1b[2J"),
+        ),
+        invalid=True,
+    ),
+    "hostile but usable": Case(
+        Script(
+            (
+                *[frame(type="history", states=[]) for _ in range(2 * MAX_INVALID_MESSAGES)],
+                state("IDLE", 5, calculation_id="[/]"),
+                # Fewer invalid messages than the client gives up at: each one skipped.
+                state("IDLE", 6, calculation_id="\x1b[2J\x1b[31mowned"),
+                frame(type="error", code="x", message="fine\rFAKE LINE", request_id=None),
+                state("IDLE", 6, calculation_id="\ud800"),
+                state("SUCCESS", 3, calculation_id="older"),
+                state("STARTING", 5, calculation_id="same"),
+                state("SUCCESS", 6, calculation_id="[@click=app.quit]X[/]"),
+            ),
+            replies=_markup("[@click=app.quit]X[/]").script.replies,
+        ),
+        last_state="SUCCESS",
+        shown=("[/]", "[@click=app.quit]X[/]"),
+        hidden=("owned", "FAKE LINE", "older", "same"),
+    ),
+    "invalid after a valid state": CASES["invalid after a valid state"],
+}
