@@ -1,14 +1,26 @@
-"""Who may connect: the shared token and the allowed browser origins. Pure functions."""
+"""Who may connect: the shared token, browser origins and Host names. Pure functions."""
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import re
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 from websockets.datastructures import Headers
 
-__all__ = ["origin_allowed", "presented_token", "redact", "token_matches"]
+__all__ = [
+    "ANY",
+    "escape_controls",
+    "host_allowed",
+    "origin_allowed",
+    "presented_token",
+    "redact",
+    "token_matches",
+]
+
+#: In ``--allow-origin`` and ``--allow-host``: allow any.
+ANY = "*"
 
 
 def presented_token(headers: Headers, target: str) -> str | None:
@@ -20,8 +32,10 @@ def presented_token(headers: Headers, target: str) -> str | None:
         scheme, _, credentials = value.partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
             return credentials.strip()
-    tokens = parse_qs(urlsplit(target).query).get("token")
-    return tokens[0] if tokens else None
+    for name, value in parse_qsl(urlsplit(target).query):
+        if name == "token":
+            return value
+    return None
 
 
 def token_matches(expected: str, presented: str | None) -> bool:
@@ -29,17 +43,116 @@ def token_matches(expected: str, presented: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), (presented or "").encode())
 
 
-def origin_allowed(allowed: tuple[str, ...], headers: Headers) -> bool:
-    """A request without Origin (not a browser) passes; a browser's must be listed."""
-    if not allowed:
-        return True
+def origin_allowed(allowed: tuple[str, ...], headers: Headers, *, tls: bool) -> bool:
+    """Whether a request may come from the web page that sent it.
+
+    A request without Origin is not from a browser and passes. A browser's passes when
+    its origin is the server's own (the scheme and the Host it asked for), when it is
+    listed in ``allowed``, or when ``allowed`` holds ``*``. Browsers send Origin on
+    every WebSocket handshake and every cross-site POST, so a page on another site can
+    neither open the WebSocket nor submit a form to /start.
+    """
     origins = headers.get_all("Origin")
-    return all(origin in allowed for origin in origins)
+    if not origins or ANY in allowed:
+        return True
+    own = _own_origin(headers, tls=tls)
+    return all(origin in allowed or _same_origin(origin, own) for origin in origins)
 
 
-_SECRETS = re.compile(r"(token=)[^&\s\"']+|(Bearer\s+)\S+", re.IGNORECASE)
+def host_allowed(allowed: tuple[str, ...], headers: Headers, *, loopback: bool) -> bool:
+    """Whether the Host a request names is one this server answers to.
+
+    On a loopback address only loopback names pass (localhost, 127.0.0.1, [::1], with
+    or without a port), plus those in ``allowed``: a DNS-rebinding page reaches
+    127.0.0.1 through a name of its own, and that name is in its Host header. On
+    another address any Host passes, unless ``allowed`` lists some.
+    """
+    if ANY in allowed or (not loopback and not allowed):
+        return True
+    hosts = headers.get_all("Host")
+    if not hosts:
+        return True  # not a browser: every browser sends Host
+    names = {name.lower() for name in allowed}
+    return all(_is_loopback_name(name) or name in names for name in map(_host_name, hosts))
 
 
-def redact(text: str) -> str:
-    """Hide tokens in a log line (websockets logs request lines and headers in debug)."""
-    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + "<redacted>", text)
+def _host_name(host: str) -> str:
+    """``Host`` without its port, lower case; an IPv6 address without brackets."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def _is_loopback_name(name: str) -> bool:
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _own_origin(headers: Headers, *, tls: bool) -> tuple[str, str, int] | None:
+    hosts = headers.get_all("Host")
+    if len(hosts) != 1:
+        return None  # none, or ambiguous: no page can claim to be the server's own
+    scheme = "https" if tls else "http"
+    return _origin_parts(f"{scheme}://{hosts[0]}")
+
+
+def _same_origin(origin: str, own: tuple[str, str, int] | None) -> bool:
+    return own is not None and _origin_parts(origin) == own
+
+
+def _origin_parts(origin: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) with the default port filled in; None if it is not a URL."""
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80)
+
+
+# Secrets in log lines: "token=..." in a query (its name may be percent-encoded, as in
+# "tok%65n=", which the server decodes and accepts), and "Bearer ..." in a header.
+_QUERY_PARAMETER = re.compile(r"(?P<name>[^\s?&;=\"'<>]+)=(?P<value>[^\s&;\"'<>]*)")
+_BEARER = re.compile(r"(Bearer\s+)[^\s\"',]+", re.IGNORECASE)
+_REDACTED = "<redacted>"
+
+
+def redact(text: str, *, secrets: tuple[str, ...] = ()) -> str:
+    """Hide tokens in a log line or a traceback.
+
+    Args:
+        text: The text to clean.
+        secrets: Values to hide wherever they appear, in clear or percent-encoded
+            (the server's own token): what no pattern can foresee.
+    """
+    for secret in secrets:
+        for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+            if form:
+                text = text.replace(form, _REDACTED)
+    text = _BEARER.sub(lambda m: m.group(1) + _REDACTED, text)
+
+    def parameter(match: re.Match[str]) -> str:
+        if unquote(match.group("name")).strip().lower() != "token":
+            return match.group(0)
+        return f"{match.group('name')}={_REDACTED}"
+
+    return _QUERY_PARAMETER.sub(parameter, text)
+
+
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROLS_AND_NEWLINES = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
+    r"""Show control characters as escapes (``\x1b``, ``\r``), so that what a peer sent
+    cannot forge log lines or drive the terminal that shows the log."""
+    pattern = _CONTROLS if keep_newlines else _CONTROLS_AND_NEWLINES
+    return pattern.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)

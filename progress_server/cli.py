@@ -14,11 +14,12 @@ from typing import Any
 import click
 
 from . import __version__
-from .auth import redact
 from .calculation import DEFAULT_STEP_SECONDS
 from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
 from .descriptors import raise_open_files_limit
+from .logs import SafeFormatter
 from .options import setting
+from .protocol import MAX_STEP_SECONDS
 from .routes import HttpRoutes
 from .server import ProgressServer, SetupError
 
@@ -26,13 +27,17 @@ __all__ = ["main"]
 
 logger = logging.getLogger("progress_server")
 
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+#: Shorter steps than this are not a calculation anyone can follow; the longest is
+#: what every client accepts (the protocol's bound).
+MIN_STEP_SECONDS = 0.001
 
 
-def _positive_finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
-    if not (math.isfinite(value) and value > 0):
-        raise click.BadParameter(f"must be a number greater than 0, not {value}.")
+def _step(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if not (math.isfinite(value) and MIN_STEP_SECONDS <= value <= MAX_STEP_SECONDS):
+        raise click.BadParameter(
+            f"must be a number from {MIN_STEP_SECONDS:g} to {MAX_STEP_SECONDS:g}, not {value}."
+        )
     return value
 
 
@@ -66,8 +71,9 @@ def _websocket_path(ctx: click.Context, param: click.Parameter, value: str) -> s
     "--step-seconds",
     type=float,
     default=DEFAULT_STEP_SECONDS,
-    callback=_positive_finite,
-    help="Length of each of the three steps of a calculation, in seconds (> 0).",
+    callback=_step,
+    help=f"Length of each of the three steps of a calculation, in seconds "
+    f"({MIN_STEP_SECONDS:g} to {MAX_STEP_SECONDS:g}).",
 )
 @setting(
     "--log-level",
@@ -121,9 +127,18 @@ def _websocket_path(ctx: click.Context, param: click.Parameter, value: str) -> s
     "allowed_origins",
     envvar="PROGRESS_ALLOW_ORIGINS",
     multiple=True,
-    help="A browser origin allowed to connect, e.g. https://dash.example.com; repeat for "
-    "more (space-separated in the variable). When given, requests from any other Origin "
-    "get 403.",
+    help="A web page origin allowed besides the server's own, e.g. "
+    "https://dash.example.com, or '*' for any; repeat for more (space-separated in the "
+    "variable). Requests from pages of any other origin get 403.",
+)
+@setting(
+    "--allow-host",
+    "allowed_hosts",
+    envvar="PROGRESS_ALLOW_HOSTS",
+    multiple=True,
+    help="A Host name to answer to besides localhost, 127.0.0.1 and [::1] when listening "
+    "on loopback (e.g. behind a proxy), or '*' for any; repeat for more (space-separated "
+    "in the variable). Requests for other names get 403 (DNS rebinding).",
 )
 @setting(
     "--certfile",
@@ -145,12 +160,13 @@ def main(**options: Any) -> None:
     """
     log_level = options.pop("log_level")
     options["allowed_origins"] = tuple(options["allowed_origins"])
+    options["allowed_hosts"] = tuple(options["allowed_hosts"])
     if options["keyfile"] and not options["certfile"]:
         raise click.UsageError("--keyfile needs --certfile.")
     if options["token"] == "":
         raise click.BadParameter("must not be empty.", param_hint="--token")
     config = ServerConfig(**options)
-    configure_logging(log_level)
+    configure_logging(log_level, secrets=(config.token,) if config.token else ())
     if not config.loopback and config.token is None:
         logger.warning(
             "listening on %s without --token: anyone who can reach this address can "
@@ -175,17 +191,6 @@ def main(**options: Any) -> None:
         sys.exit(1)
 
 
-class RedactTokens(logging.Filter):
-    """Keeps tokens out of the log, whatever logs them (websockets' debug lines do)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = redact(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
-
-
 def run(main: Coroutine[Any, Any, None]) -> None:
     """Run on uvloop when it is installed (the `fast` extra), else on asyncio's loop."""
     try:
@@ -196,10 +201,10 @@ def run(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, *, secrets: tuple[str, ...] = ()) -> None:
+    """Log to stderr, every record redacted and escaped (see :mod:`.logs`)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    handler.addFilter(RedactTokens())
+    handler.setFormatter(SafeFormatter(secrets=secrets))
     logging.basicConfig(level=level.upper(), handlers=[handler])
     # websockets logs every connection and rejected handshake at INFO; ours say it better.
     if level.lower() != "debug":

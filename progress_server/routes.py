@@ -7,6 +7,7 @@ bodies are the protocol's own JSON objects.
 
 from __future__ import annotations
 
+import asyncio
 import http
 import json
 import logging
@@ -18,8 +19,9 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from .auth import origin_allowed, presented_token, token_matches
+from .auth import host_allowed, origin_allowed, presented_token, token_matches
 from .calculation import ActionRefused
+from .limits import AddressLimits
 from .protocol import Error, StateMessage, to_dict
 
 if TYPE_CHECKING:
@@ -70,13 +72,16 @@ class HttpRoutes:
             "/start": ("POST", self.start),
             "/cancel": ("POST", self.cancel),
         }
+        config = server.config
+        # The HTTP actions come on short connections: their budget is per address.
+        self.action_limits = AddressLimits(config.rate_limit, config.rate_burst)
 
     async def process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
         """websockets' hook: None lets a WebSocket handshake go on, a Response answers."""
         path = urlsplit(request.path).path
-        response = self._gate(path, request) or await self._route(path, request)
+        response = self._gate(path, request) or await self._route(path, request, connection)
         if response is None:
             return None
         level = logging.DEBUG if path == "/healthz" else logging.INFO
@@ -84,13 +89,22 @@ class HttpRoutes:
         return response
 
     def _gate(self, path: str, request: Request) -> Response | None:
-        """Refuse a request from a foreign origin, or without the token."""
+        """Refuse a request for a foreign Host, from a foreign origin, or without the token."""
         config = self.server.config
-        if not origin_allowed(config.allowed_origins, request.headers):
+        if not host_allowed(config.allowed_hosts, request.headers, loopback=config.loopback):
+            host = ", ".join(request.headers.get_all("Host"))
+            return error_response(
+                http.HTTPStatus.FORBIDDEN,
+                "forbidden_host",
+                f"This server answers to localhost only, not to {host!r}; start it with "
+                "--allow-host NAME to answer to another name.",
+            )
+        if not origin_allowed(config.allowed_origins, request.headers, tls=config.tls):
             return error_response(
                 http.HTTPStatus.FORBIDDEN,
                 "forbidden_origin",
-                "This origin is not allowed to use this server.",
+                "Web pages from this origin may not use this server; start it with "
+                "--allow-origin ORIGIN to allow them.",
             )
         if (
             config.token is not None
@@ -106,7 +120,9 @@ class HttpRoutes:
             )
         return None
 
-    async def _route(self, path: str, request: Request) -> Response | None:
+    async def _route(
+        self, path: str, request: Request, connection: ServerConnection
+    ) -> Response | None:
         if path == self.server.path:
             if request.method != "GET":
                 return self._method_not_allowed(request.method, path, "GET")
@@ -131,9 +147,21 @@ class HttpRoutes:
             method, handler = route
             if request.method != method:
                 response = self._method_not_allowed(request.method, path, method)
+            elif method == "POST" and not self._within_budget(connection):
+                response = error_response(
+                    http.HTTPStatus.TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "Too many requests from this address: this one was dropped. Slow down.",
+                    headers={"Retry-After": "1"},
+                )
             else:
                 response = await handler()
         return response
+
+    def _within_budget(self, connection: ServerConnection) -> bool:
+        address = connection.remote_address
+        host = str(address[0]) if isinstance(address, tuple) and address else "unknown"
+        return self.action_limits.take(host, asyncio.get_running_loop().time())
 
     def _method_not_allowed(self, method: str, path: str, allowed: str) -> Response:
         return error_response(

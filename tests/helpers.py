@@ -106,21 +106,30 @@ async def send_json(ws: ClientConnection, payload: dict[str, Any]) -> None:
 
 
 async def http_request(
-    port: int, method: str, path: str, *, host: str = "127.0.0.1"
+    port: int,
+    method: str,
+    path: str,
+    *,
+    host: str = "127.0.0.1",
+    headers: dict[str, str] | None = None,
+    body: str | None = None,
 ) -> tuple[int, dict[str, str], Any]:
-    """A real HTTP request; returns the status, the headers and the decoded JSON body."""
+    """A real HTTP request; returns the status, the headers and the decoded JSON body.
+
+    ``headers`` may set Host, to play a browser that reached the server by another name.
+    """
 
     def request() -> tuple[int, dict[str, str], Any]:
         connection = http.client.HTTPConnection(host, port, timeout=TIMEOUT)
         try:
-            connection.request(method, path)
+            connection.request(method, path, body=body, headers=headers or {})
             response = connection.getresponse()
-            body = response.read()
-            headers = {name.lower(): value for name, value in response.getheaders()}
+            content = response.read()
+            received = {name.lower(): value for name, value in response.getheaders()}
         finally:
             connection.close()
-        payload = json.loads(body) if headers.get("content-type") == "application/json" else body
-        return response.status, headers, payload
+        is_json = received.get("content-type") == "application/json"
+        return response.status, received, json.loads(content) if is_json else content
 
     return await asyncio.to_thread(request)
 

@@ -10,6 +10,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from progress_server.auth import escape_controls, redact
 from progress_server.server import ProgressServer
 from tests.helpers import TIMEOUT, ServerProcess, http_request, join, recv_json
 
@@ -58,24 +59,81 @@ async def test_http_endpoints_need_the_token_but_healthz(guarded: ProgressServer
     assert (status, body["state"]) == (200, "IDLE")  # and the refused POST /start did nothing
 
 
+async def raw_request(port: int, data: bytes) -> bytes:
+    """Send raw bytes as a request; returns whatever comes back before the server closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    try:
+        return await asyncio.wait_for(reader.read(), TIMEOUT)
+    except ConnectionError:
+        return b""
+    finally:
+        writer.close()
+
+
 async def test_the_token_never_reaches_the_log() -> None:
-    """Even at debug level, where websockets logs request lines and headers."""
+    """A whole session at debug level, where websockets logs request lines, headers and
+    the tracebacks of malformed requests: every way of presenting the token, right or
+    wrong, in clear or percent-encoded, and the token appears nowhere in the log."""
+    wrong = "wrong-secret-9876"
+    encoded = "".join(f"%{ord(c):02x}" for c in TOKEN)  # every character percent-encoded
     async with ServerProcess("--log-level", "debug", env={"PROGRESS_TOKEN": TOKEN}) as server:
         async with connect(
             server.url, additional_headers={"Authorization": f"Bearer {TOKEN}"}
         ) as ws:
             await recv_json(ws)
-        async with connect(f"{server.url}?token={TOKEN}") as ws:
-            await recv_json(ws)
+        for query in (
+            f"token={TOKEN}",
+            f"tok%65n={TOKEN}",
+            f"token={encoded}",
+            f"x=1&token={TOKEN}",
+        ):
+            async with connect(f"{server.url}?{query}") as ws:
+                await recv_json(ws)
+        for query in (f"token={wrong}", f"TOKEN={wrong}", f"tok%65n={wrong}"):
+            with pytest.raises(InvalidStatus):
+                await connect(f"{server.url}?{query}")
         with pytest.raises(InvalidStatus):
-            await connect(f"{server.url}?token=wrong-{TOKEN}")
+            await connect(server.url, additional_headers={"Authorization": f"Bearer {wrong}"})
         await http_request(server.port, "GET", f"/state?token={TOKEN}")
+        await http_request(
+            server.port, "POST", "/start", headers={"Authorization": f"bearer {TOKEN}"}
+        )
+        await http_request(server.port, "GET", f"/nothing-here?tok%65n={TOKEN}")
+        # Malformed requests end in websockets' debug tracebacks, which quote them.
+        for bad in (
+            f"GET /progress?token={TOKEN} HTTP/1.1 extra\r\n\r\n",
+            f"GET /progress?token={TOKEN} HTTP/1.0\r\n\r\n",
+            f"GET /progress HTTP/1.1\r\nAuthorization Bearer {TOKEN}\r\n\r\n",
+            f"GET /progress?token={TOKEN}\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+            f"BREW /progress?tok%65n={TOKEN} HTCPCP/1.0\r\n\r\n",
+        ):
+            await raw_request(server.port, bad.encode("latin-1"))
         server.signal(15)
         await server.wait()
     log = "\n".join(server.lines)
     assert "GET /progress" in log  # debug lines were there to leak it
-    assert TOKEN not in log
+    assert "Traceback" in log  # and so were tracebacks
+    for secret in (TOKEN, wrong, encoded, encoded.upper()):
+        assert secret not in log, secret
     assert "<redacted>" in log
+
+
+async def test_control_characters_from_a_peer_are_escaped_in_the_log() -> None:
+    """A path or header with ESC or CR cannot forge a log line or drive a terminal: they
+    are written as escapes."""
+    async with ServerProcess("--log-level", "debug") as server:
+        await raw_request(server.port, b"GET /x\x1b[2J\rFAKE HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await raw_request(
+            server.port,
+            b"GET /nothing HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Evil: a\x1b]0;pwned\x07b\r\n\r\n",
+        )
+        await http_request(server.port, "GET", "/nothing%1b%5b2J")
+        server.signal(15)
+        await server.wait()
+    raw = "\n".join(server.lines)
+    assert "\x1b" not in raw and "\r" not in raw and "\x07" not in raw
+    assert "\\x1b" in raw  # shown, escaped
 
 
 @pytest.mark.parametrize(
@@ -124,3 +182,37 @@ async def test_a_foreign_origin_cannot_post_either() -> None:
         assert await asyncio.to_thread(post) == 403
         _, _, state = await http_request(server.port, "GET", "/state")
         assert state["state"] == "IDLE"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "GET /progress?token=abc HTTP/1.1",
+        "GET /progress?tok%65n=abc HTTP/1.1",
+        "GET /progress?x=1&TOKEN=abc",
+        "> Authorization: Bearer abc",
+        "ValueError: invalid HTTP request line: b'GET /?token=abc HTTP/1.1 x'",
+    ],
+)
+def test_redact_hides_the_value(line: str) -> None:
+    """Whatever the spelling, the value after the token's name is gone."""
+    assert "abc" not in redact(line)
+    assert "<redacted>" in redact(line)
+
+
+def test_redact_hides_a_known_secret_anywhere() -> None:
+    """The server's own token, in clear or percent-encoded, wherever it shows up."""
+    secret = "a/b+c d"
+    for form in (secret, "a%2Fb%2Bc%20d", "a%2Fb%2Bc+d"):
+        assert form not in redact(f"X-Whatever: {form}", secrets=(secret,))
+
+
+def test_redact_leaves_other_parameters_alone() -> None:
+    assert redact("GET /state?tokens=1&mytoken=2") == "GET /state?tokens=1&mytoken=2"
+
+
+def test_escape_controls() -> None:
+    """ESC, CR, BEL and C1 become escapes; newlines only when asked to keep them."""
+    assert escape_controls("a\x1b[2J\rb\x07\x9b") == "a\\x1b[2J\\rb\\x07\\x9b"
+    assert escape_controls("one\ntwo") == "one\\ntwo"
+    assert escape_controls("one\ntwo\x1b", keep_newlines=True) == "one\ntwo\\x1b"

@@ -67,9 +67,10 @@ def test_python_dash_m_is_the_same_command() -> None:
     [
         (["--port", "70000"], {}, "--port"),
         (["--port", "http"], {}, "--port"),
-        (["--step-seconds", "0"], {}, "greater than 0"),
-        (["--step-seconds", "-1"], {}, "greater than 0"),
-        (["--step-seconds", "nan"], {}, "greater than 0"),
+        (["--step-seconds", "0"], {}, "from 0.001 to 86400"),
+        (["--step-seconds", "-1"], {}, "from 0.001 to 86400"),
+        (["--step-seconds", "nan"], {}, "from 0.001 to 86400"),
+        (["--step-seconds", "1e9"], {}, "from 0.001 to 86400"),
         (["--log-level", "loud"], {}, "--log-level"),
         (["--path", "progress"], {}, "must start with '/'"),
         (["--path", "/state"], {}, "taken by the HTTP API"),
