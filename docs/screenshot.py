@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from progress_server.calculation import State
+from progress_protocol.states import State
 from progress_server.server import ProgressServer
 from progress_tui.app import ProgressApp
 

@@ -13,62 +13,40 @@ arrives late sees the state the deadlines say, never a stale one.
 
 from __future__ import annotations
 
-import enum
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
+
+from progress_protocol.states import (
+    DEFAULT_STEP_SECONDS,
+    RUNNING_STATES,
+    Attribution,
+    Run,
+    State,
+    StateSnapshot,
+)
 
 __all__ = [
     "DEFAULT_STEP_SECONDS",
+    "HISTORY_LENGTH",
     "RUNNING_STATES",
     "SYSTEM_CLOCK",
     "ActionRefused",
     "AlreadyRunning",
+    "Attribution",
     "Calculation",
     "Clock",
     "NotRunning",
+    "Run",
     "State",
     "StateSnapshot",
     "SystemClock",
 ]
 
-DEFAULT_STEP_SECONDS = 2.0
-
-
-class State(enum.StrEnum):
-    """Where the calculation is."""
-
-    IDLE = "IDLE"
-    STARTING = "STARTING"
-    IN_PROGRESS = "IN_PROGRESS"
-    ALMOST_DONE = "ALMOST_DONE"
-    SUCCESS = "SUCCESS"
-    CANCELED = "CANCELED"
-
-    @property
-    def is_running(self) -> bool:
-        return self in RUNNING_STATES
-
-    @property
-    def is_final(self) -> bool:
-        return self in (State.SUCCESS, State.CANCELED)
-
-
-#: The states a running calculation goes through, in order; SUCCESS follows the last.
-RUNNING_STATES: tuple[State, ...] = (State.STARTING, State.IN_PROGRESS, State.ALMOST_DONE)
-
-
-@dataclass(frozen=True, slots=True)
-class StateSnapshot:
-    """One published state of the calculation; each change gets a new, larger ``seq``."""
-
-    state: State
-    calculation_id: str | None
-    seq: int
-    changed_at: float
-    step_seconds: float
+#: How many finished calculations the history keeps.
+HISTORY_LENGTH = 20
 
 
 class Clock(Protocol):
@@ -159,6 +137,8 @@ class Calculation:
         # Monotonic and wall-clock time of the current calculation's start.
         self._started_mono = 0.0
         self._started_wall = 0.0
+        self._started_by: Attribution | None = None
+        self._history: deque[Run] = deque(maxlen=HISTORY_LENGTH)
         self._snapshot = StateSnapshot(
             state=State.IDLE,
             calculation_id=None,
@@ -171,6 +151,11 @@ class Calculation:
     def snapshot(self) -> StateSnapshot:
         """The state as of the last call; call :meth:`advance` first to catch up."""
         return self._snapshot
+
+    @property
+    def history(self) -> tuple[Run, ...]:
+        """The last :data:`HISTORY_LENGTH` finished calculations, newest first."""
+        return tuple(reversed(self._history))
 
     def next_deadline(self) -> float | None:
         """The monotonic time of the next transition, or None when nothing runs."""
@@ -193,11 +178,14 @@ class Calculation:
             following = RUNNING_STATES[index] if index < len(RUNNING_STATES) else State.SUCCESS
             # The timestamp is the deadline's, so it does not depend on how late we woke.
             changed_at = self._started_wall + index * self.step_seconds
-            changes.append(self._enter(following, self._snapshot.calculation_id, changed_at))
+            changes.append(self._enter(following, changed_at=changed_at))
         return changes
 
-    def start(self) -> list[StateSnapshot]:
+    def start(self, by: Attribution | None = None) -> list[StateSnapshot]:
         """Start a new calculation.
+
+        Args:
+            by: Who asked, for the STARTING state and the history.
 
         Returns:
             The new snapshots, oldest first: the transitions that were due, then STARTING.
@@ -216,11 +204,22 @@ class Calculation:
             )
         self._started_mono = self._clock.monotonic()
         self._started_wall = self._clock.time()
-        changes.append(self._enter(State.STARTING, self._new_id(), self._started_wall))
+        self._started_by = by
+        changes.append(
+            self._enter(
+                State.STARTING,
+                calculation_id=self._new_id(),
+                changed_at=self._started_wall,
+                by=by,
+            )
+        )
         return changes
 
-    def cancel(self) -> list[StateSnapshot]:
+    def cancel(self, by: Attribution | None = None) -> list[StateSnapshot]:
         """Cancel the running calculation; no transition follows CANCELED.
+
+        Args:
+            by: Who asked, for the CANCELED state and the history.
 
         Returns:
             The new snapshots, oldest first: the transitions that were due, then CANCELED.
@@ -236,17 +235,43 @@ class Calculation:
                 snapshot=self._snapshot,
                 changes=tuple(changes),
             )
-        changes.append(self._enter(State.CANCELED, self._snapshot.calculation_id))
+        interrupted = self._snapshot.state
+        changes.append(self._enter(State.CANCELED, canceled_during=interrupted, by=by))
         return changes
 
     def _enter(
-        self, state: State, calculation_id: str | None, changed_at: float | None = None
+        self,
+        state: State,
+        *,
+        calculation_id: str | None = None,
+        changed_at: float | None = None,
+        canceled_during: State | None = None,
+        by: Attribution | None = None,
     ) -> StateSnapshot:
+        """Make ``state`` current; a new calculation_id starts a new calculation."""
+        previous = self._snapshot
         self._snapshot = StateSnapshot(
             state=state,
-            calculation_id=calculation_id,
-            seq=self._snapshot.seq + 1,
+            calculation_id=calculation_id or previous.calculation_id,
+            seq=previous.seq + 1,
             changed_at=self._clock.time() if changed_at is None else changed_at,
             step_seconds=self.step_seconds,
+            started_at=self._started_wall,
+            canceled_during=canceled_during,
+            by=by,
         )
+        if state.is_final:
+            self._history.append(self._run(self._snapshot))
         return self._snapshot
+
+    def _run(self, ended: StateSnapshot) -> Run:
+        assert ended.calculation_id is not None
+        return Run(
+            calculation_id=ended.calculation_id,
+            started_at=self._started_wall,
+            ended_at=ended.changed_at,
+            outcome=ended.state,
+            canceled_during=ended.canceled_during,
+            started_by=self._started_by,
+            canceled_by=ended.by if ended.state is State.CANCELED else None,
+        )

@@ -13,13 +13,14 @@ from typing import Any
 
 import click
 
+from progress_protocol.messages import MAX_STEP_SECONDS
+from progress_protocol.options import setting
+
 from . import __version__
 from .calculation import DEFAULT_STEP_SECONDS
 from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
 from .descriptors import raise_open_files_limit
 from .logs import SafeFormatter
-from .options import setting
-from .protocol import MAX_STEP_SECONDS
 from .routes import HttpRoutes
 from .server import ProgressServer, SetupError
 

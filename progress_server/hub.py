@@ -20,8 +20,9 @@ import struct
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State as ConnectionState
 
+from progress_protocol.messages import Clients, StateMessage, encode
+
 from .calculation import StateSnapshot
-from .protocol import Clients, StateMessage, encode
 
 __all__ = ["Hub", "text_frame", "write_text"]
 

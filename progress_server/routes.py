@@ -19,10 +19,11 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from progress_protocol.messages import Error, StateMessage, to_dict
+
 from .auth import host_allowed, origin_allowed, presented_token, token_matches
 from .calculation import ActionRefused
 from .limits import AddressLimits
-from .protocol import Error, StateMessage, to_dict
 
 if TYPE_CHECKING:
     from .server import ProgressServer

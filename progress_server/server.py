@@ -2,7 +2,7 @@
 
 A thin layer: actions go to the :class:`~progress_server.backends.Backend`, changes
 come back through the :class:`~progress_server.hub.Hub`, and messages are read and
-written with :mod:`progress_server.protocol`.
+written with :mod:`progress_protocol.messages`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,16 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
+from progress_protocol.messages import (
+    Ack,
+    Error,
+    ErrorCode,
+    Hello,
+    ProtocolError,
+    decode_request,
+    encode,
+)
+
 from . import __version__
 from .backends import Backend, MemoryBackend, Unsubscribe
 from .calculation import ActionRefused
@@ -27,7 +37,6 @@ from .connection import GuardedConnection
 from .descriptors import DescriptorWatch, clients_that_fit, open_files_limit
 from .hub import Hub
 from .limits import Verdict
-from .protocol import Ack, Error, ErrorCode, Hello, ProtocolError, decode_request, encode
 from .routes import HttpRoutes
 
 __all__ = [

@@ -1,5 +1,5 @@
-"""progress-tui and progress-ctl: the clients of progress-server."""
+"""progress-tui: follow and drive the shared calculation from a terminal (Textual)."""
 
-from progress_server import __version__
+from progress_protocol import __version__
 
 __all__ = ["__version__"]

@@ -18,9 +18,7 @@ from textual.reactive import reactive
 from textual.timer import Timer
 from textual.widgets import Button, Footer, Header
 
-from progress_server.calculation import State
-
-from .client import (
+from progress_client.client import (
     DEFAULT_URL,
     ActionAccepted,
     ClientEvent,
@@ -36,9 +34,11 @@ from .client import (
     StateReceived,
     Waiting,
 )
-from .display import printable
+from progress_client.display import printable
+from progress_client.reconnect import ReconnectPolicy
+from progress_protocol.states import State
+
 from .messages import ClientEventReceived
-from .reconnect import ReconnectPolicy
 from .run import RunView
 from .widgets import CalculationView, ConnectionStatusBar, EventLog, StateBanner, StepList
 from .widgets.connection_bar import ConnectionInfo

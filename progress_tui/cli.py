@@ -5,21 +5,16 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
-from progress_server.options import setting
+from progress_client.options import check_connection_options, connection_options
+from progress_client.reconnect import ReconnectPolicy
+from progress_protocol import __version__
+from progress_protocol.options import setting
 
-from . import __version__
-from .client import DEFAULT_URL, check_url, tls_context
-from .reconnect import ReconnectPolicy
-
-__all__ = ["check_connection_options", "connection_options", "default_log_path", "main"]
-
-F = TypeVar("F", bound=Callable[..., Any])
+__all__ = ["default_log_path", "main"]
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -27,52 +22,6 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 def default_log_path() -> Path:
     state_home = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
     return Path(state_home) / "progress" / "progress-tui.log"
-
-
-def _url(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    try:
-        return check_url(value)
-    except ValueError as exc:
-        raise click.BadParameter(f"{exc}.") from None
-
-
-def connection_options(function: F) -> F:
-    """--url, --token and --cafile, shared by progress-tui and progress-ctl."""
-    options = [
-        setting(
-            "--url",
-            default=DEFAULT_URL,
-            callback=_url,
-            help="WebSocket URL of the server (wss:// for TLS).",
-        ),
-        setting(
-            "--token",
-            help="The server's token, when it has one. Prefer the environment variable: "
-            "command lines are visible to other users.",
-        ),
-        setting(
-            "--cafile",
-            type=click.Path(exists=True, dir_okay=False),
-            help="PEM certificates to trust for a wss:// server (e.g. a self-signed one); "
-            "by default the system's.",
-        ),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
-
-
-def check_connection_options(url: str, token: str | None, cafile: str | None) -> None:
-    """Raise a usage error for options that do not go together."""
-    if cafile and not url.startswith("wss:"):
-        raise click.BadParameter("needs a wss:// URL.", param_hint="--cafile")
-    if cafile:
-        try:
-            tls_context(cafile)  # read now: a wrong file is a usage error, not a traceback
-        except ValueError as exc:
-            raise click.BadParameter(f"{exc}.", param_hint="--cafile") from None
-    if token == "":
-        raise click.BadParameter("must not be empty.", param_hint="--token")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from .client import ClientEvent
+from progress_client.client import ClientEvent
 
 __all__ = ["ClientEventReceived"]
 

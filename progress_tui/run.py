@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from progress_server.calculation import RUNNING_STATES, State, StateSnapshot
+from progress_protocol.states import RUNNING_STATES, State, StateSnapshot
 
 __all__ = ["RunView"]
 

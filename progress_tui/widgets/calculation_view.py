@@ -13,7 +13,8 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Label, ProgressBar
 
-from ..display import printable
+from progress_client.display import printable
+
 from ..run import RunView
 from .spinner import Spinner
 

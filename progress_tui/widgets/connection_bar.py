@@ -9,8 +9,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from ..client import ConnectionStatus
-from ..display import printable
+from progress_client.client import ConnectionStatus
+from progress_client.display import printable
 
 __all__ = ["ConnectionInfo", "ConnectionStatusBar"]
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from rich.text import Text
 from textual.widgets import RichLog
 
-from ..display import printable
+from progress_client.display import printable
 
 __all__ = ["EventLog"]
 

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from progress_server.calculation import State
+from progress_protocol.states import State
 
 from ..run import RunView
 

@@ -9,15 +9,15 @@ from contextlib import aclosing
 
 import pytest
 
-from progress_server.calculation import State
-from progress_server.server import ProgressServer
-from progress_tui.client import (
+from progress_client.client import (
     Connected,
     ConnectionLost,
     ProgressClient,
     StateReceived,
 )
-from progress_tui.reconnect import ReconnectPolicy
+from progress_client.reconnect import ReconnectPolicy
+from progress_protocol.states import State
+from progress_server.server import ProgressServer
 from tests.helpers import (
     STEP,
     TIMEOUT,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import trustme
 
+from progress_client.client import Closed, ProgressClient, StateReceived
 from progress_server.server import ProgressServer
-from progress_tui.client import Closed, ProgressClient, StateReceived
 from tests.helpers import TIMEOUT, ServerProcess, command
 
 

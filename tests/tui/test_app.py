@@ -13,15 +13,15 @@ from textual.content import Content
 from textual.pilot import Pilot
 from textual.widgets import Button, Label
 
-from progress_server.calculation import State, StateSnapshot
+from progress_client.client import NOT_TLS
+from progress_client.reconnect import ReconnectPolicy
+from progress_protocol.states import State, StateSnapshot
 from progress_server.server import ProgressServer
 from progress_tui.app import ProgressApp
-from progress_tui.client import NOT_TLS
-from progress_tui.reconnect import ReconnectPolicy
 from progress_tui.run import RunView
 from progress_tui.widgets import ConnectionStatusBar, EventLog, StateBanner
+from tests.client.hostile import CASES, HostileServer
 from tests.helpers import TIME_FACTOR, TIMEOUT, ServerProcess, free_port
-from tests.tui.hostile import CASES, HostileServer
 
 #: Steps long enough for a key press to land inside a given state.
 APP_STEP = 0.5 * TIME_FACTOR

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from progress_server.calculation import State, StateSnapshot
+from progress_protocol.states import State, StateSnapshot
 from progress_tui.run import RunView
 
 T0 = 1_700_000_000.0

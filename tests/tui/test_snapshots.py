@@ -13,9 +13,7 @@ from collections.abc import Iterator
 import pytest
 from textual.pilot import Pilot
 
-from progress_server.calculation import State, StateSnapshot
-from progress_tui.app import ProgressApp
-from progress_tui.client import (
+from progress_client.client import (
     ClientEvent,
     ClientsChanged,
     Connected,
@@ -24,6 +22,8 @@ from progress_tui.client import (
     StateReceived,
     Waiting,
 )
+from progress_protocol.states import State, StateSnapshot
+from progress_tui.app import ProgressApp
 
 URL = "ws://127.0.0.1:3003/progress"
 T0 = 1_795_716_000.0  # wall clock when the run starts

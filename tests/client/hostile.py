@@ -19,7 +19,7 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from progress_tui.client import MAX_INVALID_MESSAGES
+from progress_client.client import MAX_INVALID_MESSAGES
 from tests.helpers import TIMEOUT
 
 __all__ = [

@@ -10,7 +10,7 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from progress_server.protocol import (
+from progress_protocol.messages import (
     MAX_CHANGED_AT,
     MAX_CLIENTS_COUNT,
     MAX_ERROR_MESSAGE_LENGTH,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from progress_tui.reconnect import ReconnectPolicy
+from progress_client.reconnect import ReconnectPolicy
 
 
 def test_ceilings_double_from_initial_up_to_the_cap() -> None:

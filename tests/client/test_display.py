@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from progress_tui.display import REPLACEMENT, describe_exception, printable
+from progress_client.display import REPLACEMENT, describe_exception, printable
 
 
 @pytest.mark.parametrize(

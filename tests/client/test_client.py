@@ -13,11 +13,8 @@ from typing import Any, TypeVar
 import pytest
 import trustme
 
-import progress_tui.client as client_module
-from progress_server.calculation import State, StateSnapshot
-from progress_server.protocol import decode_server_message
-from progress_server.server import ProgressServer
-from progress_tui.client import (
+import progress_client.client as client_module
+from progress_client.client import (
     MAX_INVALID_MESSAGES,
     NOT_TLS,
     ActionAccepted,
@@ -33,9 +30,12 @@ from progress_tui.client import (
     StateReceived,
     Waiting,
 )
-from progress_tui.reconnect import ReconnectPolicy
+from progress_client.reconnect import ReconnectPolicy
+from progress_protocol.messages import decode_server_message
+from progress_protocol.states import State, StateSnapshot
+from progress_server.server import ProgressServer
+from tests.client.hostile import CASES, HostileServer, Script, state
 from tests.helpers import STEP, TIME_FACTOR, TIMEOUT, ServerProcess, free_port
-from tests.tui.hostile import CASES, HostileServer, Script, state
 
 E = TypeVar("E")
 
@@ -285,7 +285,7 @@ async def test_unknown_message_types_are_skipped_and_never_counted(
     """Ten messages of types from a newer server: no event, no warning, no give-up."""
     async with HostileServer(CASES["unknown message types"].script) as server:
         client = client_for(server.url)
-        with caplog.at_level(logging.DEBUG, logger="progress_tui.client"):
+        with caplog.at_level(logging.DEBUG, logger="progress_client.client"):
             async with aclosing(client.events()) as events:
                 assert isinstance(await anext(events), Connecting)
                 assert isinstance(await anext(events), Connected)
@@ -304,7 +304,7 @@ async def test_fewer_invalid_messages_than_the_limit_are_only_skipped(
     script = Script((*[state(step_seconds=0)] * (MAX_INVALID_MESSAGES - 1), state("IDLE", 1)))
     async with HostileServer(script) as server:
         client = client_for(server.url)
-        with caplog.at_level(logging.WARNING, logger="progress_tui.client"):
+        with caplog.at_level(logging.WARNING, logger="progress_client.client"):
             async with aclosing(client.events()) as events:
                 await states_until(events, "IDLE")
         assert server.close_codes in ([], [1000])
@@ -342,7 +342,7 @@ async def test_an_unexpected_error_is_a_lost_connection_retried(
 
     monkeypatch.setattr(client_module, "decode_server_message", failing_once)
     client = client_for(server.url)
-    with caplog.at_level(logging.ERROR, logger="progress_tui.client"):
+    with caplog.at_level(logging.ERROR, logger="progress_client.client"):
         async with aclosing(client.events()) as events:
             lost = await next_event(events, ConnectionLost)
             waiting = await next_event(events, Waiting)

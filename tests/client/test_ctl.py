@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from progress_server.server import ProgressServer
+from tests.client.hostile import COMBINED_CASES, Case, HostileServer
 from tests.helpers import (
     TIME_FACTOR,
     TIMEOUT,
@@ -23,7 +24,6 @@ from tests.helpers import (
     recv_type,
     send_json,
 )
-from tests.tui.hostile import COMBINED_CASES, Case, HostileServer
 
 
 async def ctl(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:

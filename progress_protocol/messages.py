@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias, get_args
 
-from .calculation import State, StateSnapshot
+from .states import State, StateSnapshot
 
 __all__ = [
     "MAX_CHANGED_AT",

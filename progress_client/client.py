@@ -32,9 +32,8 @@ from websockets.exceptions import (
     InvalidURI,
 )
 
-from progress_server import __version__
-from progress_server.calculation import StateSnapshot
-from progress_server.protocol import (
+from progress_protocol import __version__
+from progress_protocol.messages import (
     PROTOCOL_VERSION,
     Ack,
     Action,
@@ -48,6 +47,7 @@ from progress_server.protocol import (
     decode_server_message,
     encode_request,
 )
+from progress_protocol.states import StateSnapshot
 
 from .display import describe_exception, printable
 from .reconnect import ReconnectPolicy

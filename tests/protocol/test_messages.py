@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from progress_server.calculation import State, StateSnapshot
-from progress_server.protocol import (
+from progress_protocol.messages import (
     MAX_CHANGED_AT,
     MAX_CLIENTS_COUNT,
     MAX_ERROR_MESSAGE_LENGTH,
@@ -30,6 +29,7 @@ from progress_server.protocol import (
     encode,
     encode_request,
 )
+from progress_protocol.states import State, StateSnapshot
 
 SNAPSHOT = StateSnapshot(
     state=State.IN_PROGRESS,

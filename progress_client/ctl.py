@@ -21,11 +21,10 @@ from typing import Any, Literal, NoReturn
 
 import click
 
-from progress_server.calculation import State, StateSnapshot
-from progress_server.protocol import StateMessage, to_dict
+from progress_protocol import __version__
+from progress_protocol.messages import StateMessage, to_dict
+from progress_protocol.states import State, StateSnapshot
 
-from . import __version__
-from .cli import check_connection_options, connection_options
 from .client import (
     ActionAccepted,
     ClientEvent,
@@ -38,6 +37,7 @@ from .client import (
     Waiting,
 )
 from .display import describe_exception, printable
+from .options import check_connection_options, connection_options
 from .reconnect import ReconnectPolicy
 
 __all__ = ["main"]

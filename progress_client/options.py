@@ -1,0 +1,62 @@
+"""The connection options both clients take: --url, --token and --cafile."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from progress_protocol.options import setting
+
+from .client import DEFAULT_URL, check_url, tls_context
+
+__all__ = ["check_connection_options", "connection_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return check_url(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc}.") from None
+
+
+def connection_options(function: F) -> F:
+    """--url, --token and --cafile, shared by progress-tui and progress-ctl."""
+    options = [
+        setting(
+            "--url",
+            default=DEFAULT_URL,
+            callback=_url,
+            help="WebSocket URL of the server (wss:// for TLS).",
+        ),
+        setting(
+            "--token",
+            help="The server's token, when it has one. Prefer the environment variable: "
+            "command lines are visible to other users.",
+        ),
+        setting(
+            "--cafile",
+            type=click.Path(exists=True, dir_okay=False),
+            help="PEM certificates to trust for a wss:// server (e.g. a self-signed one); "
+            "by default the system's.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def check_connection_options(url: str, token: str | None, cafile: str | None) -> None:
+    """Raise a usage error for options that do not go together."""
+    if cafile and not url.startswith("wss:"):
+        raise click.BadParameter("needs a wss:// URL.", param_hint="--cafile")
+    if cafile:
+        try:
+            tls_context(cafile)  # read now: a wrong file is a usage error, not a traceback
+        except ValueError as exc:
+            raise click.BadParameter(f"{exc}.", param_hint="--cafile") from None
+    if token == "":
+        raise click.BadParameter("must not be empty.", param_hint="--token")
