@@ -21,7 +21,7 @@ import socket
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
@@ -34,20 +34,23 @@ from websockets.exceptions import (
 
 from progress_protocol import __version__
 from progress_protocol.messages import (
+    NAME_HEADER,
     PROTOCOL_VERSION,
     Ack,
     Action,
     Clients,
     Error,
     Hello,
+    History,
     ProtocolError,
     Request,
     StateMessage,
     Unknown,
+    clean_name,
     decode_server_message,
     encode_request,
 )
-from progress_protocol.states import StateSnapshot
+from progress_protocol.states import Run, StateSnapshot
 
 from .display import describe_exception, printable
 from .reconnect import ReconnectPolicy
@@ -64,6 +67,7 @@ __all__ = [
     "Connecting",
     "ConnectionLost",
     "ConnectionStatus",
+    "HistoryReceived",
     "NotConnected",
     "ProgressClient",
     "ServerError",
@@ -115,6 +119,13 @@ class StateReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryReceived:
+    """The last finished calculations, newest first."""
+
+    runs: tuple[Run, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ClientsChanged:
     count: int
 
@@ -161,6 +172,7 @@ ClientEvent = (
     | Connected
     | StateReceived
     | ClientsChanged
+    | HistoryReceived
     | ActionAccepted
     | ServerError
     | ConnectionLost
@@ -258,6 +270,8 @@ class _Session:
                 return StateReceived(snapshot)
             case Clients(count=count):
                 return ClientsChanged(count)
+            case History(runs=runs):
+                return HistoryReceived(runs)
             case Ack():
                 return ActionAccepted(message)
             case Error():
@@ -276,6 +290,7 @@ class ProgressClient:
         ping_interval: How often a keepalive ping goes out.
         ping_timeout: How long a pong may take before the server counts as dead.
         token: The server's shared token, sent as ``Authorization: Bearer``.
+        name: What this client calls itself; the server attributes its actions to it.
         cafile: PEM file of the certificate authorities to trust for wss:// URLs;
             by default the system's.
 
@@ -293,10 +308,16 @@ class ProgressClient:
         ping_interval: float = 5.0,
         ping_timeout: float = 5.0,
         token: str | None = None,
+        name: str | None = None,
         cafile: str | None = None,
     ) -> None:
         self.url = check_url(url)
         self.token = token
+        self.name = clean_name(name) if name else None
+        #: The id the server gave this connection (hello); its actions carry it in ``by``.
+        self.client_id: str | None = None
+        #: The history the server sent last; kept across reconnections.
+        self.history: tuple[Run, ...] | None = None
         self.ssl_context = tls_context(cafile) if self.url.startswith("wss:") else None
         self.policy = policy if policy is not None else ReconnectPolicy()
         self.reconnect = reconnect
@@ -344,9 +365,7 @@ class ProgressClient:
                     ping_timeout=self.ping_timeout,
                     close_timeout=2.0,
                     user_agent_header=f"progress-client/{__version__}",
-                    additional_headers=(
-                        {"Authorization": f"Bearer {self.token}"} if self.token else None
-                    ),
+                    additional_headers=self._headers(),
                     ssl=self.ssl_context,
                 )
             except Exception as exc:
@@ -394,12 +413,15 @@ class ProgressClient:
                 if session.failure is not None:
                     break
                 match event:
-                    case Connected():
+                    case Connected(client_id=client_id):
                         self.status = ConnectionStatus.CONNECTED
+                        self.client_id = client_id
                     case StateReceived(snapshot=snapshot):
                         self.snapshot = snapshot
                     case ClientsChanged(count=count):
                         self.clients = count
+                    case HistoryReceived(runs=runs):
+                        self.history = runs
                 if event is not None:
                     yield event
         except ConnectionClosed:
@@ -426,6 +448,15 @@ class ProgressClient:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), delay)
         self._wake.clear()
+
+    def _headers(self) -> dict[str, str]:
+        headers = {}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if self.name:
+            # Percent-encoded UTF-8: a header carries ASCII only.
+            headers[NAME_HEADER] = quote(self.name, safe=" @.-_+:/()")
+        return headers
 
     async def send(self, action: Action) -> str:
         """Send an action; returns its request_id, echoed by the answer.

@@ -110,6 +110,7 @@ class Target:
     url: str
     token: str | None = None
     cafile: str | None = None
+    name: str | None = None
 
 
 def make_client(target: Target, *, reconnect: bool) -> ProgressClient:
@@ -118,6 +119,7 @@ def make_client(target: Target, *, reconnect: bool) -> ProgressClient:
         reconnect=reconnect,
         policy=ReconnectPolicy(initial=0.5, cap=5.0),
         token=target.token,
+        name=target.name,
         cafile=target.cafile,
     )
 
@@ -174,7 +176,7 @@ def log_to_stderr() -> None:
 @connection_options
 @click.version_option(__version__, prog_name="progress-ctl")
 @click.pass_context
-def main(ctx: click.Context, url: str, token: str | None, cafile: str | None) -> None:
+def main(ctx: click.Context, url: str, token: str | None, cafile: str | None, name: str) -> None:
     """Drive and watch a progress-server's calculation from scripts.
 
     Exit status: 0 done, 1 refused by the server or CANCELED, 2 server unreachable
@@ -182,7 +184,7 @@ def main(ctx: click.Context, url: str, token: str | None, cafile: str | None) ->
     """
     log_to_stderr()
     check_connection_options(url, token, cafile)
-    ctx.obj = Target(url, token, cafile)
+    ctx.obj = Target(url, token, cafile, name)
 
 
 @main.command()

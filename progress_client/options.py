@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import getpass
+import socket
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
+from progress_protocol.messages import clean_name
 from progress_protocol.options import setting
 
 from .client import DEFAULT_URL, check_url, tls_context
 
-__all__ = ["check_connection_options", "connection_options"]
+__all__ = ["check_connection_options", "connection_options", "default_name"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,8 +26,24 @@ def _url(ctx: click.Context, param: click.Parameter, value: str) -> str:
         raise click.BadParameter(f"{exc}.") from None
 
 
+def default_name() -> str:
+    """``user@host``: who this is, for the others to read in "started by"."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (a container)
+        user = "someone"
+    return clean_name(f"{user}@{socket.gethostname()}") or "someone"
+
+
+def _name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    name = clean_name(value)
+    if not name:
+        raise click.BadParameter("must hold at least one printable character.")
+    return name
+
+
 def connection_options(function: F) -> F:
-    """--url, --token and --cafile, shared by progress-tui and progress-ctl."""
+    """--url, --token, --cafile and --name, shared by progress-tui and progress-ctl."""
     options = [
         setting(
             "--url",
@@ -42,6 +61,14 @@ def connection_options(function: F) -> F:
             type=click.Path(exists=True, dir_okay=False),
             help="PEM certificates to trust for a wss:// server (e.g. a self-signed one); "
             "by default the system's.",
+        ),
+        setting(
+            "--name",
+            default=default_name,
+            show_default="user@host",
+            callback=_name,
+            help="Who you are, as the others see it in 'started by' and in the history "
+            "(at most 64 characters).",
         ),
     ]
     for option in reversed(options):

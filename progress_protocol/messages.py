@@ -13,12 +13,13 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias, get_args
 
-from .states import State, StateSnapshot
+from .states import Attribution, Run, State, StateSnapshot
 
 __all__ = [
     "MAX_CHANGED_AT",
     "MAX_CLIENTS_COUNT",
     "MAX_ERROR_MESSAGE_LENGTH",
+    "MAX_HISTORY_RUNS",
     "MAX_ID_LENGTH",
     "MAX_NAME_LENGTH",
     "MAX_PROTOCOL_VERSION",
@@ -26,6 +27,8 @@ __all__ = [
     "MAX_SEQ",
     "MAX_SERVER_NAME_LENGTH",
     "MAX_STEP_SECONDS",
+    "MAX_USER_NAME_LENGTH",
+    "NAME_HEADER",
     "PROTOCOL_VERSION",
     "Ack",
     "Action",
@@ -33,11 +36,13 @@ __all__ = [
     "Error",
     "ErrorCode",
     "Hello",
+    "History",
     "ProtocolError",
     "Request",
     "ServerMessage",
     "StateMessage",
     "Unknown",
+    "clean_name",
     "decode_request",
     "decode_server_message",
     "encode",
@@ -66,8 +71,16 @@ MAX_ERROR_MESSAGE_LENGTH = 1024
 #: Message types and error codes: lowercase names, like the ones protocol v1 defines.
 MAX_NAME_LENGTH = 64
 _NAME = re.compile(r"[a-z0-9_]+")
+#: What a person calls themselves ("alice@laptop"), in ``by`` and the history.
+MAX_USER_NAME_LENGTH = 64
+#: The handshake header a client names itself with, percent-encoded UTF-8 (a header
+#: carries ASCII); browsers, which cannot set headers on a WebSocket, use ``?name=``.
+#: HTTP actions take it too.
+NAME_HEADER = "X-Progress-Name"
+#: Runs in a history message at most (the server keeps 20).
+MAX_HISTORY_RUNS = 100
 
-Action: TypeAlias = Literal["start", "cancel", "status"]
+Action: TypeAlias = Literal["start", "cancel", "status", "history"]
 ACTIONS: tuple[str, ...] = get_args(Action)
 
 
@@ -162,7 +175,7 @@ def decode_request(data: str | bytes) -> Request:
     if action is None:
         raise ProtocolError(
             ErrorCode.INVALID_MESSAGE,
-            'A message needs an "action" field: "start", "cancel" or "status".',
+            'A message needs an "action" field: "start", "cancel", "status" or "history".',
             request_id=request_id,
         )
     if not isinstance(action, str):
@@ -178,7 +191,7 @@ def decode_request(data: str | bytes) -> Request:
     if action not in ACTIONS:
         raise ProtocolError(
             ErrorCode.UNKNOWN_ACTION,
-            f'Unknown action {_preview(action)}; use "start", "cancel" or "status".',
+            f'Unknown action {_preview(action)}; use "start", "cancel", "status" or "history".',
             request_id=request_id,
         )
     return Request(action=action, request_id=request_id)  # type: ignore[arg-type]
@@ -228,7 +241,22 @@ class Clients:
     count: int
 
 
-ServerMessage: TypeAlias = Hello | StateMessage | Ack | Error | Clients
+@dataclass(frozen=True, slots=True)
+class History:
+    """The last finished calculations, newest first: after hello and state, whenever a
+    calculation ends, and for ``history``."""
+
+    runs: tuple[Run, ...]
+
+
+ServerMessage: TypeAlias = Hello | StateMessage | Ack | Error | Clients | History
+
+
+def clean_name(text: str) -> str:
+    """A person's name as the protocol carries it: control characters (and anything
+    else that is not printable) removed, spaces trimmed, at most 64 characters."""
+    kept = "".join(char for char in text if char.isprintable())
+    return kept.strip()[:MAX_USER_NAME_LENGTH].strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +283,9 @@ def to_dict(message: ServerMessage) -> dict[str, Any]:
                 "seq": snapshot.seq,
                 "changed_at": snapshot.changed_at,
                 "step_seconds": snapshot.step_seconds,
+                "started_at": snapshot.started_at,
+                "canceled_during": _state_or_none(snapshot.canceled_during),
+                "by": _attribution(snapshot.by),
             }
         case Ack(action=action, calculation_id=calculation_id, request_id=request_id):
             return {
@@ -267,7 +298,29 @@ def to_dict(message: ServerMessage) -> dict[str, Any]:
             return {"type": "error", "code": code, "message": text, "request_id": request_id}
         case Clients(count=count):
             return {"type": "clients", "count": count}
+        case History(runs=runs):
+            return {"type": "history", "runs": [_run(run) for run in runs]}
     raise TypeError(f"not a server message: {message!r}")  # pragma: no cover
+
+
+def _state_or_none(state: State | None) -> str | None:
+    return None if state is None else state.value
+
+
+def _attribution(by: Attribution | None) -> dict[str, Any] | None:
+    return None if by is None else {"client_id": by.client_id, "name": by.name}
+
+
+def _run(run: Run) -> dict[str, Any]:
+    return {
+        "calculation_id": run.calculation_id,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "outcome": run.outcome.value,
+        "canceled_during": _state_or_none(run.canceled_during),
+        "started_by": _attribution(run.started_by),
+        "canceled_by": _attribution(run.canceled_by),
+    }
 
 
 def encode(message: ServerMessage) -> str:
@@ -301,22 +354,20 @@ def decode_server_message(data: str | bytes) -> ServerMessage | Unknown:
                 protocol=fields.integer("protocol", 1, MAX_PROTOCOL_VERSION),
             )
         case "state":
-            state_name = fields.text("state", max_length=MAX_NAME_LENGTH)
-            try:
-                state = State(state_name)
-            except ValueError:
-                raise ProtocolError(
-                    ErrorCode.INVALID_MESSAGE, f"Unknown state {_preview(state_name)}."
-                ) from None
+            # started_at, canceled_during and by came later in v1: a server that does
+            # not send them is read as sending null.
             return StateMessage(
                 StateSnapshot(
-                    state=state,
+                    state=fields.state("state"),
                     calculation_id=fields.optional_text("calculation_id", max_length=MAX_ID_LENGTH),
                     seq=fields.integer("seq", 0, MAX_SEQ),
                     changed_at=fields.number("changed_at", 0.0, MAX_CHANGED_AT, high_open=True),
                     step_seconds=fields.number(
                         "step_seconds", 0.0, MAX_STEP_SECONDS, low_open=True
                     ),
+                    started_at=fields.optional_time("started_at"),
+                    canceled_during=fields.optional_state("canceled_during"),
+                    by=fields.optional_attribution("by"),
                 )
             )
         case "ack":
@@ -340,6 +391,8 @@ def decode_server_message(data: str | bytes) -> ServerMessage | Unknown:
             )
         case "clients":
             return Clients(count=fields.integer("count", 0, MAX_CLIENTS_COUNT))
+        case "history":
+            return History(tuple(_Fields(run, f"runs[{n}]").run() for n, run in fields.runs()))
     return Unknown(kind)
 
 
@@ -347,10 +400,81 @@ _UNPRINTABLE = "must be printable text: no control characters, no lone surrogate
 
 
 class _Fields:
-    """Typed and bounded access to the fields of a decoded server message."""
+    """Typed and bounded access to the fields of a decoded server message.
 
-    def __init__(self, payload: dict[str, Any]) -> None:
+    Args:
+        payload: The JSON object.
+        prefix: Where it sits in the message, for error sentences (``runs[3]``).
+    """
+
+    def __init__(self, payload: dict[str, Any], prefix: str = "") -> None:
         self.payload = payload
+        self.prefix = prefix
+
+    def _label(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def state(self, name: str) -> State:
+        state_name = self.text(name, max_length=MAX_NAME_LENGTH)
+        try:
+            return State(state_name)
+        except ValueError:
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE, f"Unknown state {_preview(state_name)}."
+            ) from None
+
+    def optional_state(self, name: str) -> State | None:
+        return None if self.payload.get(name) is None else self.state(name)
+
+    def time(self, name: str) -> float:
+        return self.number(name, 0.0, MAX_CHANGED_AT, high_open=True)
+
+    def optional_time(self, name: str) -> float | None:
+        return None if self.payload.get(name) is None else self.time(name)
+
+    def optional_attribution(self, name: str) -> Attribution | None:
+        value = self.payload.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                f"Field {self._label(name)!r} must be an object, not {_json_type(value)}.",
+            )
+        inner = _Fields(value, self._label(name))
+        return Attribution(
+            client_id=inner.optional_text("client_id", max_length=MAX_ID_LENGTH),
+            name=inner.text("name", max_length=MAX_USER_NAME_LENGTH),
+        )
+
+    def runs(self) -> list[tuple[int, dict[str, Any]]]:
+        value = self.payload.get("runs")
+        if not isinstance(value, list) or len(value) > MAX_HISTORY_RUNS:
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                f"Field 'runs' must be an array of at most {MAX_HISTORY_RUNS} runs.",
+            )
+        for number, run in enumerate(value):
+            if not isinstance(run, dict):
+                raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"runs[{number}] must be an object.")
+        return list(enumerate(value))
+
+    def run(self) -> Run:
+        outcome = self.state("outcome")
+        if not outcome.is_final:
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                f"Field {self._label('outcome')!r} must be SUCCESS or CANCELED.",
+            )
+        return Run(
+            calculation_id=self.text("calculation_id", max_length=MAX_ID_LENGTH),
+            started_at=self.time("started_at"),
+            ended_at=self.time("ended_at"),
+            outcome=outcome,
+            canceled_during=self.optional_state("canceled_during"),
+            started_by=self.optional_attribution("started_by"),
+            canceled_by=self.optional_attribution("canceled_by"),
+        )
 
     def _get(self, name: str, types: tuple[type, ...], expected: str) -> Any:
         value = self.payload.get(name)
@@ -358,7 +482,7 @@ class _Fields:
         if not isinstance(value, types) or isinstance(value, bool):
             raise ProtocolError(
                 ErrorCode.INVALID_MESSAGE,
-                f"Field {name!r} must be {expected}, not {_json_type(value)}.",
+                f"Field {self._label(name)!r} must be {expected}, not {_json_type(value)}.",
             )
         return value
 
@@ -369,13 +493,15 @@ class _Fields:
             size = f"at most {max_length}" if min_length == 0 else f"{min_length} to {max_length}"
             raise ProtocolError(
                 ErrorCode.INVALID_MESSAGE,
-                f"Field {name!r} must be {size} characters long, not {len(value)}.",
+                f"Field {self._label(name)!r} must be {size} characters long, not {len(value)}.",
             )
         # Neither markup nor escape sequences are refused here: the clients show server
         # text as plain text. Control characters are, and lone surrogates (which UTF-8
         # cannot encode) with them.
         if not value.isprintable():
-            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"Field {name!r} {_UNPRINTABLE}")
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE, f"Field {self._label(name)!r} " + _UNPRINTABLE
+            )
         return value
 
     def optional_text(self, name: str, *, max_length: int, min_length: int = 1) -> str | None:
@@ -389,7 +515,8 @@ class _Fields:
         if not _NAME.fullmatch(value):
             raise ProtocolError(
                 ErrorCode.INVALID_MESSAGE,
-                f"Field {name!r} must be made of a-z, 0-9 and _, not {_preview(value)}.",
+                f"Field {self._label(name)!r} must be made of a-z, 0-9 and _, "
+                f"not {_preview(value)}.",
             )
         return value
 
@@ -398,7 +525,8 @@ class _Fields:
         if not low <= value <= high:
             raise ProtocolError(
                 ErrorCode.INVALID_MESSAGE,
-                f"Field {name!r} must be an integer from {low} to {high}, not {_number(value)}.",
+                f"Field {self._label(name)!r} must be an integer from {low} to {high}, "
+                f"not {_number(value)}.",
             )
         return value
 
@@ -420,7 +548,8 @@ class _Fields:
         if not (above and below):
             raise ProtocolError(
                 ErrorCode.INVALID_MESSAGE,
-                f"Field {name!r} must be a number {'above' if low_open else 'at least'} "
+                f"Field {self._label(name)!r} must be a number "
+                f"{'above' if low_open else 'at least'} "
                 f"{low:g} and {'below' if high_open else 'at most'} {high:g}, "
                 f"not {_number(value)}.",
             )

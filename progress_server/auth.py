@@ -9,11 +9,15 @@ from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 from websockets.datastructures import Headers
 
+from progress_protocol.messages import NAME_HEADER, clean_name
+
 __all__ = [
     "ANY",
+    "NAME_HEADER",
     "escape_controls",
     "host_allowed",
     "origin_allowed",
+    "presented_name",
     "presented_token",
     "redact",
     "token_matches",
@@ -36,6 +40,17 @@ def presented_token(headers: Headers, target: str) -> str | None:
         if name == "token":
             return value
     return None
+
+
+def presented_name(headers: Headers, target: str) -> str | None:
+    """What a request says its sender is called, cleaned; None if it says nothing usable."""
+    values = headers.get_all(NAME_HEADER)
+    if values:
+        name = clean_name(unquote(values[0]))
+    else:
+        names = [value for key, value in parse_qsl(urlsplit(target).query) if key == "name"]
+        name = clean_name(names[0]) if names else ""
+    return name or None
 
 
 def token_matches(expected: str, presented: str | None) -> bool:

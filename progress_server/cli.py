@@ -156,8 +156,8 @@ def main(**options: Any) -> None:
     """Run one shared calculation and broadcast its every change to every client.
 
     WebSocket clients connect to ws://HOST:PORT/PATH; the same port answers
-    GET /healthz, GET /state, POST /start and POST /cancel. Stop with Ctrl-C or
-    SIGTERM: clients are closed with code 1001 (going away).
+    GET /healthz, GET /state, GET /history, POST /start and POST /cancel. Stop with
+    Ctrl-C or SIGTERM: clients are closed with code 1001 (going away).
     """
     log_level = options.pop("log_level")
     options["allowed_origins"] = tuple(options["allowed_origins"])

@@ -20,9 +20,10 @@ import struct
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State as ConnectionState
 
-from progress_protocol.messages import Clients, StateMessage, encode
+from progress_protocol.messages import Clients, History, StateMessage, encode
 
-from .calculation import StateSnapshot
+from .backends import Change
+from .calculation import Run, StateSnapshot
 
 __all__ = ["Hub", "text_frame", "write_text"]
 
@@ -59,6 +60,7 @@ class Hub:
 
     Args:
         initial: The calculation's state when the server starts.
+        history: The finished calculations when the server starts, newest first.
         send_buffer_limit: Bytes waiting for one client past which it is skipped.
         stuck_timeout: Seconds a client may stay past the limit before it is closed.
         count_interval: Seconds at least between two ``clients`` broadcasts: when a
@@ -71,6 +73,7 @@ class Hub:
     def __init__(
         self,
         initial: StateSnapshot,
+        history: tuple[Run, ...] = (),
         *,
         send_buffer_limit: int = 64 * 1024,
         stuck_timeout: float = 30.0,
@@ -80,6 +83,8 @@ class Hub:
         self.snapshot = initial
         # Each state is encoded once, for every client that gets it.
         self.state_frame = encode(StateMessage(initial))
+        self.history = history
+        self.history_frame = encode(History(history))
         self.send_buffer_limit = send_buffer_limit
         self.stuck_timeout = stuck_timeout
         #: Clients skipped for a full buffer, with the loop time they fell behind.
@@ -102,13 +107,19 @@ class Hub:
             self._count_timer.cancel()
             self._count_timer = None
 
-    def publish(self, snapshot: StateSnapshot) -> None:
-        """Send a new state to every client; an older or repeated one is dropped."""
+    def publish(self, change: Change) -> None:
+        """Send a new state to every client, and the history when it changed; an older
+        or repeated state is dropped."""
+        snapshot = change.snapshot
         if snapshot.seq <= self.snapshot.seq:
             return
         self.snapshot = snapshot
         self.state_frame = encode(StateMessage(snapshot))
         sent = self._send_to_all(self.state_frame)
+        if change.history is not None:
+            self.history = change.history
+            self.history_frame = encode(History(change.history))
+            self._send_to_all(self.history_frame)
         logger.info(
             "state %s (calculation %s, seq %d) sent to %d clients%s",
             snapshot.state,
@@ -119,10 +130,12 @@ class Hub:
         )
 
     def join(self, connection: ServerConnection, hello: str) -> None:
-        """Add a client: it gets ``hello`` and the current state at once; it and everyone
-        else the new count at once too, or within the count interval in a burst."""
+        """Add a client: it gets ``hello``, the current state and the history at once; it
+        and everyone else the new count at once too, or within the count interval in a
+        burst."""
         write_text(connection, hello)
         write_text(connection, self.state_frame)
+        write_text(connection, self.history_frame)
         self.clients.add(connection)
         self._count_changed()
 
@@ -192,6 +205,7 @@ class Hub:
                 del self.lagging[connection]
                 # Only the latest state: the ones it missed are out of date anyway.
                 write_text(connection, self.state_frame)
+                write_text(connection, self.history_frame)
                 write_text(connection, self.count_frame())
                 logger.info("client %s caught up", connection.id.hex[:12])
             elif now - since > self.stuck_timeout:

@@ -19,10 +19,10 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from progress_protocol.messages import Error, StateMessage, to_dict
+from progress_protocol.messages import Error, History, StateMessage, to_dict
 
-from .auth import host_allowed, origin_allowed, presented_token, token_matches
-from .calculation import ActionRefused
+from .auth import host_allowed, origin_allowed, presented_name, presented_token, token_matches
+from .calculation import ActionRefused, Attribution
 from .limits import AddressLimits
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ __all__ = ["HttpRoutes", "json_response"]
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[], Awaitable[Response]]
+Handler = Callable[[Request, ServerConnection], Awaitable[Response]]
 
 
 def json_response(
@@ -63,13 +63,14 @@ class HttpRoutes:
     """Answers every HTTP request that is not a WebSocket handshake."""
 
     #: The paths of the HTTP API; the WebSocket endpoint cannot take one of them.
-    PATHS = ("/healthz", "/state", "/start", "/cancel")
+    PATHS = ("/healthz", "/state", "/history", "/start", "/cancel")
 
     def __init__(self, server: ProgressServer) -> None:
         self.server = server
         self.table: dict[str, tuple[str, Handler]] = {
             "/healthz": ("GET", self.healthz),
             "/state": ("GET", self.state),
+            "/history": ("GET", self.history),
             "/start": ("POST", self.start),
             "/cancel": ("POST", self.cancel),
         }
@@ -142,7 +143,8 @@ class HttpRoutes:
                 http.HTTPStatus.NOT_FOUND,
                 "not_found",
                 f"There is nothing at {path}. The WebSocket endpoint is {self.server.path}; "
-                "the HTTP endpoints are GET /healthz, GET /state, POST /start and POST /cancel.",
+                "the HTTP endpoints are GET /healthz, GET /state, GET /history, POST /start "
+                "and POST /cancel.",
             )
         else:
             method, handler = route
@@ -156,13 +158,11 @@ class HttpRoutes:
                     headers={"Retry-After": "1"},
                 )
             else:
-                response = await handler()
+                response = await handler(request, connection)
         return response
 
     def _within_budget(self, connection: ServerConnection) -> bool:
-        address = connection.remote_address
-        host = str(address[0]) if isinstance(address, tuple) and address else "unknown"
-        return self.action_limits.take(host, asyncio.get_running_loop().time())
+        return self.action_limits.take(_address(connection), asyncio.get_running_loop().time())
 
     def _method_not_allowed(self, method: str, path: str, allowed: str) -> Response:
         return error_response(
@@ -172,23 +172,38 @@ class HttpRoutes:
             headers={"Allow": allowed},
         )
 
-    async def healthz(self) -> Response:
+    async def healthz(self, request: Request, connection: ServerConnection) -> Response:
         return json_response(http.HTTPStatus.OK, {"status": "ok"})
 
-    async def state(self) -> Response:
+    async def state(self, request: Request, connection: ServerConnection) -> Response:
         assert self.server.hub is not None
         return json_response(http.HTTPStatus.OK, to_dict(StateMessage(self.server.hub.snapshot)))
 
-    async def start(self) -> Response:
-        return await self._perform("start")
+    async def history(self, request: Request, connection: ServerConnection) -> Response:
+        assert self.server.hub is not None
+        return json_response(http.HTTPStatus.OK, to_dict(History(self.server.hub.history)))
 
-    async def cancel(self) -> Response:
-        return await self._perform("cancel")
+    async def start(self, request: Request, connection: ServerConnection) -> Response:
+        return await self._perform("start", request, connection)
 
-    async def _perform(self, action: str) -> Response:
+    async def cancel(self, request: Request, connection: ServerConnection) -> Response:
+        return await self._perform("cancel", request, connection)
+
+    async def _perform(
+        self, action: str, request: Request, connection: ServerConnection
+    ) -> Response:
         assert action in ("start", "cancel")
+        # Attributed to the name the request gives, else to its address.
+        name = presented_name(request.headers, request.path)
+        by = Attribution(None, name or f"http {_address(connection)}")
         try:
-            ack = await self.server.perform(action, None)  # type: ignore[arg-type]
+            ack = await self.server.perform(action, None, by)  # type: ignore[arg-type]
         except ActionRefused as exc:
             return error_response(http.HTTPStatus.CONFLICT, exc.code, exc.message)
         return json_response(http.HTTPStatus.ACCEPTED, to_dict(ack))
+
+
+def _address(connection: ServerConnection) -> str:
+    """The peer's IP address, without its port."""
+    address = connection.remote_address
+    return str(address[0]) if isinstance(address, tuple) and address else "unknown"

@@ -30,8 +30,9 @@ from progress_protocol.messages import (
 )
 
 from . import __version__
+from .auth import presented_name
 from .backends import Backend, MemoryBackend, Unsubscribe
-from .calculation import ActionRefused
+from .calculation import ActionRefused, Attribution
 from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
 from .connection import GuardedConnection
 from .descriptors import DescriptorWatch, clients_that_fit, open_files_limit
@@ -126,6 +127,7 @@ class ProgressServer:
         ssl_context = _server_ssl_context(config) if config.tls else None
         self.hub = Hub(
             await self.backend.snapshot(),
+            await self.backend.history(),
             send_buffer_limit=config.send_buffer_limit,
             stuck_timeout=config.stuck_timeout,
         )
@@ -156,8 +158,9 @@ class ProgressServer:
         self.port = self._server.sockets[0].getsockname()[1]
         logger.info("listening on %s", self.url)
         logger.info(
-            "HTTP endpoints: GET %s/healthz, GET %s/state, POST %s/start, POST %s/cancel",
-            *[self.http_url] * 4,
+            "HTTP endpoints: GET %s/healthz, GET %s/state, GET %s/history, POST %s/start, "
+            "POST %s/cancel",
+            *[self.http_url] * 5,
         )
         room = clients_that_fit(open_files_limit())
         if room is not None and room < config.max_clients:
@@ -196,16 +199,26 @@ class ProgressServer:
     ) -> None:
         await self.close()
 
-    async def perform(self, action: Literal["start", "cancel"], request_id: str | None) -> Ack:
+    async def perform(
+        self,
+        action: Literal["start", "cancel"],
+        request_id: str | None,
+        by: Attribution | None = None,
+    ) -> Ack:
         """Carry out an action, for the WebSocket and the HTTP API alike.
+
+        Args:
+            action: What to do.
+            request_id: Echoed in the ack.
+            by: Who asked, for the state everyone gets and the history.
 
         Raises:
             ActionRefused: If the state does not allow it; nothing was changed.
         """
         if action == "start":
-            snapshot = await self.backend.start()
+            snapshot = await self.backend.start(by)
         else:
-            snapshot = await self.backend.cancel()
+            snapshot = await self.backend.cancel(by)
         assert snapshot.calculation_id is not None
         return Ack(action=action, calculation_id=snapshot.calculation_id, request_id=request_id)
 
@@ -214,6 +227,9 @@ class ProgressServer:
         assert self.hub is not None
         client_id = connection.short_id
         peer = _format_peer(connection.remote_address)
+        assert connection.request is not None
+        name = presented_name(connection.request.headers, connection.request.path)
+        by = Attribution(client_id, name or client_id)
         joined = False
         if self.full:  # handshakes that raced past the check in process_request
             await connection.close(CloseCode.TRY_AGAIN_LATER, "server full")
@@ -223,15 +239,16 @@ class ProgressServer:
             self.hub.join(connection, encode(Hello(server=SERVER_NAME, client_id=client_id)))
             joined = True
             logger.info(
-                "client %s connected from %s (now %d connected)",
+                "client %s connected from %s%s (now %d connected)",
                 client_id,
                 peer,
+                f" as {name!r}" if name else "",
                 len(self.hub.clients),
             )
             async for data in connection:
                 verdict = connection.budget.take(loop.time())
                 if verdict is Verdict.ALLOW:
-                    await self._reply(connection, client_id, data)
+                    await self._reply(connection, by, data)
                 elif verdict is Verdict.REFUSE:
                     await connection.send(encode(RATE_LIMITED))
                 else:
@@ -251,16 +268,19 @@ class ProgressServer:
                 )
 
     async def _reply(
-        self, connection: GuardedConnection, client_id: str, data: str | bytes
+        self, connection: GuardedConnection, by: Attribution, data: str | bytes
     ) -> None:
-        assert self.hub is not None
+        assert self.hub is not None and by.client_id is not None
+        client_id = by.client_id
         reply: str
         try:
             request = decode_request(data)
             if request.action == "status":
                 reply = self.hub.state_frame
+            elif request.action == "history":
+                reply = self.hub.history_frame
             else:
-                reply = encode(await self.perform(request.action, request.request_id))
+                reply = encode(await self.perform(request.action, request.request_id, by))
                 logger.info("client %s: %s accepted", client_id, request.action)
         except ProtocolError as exc:
             logger.info("client %s: error %s: %s", client_id, exc.code, exc.message)

@@ -96,9 +96,10 @@ class ProgressApp(App[None]):
         pending_timeout: float = PENDING_TIMEOUT,
         token: str | None = None,
         cafile: str | None = None,
+        name: str | None = None,
     ) -> None:
         super().__init__()
-        self.client = ProgressClient(url, policy=policy, token=token, cafile=cafile)
+        self.client = ProgressClient(url, policy=policy, token=token, cafile=cafile, name=name)
         self.clock = clock
         self.now = now if now is not None else (lambda: asyncio.get_running_loop().time())
         self.spinning = animate

@@ -50,6 +50,7 @@ def main(
     url: str,
     token: str | None,
     cafile: str | None,
+    name: str,
     log_file: Path,
     reconnect_initial: float,
     reconnect_cap: float,
@@ -78,6 +79,8 @@ def main(
     from .app import ProgressApp  # Textual loads only when the UI runs.
 
     policy = ReconnectPolicy(initial=reconnect_initial, cap=reconnect_cap)
-    app = ProgressApp(url, policy=policy, token=token, cafile=cafile, log_path=str(log_file))
+    app = ProgressApp(
+        url, policy=policy, token=token, cafile=cafile, name=name, log_path=str(log_file)
+    )
     app.run()
     sys.exit(app.return_code or 0)

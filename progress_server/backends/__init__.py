@@ -1,6 +1,6 @@
 """Backends: where the shared calculation lives. ``memory`` is the default."""
 
-from .base import Backend, Listener, Unsubscribe
+from .base import Backend, Change, Listener, Unsubscribe
 from .memory import MemoryBackend
 
-__all__ = ["Backend", "Listener", "MemoryBackend", "Unsubscribe"]
+__all__ = ["Backend", "Change", "Listener", "MemoryBackend", "Unsubscribe"]

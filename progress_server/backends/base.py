@@ -11,13 +11,29 @@ calculation, sits beside it behind the same interface.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
-from ..calculation import StateSnapshot
+from ..calculation import Attribution, Run, StateSnapshot
 
-__all__ = ["Backend", "Listener", "Unsubscribe"]
+__all__ = ["Backend", "Change", "Listener", "Unsubscribe"]
 
-Listener = Callable[[StateSnapshot], None]
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change of the calculation, as listeners hear it.
+
+    Attributes:
+        snapshot: The new state.
+        history: The history after it, newest first, when this change ended a
+            calculation (SUCCESS or CANCELED); None otherwise.
+    """
+
+    snapshot: StateSnapshot
+    history: tuple[Run, ...] | None = None
+
+
+Listener = Callable[[Change], None]
 Unsubscribe = Callable[[], None]
 
 
@@ -47,12 +63,16 @@ class Backend(Protocol):
         """The current state."""
         ...
 
-    async def start(self) -> StateSnapshot:
-        """Start a calculation; returns the STARTING snapshot."""
+    async def history(self) -> tuple[Run, ...]:
+        """The last finished calculations, newest first."""
         ...
 
-    async def cancel(self) -> StateSnapshot:
-        """Cancel the running calculation; returns the CANCELED snapshot."""
+    async def start(self, by: Attribution | None = None) -> StateSnapshot:
+        """Start a calculation for ``by``; returns the STARTING snapshot."""
+        ...
+
+    async def cancel(self, by: Attribution | None = None) -> StateSnapshot:
+        """Cancel the running calculation for ``by``; returns the CANCELED snapshot."""
         ...
 
     def subscribe(self, listener: Listener) -> Unsubscribe:

@@ -11,11 +11,13 @@ from ..calculation import (
     DEFAULT_STEP_SECONDS,
     SYSTEM_CLOCK,
     ActionRefused,
+    Attribution,
     Calculation,
     Clock,
+    Run,
     StateSnapshot,
 )
-from .base import Listener, Unsubscribe
+from .base import Change, Listener, Unsubscribe
 
 __all__ = ["MemoryBackend"]
 
@@ -42,7 +44,7 @@ class MemoryBackend:
         self._calculation = Calculation(step_seconds=step_seconds, clock=clock)
         self._clock = clock
         self._listeners: list[Listener] = []
-        self._undelivered: deque[StateSnapshot] = deque()
+        self._undelivered: deque[Change] = deque()
         self._delivery: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
@@ -55,11 +57,15 @@ class MemoryBackend:
         self._apply(self._calculation.advance())
         return self._calculation.snapshot
 
-    async def start(self) -> StateSnapshot:
-        return self._perform(self._calculation.start)
+    async def history(self) -> tuple[Run, ...]:
+        self._apply(self._calculation.advance())
+        return self._calculation.history
 
-    async def cancel(self) -> StateSnapshot:
-        return self._perform(self._calculation.cancel)
+    async def start(self, by: Attribution | None = None) -> StateSnapshot:
+        return self._perform(lambda: self._calculation.start(by))
+
+    async def cancel(self, by: Attribution | None = None) -> StateSnapshot:
+        return self._perform(lambda: self._calculation.cancel(by))
 
     def subscribe(self, listener: Listener) -> Unsubscribe:
         self._listeners.append(listener)
@@ -86,7 +92,7 @@ class MemoryBackend:
             # Catching up with the clock may have applied transitions before the
             # refusal (a cancel just after the last deadline finds SUCCESS): they are
             # announced now, before the caller can answer the refusal.
-            self._undelivered.extend(refused.changes)
+            self._undelivered.extend(self._changes(list(refused.changes)))
             self._deliver()
             self._reschedule()
             raise
@@ -95,11 +101,26 @@ class MemoryBackend:
     def _apply(self, changes: list[StateSnapshot]) -> StateSnapshot:
         """Announce the changes once the caller has resumed, then rearm the timer."""
         if changes:
-            self._undelivered.extend(changes)
+            self._undelivered.extend(self._changes(changes))
             if self._delivery is None:
                 self._delivery = asyncio.get_running_loop().call_soon(self._deliver)
         self._reschedule()
         return self._calculation.snapshot
+
+    def _changes(self, snapshots: list[StateSnapshot]) -> list[Change]:
+        """The changes of these snapshots; the one that ended a calculation carries the
+        history as it was right after it (a later start does not change it)."""
+        history = self._calculation.history
+        ended = [s for s in snapshots if s.state.is_final]
+        changes = []
+        for snapshot in snapshots:
+            runs: tuple[Run, ...] | None = None
+            if snapshot.state.is_final:
+                # Newest first: drop the runs of calculations that ended after this one.
+                later = len(ended) - 1 - ended.index(snapshot)
+                runs = history[later:]
+            changes.append(Change(snapshot, runs))
+        return changes
 
     def _deliver(self) -> None:
         """Hand every undelivered change to every listener, oldest first."""
@@ -107,12 +128,12 @@ class MemoryBackend:
             self._delivery.cancel()  # when called directly, ahead of its turn
             self._delivery = None
         while self._undelivered:
-            snapshot = self._undelivered.popleft()
+            change = self._undelivered.popleft()
             for listener in list(self._listeners):
                 try:
-                    listener(snapshot)
+                    listener(change)
                 except Exception:
-                    logger.exception("a state listener failed on seq %d", snapshot.seq)
+                    logger.exception("a state listener failed on seq %d", change.snapshot.seq)
 
     def _reschedule(self) -> None:
         self._cancel_timer()

@@ -260,7 +260,7 @@ CASES: dict[str, Case] = {
     "unknown message types": Case(
         Script(
             (
-                *[frame(type="history", states=[]) for _ in range(2 * MAX_INVALID_MESSAGES)],
+                *[frame(type="weather", states=[]) for _ in range(2 * MAX_INVALID_MESSAGES)],
                 state("IDLE", 1),
                 frame(type="weather", sunny=True),
                 state("CANCELED", 2, calculation_id="last"),
@@ -297,7 +297,7 @@ COMBINED_CASES: dict[str, Case] = {
     "hostile but usable": Case(
         Script(
             (
-                *[frame(type="history", states=[]) for _ in range(2 * MAX_INVALID_MESSAGES)],
+                *[frame(type="weather", states=[]) for _ in range(2 * MAX_INVALID_MESSAGES)],
                 state("IDLE", 5, calculation_id="[/]"),
                 # Fewer invalid messages than the client gives up at: each one skipped.
                 state("IDLE", 6, calculation_id="\x1b[2J\x1b[31mowned"),

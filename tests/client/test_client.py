@@ -24,6 +24,7 @@ from progress_client.client import (
     Connected,
     Connecting,
     ConnectionLost,
+    HistoryReceived,
     NotConnected,
     ProgressClient,
     ServerError,
@@ -57,7 +58,7 @@ def client_for(url: str, **kwargs: Any) -> ProgressClient:
 
 
 async def test_connect_yields_hello_state_and_count(server: ProgressServer) -> None:
-    """Connecting, Connected, the current state, then the clients count."""
+    """Connecting, Connected, the current state, the history, then the clients count."""
     client = client_for(server.url)
     async with aclosing(client.events()) as events:
         assert await anext(events) == Connecting(server.url, 1)
@@ -67,6 +68,7 @@ async def test_connect_yields_hello_state_and_count(server: ProgressServer) -> N
         state = await anext(events)
         assert isinstance(state, StateReceived)
         assert state.snapshot.state is State.IDLE
+        assert await anext(events) == HistoryReceived(())
         assert await anext(events) == ClientsChanged(1)
         assert client.snapshot == state.snapshot
         assert client.clients == 1

@@ -20,16 +20,18 @@ from progress_protocol.messages import (
     Error,
     ErrorCode,
     Hello,
+    History,
     ProtocolError,
     Request,
     StateMessage,
     Unknown,
+    clean_name,
     decode_request,
     decode_server_message,
     encode,
     encode_request,
 )
-from progress_protocol.states import State, StateSnapshot
+from progress_protocol.states import Attribution, Run, State, StateSnapshot
 
 SNAPSHOT = StateSnapshot(
     state=State.IN_PROGRESS,
@@ -38,9 +40,29 @@ SNAPSHOT = StateSnapshot(
     changed_at=1_700_000_000.25,
     step_seconds=2.0,
 )
+BOB = Attribution(client_id="c1", name="bob@desk")
+CANCELED = StateSnapshot(
+    state=State.CANCELED,
+    calculation_id="abc123",
+    seq=8,
+    changed_at=1_700_000_003.0,
+    step_seconds=2.0,
+    started_at=1_700_000_000.0,
+    canceled_during=State.IN_PROGRESS,
+    by=BOB,
+)
+RUN = Run(
+    calculation_id="abc123",
+    started_at=1_700_000_000.0,
+    ended_at=1_700_000_003.0,
+    outcome=State.CANCELED,
+    canceled_during=State.IN_PROGRESS,
+    started_by=Attribution(client_id=None, name="http 127.0.0.1"),
+    canceled_by=BOB,
+)
 
 
-@pytest.mark.parametrize("action", ["start", "cancel", "status"])
+@pytest.mark.parametrize("action", ["start", "cancel", "status", "history"])
 def test_decode_each_action(action: str) -> None:
     """Each action decodes, with and without a request_id."""
     assert decode_request(json.dumps({"action": action})) == Request(action)  # type: ignore[arg-type]
@@ -150,6 +172,34 @@ def test_encode_server_messages() -> None:
         "seq": 7,
         "changed_at": 1_700_000_000.25,
         "step_seconds": 2.0,
+        "started_at": None,
+        "canceled_during": None,
+        "by": None,
+    }
+    assert json.loads(encode(StateMessage(CANCELED))) == {
+        "type": "state",
+        "state": "CANCELED",
+        "calculation_id": "abc123",
+        "seq": 8,
+        "changed_at": 1_700_000_003.0,
+        "step_seconds": 2.0,
+        "started_at": 1_700_000_000.0,
+        "canceled_during": "IN_PROGRESS",
+        "by": {"client_id": "c1", "name": "bob@desk"},
+    }
+    assert json.loads(encode(History((RUN,)))) == {
+        "type": "history",
+        "runs": [
+            {
+                "calculation_id": "abc123",
+                "started_at": 1_700_000_000.0,
+                "ended_at": 1_700_000_003.0,
+                "outcome": "CANCELED",
+                "canceled_during": "IN_PROGRESS",
+                "started_by": {"client_id": None, "name": "http 127.0.0.1"},
+                "canceled_by": {"client_id": "c1", "name": "bob@desk"},
+            }
+        ],
     }
     assert json.loads(encode(Ack(action="start", calculation_id="abc", request_id="r"))) == {
         "type": "ack",
@@ -175,6 +225,9 @@ def test_encode_server_messages() -> None:
         Ack(action="cancel", calculation_id="abc", request_id=None),
         Error(code="already_running", message="Busy.", request_id="r1"),
         Clients(count=0),
+        StateMessage(CANCELED),
+        History(()),
+        History((RUN, RUN)),
     ],
 )
 def test_server_messages_round_trip(message: object) -> None:
@@ -189,7 +242,7 @@ def test_decode_server_message_ignores_unknown_fields() -> None:
 
 def test_an_unknown_message_type_is_not_an_error() -> None:
     """A newer server may add message types: they decode to Unknown, for clients to skip."""
-    assert decode_server_message('{"type": "history", "states": [1, 2]}') == Unknown("history")
+    assert decode_server_message('{"type": "weather", "states": [1, 2]}') == Unknown("weather")
     assert decode_server_message('{"type": "weather"}') == Unknown("weather")
 
 
@@ -379,3 +432,55 @@ def test_bad_server_messages_raise_protocol_errors(data: str | bytes) -> None:
     """A client never crashes on a malformed server message: it gets a ProtocolError."""
     with pytest.raises(ProtocolError):
         decode_server_message(data)
+
+
+def test_a_state_from_an_older_server_reads_as_null() -> None:
+    """started_at, canceled_during and by came later: their absence means null."""
+    message = decode_server_message(
+        '{"type": "state", "state": "STARTING", "calculation_id": "a", "seq": 1,'
+        ' "changed_at": 1.5, "step_seconds": 2}'
+    )
+    assert isinstance(message, StateMessage)
+    assert message.snapshot.by is None and message.snapshot.started_at is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"type": "history", "runs": {}}',
+        '{"type": "history", "runs": [1]}',
+        '{"type": "history", "runs": [{"calculation_id": "a"}]}',
+        '{"type": "history", "runs": ' + json.dumps([{}] * 101) + "}",
+        json.dumps(
+            {
+                "type": "history",
+                "runs": [
+                    {**json.loads(encode(History((RUN,))))["runs"][0], "outcome": "IN_PROGRESS"}
+                ],
+            }
+        ),
+        json.dumps({**json.loads(encode(StateMessage(CANCELED))), "by": "bob"}),
+        json.dumps({**json.loads(encode(StateMessage(CANCELED))), "by": {"name": "\x1b[2J"}}),
+        json.dumps({**json.loads(encode(StateMessage(CANCELED))), "by": {"name": "x" * 65}}),
+        json.dumps({**json.loads(encode(StateMessage(CANCELED))), "canceled_during": "LATER"}),
+    ],
+)
+def test_bad_history_and_attribution_raise_protocol_errors(text: str) -> None:
+    with pytest.raises(ProtocolError):
+        decode_server_message(text)
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("alice@laptop", "alice@laptop"),
+        ("  bob  ", "bob"),
+        ("eve\x1b[31m\r\nx", "eve[31mx"),
+        ("z" * 100, "z" * 64),
+        ("\u202eevil", "evil"),
+        ("Zoë@bücher", "Zoë@bücher"),
+    ],
+)
+def test_clean_name(raw: str, clean: str) -> None:
+    """Names lose what is not printable and are cut at 64 characters."""
+    assert clean_name(raw) == clean

@@ -8,6 +8,7 @@ import pytest
 
 from progress_server.calculation import (
     AlreadyRunning,
+    Attribution,
     Calculation,
     NotRunning,
     State,
@@ -241,3 +242,58 @@ def test_a_refusal_with_nothing_due_carries_no_change(calculation: Calculation) 
     with pytest.raises(NotRunning) as refused:
         calculation.cancel()
     assert refused.value.changes == ()
+
+
+ALICE = Attribution(client_id="c1", name="alice@laptop")
+BOB = Attribution(client_id="c2", name="bob@desk")
+
+
+def test_each_state_tells_the_whole_picture(calculation: Calculation, clock: FakeClock) -> None:
+    """started_at on every state of a run; by on STARTING and CANCELED only;
+    canceled_during on CANCELED only."""
+    started_wall = clock.time()
+    (starting,) = calculation.start(ALICE)
+    assert (starting.started_at, starting.by, starting.canceled_during) == (
+        started_wall,
+        ALICE,
+        None,
+    )
+    clock.advance(STEP)
+    (in_progress,) = calculation.advance()
+    assert (in_progress.started_at, in_progress.by) == (started_wall, None)
+    (canceled,) = calculation.cancel(BOB)
+    assert canceled.started_at == started_wall
+    assert (canceled.canceled_during, canceled.by) == (State.IN_PROGRESS, BOB)
+
+
+def test_the_history_keeps_the_last_20_runs_newest_first(
+    calculation: Calculation, clock: FakeClock
+) -> None:
+    """Every finished run is recorded with who started and canceled it; 25 runs keep 20."""
+    assert calculation.history == ()
+    for number in range(25):
+        calculation.start(ALICE)
+        clock.advance(STEP)
+        if number % 2:
+            calculation.cancel(BOB)
+        else:
+            clock.advance(2 * STEP)
+            calculation.advance()
+        clock.advance(1)
+    history = calculation.history
+    assert len(history) == 20
+    assert history[0].calculation_id == "calc-25"
+    assert history[-1].calculation_id == "calc-6"
+    success, canceled = history[0], history[1]
+    assert (success.outcome, success.started_by, success.canceled_by) == (
+        State.SUCCESS,
+        ALICE,
+        None,
+    )
+    assert success.seconds == 3 * STEP
+    assert (canceled.outcome, canceled.canceled_during, canceled.canceled_by) == (
+        State.CANCELED,
+        State.IN_PROGRESS,
+        BOB,
+    )
+    assert canceled.seconds == STEP

@@ -69,12 +69,12 @@ async def test_an_error_while_serving_one_client_touches_nobody_else(
     perform = server.perform
     calls = 0
 
-    async def failing_once(action, request_id):  # type: ignore[no-untyped-def]
+    async def failing_once(action, request_id, by=None):  # type: ignore[no-untyped-def]
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RuntimeError("injected fault")
-        return await perform(action, request_id)
+        return await perform(action, request_id, by)
 
     server.perform = failing_once  # type: ignore[method-assign]
     with caplog.at_level(logging.ERROR):

@@ -24,7 +24,8 @@ RUN = ["STARTING", "IN_PROGRESS", "ALMOST_DONE", "SUCCESS"]
 
 
 async def test_hello_then_the_current_state(server: ProgressServer) -> None:
-    """The first messages are hello, then the current state, then the clients count."""
+    """The first messages are hello, then the current state, the history and the
+    clients count."""
     ws, hello, state = await join(server.url)
     async with ws:
         assert hello["protocol"] == 1
@@ -35,6 +36,8 @@ async def test_hello_then_the_current_state(server: ProgressServer) -> None:
         assert state["seq"] == 0
         assert state["step_seconds"] == pytest.approx(STEP)
         assert abs(state["changed_at"] - time.time()) < TIMEOUT
+        assert state["started_at"] is None and state["by"] is None
+        assert await recv_json(ws) == {"type": "history", "runs": []}
         assert await recv_json(ws) == {"type": "clients", "count": 1}
 
 

@@ -56,7 +56,7 @@ async def test_a_client_that_stops_reading_is_skipped_then_caught_up() -> None:
 
         largest = 0
 
-        def watch(snapshot: object) -> None:
+        def watch(change: object) -> None:
             nonlocal largest
             largest = max(largest, slow_connection.transport.get_write_buffer_size())
 

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from progress_server.backends import MemoryBackend
+from progress_server.backends import Change, MemoryBackend
 from progress_server.calculation import (
     ActionRefused,
     AlreadyRunning,
@@ -36,7 +36,7 @@ async def backend():
 async def test_runs_to_success_on_its_own(backend: MemoryBackend) -> None:
     """After start, the timers carry the calculation through every state to SUCCESS."""
     changes: asyncio.Queue[StateSnapshot] = asyncio.Queue()
-    backend.subscribe(changes.put_nowait)
+    backend.subscribe(lambda change: changes.put_nowait(change.snapshot))
     await backend.start()
     assert await collect_until(changes, State.SUCCESS) == [
         State.STARTING,
@@ -50,7 +50,7 @@ async def test_runs_to_success_on_its_own(backend: MemoryBackend) -> None:
 async def test_listeners_hear_of_a_change_after_the_caller_resumed(backend: MemoryBackend) -> None:
     """start returns the new snapshot before any listener runs (so the ack goes first)."""
     heard: list[int] = []
-    backend.subscribe(lambda snapshot: heard.append(snapshot.seq))
+    backend.subscribe(lambda change: heard.append(change.snapshot.seq))
     snapshot = await backend.start()
     assert snapshot.state is State.STARTING
     assert heard == []
@@ -61,7 +61,7 @@ async def test_listeners_hear_of_a_change_after_the_caller_resumed(backend: Memo
 async def test_no_transition_follows_cancel(backend: MemoryBackend) -> None:
     """cancel clears the pending timer: nothing comes after CANCELED."""
     changes: asyncio.Queue[StateSnapshot] = asyncio.Queue()
-    backend.subscribe(changes.put_nowait)
+    backend.subscribe(lambda change: changes.put_nowait(change.snapshot))
     await backend.start()
     await backend.cancel()
     assert await collect_until(changes, State.CANCELED) == [State.STARTING, State.CANCELED]
@@ -74,7 +74,7 @@ async def test_refused_start_announces_nothing(backend: MemoryBackend) -> None:
     heard: list[StateSnapshot] = []
     await backend.start()
     await asyncio.sleep(0)  # STARTING is delivered
-    backend.subscribe(heard.append)
+    backend.subscribe(lambda change: heard.append(change.snapshot))
     with pytest.raises(AlreadyRunning):
         await backend.start()
     await asyncio.sleep(0)
@@ -86,12 +86,12 @@ async def test_a_failing_listener_does_not_stop_the_others(
 ) -> None:
     """An exception in one listener is logged; the next listener still gets the change."""
 
-    def broken(snapshot: StateSnapshot) -> None:
+    def broken(change: Change) -> None:
         raise RuntimeError("boom")
 
     heard: list[StateSnapshot] = []
     backend.subscribe(broken)
-    backend.subscribe(heard.append)
+    backend.subscribe(lambda change: heard.append(change.snapshot))
     with caplog.at_level(logging.ERROR):
         await backend.start()
         await asyncio.sleep(0)
@@ -102,7 +102,7 @@ async def test_a_failing_listener_does_not_stop_the_others(
 async def test_unsubscribe_stops_the_changes(backend: MemoryBackend) -> None:
     """After unsubscribe, a listener hears nothing more."""
     heard: list[StateSnapshot] = []
-    unsubscribe = backend.subscribe(heard.append)
+    unsubscribe = backend.subscribe(lambda change: heard.append(change.snapshot))
     unsubscribe()
     await backend.start()
     await asyncio.sleep(0)
@@ -114,7 +114,7 @@ async def test_aclose_stops_the_timers(backend: MemoryBackend) -> None:
     heard: list[StateSnapshot] = []
     await backend.start()
     await asyncio.sleep(0)  # STARTING is delivered
-    backend.subscribe(heard.append)
+    backend.subscribe(lambda change: heard.append(change.snapshot))
     await backend.aclose()
     await asyncio.sleep(4 * STEP)
     assert heard == []
@@ -136,7 +136,7 @@ async def test_an_action_at_a_deadline_announces_every_transition_first(
     step = 2.0  # the timers never fire during the test: only the hand-moved clock moves
     backend = MemoryBackend(step_seconds=step, clock=clock)
     heard: list[StateSnapshot] = []
-    backend.subscribe(heard.append)
+    backend.subscribe(lambda change: heard.append(change.snapshot))
     try:
         await backend.start()
         clock.advance(deadline * step + past)
@@ -173,7 +173,7 @@ async def test_changes_reach_listeners_in_order_whatever_applied_them() -> None:
     clock = FakeClock()
     backend = MemoryBackend(step_seconds=2.0, clock=clock)
     heard: list[StateSnapshot] = []
-    backend.subscribe(heard.append)
+    backend.subscribe(lambda change: heard.append(change.snapshot))
     try:
         await backend.start()  # STARTING waits for its delivery
         clock.advance(3 * 2.0)
