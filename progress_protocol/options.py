@@ -6,14 +6,28 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
-__all__ = ["setting"]
+__all__ = ["Setting", "setting"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Setting(click.Option):
+    """An option that also reads an environment variable, and names the variable in an
+    error only when the bad value came from it: a typo on the command line should not
+    send the user looking through their environment."""
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        if ctx is not None and ctx.get_parameter_source(self.name or "") is (
+            ParameterSource.ENVIRONMENT
+        ):
+            return super().get_error_hint(ctx)
+        return click.Parameter.get_error_hint(self, ctx)
 
 
 def setting(name: str, *declarations: str, **options: Any) -> Callable[[F], F]:
     """A click option that also reads PROGRESS_<NAME> and shows its default and variable."""
     options.setdefault("envvar", "PROGRESS_" + name.removeprefix("--").upper().replace("-", "_"))
     options.setdefault("show_default", True)
-    return click.option(name, *declarations, show_envvar=True, **options)
+    return click.option(name, *declarations, cls=Setting, show_envvar=True, **options)

@@ -156,3 +156,15 @@ async def test_stopped_server_refuses_new_clients() -> None:
         assert await server.wait() == 0
         with pytest.raises(OSError):
             await connect(server.url, open_timeout=TIMEOUT)
+
+
+def test_a_bad_value_blames_where_it_came_from() -> None:
+    """A typo on the command line names the flag only; a bad environment variable is
+    named as such, so the user looks in the right place."""
+    typed = run_cli("--port", "99999")
+    assert typed.returncode == 2
+    assert "Invalid value for '--port': 99999" in typed.stderr
+    assert "PROGRESS_PORT" not in typed.stderr.split("Error:")[1]
+    from_env = run_cli(env={"PROGRESS_PORT": "99999"})
+    assert from_env.returncode == 2
+    assert "(env var: 'PROGRESS_PORT')" in from_env.stderr
