@@ -43,9 +43,11 @@ __all__ = [
     "StateMessage",
     "Unknown",
     "clean_name",
+    "decode_attribution",
     "decode_request",
     "decode_server_message",
     "encode",
+    "encode_attribution",
     "encode_request",
 ]
 
@@ -307,6 +309,11 @@ def _state_or_none(state: State | None) -> str | None:
     return None if state is None else state.value
 
 
+def encode_attribution(by: Attribution | None) -> dict[str, Any] | None:
+    """The JSON object of a ``by``-like field (or None)."""
+    return _attribution(by)
+
+
 def _attribution(by: Attribution | None) -> dict[str, Any] | None:
     return None if by is None else {"client_id": by.client_id, "name": by.name}
 
@@ -394,6 +401,15 @@ def decode_server_message(data: str | bytes) -> ServerMessage | Unknown:
         case "history":
             return History(tuple(_Fields(run, f"runs[{n}]").run() for n, run in fields.runs()))
     return Unknown(kind)
+
+
+def decode_attribution(value: object, field: str = "by") -> Attribution | None:
+    """Read a ``by``-like object (``{"client_id": ..., "name": ...}`` or null).
+
+    Raises:
+        ProtocolError: If it is not one.
+    """
+    return _Fields({field: value}).optional_attribution(field)
 
 
 _UNPRINTABLE = "must be printable text: no control characters, no lone surrogates."

@@ -1,24 +1,37 @@
-"""The shared calculation: a pure state machine with no network code and no sleeping.
+"""The shared calculation: pure transitions over a record, with no I/O and no sleeping.
 
 A calculation goes ``STARTING -> IN_PROGRESS -> ALMOST_DONE -> SUCCESS``, one step
-each ``step_seconds``, unless it is canceled. Deadlines are computed from the start
-on a monotonic clock (``start + k * step``), never from chained sleeps, so a whole
-run lasts ``3 * step`` without drift however late the driver wakes up.
+each ``step_seconds``, unless it is canceled. The rules are written once, here, as
+functions of a :class:`Record` and the time: ``advance``, ``start`` and ``cancel``
+each return an :class:`Outcome` (the new record, the changes to announce, and the
+refusal if the action was refused). A record is plain frozen data that serializes to
+JSON, so it can live in this process (:mod:`.backends.memory`) or in Redis and be
+moved by the same functions from any process.
 
-The machine only *tells* its driver when the next deadline is; the driver (see
-:mod:`progress_server.backends.memory`) calls :meth:`Calculation.advance` at that
-moment. Every public method first catches up with the clock, so an action that
-arrives late sees the state the deadlines say, never a stale one.
+Deadlines are computed from the start on a clock every driver shares
+(``started_at + k * step``), never from chained sleeps, so a whole run lasts
+``3 * step`` without drift however late a driver wakes up, and any driver computes
+the same deadlines. Every transition first catches up with the clock, so an action
+that arrives late sees the state the deadlines say, never a stale one.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
+from progress_protocol.messages import (
+    History,
+    ProtocolError,
+    StateMessage,
+    decode_attribution,
+    decode_server_message,
+    encode_attribution,
+    to_dict,
+)
 from progress_protocol.states import (
     DEFAULT_STEP_SECONDS,
     RUNNING_STATES,
@@ -36,13 +49,20 @@ __all__ = [
     "ActionRefused",
     "AlreadyRunning",
     "Attribution",
-    "Calculation",
     "Clock",
     "NotRunning",
+    "Outcome",
+    "Record",
     "Run",
     "State",
     "StateSnapshot",
     "SystemClock",
+    "advance",
+    "cancel",
+    "initial_record",
+    "new_calculation_id",
+    "next_deadline",
+    "start",
 ]
 
 #: How many finished calculations the history keeps.
@@ -50,21 +70,26 @@ HISTORY_LENGTH = 20
 
 
 class Clock(Protocol):
-    """Where the calculation reads the time: tests pass a clock they move by hand."""
+    """The time every driver of a calculation agrees on, in Unix seconds.
 
-    def monotonic(self) -> float: ...
+    Tests pass a clock they move by hand; the Redis backend reads Redis's own.
+    """
 
-    def time(self) -> float: ...
+    def now(self) -> float: ...
 
 
 class SystemClock:
-    """The real clock: ``time.monotonic`` for deadlines, ``time.time`` for timestamps."""
+    """This process's clock: Unix time, but moving like ``time.monotonic``.
 
-    def monotonic(self) -> float:
-        return time.monotonic()
+    It is anchored to the wall clock once, so the timestamps read as dates, while a
+    wall-clock step (NTP, a suspended laptop) never moves a deadline.
+    """
 
-    def time(self) -> float:
-        return time.time()
+    def __init__(self) -> None:
+        self._anchor = time.time() - time.monotonic()
+
+    def now(self) -> float:
+        return self._anchor + time.monotonic()
 
 
 SYSTEM_CLOCK = SystemClock()
@@ -110,168 +135,201 @@ def new_calculation_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-class Calculation:
-    """The state machine of the one shared calculation.
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Everything the shared calculation is: what a backend stores.
 
-    Args:
-        step_seconds: How long each of the three steps lasts; must be > 0.
-        clock: Where the time comes from.
-        new_id: Makes the id of each new calculation.
+    Attributes:
+        snapshot: The current state; its ``started_at`` is the clock's time of the
+            current calculation's start, from which every deadline follows.
+        started_by: Who started the current calculation, for its history entry.
+        history: The last finished calculations, newest first.
+    """
+
+    snapshot: StateSnapshot
+    started_by: Attribution | None = None
+    history: tuple[Run, ...] = ()
+
+    @property
+    def seq(self) -> int:
+        return self.snapshot.seq
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON object, made of the protocol's own objects."""
+        return {
+            "state": to_dict(StateMessage(self.snapshot)),
+            "started_by": encode_attribution(self.started_by),
+            "history": to_dict(History(self.history)),
+        }
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> Record:
+        """Read what :meth:`to_json` wrote, through the protocol's bounded decoder.
+
+        Raises:
+            ValueError: If it is not a record.
+        """
+        try:
+            state = decode_server_message(json.dumps(payload["state"]))
+            history = decode_server_message(json.dumps(payload["history"]))
+            started_by = decode_attribution(payload["started_by"], "started_by")
+        except (KeyError, TypeError, ProtocolError) as exc:
+            raise ValueError(f"not a calculation record: {exc}") from None
+        if not isinstance(state, StateMessage) or not isinstance(history, History):
+            raise ValueError("not a calculation record")
+        return cls(state.snapshot, started_by, history.runs)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one transition did.
+
+    Attributes:
+        record: The record afterwards, to store.
+        changes: The new snapshots, oldest first, to announce: even a refused action
+            can have applied transitions that came due before it.
+        refused: Why the action was refused, or None.
+    """
+
+    record: Record
+    changes: tuple[StateSnapshot, ...] = ()
+    refused: ActionRefused | None = None
+
+
+def initial_record(step_seconds: float, now: float) -> Record:
+    """A calculation that never ran: IDLE, seq 0.
 
     Raises:
         ValueError: If ``step_seconds`` is not positive.
     """
-
-    def __init__(
-        self,
-        *,
-        step_seconds: float = DEFAULT_STEP_SECONDS,
-        clock: Clock = SYSTEM_CLOCK,
-        new_id: Callable[[], str] = new_calculation_id,
-    ) -> None:
-        if not step_seconds > 0:
-            raise ValueError(f"step_seconds must be > 0, got {step_seconds!r}")
-        self.step_seconds = float(step_seconds)
-        self._clock = clock
-        self._new_id = new_id
-        # Monotonic and wall-clock time of the current calculation's start.
-        self._started_mono = 0.0
-        self._started_wall = 0.0
-        self._started_by: Attribution | None = None
-        self._history: deque[Run] = deque(maxlen=HISTORY_LENGTH)
-        self._snapshot = StateSnapshot(
+    if not step_seconds > 0:
+        raise ValueError(f"step_seconds must be > 0, got {step_seconds!r}")
+    return Record(
+        StateSnapshot(
             state=State.IDLE,
             calculation_id=None,
             seq=0,
-            changed_at=clock.time(),
-            step_seconds=self.step_seconds,
+            changed_at=now,
+            step_seconds=float(step_seconds),
         )
+    )
 
-    @property
-    def snapshot(self) -> StateSnapshot:
-        """The state as of the last call; call :meth:`advance` first to catch up."""
-        return self._snapshot
 
-    @property
-    def history(self) -> tuple[Run, ...]:
-        """The last :data:`HISTORY_LENGTH` finished calculations, newest first."""
-        return tuple(reversed(self._history))
+def next_deadline(record: Record) -> float | None:
+    """When the next transition is due on the shared clock, or None when nothing runs."""
+    snapshot = record.snapshot
+    if not snapshot.state.is_running or snapshot.started_at is None:
+        return None
+    step_index = RUNNING_STATES.index(snapshot.state) + 1
+    return snapshot.started_at + step_index * snapshot.step_seconds
 
-    def next_deadline(self) -> float | None:
-        """The monotonic time of the next transition, or None when nothing runs."""
-        state = self._snapshot.state
-        if not state.is_running:
-            return None
-        step_index = RUNNING_STATES.index(state) + 1
-        return self._started_mono + step_index * self.step_seconds
 
-    def advance(self) -> list[StateSnapshot]:
-        """Apply every transition whose deadline has passed.
+def advance(record: Record, now: float) -> Outcome:
+    """Apply every transition whose deadline has passed by ``now``."""
+    changes: list[StateSnapshot] = []
+    while (deadline := next_deadline(record)) is not None and now >= deadline:
+        index = RUNNING_STATES.index(record.snapshot.state) + 1
+        following = RUNNING_STATES[index] if index < len(RUNNING_STATES) else State.SUCCESS
+        # The timestamp is the deadline's, so it does not depend on how late we woke.
+        record = _enter(record, following, changed_at=deadline)
+        changes.append(record.snapshot)
+    return Outcome(record, tuple(changes))
 
-        Returns:
-            The new snapshots, oldest first; empty when nothing was due.
-        """
-        changes: list[StateSnapshot] = []
-        now = self._clock.monotonic()
-        while (deadline := self.next_deadline()) is not None and now >= deadline:
-            index = RUNNING_STATES.index(self._snapshot.state) + 1
-            following = RUNNING_STATES[index] if index < len(RUNNING_STATES) else State.SUCCESS
-            # The timestamp is the deadline's, so it does not depend on how late we woke.
-            changed_at = self._started_wall + index * self.step_seconds
-            changes.append(self._enter(following, changed_at=changed_at))
-        return changes
 
-    def start(self, by: Attribution | None = None) -> list[StateSnapshot]:
-        """Start a new calculation.
+def start(
+    record: Record, now: float, *, calculation_id: str, by: Attribution | None = None
+) -> Outcome:
+    """Start a new calculation, once the transitions that came due are applied.
 
-        Args:
-            by: Who asked, for the STARTING state and the history.
+    Args:
+        record: The calculation as stored.
+        now: The shared clock's time.
+        calculation_id: The new calculation's id.
+        by: Who asked, for the STARTING state and the history.
 
-        Returns:
-            The new snapshots, oldest first: the transitions that were due, then STARTING.
-
-        Raises:
-            AlreadyRunning: If a calculation runs; only the transitions that came
-                due were applied, and the exception carries them.
-        """
-        changes = self.advance()
-        if self._snapshot.state.is_running:
-            raise AlreadyRunning(
-                f"A calculation is already running ({self._snapshot.state}); "
-                "cancel it or wait for it to finish.",
-                snapshot=self._snapshot,
-                changes=tuple(changes),
-            )
-        self._started_mono = self._clock.monotonic()
-        self._started_wall = self._clock.time()
-        self._started_by = by
-        changes.append(
-            self._enter(
-                State.STARTING,
-                calculation_id=self._new_id(),
-                changed_at=self._started_wall,
-                by=by,
-            )
+    Returns:
+        The transitions that were due then STARTING; or, if a calculation runs, the
+        transitions that were due and an :class:`AlreadyRunning` refusal.
+    """
+    caught_up = advance(record, now)
+    record = caught_up.record
+    if record.snapshot.state.is_running:
+        refusal = AlreadyRunning(
+            f"A calculation is already running ({record.snapshot.state}); "
+            "cancel it or wait for it to finish.",
+            snapshot=record.snapshot,
+            changes=caught_up.changes,
         )
-        return changes
-
-    def cancel(self, by: Attribution | None = None) -> list[StateSnapshot]:
-        """Cancel the running calculation; no transition follows CANCELED.
-
-        Args:
-            by: Who asked, for the CANCELED state and the history.
-
-        Returns:
-            The new snapshots, oldest first: the transitions that were due, then CANCELED.
-
-        Raises:
-            NotRunning: If no calculation runs; only the transitions that came due
-                were applied, and the exception carries them.
-        """
-        changes = self.advance()
-        if not self._snapshot.state.is_running:
-            raise NotRunning(
-                f"There is no running calculation to cancel (the state is {self._snapshot.state}).",
-                snapshot=self._snapshot,
-                changes=tuple(changes),
-            )
-        interrupted = self._snapshot.state
-        changes.append(self._enter(State.CANCELED, canceled_during=interrupted, by=by))
-        return changes
-
-    def _enter(
-        self,
-        state: State,
-        *,
-        calculation_id: str | None = None,
-        changed_at: float | None = None,
-        canceled_during: State | None = None,
-        by: Attribution | None = None,
-    ) -> StateSnapshot:
-        """Make ``state`` current; a new calculation_id starts a new calculation."""
-        previous = self._snapshot
-        self._snapshot = StateSnapshot(
-            state=state,
-            calculation_id=calculation_id or previous.calculation_id,
-            seq=previous.seq + 1,
-            changed_at=self._clock.time() if changed_at is None else changed_at,
-            step_seconds=self.step_seconds,
-            started_at=self._started_wall,
-            canceled_during=canceled_during,
+        return replace(caught_up, refused=refusal)
+    record = replace(
+        _enter(
+            record,
+            State.STARTING,
+            calculation_id=calculation_id,
+            changed_at=now,
+            started_at=now,
             by=by,
-        )
-        if state.is_final:
-            self._history.append(self._run(self._snapshot))
-        return self._snapshot
+        ),
+        started_by=by,
+    )
+    return Outcome(record, (*caught_up.changes, record.snapshot))
 
-    def _run(self, ended: StateSnapshot) -> Run:
-        assert ended.calculation_id is not None
-        return Run(
-            calculation_id=ended.calculation_id,
-            started_at=self._started_wall,
-            ended_at=ended.changed_at,
-            outcome=ended.state,
-            canceled_during=ended.canceled_during,
-            started_by=self._started_by,
-            canceled_by=ended.by if ended.state is State.CANCELED else None,
+
+def cancel(record: Record, now: float, *, by: Attribution | None = None) -> Outcome:
+    """Cancel the running calculation, once the transitions that came due are applied;
+    no transition follows CANCELED.
+
+    Returns:
+        The transitions that were due then CANCELED; or, if none runs, the transitions
+        that were due and a :class:`NotRunning` refusal.
+    """
+    caught_up = advance(record, now)
+    record = caught_up.record
+    if not record.snapshot.state.is_running:
+        refusal = NotRunning(
+            f"There is no running calculation to cancel (the state is {record.snapshot.state}).",
+            snapshot=record.snapshot,
+            changes=caught_up.changes,
         )
+        return replace(caught_up, refused=refusal)
+    interrupted = record.snapshot.state
+    record = _enter(record, State.CANCELED, changed_at=now, canceled_during=interrupted, by=by)
+    return Outcome(record, (*caught_up.changes, record.snapshot))
+
+
+def _enter(
+    record: Record,
+    state: State,
+    *,
+    changed_at: float,
+    calculation_id: str | None = None,
+    started_at: float | None = None,
+    canceled_during: State | None = None,
+    by: Attribution | None = None,
+) -> Record:
+    """The record with ``state`` current; a calculation that ends joins the history."""
+    previous = record.snapshot
+    snapshot = StateSnapshot(
+        state=state,
+        calculation_id=calculation_id or previous.calculation_id,
+        seq=previous.seq + 1,
+        changed_at=changed_at,
+        step_seconds=previous.step_seconds,
+        started_at=started_at if started_at is not None else previous.started_at,
+        canceled_during=canceled_during,
+        by=by,
+    )
+    history = record.history
+    if state.is_final:
+        assert snapshot.calculation_id is not None and snapshot.started_at is not None
+        run = Run(
+            calculation_id=snapshot.calculation_id,
+            started_at=snapshot.started_at,
+            ended_at=changed_at,
+            outcome=state,
+            canceled_during=canceled_during,
+            started_by=record.started_by,
+            canceled_by=by if state is State.CANCELED else None,
+        )
+        history = (run, *history)[:HISTORY_LENGTH]
+    return Record(snapshot, record.started_by, history)

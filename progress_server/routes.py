@@ -12,7 +12,7 @@ import http
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import ServerConnection
@@ -24,9 +24,7 @@ from progress_protocol.messages import Error, History, StateMessage, to_dict
 from .auth import host_allowed, origin_allowed, presented_name, presented_token, token_matches
 from .calculation import ActionRefused, Attribution
 from .limits import AddressLimits
-
-if TYPE_CHECKING:
-    from .server import ProgressServer
+from .service import CalculationService
 
 __all__ = ["HttpRoutes", "json_response"]
 
@@ -65,8 +63,8 @@ class HttpRoutes:
     #: The paths of the HTTP API; the WebSocket endpoint cannot take one of them.
     PATHS = ("/healthz", "/state", "/history", "/start", "/cancel")
 
-    def __init__(self, server: ProgressServer) -> None:
-        self.server = server
+    def __init__(self, service: CalculationService) -> None:
+        self.service = service
         self.table: dict[str, tuple[str, Handler]] = {
             "/healthz": ("GET", self.healthz),
             "/state": ("GET", self.state),
@@ -74,7 +72,7 @@ class HttpRoutes:
             "/start": ("POST", self.start),
             "/cancel": ("POST", self.cancel),
         }
-        config = server.config
+        config = service.config
         # The HTTP actions come on short connections: their budget is per address.
         self.action_limits = AddressLimits(config.rate_limit, config.rate_burst)
 
@@ -92,7 +90,7 @@ class HttpRoutes:
 
     def _gate(self, path: str, request: Request) -> Response | None:
         """Refuse a request for a foreign Host, from a foreign origin, or without the token."""
-        config = self.server.config
+        config = self.service.config
         if not host_allowed(config.allowed_hosts, request.headers, loopback=config.loopback):
             host = ", ".join(request.headers.get_all("Host"))
             return error_response(
@@ -125,14 +123,14 @@ class HttpRoutes:
     async def _route(
         self, path: str, request: Request, connection: ServerConnection
     ) -> Response | None:
-        if path == self.server.path:
+        if path == self.service.config.path:
             if request.method != "GET":
                 return self._method_not_allowed(request.method, path, "GET")
-            if self.server.full:
+            if self.service.full:
                 return error_response(
                     http.HTTPStatus.SERVICE_UNAVAILABLE,
                     "server_full",
-                    f"The server is full ({self.server.config.max_clients} clients); "
+                    f"The server is full ({self.service.config.max_clients} clients); "
                     "try again later.",
                     headers={"Retry-After": "5"},
                 )
@@ -142,7 +140,8 @@ class HttpRoutes:
             response = error_response(
                 http.HTTPStatus.NOT_FOUND,
                 "not_found",
-                f"There is nothing at {path}. The WebSocket endpoint is {self.server.path}; "
+                f"There is nothing at {path}. The WebSocket endpoint is "
+                f"{self.service.config.path}; "
                 "the HTTP endpoints are GET /healthz, GET /state, GET /history, POST /start "
                 "and POST /cancel.",
             )
@@ -176,12 +175,10 @@ class HttpRoutes:
         return json_response(http.HTTPStatus.OK, {"status": "ok"})
 
     async def state(self, request: Request, connection: ServerConnection) -> Response:
-        assert self.server.hub is not None
-        return json_response(http.HTTPStatus.OK, to_dict(StateMessage(self.server.hub.snapshot)))
+        return json_response(http.HTTPStatus.OK, to_dict(StateMessage(self.service.snapshot)))
 
     async def history(self, request: Request, connection: ServerConnection) -> Response:
-        assert self.server.hub is not None
-        return json_response(http.HTTPStatus.OK, to_dict(History(self.server.hub.history)))
+        return json_response(http.HTTPStatus.OK, to_dict(History(self.service.history)))
 
     async def start(self, request: Request, connection: ServerConnection) -> Response:
         return await self._perform("start", request, connection)
@@ -197,7 +194,7 @@ class HttpRoutes:
         name = presented_name(request.headers, request.path)
         by = Attribution(None, name or f"http {_address(connection)}")
         try:
-            ack = await self.server.perform(action, None, by)  # type: ignore[arg-type]
+            ack = await self.service.perform(action, None, by)  # type: ignore[arg-type]
         except ActionRefused as exc:
             return error_response(http.HTTPStatus.CONFLICT, exc.code, exc.message)
         return json_response(http.HTTPStatus.ACCEPTED, to_dict(ack))

@@ -13,14 +13,13 @@ import functools
 import logging
 import ssl
 from types import TracebackType
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from progress_protocol.messages import (
-    Ack,
     Error,
     ErrorCode,
     Hello,
@@ -31,7 +30,7 @@ from progress_protocol.messages import (
 
 from . import __version__
 from .auth import presented_name
-from .backends import Backend, MemoryBackend, Unsubscribe
+from .backends import Backend, Change, MemoryBackend, Unsubscribe
 from .calculation import ActionRefused, Attribution
 from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
 from .connection import GuardedConnection
@@ -39,6 +38,7 @@ from .descriptors import DescriptorWatch, clients_that_fit, open_files_limit
 from .hub import Hub
 from .limits import Verdict
 from .routes import HttpRoutes
+from .service import CalculationService
 
 __all__ = [
     "DEFAULT_HOST",
@@ -86,11 +86,11 @@ class ProgressServer:
             backend if backend is not None else MemoryBackend(step_seconds=self.config.step_seconds)
         )
         self.port = self.config.port  # the real one once listening, for --port 0
-        self.hub: Hub | None = None
+        self.service = CalculationService(self.config, self.backend)
         #: Every open connection, handshakes under way included.
         self.connections: set[GuardedConnection] = set()
         self.descriptors = DescriptorWatch(lambda: len(self.connections))
-        self.routes = HttpRoutes(self)
+        self.routes = HttpRoutes(self.service)
         self._server: Server | None = None
         self._unsubscribe: Unsubscribe | None = None
 
@@ -103,9 +103,9 @@ class ProgressServer:
         return self.config.path
 
     @property
-    def full(self) -> bool:
-        """Whether the next client would be one too many."""
-        return self.hub is not None and len(self.hub.clients) >= self.config.max_clients
+    def hub(self) -> Hub | None:
+        """The connected clients; None until the server listens."""
+        return self.service.hub
 
     @property
     def url(self) -> str:
@@ -125,13 +125,21 @@ class ProgressServer:
         """
         config = self.config
         ssl_context = _server_ssl_context(config) if config.tls else None
-        self.hub = Hub(
+        # Subscribed first, then the first snapshot is read: a change in between is
+        # kept and replayed, and the hub drops what it has already seen.
+        early: list[Change] = []
+        self._unsubscribe = self.backend.subscribe(
+            lambda change: self.hub.publish(change) if self.hub else early.append(change)
+        )
+        await self.backend.start()
+        hub = self.service.hub = Hub(
             await self.backend.snapshot(),
             await self.backend.history(),
             send_buffer_limit=config.send_buffer_limit,
             stuck_timeout=config.stuck_timeout,
         )
-        self._unsubscribe = self.backend.subscribe(self.hub.publish)
+        for change in early:
+            hub.publish(change)
         self._server = await serve(
             self.handle,  # type: ignore[arg-type]  # it gets a GuardedConnection
             config.host,
@@ -153,7 +161,7 @@ class ProgressServer:
             compression=None,
             backlog=4096,  # bursts of new connections (a restart: every client at once)
         )
-        self.hub.start()
+        hub.start()
         self.descriptors.start()
         self.port = self._server.sockets[0].getsockname()[1]
         logger.info("listening on %s", self.url)
@@ -199,29 +207,6 @@ class ProgressServer:
     ) -> None:
         await self.close()
 
-    async def perform(
-        self,
-        action: Literal["start", "cancel"],
-        request_id: str | None,
-        by: Attribution | None = None,
-    ) -> Ack:
-        """Carry out an action, for the WebSocket and the HTTP API alike.
-
-        Args:
-            action: What to do.
-            request_id: Echoed in the ack.
-            by: Who asked, for the state everyone gets and the history.
-
-        Raises:
-            ActionRefused: If the state does not allow it; nothing was changed.
-        """
-        if action == "start":
-            snapshot = await self.backend.start(by)
-        else:
-            snapshot = await self.backend.cancel(by)
-        assert snapshot.calculation_id is not None
-        return Ack(action=action, calculation_id=snapshot.calculation_id, request_id=request_id)
-
     async def handle(self, connection: GuardedConnection) -> None:
         """Serve one WebSocket client for as long as it stays connected."""
         assert self.hub is not None
@@ -231,7 +216,7 @@ class ProgressServer:
         name = presented_name(connection.request.headers, connection.request.path)
         by = Attribution(client_id, name or client_id)
         joined = False
-        if self.full:  # handshakes that raced past the check in process_request
+        if self.service.full:  # handshakes that raced past the check in process_request
             await connection.close(CloseCode.TRY_AGAIN_LATER, "server full")
             return
         loop = asyncio.get_running_loop()
@@ -280,7 +265,7 @@ class ProgressServer:
             elif request.action == "history":
                 reply = self.hub.history_frame
             else:
-                reply = encode(await self.perform(request.action, request.request_id, by))
+                reply = encode(await self.service.perform(request.action, request.request_id, by))
                 logger.info("client %s: %s accepted", client_id, request.action)
         except ProtocolError as exc:
             logger.info("client %s: error %s: %s", client_id, exc.code, exc.message)

@@ -26,21 +26,19 @@ TIMEOUT = 5.0 * TIME_FACTOR
 
 
 class FakeClock:
-    """A clock that only moves when told to."""
+    """A clock that only moves when told to (the calculation's shared clock)."""
 
-    def __init__(self, monotonic: float = 1000.0, wall: float = 1_700_000_000.0) -> None:
-        self._monotonic = monotonic
-        self._wall = wall
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self._now = now
 
-    def monotonic(self) -> float:
-        return self._monotonic
+    def now(self) -> float:
+        return self._now
 
     def time(self) -> float:
-        return self._wall
+        return self._now
 
     def advance(self, seconds: float) -> None:
-        self._monotonic += seconds
-        self._wall += seconds
+        self._now += seconds
 
 
 def free_port() -> int:

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..calculation import Attribution, Run, StateSnapshot
+from ..calculation import Attribution, Outcome, Run, StateSnapshot
 
-__all__ = ["Backend", "Change", "Listener", "Unsubscribe"]
+__all__ = ["Backend", "Change", "Listener", "Unsubscribe", "changes_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +37,32 @@ Listener = Callable[[Change], None]
 Unsubscribe = Callable[[], None]
 
 
+def changes_of(outcome: Outcome) -> list[Change]:
+    """The changes an outcome announces; the one that ended a calculation carries the
+    history as it was right after it (a start in the same outcome does not touch it)."""
+    history = outcome.record.history
+    ended = sum(1 for snapshot in outcome.changes if snapshot.state.is_final)
+    changes = []
+    for snapshot in outcome.changes:
+        runs: tuple[Run, ...] | None = None
+        if snapshot.state.is_final:
+            ended -= 1
+            runs = history[ended:]  # newest first: without the runs that ended after it
+        changes.append(Change(snapshot, runs))
+    return changes
+
+
 class Backend(Protocol):
     """Where the shared calculation's state lives and how its changes are announced.
+
+    Lifecycle: ``start()`` before anything else (connect, subscribe), ``aclose()`` at
+    the end. The rules themselves are :mod:`progress_server.calculation`'s, the same
+    for every backend: a backend only stores the record and announces the changes.
 
     Contract:
     - Every method first catches up with the clock: the transitions whose deadline
       has passed are applied before anything else.
-    - ``start`` and ``cancel`` apply the action at once, or raise
+    - ``start_calculation`` and ``cancel_calculation`` apply the action at once, or raise
       :class:`~progress_server.calculation.ActionRefused`. A refused action changes
       nothing itself, but the transitions it caught up with are real changes: every
       one of them is announced, in order, *before* the refusal reaches the caller,
@@ -59,6 +78,11 @@ class Backend(Protocol):
     @property
     def step_seconds(self) -> float: ...
 
+    async def start(self) -> None:
+        """Get ready: connect, subscribe. Listeners subscribed before hear every change
+        from then on, so a server subscribes, then reads the first snapshot."""
+        ...
+
     async def snapshot(self) -> StateSnapshot:
         """The current state."""
         ...
@@ -67,11 +91,11 @@ class Backend(Protocol):
         """The last finished calculations, newest first."""
         ...
 
-    async def start(self, by: Attribution | None = None) -> StateSnapshot:
+    async def start_calculation(self, by: Attribution | None = None) -> StateSnapshot:
         """Start a calculation for ``by``; returns the STARTING snapshot."""
         ...
 
-    async def cancel(self, by: Attribution | None = None) -> StateSnapshot:
+    async def cancel_calculation(self, by: Attribution | None = None) -> StateSnapshot:
         """Cancel the running calculation for ``by``; returns the CANCELED snapshot."""
         ...
 

@@ -7,17 +7,19 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
+from .. import calculation
 from ..calculation import (
     DEFAULT_STEP_SECONDS,
     SYSTEM_CLOCK,
-    ActionRefused,
     Attribution,
-    Calculation,
     Clock,
+    Outcome,
+    Record,
     Run,
     StateSnapshot,
+    new_calculation_id,
 )
-from .base import Change, Listener, Unsubscribe
+from .base import Change, Listener, Unsubscribe, changes_of
 
 __all__ = ["MemoryBackend"]
 
@@ -25,7 +27,8 @@ logger = logging.getLogger(__name__)
 
 
 class MemoryBackend:
-    """Runs the :class:`~progress_server.calculation.Calculation` on the event loop.
+    """Keeps the calculation's :class:`~progress_server.calculation.Record` in memory and
+    moves it with the pure transitions, on the event loop.
 
     One timer at a time is pending: the next deadline. Cancel clears it, so no
     transition ever follows a CANCELED.
@@ -36,13 +39,19 @@ class MemoryBackend:
     Args:
         step_seconds: How long each step lasts.
         clock: Where the calculation reads the time.
+        new_id: Makes the id of each new calculation.
     """
 
     def __init__(
-        self, *, step_seconds: float = DEFAULT_STEP_SECONDS, clock: Clock = SYSTEM_CLOCK
+        self,
+        *,
+        step_seconds: float = DEFAULT_STEP_SECONDS,
+        clock: Clock = SYSTEM_CLOCK,
+        new_id: Callable[[], str] = new_calculation_id,
     ) -> None:
-        self._calculation = Calculation(step_seconds=step_seconds, clock=clock)
         self._clock = clock
+        self._new_id = new_id
+        self._record = calculation.initial_record(step_seconds, clock.now())
         self._listeners: list[Listener] = []
         self._undelivered: deque[Change] = deque()
         self._delivery: asyncio.Handle | None = None
@@ -51,21 +60,32 @@ class MemoryBackend:
 
     @property
     def step_seconds(self) -> float:
-        return self._calculation.step_seconds
+        return self._record.snapshot.step_seconds
+
+    @property
+    def record(self) -> Record:
+        """The record as of the last transition (tests compare backends with it)."""
+        return self._record
+
+    async def start(self) -> None:
+        """Nothing to connect to: the calculation is here."""
 
     async def snapshot(self) -> StateSnapshot:
-        self._apply(self._calculation.advance())
-        return self._calculation.snapshot
+        self._transition(calculation.advance)
+        return self._record.snapshot
 
     async def history(self) -> tuple[Run, ...]:
-        self._apply(self._calculation.advance())
-        return self._calculation.history
+        self._transition(calculation.advance)
+        return self._record.history
 
-    async def start(self, by: Attribution | None = None) -> StateSnapshot:
-        return self._perform(lambda: self._calculation.start(by))
+    async def start_calculation(self, by: Attribution | None = None) -> StateSnapshot:
+        new_id = self._new_id()
+        return self._act(
+            lambda record, now: calculation.start(record, now, calculation_id=new_id, by=by)
+        )
 
-    async def cancel(self, by: Attribution | None = None) -> StateSnapshot:
-        return self._perform(lambda: self._calculation.cancel(by))
+    async def cancel_calculation(self, by: Attribution | None = None) -> StateSnapshot:
+        return self._act(lambda record, now: calculation.cancel(record, now, by=by))
 
     def subscribe(self, listener: Listener) -> Unsubscribe:
         self._listeners.append(listener)
@@ -85,42 +105,27 @@ class MemoryBackend:
         self._undelivered.clear()
         self._listeners.clear()
 
-    def _perform(self, action: Callable[[], list[StateSnapshot]]) -> StateSnapshot:
-        try:
-            changes = action()
-        except ActionRefused as refused:
+    def _act(self, step: Callable[[Record, float], Outcome]) -> StateSnapshot:
+        outcome = self._transition(step)
+        if outcome.refused is not None:
             # Catching up with the clock may have applied transitions before the
             # refusal (a cancel just after the last deadline finds SUCCESS): they are
             # announced now, before the caller can answer the refusal.
-            self._undelivered.extend(self._changes(list(refused.changes)))
             self._deliver()
-            self._reschedule()
-            raise
-        return self._apply(changes)
+            raise outcome.refused
+        return self._record.snapshot
 
-    def _apply(self, changes: list[StateSnapshot]) -> StateSnapshot:
-        """Announce the changes once the caller has resumed, then rearm the timer."""
-        if changes:
-            self._undelivered.extend(self._changes(changes))
+    def _transition(self, step: Callable[[Record, float], Outcome]) -> Outcome:
+        """Apply one transition; its changes are announced once the caller has resumed,
+        and the timer is rearmed for the next deadline."""
+        outcome = step(self._record, self._clock.now())
+        self._record = outcome.record
+        if outcome.changes:
+            self._undelivered.extend(changes_of(outcome))
             if self._delivery is None:
                 self._delivery = asyncio.get_running_loop().call_soon(self._deliver)
         self._reschedule()
-        return self._calculation.snapshot
-
-    def _changes(self, snapshots: list[StateSnapshot]) -> list[Change]:
-        """The changes of these snapshots; the one that ended a calculation carries the
-        history as it was right after it (a later start does not change it)."""
-        history = self._calculation.history
-        ended = [s for s in snapshots if s.state.is_final]
-        changes = []
-        for snapshot in snapshots:
-            runs: tuple[Run, ...] | None = None
-            if snapshot.state.is_final:
-                # Newest first: drop the runs of calculations that ended after this one.
-                later = len(ended) - 1 - ended.index(snapshot)
-                runs = history[later:]
-            changes.append(Change(snapshot, runs))
-        return changes
+        return outcome
 
     def _deliver(self) -> None:
         """Hand every undelivered change to every listener, oldest first."""
@@ -137,17 +142,17 @@ class MemoryBackend:
 
     def _reschedule(self) -> None:
         self._cancel_timer()
-        deadline = self._calculation.next_deadline()
+        deadline = calculation.next_deadline(self._record)
         if deadline is None or self._closed:
             return
-        delay = max(0.0, deadline - self._clock.monotonic())
+        delay = max(0.0, deadline - self._clock.now())
         self._timer = asyncio.get_running_loop().call_later(delay, self._on_deadline)
 
     def _on_deadline(self) -> None:
         self._timer = None
         # The loop may wake a hair early; advance() then finds nothing due and
         # _reschedule() arms the timer again for the remaining moment.
-        self._apply(self._calculation.advance())
+        self._transition(calculation.advance)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -3,19 +3,103 @@
 from __future__ import annotations
 
 import itertools
+import json
+from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from progress_server import calculation as rules
 from progress_server.calculation import (
+    DEFAULT_STEP_SECONDS,
+    SYSTEM_CLOCK,
     AlreadyRunning,
     Attribution,
-    Calculation,
+    Clock,
     NotRunning,
+    Outcome,
+    Run,
     State,
+    StateSnapshot,
+    new_calculation_id,
 )
 from tests.helpers import FakeClock
 
 STEP = 2.0
+
+
+class Calculation:
+    """One calculation kept in memory: a record, a clock and the pure transitions of
+    :mod:`progress_server.calculation`, which these tests drive through it.
+
+    Args:
+        step_seconds: How long each of the three steps lasts; must be > 0.
+        clock: Where the time comes from.
+        new_id: Makes the id of each new calculation.
+
+    Raises:
+        ValueError: If ``step_seconds`` is not positive.
+    """
+
+    def __init__(
+        self,
+        *,
+        step_seconds: float = DEFAULT_STEP_SECONDS,
+        clock: Clock = SYSTEM_CLOCK,
+        new_id: Callable[[], str] = new_calculation_id,
+    ) -> None:
+        self._clock = clock
+        self._new_id = new_id
+        self.record = rules.initial_record(step_seconds, clock.now())
+
+    @property
+    def step_seconds(self) -> float:
+        return self.record.snapshot.step_seconds
+
+    @property
+    def snapshot(self) -> StateSnapshot:
+        """The state as of the last call; call :meth:`advance` first to catch up."""
+        return self.record.snapshot
+
+    @property
+    def history(self) -> tuple[Run, ...]:
+        """The last :data:`HISTORY_LENGTH` finished calculations, newest first."""
+        return self.record.history
+
+    def next_deadline(self) -> float | None:
+        """The clock's time of the next transition, or None when nothing runs."""
+        return rules.next_deadline(self.record)
+
+    def advance(self) -> list[StateSnapshot]:
+        """Apply every transition whose deadline has passed; returns them, oldest first."""
+        return self._apply(rules.advance(self.record, self._clock.now()))
+
+    def start(self, by: Attribution | None = None) -> list[StateSnapshot]:
+        """Start a new calculation; returns the due transitions, then STARTING.
+
+        Raises:
+            AlreadyRunning: If a calculation runs; only the transitions that came
+                due were applied, and the exception carries them.
+        """
+        return self._apply(
+            rules.start(self.record, self._clock.now(), calculation_id=self._new_id(), by=by)
+        )
+
+    def cancel(self, by: Attribution | None = None) -> list[StateSnapshot]:
+        """Cancel the running calculation; returns the due transitions, then CANCELED.
+
+        Raises:
+            NotRunning: If no calculation runs; only the transitions that came due
+                were applied, and the exception carries them.
+        """
+        return self._apply(rules.cancel(self.record, self._clock.now(), by=by))
+
+    def _apply(self, outcome: Outcome) -> list[StateSnapshot]:
+        self.record = outcome.record
+        if outcome.refused is not None:
+            raise outcome.refused
+        return list(outcome.changes)
 
 
 @pytest.fixture
@@ -68,7 +152,7 @@ def test_deadlines_come_from_the_start_not_from_wakeups(
 ) -> None:
     """Late wake-ups do not push later deadlines back: no drift."""
     calculation.start()
-    start = clock.monotonic()
+    start = clock.now()
     clock.advance(STEP + 0.7)  # the driver woke up 0.7 s late
     calculation.advance()
     assert calculation.next_deadline() == start + 2 * STEP
@@ -297,3 +381,52 @@ def test_the_history_keeps_the_last_20_runs_newest_first(
         BOB,
     )
     assert canceled.seconds == STEP
+
+
+actions = st.lists(
+    st.tuples(
+        st.sampled_from(["start", "cancel", "advance"]),
+        st.floats(min_value=0, max_value=3 * STEP),
+        st.sampled_from([None, ALICE, BOB]),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(actions)
+def test_any_sequence_keeps_the_invariants_and_the_record_travels(steps: list) -> None:
+    """Whatever happens when: seq grows by one per change with no gap, no transition
+    follows CANCELED or SUCCESS but a start, the history is bounded and newest first,
+    and the record survives its JSON form unchanged (what Redis stores)."""
+    now = 1_700_000_000.0
+    record = rules.initial_record(STEP, now)
+    ids = itertools.count(1)
+    for action, wait, by in steps:
+        now += wait
+        if action == "start":
+            outcome = rules.start(record, now, calculation_id=f"c{next(ids)}", by=by)
+        elif action == "cancel":
+            outcome = rules.cancel(record, now, by=by)
+        else:
+            outcome = rules.advance(record, now)
+        seqs = [change.seq for change in outcome.changes]
+        assert seqs == list(range(record.seq + 1, record.seq + 1 + len(seqs)))
+        for before, after in itertools.pairwise([record.snapshot, *outcome.changes]):
+            if before.state.is_final or before.state is State.IDLE:
+                assert after.state is State.STARTING
+        assert outcome.record.seq == record.seq + len(seqs)
+        record = outcome.record
+        assert len(record.history) <= rules.HISTORY_LENGTH
+        assert [run.ended_at for run in record.history] == sorted(
+            (run.ended_at for run in record.history), reverse=True
+        )
+        assert rules.Record.from_json(json.loads(json.dumps(record.to_json()))) == record
+
+
+def test_a_record_that_is_not_one_is_refused() -> None:
+    """What Redis holds is checked like anything from the network."""
+    with pytest.raises(ValueError, match="not a calculation record"):
+        rules.Record.from_json({"state": {"type": "state"}, "history": {}, "started_by": None})
+    with pytest.raises(ValueError):
+        rules.Record.from_json({})

@@ -66,7 +66,7 @@ async def test_an_error_while_serving_one_client_touches_nobody_else(
     the others notice nothing, the calculation is unharmed, the log has the traceback."""
     victim, _, _ = await join(server.url)
     bystander, _, _ = await join(server.url)
-    perform = server.perform
+    perform = server.service.perform
     calls = 0
 
     async def failing_once(action, request_id, by=None):  # type: ignore[no-untyped-def]
@@ -76,7 +76,7 @@ async def test_an_error_while_serving_one_client_touches_nobody_else(
             raise RuntimeError("injected fault")
         return await perform(action, request_id, by)
 
-    server.perform = failing_once  # type: ignore[method-assign]
+    server.service.perform = failing_once  # type: ignore[method-assign]
     with caplog.at_level(logging.ERROR):
         await send_json(victim, {"action": "start", "request_id": "r1"})
         error = await recv_type(victim, "error")

@@ -37,7 +37,7 @@ async def test_runs_to_success_on_its_own(backend: MemoryBackend) -> None:
     """After start, the timers carry the calculation through every state to SUCCESS."""
     changes: asyncio.Queue[StateSnapshot] = asyncio.Queue()
     backend.subscribe(lambda change: changes.put_nowait(change.snapshot))
-    await backend.start()
+    await backend.start_calculation()
     assert await collect_until(changes, State.SUCCESS) == [
         State.STARTING,
         State.IN_PROGRESS,
@@ -51,7 +51,7 @@ async def test_listeners_hear_of_a_change_after_the_caller_resumed(backend: Memo
     """start returns the new snapshot before any listener runs (so the ack goes first)."""
     heard: list[int] = []
     backend.subscribe(lambda change: heard.append(change.snapshot.seq))
-    snapshot = await backend.start()
+    snapshot = await backend.start_calculation()
     assert snapshot.state is State.STARTING
     assert heard == []
     await asyncio.sleep(0)
@@ -62,8 +62,8 @@ async def test_no_transition_follows_cancel(backend: MemoryBackend) -> None:
     """cancel clears the pending timer: nothing comes after CANCELED."""
     changes: asyncio.Queue[StateSnapshot] = asyncio.Queue()
     backend.subscribe(lambda change: changes.put_nowait(change.snapshot))
-    await backend.start()
-    await backend.cancel()
+    await backend.start_calculation()
+    await backend.cancel_calculation()
     assert await collect_until(changes, State.CANCELED) == [State.STARTING, State.CANCELED]
     await asyncio.sleep(4 * STEP)
     assert changes.empty()
@@ -72,11 +72,11 @@ async def test_no_transition_follows_cancel(backend: MemoryBackend) -> None:
 async def test_refused_start_announces_nothing(backend: MemoryBackend) -> None:
     """A refused action raises and publishes no change."""
     heard: list[StateSnapshot] = []
-    await backend.start()
+    await backend.start_calculation()
     await asyncio.sleep(0)  # STARTING is delivered
     backend.subscribe(lambda change: heard.append(change.snapshot))
     with pytest.raises(AlreadyRunning):
-        await backend.start()
+        await backend.start_calculation()
     await asyncio.sleep(0)
     assert heard == []
 
@@ -93,7 +93,7 @@ async def test_a_failing_listener_does_not_stop_the_others(
     backend.subscribe(broken)
     backend.subscribe(lambda change: heard.append(change.snapshot))
     with caplog.at_level(logging.ERROR):
-        await backend.start()
+        await backend.start_calculation()
         await asyncio.sleep(0)
     assert [s.state for s in heard] == [State.STARTING]
     assert "listener failed" in caplog.text
@@ -104,7 +104,7 @@ async def test_unsubscribe_stops_the_changes(backend: MemoryBackend) -> None:
     heard: list[StateSnapshot] = []
     unsubscribe = backend.subscribe(lambda change: heard.append(change.snapshot))
     unsubscribe()
-    await backend.start()
+    await backend.start_calculation()
     await asyncio.sleep(0)
     assert heard == []
 
@@ -112,7 +112,7 @@ async def test_unsubscribe_stops_the_changes(backend: MemoryBackend) -> None:
 async def test_aclose_stops_the_timers(backend: MemoryBackend) -> None:
     """After aclose nothing more happens, even mid-run."""
     heard: list[StateSnapshot] = []
-    await backend.start()
+    await backend.start_calculation()
     await asyncio.sleep(0)  # STARTING is delivered
     backend.subscribe(lambda change: heard.append(change.snapshot))
     await backend.aclose()
@@ -138,11 +138,11 @@ async def test_an_action_at_a_deadline_announces_every_transition_first(
     heard: list[StateSnapshot] = []
     backend.subscribe(lambda change: heard.append(change.snapshot))
     try:
-        await backend.start()
+        await backend.start_calculation()
         clock.advance(deadline * step + past)
         refused: ActionRefused | None = None
         try:
-            await getattr(backend, action)()
+            await getattr(backend, f"{action}_calculation")()
         except ActionRefused as exc:
             refused = exc
             heard_before_refusal = [s.state for s in heard]
@@ -175,10 +175,10 @@ async def test_changes_reach_listeners_in_order_whatever_applied_them() -> None:
     heard: list[StateSnapshot] = []
     backend.subscribe(lambda change: heard.append(change.snapshot))
     try:
-        await backend.start()  # STARTING waits for its delivery
+        await backend.start_calculation()  # STARTING waits for its delivery
         clock.advance(3 * 2.0)
         with pytest.raises(NotRunning):
-            await backend.cancel()
+            await backend.cancel_calculation()
         assert [s.state for s in heard] == RUN
         await asyncio.sleep(0)
         assert [s.state for s in heard] == RUN, "a change was delivered twice"

@@ -1,0 +1,73 @@
+"""What the WebSocket handler and the HTTP routes both offer, in one small object.
+
+Both act on the calculation, read its state and history, and need to know whether
+there is room for one more client. They get this object, and neither imports the
+other nor the server.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from progress_protocol.messages import Ack
+
+from .backends import Backend
+from .calculation import Attribution, Run, StateSnapshot
+from .config import ServerConfig
+from .hub import Hub
+
+__all__ = ["CalculationService"]
+
+
+class CalculationService:
+    """The actions and the views of one server instance.
+
+    Args:
+        config: The instance's settings.
+        backend: Where the calculation lives.
+    """
+
+    def __init__(self, config: ServerConfig, backend: Backend) -> None:
+        self.config = config
+        self.backend = backend
+        #: Set once the instance listens (its first snapshot is read then).
+        self.hub: Hub | None = None
+
+    @property
+    def snapshot(self) -> StateSnapshot:
+        """The state every client was last sent."""
+        assert self.hub is not None
+        return self.hub.snapshot
+
+    @property
+    def history(self) -> tuple[Run, ...]:
+        assert self.hub is not None
+        return self.hub.history
+
+    @property
+    def full(self) -> bool:
+        """Whether the next client would be one too many."""
+        return self.hub is not None and len(self.hub.clients) >= self.config.max_clients
+
+    async def perform(
+        self,
+        action: Literal["start", "cancel"],
+        request_id: str | None,
+        by: Attribution | None = None,
+    ) -> Ack:
+        """Carry out an action, for the WebSocket and the HTTP API alike.
+
+        Args:
+            action: What to do.
+            request_id: Echoed in the ack.
+            by: Who asked, for the state everyone gets and the history.
+
+        Raises:
+            ActionRefused: If the state does not allow it; nothing was changed.
+        """
+        if action == "start":
+            snapshot = await self.backend.start_calculation(by)
+        else:
+            snapshot = await self.backend.cancel_calculation(by)
+        assert snapshot.calculation_id is not None
+        return Ack(action=action, calculation_id=snapshot.calculation_id, request_id=request_id)
