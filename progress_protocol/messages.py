@@ -581,7 +581,8 @@ def _loads(data: str) -> Any:
         return json.loads(data)
     except json.JSONDecodeError as exc:
         raise ProtocolError(
-            ErrorCode.INVALID_JSON, f"The message is not valid JSON: {exc.msg} at {exc.pos}."
+            ErrorCode.INVALID_JSON,
+            f"The message is not valid JSON: {exc.msg} (at character {exc.pos}).",
         ) from None
     except ValueError:  # e.g. an integer longer than Python converts
         raise ProtocolError(ErrorCode.INVALID_JSON, "The message is not valid JSON.") from None

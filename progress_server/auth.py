@@ -136,7 +136,8 @@ def _origin_parts(origin: str) -> tuple[str, str, int] | None:
 # Secrets in log lines: "token=..." in a query (its name may be percent-encoded, as in
 # "tok%65n=", which the server decodes and accepts), and "Bearer ..." in a header.
 _QUERY_PARAMETER = re.compile(r"(?P<name>[^\s?&;=\"'<>]+)=(?P<value>[^\s&;\"'<>]*)")
-_BEARER = re.compile(r"(Bearer\s+)[^\s\"',]+", re.IGNORECASE)
+# Not the challenge 'WWW-Authenticate: Bearer realm="progress"', which holds no secret.
+_BEARER = re.compile(r"(Bearer\s+)(?!realm=)[^\s\"',]+", re.IGNORECASE)
 _REDACTED = "<redacted>"
 
 
@@ -162,12 +163,15 @@ def redact(text: str, *, secrets: tuple[str, ...] = ()) -> str:
     return _QUERY_PARAMETER.sub(parameter, text)
 
 
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
-_CONTROLS_AND_NEWLINES = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
 def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
-    r"""Show control characters as escapes (``\x1b``, ``\r``), so that what a peer sent
-    cannot forge log lines or drive the terminal that shows the log."""
-    pattern = _CONTROLS if keep_newlines else _CONTROLS_AND_NEWLINES
-    return pattern.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
+    r"""Show every character that is not printable as an escape (``\x1b``, ``\r``,
+    ``\u202e``), so that what a peer sent can neither forge log lines nor drive, or
+    reorder (bidi overrides), the terminal that shows the log."""
+    if text.isprintable():
+        return text
+    return "".join(
+        char
+        if char.isprintable() or (keep_newlines and char == "\n")
+        else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )

@@ -164,8 +164,17 @@ def main(**options: Any) -> None:
     options["allowed_hosts"] = tuple(options["allowed_hosts"])
     if options["keyfile"] and not options["certfile"]:
         raise click.UsageError("--keyfile needs --certfile.")
-    if options["token"] == "":
+    token = options["token"]
+    if token == "":
         raise click.BadParameter("must not be empty.", param_hint="--token")
+    if token is not None and not all("!" <= char <= "~" for char in token):
+        # An Authorization header carries visible ASCII only: a client could never
+        # present any other token.
+        raise click.BadParameter(
+            "must be made of visible ASCII characters (letters, digits, punctuation; "
+            "no spaces).",
+            param_hint="--token",
+        )
     config = ServerConfig(**options)
     configure_logging(log_level, secrets=(config.token,) if config.token else ())
     if not config.loopback and config.token is None:

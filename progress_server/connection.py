@@ -9,8 +9,9 @@ that bounds both:
 
 - the handshake, to ``max_handshake_bytes`` (431 past it) and, through websockets'
   ``open_timeout``, to ``handshake_timeout`` seconds;
-- control frames, which draw on the connection's :class:`~.limits.MessageBudget`
-  like messages do: a flood of them ends in close 1008;
+- control frames and message fragments, which draw on the connection's
+  :class:`~.limits.MessageBudget` like messages do: a flood of them ends in close 1008;
+- the closing handshake, to the close timeout, also when the peer starts it;
 - what is queued for the client, to ``send_buffer_cap`` bytes: past it the
   connection is dropped at once, whatever is queued (pongs, states, replies).
 
@@ -41,7 +42,10 @@ logger = logging.getLogger(__name__)
 #: Bytes fed to the WebSocket parser at a time.
 FEED_SLICE = 4096
 
-CONTROL_OPCODES = (Opcode.PING, Opcode.PONG)
+#: Frames charged to the budget as they arrive. A whole message is charged when the
+#: handler reads it; its continuation frames are charged here, or one message of 4096
+#: empty fragments would cost the same as one of a single frame.
+CHARGED_OPCODES = (Opcode.PING, Opcode.PONG, Opcode.CONT)
 
 
 class GuardedConnection(ServerConnection):
@@ -75,7 +79,11 @@ class GuardedConnection(ServerConnection):
             config.rate_limit, config.rate_burst, config.flood_tolerance, self.loop.time()
         )
         self.dropped: str | None = None
-        self._handshake_bytes = 0
+        #: The request, gathered until its headers end.
+        self._head: bytearray | None = bytearray()
+        #: What came after the request, held until the response has gone out.
+        self._held: bytearray | None = None
+        self._close_deadline: asyncio.TimerHandle | None = None
 
     @property
     def short_id(self) -> str:
@@ -87,28 +95,74 @@ class GuardedConnection(ServerConnection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.registry.discard(self)
+        if self._close_deadline is not None:
+            self._close_deadline.cancel()
         super().connection_lost(exc)
 
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        await super().handshake(*args, **kwargs)
+        held, self._held = self._held, None
+        if held and self.protocol.state is ConnectionState.OPEN:
+            self._feed(bytes(held))  # frames a client sent before our 101
+
     def data_received(self, data: bytes) -> None:
+        if self._head is not None:
+            self._gather_head(data)
+        elif self._held is not None:
+            self._hold(data)
+        else:
+            self._feed(data)
+
+    def _gather_head(self, data: bytes) -> None:
+        """Hand websockets the request only once its headers are whole, and hold what
+        follows them until the response has gone out.
+
+        websockets parses whatever follows a request as WebSocket frames at once, so
+        bytes after a plain HTTP request (a second request, say) would fail the
+        connection before its response, and then the response itself would fail.
+        Gathering first also bounds the headers in all, exactly, not only per line.
+        """
+        assert self._head is not None
+        self._head += data
+        limit = self.config.max_handshake_bytes
+        end = self._head.find(b"\r\n\r\n", 0, limit)
+        if end < 0:
+            if len(self._head) >= limit:
+                self._refuse_handshake()
+            return
+        buffer, self._head = self._head, None
+        self._held = bytearray()
+        self._feed(bytes(buffer[: end + 4]))
+        self._hold(bytes(buffer[end + 4 :]))
+
+    def _hold(self, data: bytes) -> None:
+        assert self._held is not None
+        self._held += data
+        if len(self._held) > self.config.max_message_bytes + FEED_SLICE:
+            self.drop("it sent too much before its handshake was answered")
+
+    def _feed(self, data: bytes) -> None:
+        """Feed websockets a few KiB at a time, checking the limits in between."""
         for start in range(0, len(data), FEED_SLICE):
             if self.transport.is_closing() or self.dropped is not None:
                 return  # what is left of a flood is not worth parsing
-            piece = data[start : start + FEED_SLICE]
-            if self.request is None:
-                self._handshake_bytes += len(piece)
-            super().data_received(piece)
-            if self.request is None and self._handshake_bytes > self.config.max_handshake_bytes:
-                self._refuse_handshake()
-                return
+            super().data_received(data[start : start + FEED_SLICE])
             queued = self.transport.get_write_buffer_size()
             if queued > self.config.send_buffer_cap:
                 self.drop(f"{queued} bytes queued, over the cap of {self.config.send_buffer_cap}")
                 return
+            if self._close_deadline is None and self.protocol.close_expected():
+                # websockets enforces its close timeout only when something is sent:
+                # a peer that sent a close frame and never closes TCP would hold its
+                # descriptor until the next keepalive ping.
+                self._close_deadline = self.loop.call_later(
+                    self.close_timeout or 0.0, self.transport.abort
+                )
 
     def process_event(self, event: Any) -> None:
         if (
             isinstance(event, Frame)
-            and event.opcode in CONTROL_OPCODES
+            and event.opcode in CHARGED_OPCODES
             and self.budget.take(self.loop.time()) is Verdict.CLOSE
         ):
             self._close_for_flooding()
@@ -130,8 +184,10 @@ class GuardedConnection(ServerConnection):
         """Close with 1008 as for a message flood, and stop reading what follows."""
         if self.dropped is not None:
             return
-        self.dropped = "flooding with control frames"
-        logger.warning("client %s: closed for flooding (pings or pongs)", self.short_id)
+        self.dropped = "flooding with frames"
+        logger.warning(
+            "client %s: closed for flooding (pings, pongs or fragments)", self.short_id
+        )
         if self.protocol.state is ConnectionState.OPEN:
             # Sends the close frame and half-closes; the rest of the input is discarded.
             self.protocol.fail(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
@@ -144,9 +200,7 @@ class GuardedConnection(ServerConnection):
     def _refuse_handshake(self) -> None:
         limit = self.config.max_handshake_bytes
         self.dropped = f"handshake over {limit} bytes"
-        if self.protocol.eof_sent:  # websockets refused it already (a malformed request)
-            self.transport.close()
-            return
+        self._head = None
         logger.warning(
             "refused a handshake from %s: its headers are over %d bytes",
             _peer(self.transport.get_extra_info("peername")),

@@ -67,7 +67,8 @@ class DescriptorWatch:
     through :meth:`exhausted` as well (see :meth:`handle_loop_exception`).
 
     Args:
-        connections: How many client connections are open now, for the log line.
+        connections: How many connections are open now (handshakes included), for the
+            log line.
         interval: Seconds between two probes, and between two log lines at most.
     """
 
@@ -93,7 +94,7 @@ class DescriptorWatch:
         self._last_report = now
         limit = open_files_limit()
         logger.error(
-            "out of file descriptors (limit %s, %d clients connected): new connections "
+            "out of file descriptors (limit %s, %d connections open): new connections "
             "are refused until some close; raise the limit (ulimit -n, or LimitNOFILE= "
             "for systemd) or lower --max-clients",
             "none" if limit is None else limit,

@@ -216,3 +216,12 @@ def test_escape_controls() -> None:
     assert escape_controls("a\x1b[2J\rb\x07\x9b") == "a\\x1b[2J\\rb\\x07\\x9b"
     assert escape_controls("one\ntwo") == "one\\ntwo"
     assert escape_controls("one\ntwo\x1b", keep_newlines=True) == "one\ntwo\\x1b"
+    # Bidi overrides and other format characters would reorder what the terminal shows.
+    assert escape_controls("bye\u202eevil") == "bye\\u202eevil"
+    assert escape_controls("plain text, Zoë") == "plain text, Zoë"
+
+
+def test_redact_leaves_the_challenge_alone() -> None:
+    """The 401's 'WWW-Authenticate: Bearer realm="progress"' holds no secret."""
+    line = '> WWW-Authenticate: Bearer realm="progress"'
+    assert redact(line) == line

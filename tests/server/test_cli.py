@@ -83,6 +83,8 @@ def test_python_dash_m_is_the_same_command() -> None:
         (["--certfile", "/nonexistent.pem"], {}, "does not exist"),
         (["--keyfile", __file__], {}, "--keyfile needs --certfile"),
         (["--token", ""], {}, "must not be empty"),
+        (["--token", "two words"], {}, "visible ASCII"),
+        ([], {"PROGRESS_TOKEN": "密码"}, "visible ASCII"),
     ],
 )
 def test_bad_values_get_a_usage_error(args: list[str], env: dict[str, str], words: str) -> None:

@@ -92,5 +92,5 @@ async def test_asyncio_failed_accepts_become_one_line_a_second(
     reports = [r for r in caplog.records if "out of file descriptors" in r.getMessage()]
     assert len(reports) == 1
     assert reports[0].exc_info is None
-    assert "7 clients connected" in reports[0].getMessage()
+    assert "7 connections open" in reports[0].getMessage()
     assert "something else" in caplog.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -25,6 +26,7 @@ from tests.helpers import (
     recv_type,
     send_json,
 )
+from tests.raw import RawClient
 
 T = TypeVar("T")
 
@@ -177,7 +179,7 @@ async def test_a_ping_flood_that_never_reads_is_cut_and_costs_little_memory() ->
         assert (await recv_type(watcher, "state"))["state"] == "IDLE"
         await watcher.close()
         log = "\n".join(server.lines)
-        assert "closed for flooding (pings or pongs)" in log
+        assert "closed for flooding (pings, pongs or fragments)" in log
         assert "Traceback" not in log
 
 
@@ -204,3 +206,37 @@ async def test_a_ping_flood_that_reads_ends_in_1008_and_delays_nobody() -> None:
         assert len(round_trips) > 10
         assert max(round_trips) < 0.1 * TIME_FACTOR, f"slowest: {max(round_trips):.3f} s"
         await client.close()
+
+
+def masked_frame(opcode: int, payload: bytes, *, fin: bool) -> bytes:
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + mask + masked
+
+
+async def test_a_flood_of_fragments_is_charged_like_messages(server: ProgressServer) -> None:
+    """One message in thousands of empty continuation frames costs one token a frame,
+    not one a message: the sender is closed with 1008, and nobody else waits."""
+    flooder = await RawClient.connect(server.port)
+    loop = asyncio.get_running_loop()
+    fragments = masked_frame(0x1, b'{"action":', fin=False)
+    fragments += masked_frame(0x0, b"", fin=False) * 4000
+    fragments += masked_frame(0x0, b'"status"}', fin=True)
+    with contextlib.suppress(OSError):
+        for _ in range(20):
+            await loop.sock_sendall(flooder.sock, fragments)
+    codes = []
+    with contextlib.suppress(EOFError, OSError, TimeoutError):
+        while True:
+            opcode, payload = await flooder.frame()
+            if opcode == 0x8:
+                codes.append(int.from_bytes(payload[:2], "big"))
+                break
+    assert codes == [1008]
+    client, _, _ = await join(server.url)
+    started = loop.time()
+    await send_json(client, {"action": "status"})
+    await recv_type(client, "state")
+    assert loop.time() - started < 0.1 * TIME_FACTOR
+    flooder.close()
+    await client.close()
