@@ -43,11 +43,9 @@ __all__ = [
     "StateMessage",
     "Unknown",
     "clean_name",
-    "decode_attribution",
     "decode_request",
     "decode_server_message",
     "encode",
-    "encode_attribution",
     "encode_request",
 ]
 
@@ -96,6 +94,7 @@ class ErrorCode(enum.StrEnum):
     NOT_RUNNING = "not_running"
     UNSUPPORTED_FRAME = "unsupported_frame"
     RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -288,6 +287,7 @@ def to_dict(message: ServerMessage) -> dict[str, Any]:
                 "started_at": snapshot.started_at,
                 "canceled_during": _state_or_none(snapshot.canceled_during),
                 "by": _attribution(snapshot.by),
+                "started_by": _attribution(snapshot.started_by),
             }
         case Ack(action=action, calculation_id=calculation_id, request_id=request_id):
             return {
@@ -307,11 +307,6 @@ def to_dict(message: ServerMessage) -> dict[str, Any]:
 
 def _state_or_none(state: State | None) -> str | None:
     return None if state is None else state.value
-
-
-def encode_attribution(by: Attribution | None) -> dict[str, Any] | None:
-    """The JSON object of a ``by``-like field (or None)."""
-    return _attribution(by)
 
 
 def _attribution(by: Attribution | None) -> dict[str, Any] | None:
@@ -361,8 +356,8 @@ def decode_server_message(data: str | bytes) -> ServerMessage | Unknown:
                 protocol=fields.integer("protocol", 1, MAX_PROTOCOL_VERSION),
             )
         case "state":
-            # started_at, canceled_during and by came later in v1: a server that does
-            # not send them is read as sending null.
+            # started_at, canceled_during, by and started_by came later in v1: a
+            # server that does not send them is read as sending null.
             return StateMessage(
                 StateSnapshot(
                     state=fields.state("state"),
@@ -375,6 +370,7 @@ def decode_server_message(data: str | bytes) -> ServerMessage | Unknown:
                     started_at=fields.optional_time("started_at"),
                     canceled_during=fields.optional_state("canceled_during"),
                     by=fields.optional_attribution("by"),
+                    started_by=fields.optional_attribution("started_by"),
                 )
             )
         case "ack":
@@ -401,15 +397,6 @@ def decode_server_message(data: str | bytes) -> ServerMessage | Unknown:
         case "history":
             return History(tuple(_Fields(run, f"runs[{n}]").run() for n, run in fields.runs()))
     return Unknown(kind)
-
-
-def decode_attribution(value: object, field: str = "by") -> Attribution | None:
-    """Read a ``by``-like object (``{"client_id": ..., "name": ...}`` or null).
-
-    Raises:
-        ProtocolError: If it is not one.
-    """
-    return _Fields({field: value}).optional_attribution(field)
 
 
 _UNPRINTABLE = "must be printable text: no control characters, no lone surrogates."

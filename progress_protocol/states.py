@@ -69,6 +69,8 @@ class StateSnapshot:
         started_at: Unix time of the current calculation's start; None when IDLE.
         canceled_during: For CANCELED, the running state it interrupted.
         by: For STARTING and CANCELED, who asked; None for the timer's transitions.
+        started_by: Who started the current calculation, on every state of it, so that
+            a client that joins in the middle knows too; None when IDLE.
     """
 
     state: State
@@ -79,6 +81,7 @@ class StateSnapshot:
     started_at: float | None = None
     canceled_during: State | None = None
     by: Attribution | None = None
+    started_by: Attribution | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,9 +27,7 @@ from progress_protocol.messages import (
     History,
     ProtocolError,
     StateMessage,
-    decode_attribution,
     decode_server_message,
-    encode_attribution,
     to_dict,
 )
 from progress_protocol.states import (
@@ -62,6 +60,8 @@ __all__ = [
     "initial_record",
     "new_calculation_id",
     "next_deadline",
+    "snapshot_from_json",
+    "snapshot_to_json",
     "start",
 ]
 
@@ -142,12 +142,10 @@ class Record:
     Attributes:
         snapshot: The current state; its ``started_at`` is the clock's time of the
             current calculation's start, from which every deadline follows.
-        started_by: Who started the current calculation, for its history entry.
         history: The last finished calculations, newest first.
     """
 
     snapshot: StateSnapshot
-    started_by: Attribution | None = None
     history: tuple[Run, ...] = ()
 
     @property
@@ -158,7 +156,6 @@ class Record:
         """A JSON object, made of the protocol's own objects."""
         return {
             "state": to_dict(StateMessage(self.snapshot)),
-            "started_by": encode_attribution(self.started_by),
             "history": to_dict(History(self.history)),
         }
 
@@ -172,12 +169,31 @@ class Record:
         try:
             state = decode_server_message(json.dumps(payload["state"]))
             history = decode_server_message(json.dumps(payload["history"]))
-            started_by = decode_attribution(payload["started_by"], "started_by")
         except (KeyError, TypeError, ProtocolError) as exc:
             raise ValueError(f"not a calculation record: {exc}") from None
         if not isinstance(state, StateMessage) or not isinstance(history, History):
             raise ValueError("not a calculation record")
-        return cls(state.snapshot, started_by, history.runs)
+        return cls(state.snapshot, history.runs)
+
+
+def snapshot_to_json(snapshot: StateSnapshot) -> dict[str, Any]:
+    """A snapshot as the protocol's ``state`` object."""
+    return to_dict(StateMessage(snapshot))
+
+
+def snapshot_from_json(payload: Any) -> StateSnapshot:
+    """Read a ``state`` object through the protocol's bounded decoder.
+
+    Raises:
+        ValueError: If it is not one.
+    """
+    try:
+        message = decode_server_message(json.dumps(payload))
+    except (TypeError, ProtocolError) as exc:
+        raise ValueError(f"not a state: {exc}") from None
+    if not isinstance(message, StateMessage):
+        raise ValueError("not a state")
+    return message.snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,16 +277,13 @@ def start(
             changes=caught_up.changes,
         )
         return replace(caught_up, refused=refusal)
-    record = replace(
-        _enter(
-            record,
-            State.STARTING,
-            calculation_id=calculation_id,
-            changed_at=now,
-            started_at=now,
-            by=by,
-        ),
-        started_by=by,
+    record = _enter(
+        record,
+        State.STARTING,
+        calculation_id=calculation_id,
+        changed_at=now,
+        started_at=now,
+        by=by,
     )
     return Outcome(record, (*caught_up.changes, record.snapshot))
 
@@ -309,6 +322,7 @@ def _enter(
 ) -> Record:
     """The record with ``state`` current; a calculation that ends joins the history."""
     previous = record.snapshot
+    starting = state is State.STARTING
     snapshot = StateSnapshot(
         state=state,
         calculation_id=calculation_id or previous.calculation_id,
@@ -318,6 +332,7 @@ def _enter(
         started_at=started_at if started_at is not None else previous.started_at,
         canceled_during=canceled_during,
         by=by,
+        started_by=by if starting else previous.started_by,
     )
     history = record.history
     if state.is_final:
@@ -328,8 +343,8 @@ def _enter(
             ended_at=changed_at,
             outcome=state,
             canceled_during=canceled_during,
-            started_by=record.started_by,
+            started_by=snapshot.started_by,
             canceled_by=by if state is State.CANCELED else None,
         )
         history = (run, *history)[:HISTORY_LENGTH]
-    return Record(snapshot, record.started_by, history)
+    return Record(snapshot, history)

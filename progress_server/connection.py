@@ -124,6 +124,12 @@ class GuardedConnection(ServerConnection):
         """
         assert self._head is not None
         self._head += data
+        if not self._head[:1].isupper():
+            # Not an HTTP request line at all (a TLS hello on a plain port, garbage):
+            # websockets refuses it at once, rather than wait for headers to end.
+            buffer, self._head = self._head, None
+            self._feed(bytes(buffer))
+            return
         limit = self.config.max_handshake_bytes
         end = self._head.find(b"\r\n\r\n", 0, limit)
         if end < 0:
@@ -185,9 +191,7 @@ class GuardedConnection(ServerConnection):
         if self.dropped is not None:
             return
         self.dropped = "flooding with frames"
-        logger.warning(
-            "client %s: closed for flooding (pings, pongs or fragments)", self.short_id
-        )
+        logger.warning("client %s: closed for flooding (pings, pongs or fragments)", self.short_id)
         if self.protocol.state is ConnectionState.OPEN:
             # Sends the close frame and half-closes; the rest of the input is discarded.
             self.protocol.fail(CloseCode.POLICY_VIOLATION, "rate limit exceeded")

@@ -50,6 +50,7 @@ CANCELED = StateSnapshot(
     started_at=1_700_000_000.0,
     canceled_during=State.IN_PROGRESS,
     by=BOB,
+    started_by=Attribution(client_id=None, name="http 127.0.0.1"),
 )
 RUN = Run(
     calculation_id="abc123",
@@ -175,6 +176,7 @@ def test_encode_server_messages() -> None:
         "started_at": None,
         "canceled_during": None,
         "by": None,
+        "started_by": None,
     }
     assert json.loads(encode(StateMessage(CANCELED))) == {
         "type": "state",
@@ -186,6 +188,7 @@ def test_encode_server_messages() -> None:
         "started_at": 1_700_000_000.0,
         "canceled_during": "IN_PROGRESS",
         "by": {"client_id": "c1", "name": "bob@desk"},
+        "started_by": {"client_id": None, "name": "http 127.0.0.1"},
     }
     assert json.loads(encode(History((RUN,)))) == {
         "type": "history",

@@ -40,12 +40,15 @@ async def test_start_and_cancel_say_who_asked(server: ProgressServer) -> None:
     assert starting["by"] == {"client_id": alice_hello["client_id"], "name": "alice@laptop"}
     in_progress = await recv_type(watcher, "state")
     assert in_progress["by"] is None
+    # Who started it, on every state of it: a client that joins now knows too.
+    assert in_progress["started_by"] == starting["by"]
     assert in_progress["started_at"] == starting["started_at"] == starting["changed_at"]
     await send_json(bob, {"action": "cancel"})
     canceled = await recv_type(watcher, "state")
     assert canceled["state"] == "CANCELED"
     assert canceled["canceled_during"] == "IN_PROGRESS"
     assert canceled["by"] == {"client_id": bob_hello["client_id"], "name": "Bøb @ desk"}
+    assert canceled["started_by"] == starting["by"]
     for ws in (alice, bob, watcher):
         await ws.close()
 
