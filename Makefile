@@ -3,7 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-LOG_DIR := logs
+LOG_DIR ?= logs
+# The port of `make run`, `make server` and `make tui`: PORT=4000, or PROGRESS_PORT
+# from the environment, else 3003. The TUI follows it.
+PORT ?= $(or $(PROGRESS_PORT),3003)
+URL = ws://127.0.0.1:$(PORT)/progress
+# What `make run` starts in the foreground once its server listens (tests swap it).
+TUI_COMMAND ?= $(BIN)/progress-tui
+# How long `make run` waits for its server to listen, in tenths of a second.
+START_TENTHS ?= 100
 SERVER_ARGS ?=
 BENCH_ARGS ?=
 TUI_ARGS ?=
@@ -13,7 +21,10 @@ ARGS ?=
 .PHONY: help install run server tui test lint style types bench screenshot clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@awk -F ':.*## ' 'BEGIN { n = 0; width = 0 } \
+	  /^[a-z-]+:.*## / { name[n] = $$1; text[n] = $$2; n++; if (length($$1) > width) width = length($$1) } \
+	  END { for (i = 0; i < n; i++) printf "  make %-" width "s  %s\n", name[i], text[i] }' \
+	  $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,19 +34,34 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the package with its dev extra
 
-run: $(STAMP) ## The main job: a server in the background (log in logs/server.log) and a TUI
+run: $(STAMP) ## The main job: a server in the background and a TUI on it (PORT=4000 moves both)
 	@mkdir -p $(LOG_DIR)
-	@echo "starting progress-server (log: $(LOG_DIR)/server.log); the TUI connects to it"
-	@$(BIN)/progress-server $(SERVER_ARGS) >>$(LOG_DIR)/server.log 2>&1 & server=$$!; \
+	@echo "starting progress-server on port $(PORT) (log: $(LOG_DIR)/server.log); the TUI connects to it"
+	@log=$(LOG_DIR)/server.log; seen=$$(cat $$log 2>/dev/null | wc -l); \
+	  $(BIN)/progress-server --port $(PORT) $(SERVER_ARGS) >>$$log 2>&1 & server=$$!; \
 	  trap 'kill $$server 2>/dev/null; wait $$server 2>/dev/null' EXIT INT TERM; \
-	  $(BIN)/progress-tui --log-file $(LOG_DIR)/tui.log $(TUI_ARGS)
+	  tries=0; \
+	  until tail -n +$$((seen + 1)) $$log | grep -q 'listening on '; do \
+	    if ! kill -0 $$server 2>/dev/null; then \
+	      echo "progress-server did not start:" >&2; \
+	      tail -n +$$((seen + 1)) $$log | grep -v ' INFO ' | tail -n 5 >&2; \
+	      exit 1; \
+	    fi; \
+	    if [ $$tries -ge $(START_TENTHS) ]; then \
+	      echo "progress-server did not say 'listening on' in $$((tries / 10)) s" \
+	        "(a --log-level above info hides it): see $$log" >&2; \
+	      exit 1; \
+	    fi; \
+	    tries=$$((tries + 1)); sleep 0.1; \
+	  done; \
+	  $(TUI_COMMAND) --log-file $(LOG_DIR)/tui.log --url $(URL) $(TUI_ARGS)
 
 server: $(STAMP) ## Start only the server in the foreground (SERVER_ARGS="..." passes options)
-	$(BIN)/progress-server $(SERVER_ARGS)
+	$(BIN)/progress-server --port $(PORT) $(SERVER_ARGS)
 
 tui: $(STAMP) ## Start only a TUI, e.g. in another terminal (TUI_ARGS="..." passes options)
 	@mkdir -p $(LOG_DIR)
-	$(BIN)/progress-tui --log-file $(LOG_DIR)/tui.log $(TUI_ARGS)
+	$(BIN)/progress-tui --log-file $(LOG_DIR)/tui.log $(if $(PROGRESS_URL),,--url $(URL)) $(TUI_ARGS)
 
 test: $(STAMP) ## Run the whole test suite (ARGS="..." passes pytest options)
 	@command -v tmux >/dev/null || { echo "installing tmux (needed by the end-to-end TUI test)"; \

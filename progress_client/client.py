@@ -8,6 +8,11 @@ keeps at most a few frames and then stops reading the socket).
 The server is not trusted: every message goes through the protocol's bounded decoder,
 a message that fails it is skipped, and a connection that keeps sending such messages
 is given up and retried with the backoff (see :class:`_Session`).
+
+A handshake the server refuses for good (HTTP 4xx: a wrong path, a missing token, a
+foreign host) ends the loop with :class:`Closed`, its reason the server's own sentence;
+one it refuses for now (5xx, 503 when full, 429) is retried, no sooner than its
+``Retry-After`` asks. Connection events are logged at INFO (progress-tui's log file).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from websockets.exceptions import (
     InvalidStatus,
     InvalidURI,
 )
+from websockets.http11 import Response
 
 from progress_protocol import __version__
 from progress_protocol.messages import (
@@ -58,6 +64,7 @@ from .reconnect import ReconnectPolicy
 __all__ = [
     "DEFAULT_URL",
     "MAX_INVALID_MESSAGES",
+    "MAX_RETRY_AFTER",
     "NOT_TLS",
     "ActionAccepted",
     "ClientEvent",
@@ -74,6 +81,9 @@ __all__ = [
     "StateReceived",
     "Waiting",
     "check_url",
+    "describe_failure",
+    "is_permanent",
+    "retry_after",
     "tls_context",
 ]
 
@@ -84,6 +94,13 @@ DEFAULT_URL = "ws://127.0.0.1:3003/progress"
 #: Invalid messages one connection may send before the client gives it up. A few are
 #: skipped (a glitch, a newer server's field); a stream of them is a broken server.
 MAX_INVALID_MESSAGES = 5
+
+#: The longest wait a server's ``Retry-After`` can impose, in seconds: a larger value
+#: (or a hostile one) is cut to it, so that a client never looks dead for long.
+MAX_RETRY_AFTER = 60.0
+
+#: The 4xx statuses that say "not now" rather than "no": they are retried.
+_TRANSIENT_CLIENT_ERRORS = frozenset({408, 425, 429})
 
 
 class ConnectionStatus(enum.StrEnum):
@@ -162,9 +179,18 @@ class Waiting:
 
 @dataclass(frozen=True, slots=True)
 class Closed:
-    """The client stopped for good: closed by its owner, or reconnecting is off."""
+    """The loop stopped: closed by its owner (``reason`` is "closed"), refused for good,
+    or failed with reconnecting off.
+
+    Attributes:
+        reason: Why, as a phrase safe to show.
+        permanent: Trying again cannot help until the settings change: the server
+            refused the handshake for good (HTTP 400, 401, 403, 404, 426...) or its
+            certificate is not trusted.
+    """
 
     reason: str
+    permanent: bool = False
 
 
 ClientEvent = (
@@ -347,16 +373,28 @@ class ProgressClient:
     async def events(self) -> AsyncGenerator[ClientEvent, None]:
         """Connect, and reconnect after every loss, yielding what happens.
 
-        Ends with :class:`Closed` after :meth:`close`, or at the first failure when
-        ``reconnect`` is False; never with an exception. Use it with
-        ``contextlib.aclosing`` so that breaking out of the loop closes the connection.
+        Ends with :class:`Closed` after :meth:`close`, after a refusal for good, or at
+        the first failure when ``reconnect`` is False; never with an exception. Use it
+        with ``contextlib.aclosing`` so that breaking out of the loop closes the
+        connection. One iteration at a time.
+
+        A loop that ended otherwise than by :meth:`close` can be started again by
+        calling ``events()`` anew (e.g. the user asks to try again after a refusal): it
+        begins at attempt 1 with a fresh backoff. After :meth:`close` it yields
+        ``Closed("closed")`` at once.
         """
+        self.policy.reset()
+        self._skip_wait = False
+        self._wake.clear()
         attempt = 0
         error = "closed"
+        permanent = False
         while not self._closing:
             attempt += 1
             self.status = ConnectionStatus.CONNECTING
+            logger.debug("connecting to %s (attempt %d)", self.url, attempt)
             yield Connecting(self.url, attempt)
+            wait_at_least = 0.0
             try:
                 connection = await connect(
                     self.url,
@@ -370,8 +408,10 @@ class ProgressClient:
                 )
             except Exception as exc:
                 error = describe_failure(exc, self.url, token=self.token)
-                if is_final(exc):
+                if is_permanent(exc):
+                    permanent = True
                     break
+                wait_at_least = retry_after(exc) or 0.0
             else:
                 session = _Session(self.url)
                 self._connection, self._session = connection, session
@@ -390,17 +430,43 @@ class ProgressClient:
                 if session.greeted and session.failure is None:
                     attempt = 0
                     self.policy.reset()
+                logger.info(
+                    "lost the connection to %s: %s (close code %s, reason %r)",
+                    self.url,
+                    error,
+                    connection.close_code,
+                    printable(connection.close_reason or "", limit=123),
+                )
                 yield ConnectionLost(error, connection.close_code)
             if not self.reconnect:
                 break
-            delay = 0.0 if self._skip_wait else self.policy.next_delay()
+            # reconnect_now(): the user asked, so no wait, not even a Retry-After.
+            delay = 0.0 if self._skip_wait else max(self.policy.next_delay(), wait_at_least)
             self._skip_wait = False
             loop = asyncio.get_running_loop()
             self.status = ConnectionStatus.RECONNECTING
+            logger.info(
+                "retrying %s in %.1f s (attempt %d%s): %s",
+                self.url,
+                delay,
+                attempt + 1,
+                f", the server asked to wait {wait_at_least:g} s" if wait_at_least else "",
+                error,
+            )
             yield Waiting(delay, loop.time() + delay, attempt + 1, error)
             await self._sleep(delay)
         self.status = ConnectionStatus.DISCONNECTED
-        yield Closed("closed" if self._closing else error)
+        if self._closing:
+            logger.info("closed the connection to %s", self.url)
+            yield Closed("closed")
+            return
+        logger.info(
+            "gave up on %s: %s%s",
+            self.url,
+            error,
+            " (trying again cannot help)" if permanent else "",
+        )
+        yield Closed(error, permanent=permanent)
 
     async def _receive(
         self, connection: ClientConnection, session: _Session
@@ -413,15 +479,25 @@ class ProgressClient:
                 if session.failure is not None:
                     break
                 match event:
-                    case Connected(client_id=client_id):
+                    case Connected(server=server, client_id=client_id):
                         self.status = ConnectionStatus.CONNECTED
                         self.client_id = client_id
+                        logger.info(
+                            "connected to %s (%s, client id %s)", self.url, server, client_id
+                        )
                     case StateReceived(snapshot=snapshot):
                         self.snapshot = snapshot
                     case ClientsChanged(count=count):
                         self.clients = count
                     case HistoryReceived(runs=runs):
                         self.history = runs
+                    case ServerError(error=error):
+                        logger.info(
+                            "the server refused request %s: %s (%s)",
+                            error.request_id,
+                            error.message,
+                            error.code,
+                        )
                 if event is not None:
                     yield event
         except ConnectionClosed:
@@ -448,6 +524,9 @@ class ProgressClient:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), delay)
         self._wake.clear()
+        # A reconnect_now() during the wait has been served by waking it: the next
+        # failure waits out its backoff again.
+        self._skip_wait = False
 
     def _headers(self) -> dict[str, str]:
         headers = {}
@@ -490,12 +569,17 @@ class ProgressClient:
         )
 
     def reconnect_now(self) -> None:
-        """Try again now: skip the wait, or drop the live connection and reconnect."""
+        """Try again now: skip the wait, or drop the live connection and reconnect.
+
+        Once :meth:`events` ended with :class:`Closed`, there is no loop to hurry:
+        iterate ``events()`` anew instead.
+        """
         self._skip_wait = True
         self._wake.set()
         connection = self._connection
         if connection is not None:
-            asyncio.get_running_loop().create_task(connection.close())
+            # Kept: the event loop holds only a weak reference to a task.
+            self._closer = asyncio.get_running_loop().create_task(connection.close())
 
     async def close(self) -> None:
         """Close the connection (code 1000) and end :meth:`events`."""
@@ -506,11 +590,42 @@ class ProgressClient:
             await connection.close()
 
 
-def is_final(exc: BaseException) -> bool:
-    """Whether trying again cannot help: a bad URL, a refused token or origin."""
+def is_permanent(exc: BaseException) -> bool:
+    """Whether trying again cannot help: a bad URL, an untrusted certificate, or a
+    handshake refused with a 4xx status other than 408, 425 and 429 (the server said
+    "no": wrong path, token, host or request; not "not now")."""
     if isinstance(exc, InvalidStatus):
-        return exc.response.status_code in (401, 403)
+        status = exc.response.status_code
+        return 400 <= status < 500 and status not in _TRANSIENT_CLIENT_ERRORS
     return isinstance(exc, InvalidURI | ssl.SSLCertVerificationError)
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """The wait a refused handshake's ``Retry-After: <seconds>`` asks for, at most
+    :data:`MAX_RETRY_AFTER`; None without one (an HTTP date is not read)."""
+    if not isinstance(exc, InvalidStatus):
+        return None
+    values = exc.response.headers.get_all("Retry-After")
+    if len(values) != 1:
+        return None
+    value = values[0].strip()
+    # Digits only (int() would take "1_0", " +5" or Unicode digits), and few of them.
+    if not (value.isascii() and value.isdigit() and len(value) <= 10):
+        return None
+    return min(float(value), MAX_RETRY_AFTER)
+
+
+def refusal_sentence(response: Response) -> str | None:
+    """The server's sentence in a refused handshake's body: its protocol ``error``
+    object, read by the shared (bounded, printable-only) decoder; None for any other
+    body."""
+    if not response.body:
+        return None
+    try:
+        message = decode_server_message(bytes(response.body).decode())
+    except (UnicodeDecodeError, ProtocolError):
+        return None
+    return message.message if isinstance(message, Error) else None
 
 
 #: What OpenSSL says when the other end answers a TLS handshake with plain HTTP.
@@ -533,12 +648,15 @@ def _describe_failure(exc: BaseException, url: str, *, token: str | None) -> str
             if token:
                 return "the server refused the token (HTTP 401)"
             return "the server needs a token (HTTP 401): use --token or PROGRESS_TOKEN"
-        case InvalidStatus(response=response) if response.status_code == 403:
-            return "the server refused this client's origin (HTTP 403)"
-        case InvalidStatus(response=response) if response.status_code == 503:
-            return "the server is full (HTTP 503)"
         case InvalidStatus(response=response):
-            return f"the server refused the connection (HTTP {response.status_code})"
+            status = f"HTTP {response.status_code}"
+            sentence = refusal_sentence(response)
+            if sentence is None:
+                # Not our server's JSON (a proxy, another server): its status line.
+                phrase = printable(response.reason_phrase, limit=64)
+                status = f"{status} {phrase}".rstrip()
+                return f"the server refused the connection ({status})"
+            return f"the server refused the connection ({status}): {sentence}"
         case ssl.SSLCertVerificationError():
             return f"the server's certificate is not trusted ({exc.verify_message}); see --cafile"
         case ssl.SSLError() if exc.reason in _NOT_TLS_REASONS or isinstance(exc, ssl.SSLEOFError):

@@ -1,9 +1,15 @@
 """``progress-ctl``: drive and watch the shared calculation from scripts.
 
-Exit status: 0 done (or SUCCESS), 1 refused by the server (or CANCELED), 2 the server
-could not be reached, stopped answering or sent invalid messages (and any usage error),
-130 interrupted (Ctrl-C). Whatever the server sends, the command ends with one sentence
-on stderr, never a traceback, and prints no control character from the server.
+The exit status tells a script what happened (the table is in ``--help`` and
+docs/clients.md): 0 done, 1 refused by the server or the calculation CANCELED or gone,
+2 usage error, 3 the server cannot be reached or the connection was lost, 4 the server
+refused the connection for good, 130 interrupted. Whatever the server sends, a failure
+ends with one sentence on stderr, never a traceback, and nothing printed carries a
+control character from the server.
+
+With ``--json``, stdout carries the protocol's own objects, one JSON line each (the
+shapes of docs/protocol.md): ``state``, ``ack``, ``history``, and the ``error`` object
+of an action the server refused.
 """
 
 from __future__ import annotations
@@ -22,29 +28,38 @@ from typing import Any, Literal, NoReturn
 import click
 
 from progress_protocol import __version__
-from progress_protocol.messages import StateMessage, to_dict
-from progress_protocol.states import State, StateSnapshot
+from progress_protocol.messages import Ack, Error, History, StateMessage, to_dict
+from progress_protocol.states import Attribution, Run, State, StateSnapshot
 
 from .client import (
     ActionAccepted,
     ClientEvent,
     Closed,
     ConnectionLost,
+    HistoryReceived,
     NotConnected,
     ProgressClient,
     ServerError,
     StateReceived,
     Waiting,
 )
-from .display import describe_exception, printable
+from .display import describe_exception, duration, printable
 from .options import check_connection_options, connection_options
 from .reconnect import ReconnectPolicy
 
 __all__ = ["main"]
 
 EXIT_OK = 0
+#: The server refused the action, or the calculation ended CANCELED or vanished.
 EXIT_REFUSED = 1
-EXIT_UNREACHABLE = 2
+#: click's own status for a usage error.
+EXIT_USAGE = 2
+#: The server cannot be reached, the connection was lost, or the server broke down
+#: (invalid messages, no answer in time): trying again later may work.
+EXIT_UNREACHABLE = 3
+#: The server refused the connection for good (a wrong path, token or host) or its
+#: certificate is not trusted: the settings must change first.
+EXIT_REJECTED = 4
 EXIT_INTERRUPTED = 130
 
 #: How long a one-shot command waits for the server's answer.
@@ -60,30 +75,116 @@ class Failure(Exception):
         self.status = status
 
 
-def describe(snapshot: StateSnapshot) -> str:
-    """One line for a person: the state, its calculation, its seq and time."""
-    # The decoder bounds changed_at; a time the platform cannot convert still gets a line.
+def clock_time(timestamp: float, pattern: str = "%H:%M:%S") -> str:
+    """A unix time as local time; the decoder bounds it, and a time the platform cannot
+    convert still gets words."""
     try:
-        at = time.strftime("%H:%M:%S", time.localtime(snapshot.changed_at))
+        return time.strftime(pattern, time.localtime(timestamp))
     except (OverflowError, OSError, ValueError):
-        at = "an unknown time"
-    calculation_id = snapshot.calculation_id
-    calculation = f"calculation {printable(calculation_id)}, " if calculation_id else ""
-    return f"{snapshot.state.value} ({calculation}seq {snapshot.seq}, at {at})"
+        return "an unknown time"
+
+
+def who(by: Attribution | None) -> str | None:
+    return None if by is None else printable(by.name)
+
+
+def attribution(snapshot: StateSnapshot) -> str | None:
+    """Who did it, in the TUI's words: "started by alice@laptop", "canceled by bob@desk
+    during IN_PROGRESS"; None for the timer's own transitions."""
+    name = who(snapshot.by)
+    if snapshot.state is State.CANCELED:
+        during = snapshot.canceled_during
+        words = "canceled" + (f" by {name}" if name else "")
+        words += f" during {during.value}" if during else ""
+        return words if name or during else None
+    if name is None:
+        return None
+    return f"started by {name}" if snapshot.state is State.STARTING else f"by {name}"
+
+
+def describe(snapshot: StateSnapshot) -> str:
+    """One line for a person: the state, its calculation, seq, time and who did it."""
+    parts = [f"seq {snapshot.seq}", f"at {clock_time(snapshot.changed_at)}"]
+    if snapshot.calculation_id:
+        parts.insert(0, f"calculation {printable(snapshot.calculation_id)}")
+    by = attribution(snapshot)
+    if by:
+        parts.append(by)
+    return f"{snapshot.state.value} ({', '.join(parts)})"
 
 
 def emit(snapshot: StateSnapshot, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(to_dict(StateMessage(snapshot))))
+        print_json(to_dict(StateMessage(snapshot)))
     else:
         click.echo(describe(snapshot))
+
+
+def print_json(payload: dict[str, Any]) -> None:
+    # ensure_ascii: whatever the server's names hold, the line is plain ASCII.
+    click.echo(json.dumps(payload))
+
+
+def outcome(run: Run) -> str:
+    during = f" during {run.canceled_during.value}" if run.canceled_during else ""
+    return f"{run.outcome.value}{during}"
+
+
+HISTORY_COLUMNS = ("CALCULATION", "STARTED", "DURATION", "OUTCOME", "STARTED BY", "CANCELED BY")
+
+
+def history_table(runs: tuple[Run, ...]) -> list[str]:
+    """The runs as aligned lines under a header, in the server's order (newest first)."""
+    if not runs:
+        return ["no finished calculation yet"]
+    rows = [
+        (
+            printable(run.calculation_id),
+            clock_time(run.started_at, "%Y-%m-%d %H:%M:%S"),
+            duration(run.seconds),
+            outcome(run),
+            who(run.started_by) or "",
+            who(run.canceled_by) or "",
+        )
+        for run in runs
+    ]
+    table = [HISTORY_COLUMNS, *rows]
+    widths = [max(len(row[column]) for row in table) for column in range(len(HISTORY_COLUMNS))]
+    return [
+        "  ".join(
+            # Durations line up on their right, like numbers.
+            cell.rjust(width) if column == 2 else cell.ljust(width)
+            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in table
+    ]
+
+
+def gone(calculation_id: str, snapshot: StateSnapshot) -> Failure:
+    """The calculation followed is not the server's any more: it restarted (or the end
+    was missed while disconnected and another run began)."""
+    return Failure(
+        f"calculation {calculation_id} is gone from the server (it restarted?); "
+        f"the state is now {snapshot.state.value}",
+        EXIT_REFUSED,
+    )
+
+
+def refused(action: str, error: Error, as_json: bool) -> Failure:
+    """An action the server refused: its error object on stdout with --json, and its
+    sentence on stderr in any case."""
+    if as_json:
+        print_json(to_dict(error))
+    return Failure(f"the server refused to {action}: {error.message}", EXIT_REFUSED)
 
 
 async def follow(client: ProgressClient) -> AsyncGenerator[ClientEvent, None]:
     """The client's events, failing cleanly: unreachable at first, or lost for good.
 
     The server counts as reached once it sent a valid state: one that says hello and
-    then only sends invalid messages is as useless as one that does not answer.
+    then only sends invalid messages is as useless as one that does not answer. A
+    refusal for good (HTTP 401, 403, 404...) ends with :data:`EXIT_REJECTED`, any other
+    failure with :data:`EXIT_UNREACHABLE`.
     """
     reached = False
     async with aclosing(client.events()) as events:
@@ -96,10 +197,11 @@ async def follow(client: ProgressClient) -> AsyncGenerator[ClientEvent, None]:
                 case ConnectionLost(reason=reason) if reached and client.reconnect:
                     # Without reconnecting, Closed says the same just after.
                     click.echo(f"progress-ctl: connection lost: {reason}; reconnecting", err=True)
-                case Closed(reason=reason) if reason != "closed":
+                case Closed(reason=reason, permanent=permanent) if reason != "closed":
                     where = "" if reached else f" to {client.url}"
                     verb = "lost the connection" if reached else "cannot connect"
-                    raise Failure(f"{verb}{where}: {reason}", EXIT_UNREACHABLE)
+                    status = EXIT_REJECTED if permanent else EXIT_UNREACHABLE
+                    raise Failure(f"{verb}{where}: {reason}", status)
             yield event
 
 
@@ -179,19 +281,32 @@ def log_to_stderr() -> None:
 def main(ctx: click.Context, url: str, token: str | None, cafile: str | None, name: str) -> None:
     """Drive and watch a progress-server's calculation from scripts.
 
-    Exit status: 0 done, 1 refused by the server or CANCELED, 2 server unreachable
-    or broken.
+    With --json, every command prints the protocol's own objects on stdout, one JSON
+    line each: a state per line (status, watch, start --wait), the ack (start, cancel),
+    the history object (history), and the error object of an action the server
+    refuses. A failure is also said in one sentence on stderr.
+
+    \b
+    Exit status:
+      0    done (start --wait, watch --until-done: the calculation succeeded)
+      1    the server refused the action, or the calculation was canceled or
+           is gone (the server restarted)
+      2    usage error
+      3    the server cannot be reached, or the connection was lost
+      4    the server refused the connection (wrong path, token or host: its
+           sentence on stderr), or its certificate is not trusted
+      130  interrupted (Ctrl-C)
     """
     log_to_stderr()
     check_connection_options(url, token, cafile)
     ctx.obj = Target(url, token, cafile, name)
 
 
-@main.command()
+@main.command(short_help="Print the current state.")
 @click.option("--json", "as_json", is_flag=True, help="Print the state message as JSON.")
 @click.pass_obj
 def status(target: Target, as_json: bool) -> None:
-    """Print the current state."""
+    """Print the current state: who started or canceled it, and when."""
     run(_status(target, as_json))
 
 
@@ -206,20 +321,27 @@ async def _status(target: Target, as_json: bool) -> int:
     raise Failure("the server closed the connection before sending its state", EXIT_UNREACHABLE)
 
 
-@main.command()
+@main.command(short_help="Start a calculation; --wait follows it to its end.")
 @click.option("--wait", is_flag=True, help="Print each state; exit 0 on SUCCESS, 1 on CANCELED.")
-@click.option("--json", "as_json", is_flag=True, help="With --wait, print JSON lines.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the ack as JSON; with --wait, the state messages instead, one per line.",
+)
 @click.pass_obj
 def start(target: Target, wait: bool, as_json: bool) -> None:
-    """Start a calculation."""
+    """Start a calculation and print its id; with --wait, follow it to its end
+    (reconnecting if need be)."""
     run(_act(target, "start", wait=wait, as_json=as_json))
 
 
-@main.command()
+@main.command(short_help="Cancel the running calculation.")
+@click.option("--json", "as_json", is_flag=True, help="Print the ack as JSON.")
 @click.pass_obj
-def cancel(target: Target) -> None:
-    """Cancel the running calculation."""
-    run(_act(target, "cancel", wait=False, as_json=False))
+def cancel(target: Target, as_json: bool) -> None:
+    """Cancel the running calculation and print its id."""
+    run(_act(target, "cancel", wait=False, as_json=as_json))
 
 
 async def _act(
@@ -242,22 +364,17 @@ async def _act(
                         EXIT_UNREACHABLE,
                     )
                 case ServerError(error=error) if error.request_id == request_id:
-                    raise Failure(f"the server refused to {action}: {error.message}", EXIT_REFUSED)
+                    raise refused(action, error, as_json)
                 case ActionAccepted(ack=ack) if ack.request_id == request_id:
                     calculation_id = ack.calculation_id
                     answer.reschedule(None)
                     if not wait:
-                        past = "started" if action == "start" else "canceled"
-                        click.echo(f"{past} calculation {printable(calculation_id)}")
+                        print_accepted(ack, as_json)
                         await client.close()
                         return EXIT_OK
                 case StateReceived(snapshot=snapshot) if calculation_id is not None:
                     if snapshot.calculation_id != calculation_id:
-                        raise Failure(
-                            f"calculation {calculation_id} is gone from the server "
-                            f"(it restarted?); the state is now {snapshot.state.value}",
-                            EXIT_REFUSED,
-                        )
+                        raise gone(calculation_id, snapshot)
                     emit(snapshot, as_json)
                     if snapshot.state.is_final:
                         await client.close()
@@ -265,12 +382,21 @@ async def _act(
     raise Failure("the server closed the connection before answering", EXIT_UNREACHABLE)
 
 
-@main.command()
+def print_accepted(ack: Ack, as_json: bool) -> None:
+    if as_json:
+        print_json(to_dict(ack))
+    else:
+        past = "started" if ack.action == "start" else "canceled"
+        click.echo(f"{past} calculation {printable(ack.calculation_id)}")
+
+
+@main.command(short_help="Print the state, then each change, reconnecting by itself.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines, one state message each.")
 @click.option(
     "--until-done",
     is_flag=True,
-    help="Exit at the next SUCCESS (status 0) or CANCELED (status 1).",
+    help="Exit at the next SUCCESS (status 0) or CANCELED (status 1); status 1 as well "
+    "if the calculation followed is gone (the server restarted).",
 )
 @click.pass_obj
 def watch(target: Target, as_json: bool, until_done: bool) -> None:
@@ -285,10 +411,58 @@ async def _watch(target: Target, as_json: bool, until_done: bool) -> int:
         async for event in events:
             if not isinstance(event, StateReceived) or event.snapshot == last:
                 continue  # a resync after a reconnect repeats the last state
+            snapshot = event.snapshot
+            # Within one server the running calculation only ever ends in a final
+            # state; another id (after a reconnect) means the server lost it.
+            if (
+                until_done
+                and last is not None
+                and last.state.is_running
+                and last.calculation_id is not None
+                and snapshot.calculation_id != last.calculation_id
+            ):
+                raise gone(last.calculation_id, snapshot)
             first = last is None
-            last = event.snapshot
+            last = snapshot
             emit(last, as_json)
             if until_done and not first and last.state.is_final:
                 await client.close()
                 return EXIT_OK if last.state is State.SUCCESS else EXIT_REFUSED
     return EXIT_OK
+
+
+@main.command(short_help="Print the last finished calculations, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the history message as JSON.")
+@click.pass_obj
+def history(target: Target, as_json: bool) -> None:
+    """Print the last finished calculations, newest first: when each started, how long
+    it ran, how it ended, and who started or canceled it."""
+    run(_history(target, as_json))
+
+
+async def _history(target: Target, as_json: bool) -> int:
+    client = make_client(target, reconnect=False)
+    request_id: str | None = None
+    async with asyncio.timeout(ANSWER_TIMEOUT), aclosing(follow(client)) as events:
+        async for event in events:
+            match event:
+                case StateReceived() if request_id is None:
+                    # The server sends its history right after the state anyway; asking
+                    # costs one message and serves a server that would not.
+                    request_id = await client.send("history")
+                case HistoryReceived(runs=runs):
+                    if as_json:
+                        print_json(to_dict(History(runs)))
+                    else:
+                        for line in history_table(runs):
+                            click.echo(line)
+                    await client.close()
+                    return EXIT_OK
+                case ServerError(error=error) if error.request_id == request_id:
+                    raise refused("send its history", error, as_json)
+                case ConnectionLost(reason=reason) if request_id is not None:
+                    raise Failure(
+                        f"lost the connection before the server answered: {reason}",
+                        EXIT_UNREACHABLE,
+                    )
+    raise Failure("the server closed the connection before answering", EXIT_UNREACHABLE)

@@ -1,7 +1,8 @@
 """A hostile server for the clients' tests: a real WebSocket server playing scripted frames.
 
 Each connection gets the script's hello, then its frames, raw, in order; then each
-request is answered with the script's replies for its action, if any. The frames are
+request is answered with the script's replies for its action, if any. Handshakes can
+be refused first, each with a scripted HTTP response (:class:`Refusal`). The frames are
 JSON text built here, so that they can carry what no honest server sends: a 400-digit
 integer, 1e300, escapes of control characters and lone surrogates. CASES holds one
 script per kind of hostility, with what a client must make of it.
@@ -17,7 +18,9 @@ from types import TracebackType
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from progress_client.client import MAX_INVALID_MESSAGES
 from tests.helpers import TIMEOUT
@@ -29,10 +32,12 @@ __all__ = [
     "REQUEST_ID",
     "Case",
     "HostileServer",
+    "Refusal",
     "Script",
     "ack",
     "frame",
     "hello",
+    "history",
     "invalid",
     "state",
 ]
@@ -71,6 +76,23 @@ def ack(action: str, calculation_id: str) -> str:
     return frame(type="ack", action=action, calculation_id=calculation_id, request_id=REQUEST_ID)
 
 
+def history(*runs: dict[str, Any]) -> str:
+    return frame(type="history", runs=list(runs))
+
+
+def run(calculation_id: str, started_by: str, canceled_by: str | None = None) -> dict[str, Any]:
+    """One finished run: a SUCCESS, or a CANCELED during IN_PROGRESS if canceled_by."""
+    return {
+        "calculation_id": calculation_id,
+        "started_at": 1_700_000_000.0,
+        "ended_at": 1_700_000_006.0,
+        "outcome": "CANCELED" if canceled_by else "SUCCESS",
+        "canceled_during": "IN_PROGRESS" if canceled_by else None,
+        "started_by": {"client_id": "c1", "name": started_by},
+        "canceled_by": {"client_id": "c2", "name": canceled_by} if canceled_by else None,
+    }
+
+
 def invalid(*frames: str) -> tuple[str, ...]:
     """Enough of ``frames``, in turn, for a client to give the connection up."""
     return tuple(frames[i % len(frames)] for i in range(MAX_INVALID_MESSAGES))
@@ -91,18 +113,51 @@ class Script:
     hello: str = field(default_factory=hello)
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """An HTTP response that refuses a handshake.
+
+    Attributes:
+        status: Its status code.
+        body: Its body, raw (JSON or not).
+        headers: Extra headers, e.g. ``Retry-After``.
+        reason: Its status line's reason phrase.
+    """
+
+    status: int
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    reason: str = "Refused"
+
+    @classmethod
+    def error(cls, status: int, message: str, **headers: str) -> Refusal:
+        """A refusal the way progress-server words it: its JSON error object."""
+        body = frame(type="error", code="refused", message=message, request_id=None)
+        return cls(status, body.encode(), {"Content-Type": "application/json", **headers})
+
+    def response(self) -> Response:
+        headers = Headers(self.headers)
+        headers["Content-Length"] = str(len(self.body))
+        headers["Connection"] = "close"
+        return Response(self.status, self.reason, headers, self.body)
+
+
 class HostileServer:
     """A WebSocket server on a free port that plays a :class:`Script` to each client.
 
-    Given several scripts, it plays them in turn, one per connection.
+    Given several scripts, it plays them in turn, one per connection. Given refusals,
+    it first refuses as many handshakes, each with the next one.
 
     Attributes:
         connections: How many clients connected so far.
         close_codes: The close code of each connection that ended, in order.
+        handshakes: How many handshakes were asked for, refused ones included.
     """
 
-    def __init__(self, *scripts: Script) -> None:
-        self.scripts = scripts
+    def __init__(self, *scripts: Script, refusals: Sequence[Refusal] = ()) -> None:
+        self.scripts = scripts or (Script(),)
+        self.refusals = refusals
+        self.handshakes = 0
         self.connections = 0
         self.close_codes: list[int | None] = []
         self._server: Server | None = None
@@ -116,6 +171,12 @@ class HostileServer:
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/progress"
+
+    def _refuse(self, connection: ServerConnection, request: Request) -> Response | None:
+        self.handshakes += 1
+        if self.handshakes <= len(self.refusals):
+            return self.refusals[self.handshakes - 1].response()
+        return None
 
     async def _play(self, connection: ServerConnection) -> None:
         script = self.scripts[self.connections % len(self.scripts)]
@@ -147,7 +208,7 @@ class HostileServer:
         return self.close_codes
 
     async def __aenter__(self) -> HostileServer:
-        self._server = await serve(self._play, "127.0.0.1", 0)
+        self._server = await serve(self._play, "127.0.0.1", 0, process_request=self._refuse)
         return self
 
     async def __aexit__(
@@ -201,6 +262,11 @@ def _markup(calculation_id: str) -> Case:
                 "cancel": (
                     ack("cancel", calculation_id),
                     state("CANCELED", 10, calculation_id=calculation_id),
+                ),
+                "history": (
+                    # A name with an escape: skipped; then one with markup: shown as it is.
+                    history(run("r1", "\x1b[2J\x1b[31mowned")),
+                    history(run(calculation_id, calculation_id, calculation_id)),
                 ),
             },
         ),

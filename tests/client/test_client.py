@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -16,6 +17,7 @@ import trustme
 import progress_client.client as client_module
 from progress_client.client import (
     MAX_INVALID_MESSAGES,
+    MAX_RETRY_AFTER,
     NOT_TLS,
     ActionAccepted,
     ClientEvent,
@@ -35,8 +37,8 @@ from progress_client.reconnect import ReconnectPolicy
 from progress_protocol.messages import decode_server_message
 from progress_protocol.states import State, StateSnapshot
 from progress_server.server import ProgressServer
-from tests.client.hostile import CASES, HostileServer, Script, state
-from tests.helpers import STEP, TIME_FACTOR, TIMEOUT, ServerProcess, free_port
+from tests.client.hostile import CASES, HostileServer, Refusal, Script, frame, state
+from tests.helpers import STEP, TIME_FACTOR, TIMEOUT, ServerProcess, free_port, join
 
 E = TypeVar("E")
 
@@ -171,13 +173,199 @@ async def test_without_reconnect_the_first_failure_ends_the_events() -> None:
     assert closed.reason == "connection refused"
 
 
-async def test_a_wrong_path_is_explained() -> None:
-    """A handshake refused by the server says the HTTP status."""
+@pytest.mark.parametrize("path", ["", "/progress/"])
+async def test_a_wrong_path_is_refused_for_good_with_the_servers_sentence(path: str) -> None:
+    """A handshake refused with 404: no retry, however willing the client, and the
+    reason is the server's own sentence, which names the right path."""
     async with ProgressServer(port=0, step_seconds=STEP) as server:
-        client = client_for(server.url.replace("/progress", "/nope"), reconnect=False)
+        client = client_for(server.url.replace("/progress", path))
+        async with aclosing(client.events()) as events:
+            seen = [event async for event in events]
+    assert [type(event) for event in seen] == [Connecting, Closed]
+    assert seen[-1] == Closed(
+        f"the server refused the connection (HTTP 404): There is nothing at {path or '/'}. "
+        "The WebSocket endpoint is /progress; the HTTP endpoints are GET /healthz, "
+        "GET /state, GET /history, POST /start and POST /cancel.",
+        permanent=True,
+    )
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 410, 426, 431])
+async def test_a_refusal_for_good_stops_with_the_servers_sentence(status: int) -> None:
+    """4xx but 408, 425 and 429: one attempt, then Closed with the body's sentence."""
+    refusal = Refusal.error(status, "Go away: this is why.")
+    async with HostileServer(refusals=[refusal]) as server:
+        client = client_for(server.url)
+        async with aclosing(client.events()) as events:
+            seen = [event async for event in events]
+        assert server.handshakes == 1
+        assert seen == [
+            Connecting(server.url, 1),
+            Closed(
+                f"the server refused the connection (HTTP {status}): Go away: this is why.",
+                permanent=True,
+            ),
+        ]
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503])
+async def test_a_refusal_for_now_is_retried(status: int) -> None:
+    """5xx, 408 and 429: the sentence is the wait's reason, and the next attempt goes in."""
+    refusal = Refusal.error(status, "Not now.")
+    async with HostileServer(refusals=[refusal]) as server:
+        client = client_for(server.url)
+        async with aclosing(client.events()) as events:
+            waiting = await next_event(events, Waiting)
+            await next_event(events, Connected)
+    assert waiting.error == f"the server refused the connection (HTTP {status}): Not now."
+    assert waiting.attempt == 2
+
+
+@pytest.mark.parametrize(
+    ("refusal", "reason"),
+    [
+        (Refusal(404, b"<h1>Not Found</h1>", reason="Not Found"), "HTTP 404 Not Found"),
+        (Refusal(404, b"\xff\xfe", reason="Not Found"), "HTTP 404 Not Found"),
+        (
+            Refusal(404, frame(type="error", code="x", message="a" * 2000).encode()),
+            "HTTP 404 Refused",
+        ),
+        (
+            Refusal(403, frame(type="error", code="x", message="\x1b[2Jowned").encode()),
+            "HTTP 403 Refused",
+        ),
+        (Refusal(403, frame(type="state").encode(), reason="Forbidden"), "HTTP 403 Forbidden"),
+        (Refusal(404, reason="x" * 300), "HTTP 404 " + "x" * 64 + "…"),
+    ],
+    ids=["html", "not utf-8", "too long", "control characters", "not an error", "long reason"],
+)
+async def test_a_refusal_without_a_sentence_falls_back_to_the_status_line(
+    refusal: Refusal, reason: str
+) -> None:
+    """A body that is not a valid error object (HTML, too long, with control characters)
+    is never shown: the status line is, bounded."""
+    async with HostileServer(refusals=[refusal]) as server:
+        client = client_for(server.url)
         async with aclosing(client.events()) as events:
             closed = await next_event(events, Closed)
-    assert closed.reason == "the server refused the connection (HTTP 404)"
+    assert closed == Closed(f"the server refused the connection ({reason})", permanent=True)
+
+
+async def test_retry_after_is_the_least_wait_up_to_a_bound() -> None:
+    """Retry-After: 3 waits 3 s whatever the backoff; a huge one 60 s; an HTTP date, a
+    negative or a decimal number is ignored."""
+    refusals = [
+        Refusal.error(503, "Full.", **{"Retry-After": value})
+        for value in ("3", "100000", "Wed, 21 Oct 2015 07:28:00 GMT", "-1", "1.5")
+    ]
+    async with HostileServer(refusals=refusals) as server:
+        client = ProgressClient(
+            server.url, policy=ReconnectPolicy(initial=0.01, cap=0.01, random=lambda: 1.0)
+        )
+        delays = []
+        async with aclosing(client.events()) as events:
+            for _ in refusals:
+                delays.append((await next_event(events, Waiting)).delay)
+                client.reconnect_now()  # the test does not wait it out
+            await next_event(events, Connected)
+    assert delays == [3.0, MAX_RETRY_AFTER, 0.01, 0.01, 0.01]
+    assert MAX_RETRY_AFTER == 60.0
+
+
+async def test_a_full_server_is_retried_after_its_retry_after() -> None:
+    """A real server at --max-clients: 503 with its sentence and Retry-After 5; once a
+    place is free, the client gets in."""
+    async with ProgressServer(port=0, step_seconds=STEP, max_clients=1) as server:
+        first, _, _ = await join(server.url)
+        client = client_for(server.url)
+        async with aclosing(client.events()) as events:
+            waiting = await next_event(events, Waiting)
+            assert waiting.delay == 5.0
+            assert waiting.error == (
+                "the server refused the connection (HTTP 503): "
+                "The server is full (1 clients); try again later."
+            )
+            await first.close()
+            client.reconnect_now()  # rather than wait 5 s
+            async with asyncio.timeout(TIMEOUT):
+                async for event in events:
+                    if isinstance(event, Waiting):
+                        client.reconnect_now()  # the server may not have seen it go yet
+                    if isinstance(event, Connected):
+                        break
+
+
+async def test_connection_events_are_logged_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    """Connects, refusals, losses with their code, each retry, and the give-up: one line
+    each, at INFO, through the client's logger (progress-tui's log file)."""
+    port = free_port()
+    caplog.set_level(logging.INFO, logger="progress_client.client")
+    async with ProgressServer(port=port, step_seconds=STEP) as server:
+        url = server.url
+        client = client_for(url)
+        async with aclosing(client.events()) as events:
+            await next_event(events, StateReceived)
+            await client.send("cancel")
+            await next_event(events, ServerError)
+            await server.close()
+            await next_event(events, Waiting)
+            async with ProgressServer(port=port, token="t0ken"):
+                closed = await next_event(events, Closed)
+    assert closed.permanent
+    records = [r for r in caplog.records if r.name == "progress_client.client"]
+    assert all(r.levelno == logging.INFO and r.exc_info is None for r in records)
+    lines = [r.getMessage() for r in records]
+    assert all("\n" not in line for line in lines)
+    assert lines[0].startswith(f"connected to {url} (progress-server/")
+    assert lines[1] == (
+        "the server refused request cancel-1: There is no running calculation to cancel "
+        "(the state is IDLE). (not_running)"
+    )
+    assert lines[2] == (
+        f"lost the connection to {url}: the server is going away (1001) "
+        "(close code 1001, reason '')"
+    )
+    assert re.fullmatch(
+        rf"retrying {url} in \d+\.\d s \(attempt 1\): the server is going away \(1001\)",
+        lines[3],
+    )
+    assert lines[-1] == (
+        f"gave up on {url}: the server needs a token (HTTP 401): use --token or PROGRESS_TOKEN "
+        "(trying again cannot help)"
+    )
+
+
+async def test_events_can_start_again_after_a_refusal_but_not_after_close() -> None:
+    """After a refusal for good, events() may be iterated anew (the TUI's "try again"):
+    attempt 1 and a fresh backoff. After close(), it ends at once."""
+    refusals = [Refusal.error(503, "Full."), Refusal.error(404, "Wrong."), Refusal.error(503, "")]
+    async with HostileServer(refusals=refusals) as server:
+        client = ProgressClient(
+            server.url, policy=ReconnectPolicy(initial=0.01, cap=1.0, random=lambda: 1.0)
+        )
+        async with aclosing(client.events()) as events:
+            assert (await next_event(events, Waiting)).delay == 0.01
+            assert (await next_event(events, Closed)).permanent
+        async with aclosing(client.events()) as events:
+            assert await anext(events) == Connecting(server.url, 1)
+            waiting = await next_event(events, Waiting)
+            assert (waiting.attempt, waiting.delay) == (2, 0.01)  # not 0.02: a fresh start
+            await next_event(events, Connected)
+        await client.close()
+        async with aclosing(client.events()) as events:
+            assert [event async for event in events] == [Closed("closed")]
+
+
+async def test_reconnect_now_skips_one_wait_only() -> None:
+    """reconnect_now() during a wait skips that wait; the next failure waits again."""
+    client = ProgressClient(
+        f"ws://127.0.0.1:{free_port()}/progress",
+        policy=ReconnectPolicy(initial=100, cap=100, random=lambda: 1.0),
+    )
+    async with aclosing(client.events()) as events:
+        await next_event(events, Waiting)
+        client.reconnect_now()
+        assert (await next_event(events, Waiting)).delay == 100
 
 
 async def test_reconnect_now_skips_the_wait() -> None:
@@ -225,7 +413,7 @@ async def test_the_token_lets_the_client_in() -> None:
                     events_seen.append(event)
         # Refused for good: one attempt, no backoff loop.
         assert [type(e) for e in events_seen] == [Connecting, Closed]
-        assert events_seen[-1] == Closed("the server refused the token (HTTP 401)")
+        assert events_seen[-1] == Closed("the server refused the token (HTTP 401)", permanent=True)
 
 
 # Against a hostile server.

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import pytest
 from progress_server.server import ProgressServer
 from tests.client.hostile import COMBINED_CASES, Case, HostileServer
 from tests.helpers import (
+    STEP,
     TIME_FACTOR,
     TIMEOUT,
     command,
@@ -67,8 +69,9 @@ async def test_url_comes_from_the_environment(server: ProgressServer) -> None:
 async def test_start_wait_prints_each_state_and_exits_0_on_success(
     server: ProgressServer,
 ) -> None:
-    """start --wait: STARTING, IN_PROGRESS, ALMOST_DONE, SUCCESS; exit status 0."""
-    code, out, err = await run_ctl("--url", server.url, "start", "--wait")
+    """start --wait: STARTING (and who started it), IN_PROGRESS, ALMOST_DONE, SUCCESS;
+    exit status 0."""
+    code, out, err = await run_ctl("--url", server.url, "--name", "alice@laptop", "start", "--wait")
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert [line.split()[0] for line in lines] == [
@@ -78,6 +81,10 @@ async def test_start_wait_prints_each_state_and_exits_0_on_success(
         "SUCCESS",
     ]
     assert len({line.split()[2] for line in lines}) == 1  # one calculation id
+    assert re.fullmatch(
+        r"STARTING \(calculation \w+, seq 1, at \d\d:\d\d:\d\d, started by alice@laptop\)",
+        lines[0],
+    )
 
 
 async def test_start_wait_exits_1_on_canceled() -> None:
@@ -141,14 +148,34 @@ async def test_watch_json_lines_until_done(server: ProgressServer) -> None:
     assert [m["seq"] for m in messages] == [1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("args", [["status"], ["start", "--wait"], ["cancel"], ["watch"]])
-async def test_nothing_listening_exits_2_with_one_line(args: list[str]) -> None:
-    """No server: one clear line on stderr, exit status 2, no traceback."""
+@pytest.mark.parametrize(
+    "args", [["status"], ["start", "--wait"], ["cancel"], ["watch"], ["history"]]
+)
+async def test_nothing_listening_exits_3_with_one_line(args: list[str]) -> None:
+    """No server: one clear line on stderr, exit status 3, no traceback."""
     url = f"ws://127.0.0.1:{free_port()}/progress"
     code, out, err = await run_ctl("--url", url, *args)
-    assert code == 2
+    assert code == 3
     assert out == ""
     assert err == f"progress-ctl: cannot connect to {url}: connection refused\n"
+
+
+async def test_a_refused_connection_exits_4_with_the_servers_sentence(
+    server: ProgressServer,
+) -> None:
+    """A wrong path: every command stops at once (even those that reconnect), exit
+    status 4, and the server's sentence, which names the right path, on stderr."""
+    url = server.url.removesuffix("/progress")
+    commands = [["status", "--json"], ["start", "--wait"], ["watch"]]
+    results = await asyncio.gather(*(run_ctl("--url", url, *args) for args in commands))
+    for code, out, err in results:
+        assert (code, out) == (4, "")
+        assert err == (
+            f"progress-ctl: cannot connect to {url}: the server refused the connection "
+            "(HTTP 404): There is nothing at /. The WebSocket endpoint is /progress; the HTTP "
+            "endpoints are GET /healthz, GET /state, GET /history, POST /start and POST "
+            "/cancel.\n"
+        )
 
 
 async def test_bad_url_is_a_usage_error() -> None:
@@ -160,12 +187,12 @@ async def test_bad_url_is_a_usage_error() -> None:
 
 
 async def test_token_from_the_environment_and_a_clear_refusal() -> None:
-    """PROGRESS_TOKEN lets progress-ctl in; a wrong one: one line, exit status 2."""
+    """PROGRESS_TOKEN lets progress-ctl in; a wrong one: one line, exit status 4."""
     async with ProgressServer(port=0, token="t0ken") as server:
         code, out, _ = await run_ctl("--url", server.url, "status", env={"PROGRESS_TOKEN": "t0ken"})
         assert code == 0 and out.startswith("IDLE")
         code, out, err = await run_ctl("--url", server.url, "--token", "nope", "status")
-        assert (code, out) == (2, "")
+        assert (code, out) == (4, "")
         assert err == (
             f"progress-ctl: cannot connect to {server.url}: "
             "the server refused the token (HTTP 401)\n"
@@ -182,6 +209,7 @@ COMMANDS = [
     ("cancel",),
     ("watch",),
     ("watch", "--until-done"),
+    ("history",),
 ]
 
 
@@ -205,14 +233,14 @@ def expected(case: Case, command: tuple[str, ...], url: str) -> Expected:
     name = command[0]
     broken = "the server sent invalid messages ("
     if case.invalid and not case.valid_first:
-        return Expected(2, f"progress-ctl: cannot connect to {url}: {broken}")
+        return Expected(3, f"progress-ctl: cannot connect to {url}: {broken}")
     if case.invalid:  # a valid state first, then the connection is given up
         if name == "status":
             return Expected(0)
         if name == "watch":
             return Expected(130, interrupt=lambda out, err: f"connection lost: {broken}" in err)
         return Expected(
-            2, f"progress-ctl: lost the connection before the server answered: {broken}"
+            3, f"progress-ctl: lost the connection before the server answered: {broken}"
         )
     if name == "watch" and "--until-done" in command:
         return Expected(0 if case.last_state == "SUCCESS" else 1)
@@ -278,7 +306,7 @@ async def test_every_command_survives_a_hostile_server() -> None:
             assert json.loads(out)["type"] == "state", where
         for text in case.hidden:
             assert text not in out + err, where
-        if command[0] == "watch" and not case.invalid:
+        if command[0] in ("watch", "history") and not case.invalid:
             for text in case.shown:
                 assert text in out, where
 
@@ -314,13 +342,134 @@ async def test_a_cafile_that_is_not_pem_is_a_usage_error(tmp_path: Path) -> None
 
 
 async def test_wss_against_a_plain_port_is_one_sentence(server: ProgressServer) -> None:
-    """A wss:// URL on a ws:// port: the sentence says so, exit status 2, whether the
+    """A wss:// URL on a ws:// port: the sentence says so, exit status 3, whether the
     command reconnects or not."""
     url = server.url.replace("ws://", "wss://")
     results = await asyncio.gather(run_ctl("--url", url, "status"), run_ctl("--url", url, "watch"))
     for code, out, err in results:
-        assert (code, out) == (2, "")
+        assert (code, out) == (3, "")
         assert err == (
             f"progress-ctl: cannot connect to {url}: the TLS handshake failed: "
             "the server does not speak TLS on this port (is it ws://?)\n"
         )
+
+
+async def readline(process: asyncio.subprocess.Process) -> str:
+    """The next line of a running progress-ctl's stdout; fails the test if none comes."""
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), TIMEOUT)
+    assert line, "progress-ctl ended"
+    return line.decode()
+
+
+async def test_a_server_restart_ends_wait_and_until_done_with_status_1() -> None:
+    """The server restarts mid-run: start --wait and watch --until-done both reconnect,
+    see that their calculation is gone, say so and exit 1, rather than wait for ever."""
+    port = free_port()
+    first = ProgressServer(port=port, step_seconds=5.0 * TIME_FACTOR)
+    await first.start()
+    try:
+        watcher = await ctl("--url", first.url, "watch", "--until-done")
+        assert (await readline(watcher)).startswith("IDLE ")
+        starter = await ctl("--url", first.url, "start", "--wait")
+        started = await readline(starter)
+        assert started.startswith("STARTING ") and await readline(watcher) == started
+        calculation_id = started.split()[2].rstrip(",")
+    finally:
+        await first.close()
+    async with ProgressServer(port=port, step_seconds=STEP):
+        results = await asyncio.gather(finish(watcher), finish(starter))
+    for code, out, err in results:
+        assert (code, out) == (1, "")
+        assert err.splitlines() == [
+            "progress-ctl: connection lost: the server is going away (1001); reconnecting",
+            f"progress-ctl: calculation {calculation_id} is gone from the server "
+            "(it restarted?); the state is now IDLE",
+        ]
+
+
+async def test_every_command_speaks_json_and_names_who() -> None:
+    """--json on every command prints the protocol's objects (ack, state, history, and a
+    refusal's error, also said on stderr); the human lines say who started and who
+    canceled, and history is a table, newest first."""
+    async with ProgressServer(port=0, step_seconds=5.0 * TIME_FACTOR) as server:
+        url = server.url
+        # Nothing finishes before the cancel: the history stays empty until then.
+        empty, (code, out, _) = await asyncio.gather(
+            run_ctl("--url", url, "history"),
+            run_ctl("--url", url, "--name", "alice@laptop", "start", "--json"),
+        )
+        assert empty == (0, "no finished calculation yet\n", "")
+        ack = json.loads(out)
+        calculation_id = ack["calculation_id"]
+        assert code == 0 and ack == {
+            "type": "ack",
+            "action": "start",
+            "calculation_id": calculation_id,
+            "request_id": ack["request_id"],
+        }
+        code, out, err = await run_ctl("--url", url, "start", "--json")
+        assert code == 1
+        assert json.loads(out)["type"] == "error"
+        assert json.loads(out)["code"] == "already_running"
+        assert err.startswith("progress-ctl: the server refused to start: ")
+
+        code, out, _ = await run_ctl("--url", url, "--name", "bob@desk", "cancel", "--json")
+        assert code == 0
+        assert json.loads(out)["type"] == "ack"
+        assert json.loads(out)["calculation_id"] == calculation_id
+
+        status, history, history_json = await asyncio.gather(
+            run_ctl("--url", url, "status"),
+            run_ctl("--url", url, "history"),
+            run_ctl("--url", url, "history", "--json"),
+        )
+    assert re.fullmatch(
+        rf"CANCELED \(calculation {calculation_id}, seq 2, at \d\d:\d\d:\d\d, "
+        r"canceled by bob@desk during STARTING\)\n",
+        status[1],
+    )
+    header, row = history[1].splitlines()
+    assert header.split("  ")[0] == "CALCULATION"
+    assert re.fullmatch(
+        rf"{calculation_id}  \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d  +\d+\.\d s  "
+        r"CANCELED during STARTING  alice@laptop  bob@desk",
+        row,
+    )
+    assert header.index("OUTCOME") == row.index("CANCELED")
+    (run,) = json.loads(history_json[1])["runs"]
+    assert run["calculation_id"] == calculation_id
+    assert run["started_by"]["name"] == "alice@laptop"
+    assert run["canceled_by"]["name"] == "bob@desk"
+
+
+async def test_help_shows_every_command_and_the_exit_statuses() -> None:
+    """--help: each subcommand's whole first sentence, and what each exit status means."""
+    code, out, _ = await run_ctl("--help", env={"COLUMNS": "80"})
+    assert code == 0
+    commands = out[out.index("Commands:") :].splitlines()[1:]
+    assert [line.split()[0] for line in commands] == [
+        "cancel",
+        "history",
+        "start",
+        "status",
+        "watch",
+    ]
+    assert all(line.endswith(".") and not line.endswith("...") for line in commands), commands
+    statuses = [line.split()[0] for line in out.splitlines() if re.match(r"    \d+ ", line)]
+    assert statuses == ["0", "1", "2", "3", "4", "130"]
+    assert all(len(line) <= 80 for line in out.splitlines())
+
+
+async def test_a_bad_value_blames_the_variable_only_when_it_came_from_there() -> None:
+    """A typo on the command line names the option; a bad PROGRESS_URL names the variable."""
+    typed, from_env = await asyncio.gather(
+        run_ctl("--url", "http://x", "status"),
+        run_ctl("status", env={"PROGRESS_URL": "http://x"}),
+    )
+    sentence = "'http://x' is not a WebSocket URL like ws://127.0.0.1:3003/progress."
+    assert typed[0] == from_env[0] == 2
+    assert typed[2].splitlines()[-1] == f"Error: Invalid value for '--url': {sentence}"
+    assert from_env[2].splitlines()[-1] == (
+        f"Error: Invalid value for '--url' (env var: 'PROGRESS_URL'): {sentence}"
+    )
