@@ -5,21 +5,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import aclosing
+from functools import partial
 from typing import ClassVar, Literal
 
-from rich.text import Text
 from textual import on
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Container, Horizontal, Vertical
+from textual.events import Resize
+from textual.geometry import Size
 from textual.reactive import reactive
+from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Button, Footer, Header
 
 from progress_client.client import (
-    DEFAULT_URL,
     ActionAccepted,
     ClientEvent,
     ClientsChanged,
@@ -28,125 +30,228 @@ from progress_client.client import (
     Connecting,
     ConnectionLost,
     ConnectionStatus,
+    HistoryReceived,
     NotConnected,
     ProgressClient,
     ServerError,
     StateReceived,
     Waiting,
 )
-from progress_client.display import printable
-from progress_client.reconnect import ReconnectPolicy
-from progress_protocol.states import State
+from progress_client.display import describe_exception, printable
+from progress_protocol import __version__
+from progress_protocol.messages import ErrorCode
+from progress_protocol.states import Run, State, StateSnapshot
 
 from .messages import ClientEventReceived
-from .run import RunView
-from .widgets import CalculationView, ConnectionStatusBar, EventLog, StateBanner, StepList
+from .run import RunView, lost_on_resync, name_of, short_id
+from .screens import HelpScreen
+from .widgets import (
+    CalculationView,
+    ConnectionStatusBar,
+    EventLog,
+    HistoryTable,
+    KeyBar,
+    StateBanner,
+    StepList,
+)
 from .widgets.connection_bar import ConnectionInfo
 
-__all__ = ["ProgressApp"]
+__all__ = ["ERROR_TITLES", "KEYS", "ProgressApp"]
 
 logger = logging.getLogger(__name__)
 
-#: How long an action may wait for its answer before the controls come back.
+#: How long an action may wait for its answer before the user is told.
 PENDING_TIMEOUT = 5.0
+
+#: The keys, for the help screen (the Footer shows them from BINDINGS).
+KEYS: tuple[tuple[str, str], ...] = (
+    ("s", "Start a calculation"),
+    ("c", "Cancel the running calculation"),
+    ("r", "Connected: ask the server for its state and history again."),
+    ("", "Otherwise: reconnect now, or try again after giving up."),
+    ("l", "Show or hide the event log"),
+    ("h", "Show or hide the history"),
+    ("? F1", "This help"),
+    ("ctrl+p", "The command palette"),
+    ("q ctrl+c", "Quit"),
+)
+
+#: Where the Footer does not fit, the key bar leaves out the last of these first.
+KEY_PRIORITY = ("start", "cancel", "help", "reconnect", "quit", "toggle_log", "toggle_history")
+
+#: Titles for people of the server's error codes; another code is "Refused".
+ERROR_TITLES: dict[str, str] = {
+    ErrorCode.ALREADY_RUNNING: "Already running",
+    ErrorCode.NOT_RUNNING: "Not running",
+    ErrorCode.RATE_LIMITED: "Rate limited",
+    ErrorCode.INTERNAL_ERROR: "Server error",
+    ErrorCode.INVALID_JSON: "Not understood",
+    ErrorCode.INVALID_MESSAGE: "Not understood",
+    ErrorCode.UNKNOWN_ACTION: "Not understood",
+    ErrorCode.UNSUPPORTED_FRAME: "Not understood",
+}
+
+Action = Literal["start", "cancel"]
 
 
 class ProgressApp(App[None]):
     """The terminal client: one connection, the state on screen, keys to drive it.
 
     Args:
-        url: The server's WebSocket URL.
-        policy: The reconnect backoff.
+        client: The connection to follow and drive; the app iterates its events and
+            closes it on quit.
         clock: Wall-clock time (progress, elapsed, log times); tests freeze it.
         now: The event loop's time (reconnect countdown); tests freeze it.
-        animate: False freezes the spinners (for stable screenshots).
-        connect: False starts no connection; tests feed events to :meth:`apply`.
-        log_path: Where unexpected errors are written, named in error messages.
-        pending_timeout: How long an action waits for its answer.
-        token: The server's token, if it has one.
-        cafile: Certificate authorities to trust for a wss:// URL.
+        animate: False freezes the spinners and the panel's ticker (for screenshots, and
+            tests with a frozen clock).
+        log_path: Where the log file is, named on the help screen and in errors.
+        pending_timeout: How long an action waits for its answer before the user is told.
     """
 
     CSS_PATH = "app.tcss"
     TITLE = "progress"
+    # Nothing has the focus at first: the keys act on the app, and no button loses
+    # the focus (rebuilding the Footer) each time the state disables it.
+    AUTO_FOCUS = None
+    # The Screen gets one class per axis; app.tcss lays the panels out by them. (Not
+    # annotated: Textual declares them in a way a ClassVar annotation here cannot match.)
+    HORIZONTAL_BREAKPOINTS = [  # noqa: RUF012
+        (0, "-narrow"),
+        (50, "-medium-width"),
+        (80, "-wide"),
+    ]
+    VERTICAL_BREAKPOINTS = [  # noqa: RUF012
+        (0, "-short"),
+        (20, "-medium-height"),
+        (30, "-tall"),
+    ]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "start", "Start"),
+        # A key is never dropped silently: while Start (or Cancel) is dimmed, the same
+        # key says why not. Textual tries a key's bindings in turn, skipping disabled ones.
+        Binding("s", "refused('start')", show=False),
         Binding("c", "cancel", "Cancel"),
+        Binding("c", "refused('cancel')", show=False),
         Binding("r", "reconnect", "Reconnect"),
+        Binding("l", "toggle_log", "Log"),
+        Binding("h", "toggle_history", "History"),
+        Binding("question_mark,f1", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
-    run_view: reactive[RunView | None] = reactive(None, init=False)
+    # The facts, one reactive each; the widgets render from them.
+    snapshot: reactive[StateSnapshot | None] = reactive(None, init=False)
+    history: reactive[tuple[Run, ...]] = reactive((), init=False)
+    #: This client's id on the current connection (its own actions read "you").
+    me: reactive[str | None] = reactive(None, init=False)
+    #: The server's name and version, from its hello.
+    server: reactive[str | None] = reactive(None, init=False)
     connection: reactive[ConnectionInfo] = reactive(
-        ConnectionInfo(ConnectionStatus.DISCONNECTED, DEFAULT_URL), init=False
+        ConnectionInfo(ConnectionStatus.CONNECTING, ""), init=False
     )
     clients: reactive[int | None] = reactive(None, init=False)
-    pending: reactive[str | None] = reactive(None, init=False)
+    #: When the connection was lost, while it is: the screen's clock stands there.
+    frozen_at: reactive[float | None] = reactive(None, init=False)
+    #: The actions sent and not answered yet, oldest first: (request_id, action).
+    in_flight: reactive[tuple[tuple[str, Action], ...]] = reactive((), init=False)
+    #: The user's choice for each side panel; None follows the terminal's size.
+    log_choice: reactive[bool | None] = reactive(None, init=False)
+    history_choice: reactive[bool | None] = reactive(None, init=False)
+
+    # Derived from the facts, by the watchers below.
+    run_view: reactive[RunView | None] = reactive(None, init=False)
+    stale: reactive[bool] = reactive(False, init=False)
+    busy: reactive[bool] = reactive(False, init=False)
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        client: ProgressClient,
         *,
-        policy: ReconnectPolicy | None = None,
         clock: Callable[[], float] = time.time,
         now: Callable[[], float] | None = None,
         animate: bool = True,
-        connect: bool = True,
         log_path: str | None = None,
         pending_timeout: float = PENDING_TIMEOUT,
-        token: str | None = None,
-        cafile: str | None = None,
-        name: str | None = None,
     ) -> None:
         super().__init__()
-        self.client = ProgressClient(url, policy=policy, token=token, cafile=cafile, name=name)
+        self.client = client
         self.clock = clock
         self.now = now if now is not None else (lambda: asyncio.get_running_loop().time())
         self.spinning = animate
-        self.autoconnect = connect
         self.log_path = log_path
         self.pending_timeout = pending_timeout
-        self.sub_title = url
-        self.set_reactive(ProgressApp.connection, ConnectionInfo(ConnectionStatus.CONNECTING, url))
-        self._pending_request: str | None = None
-        self._pending_timer: Timer | None = None
+        self.sub_title = client.url
+        self.set_reactive(
+            ProgressApp.connection, ConnectionInfo(ConnectionStatus.CONNECTING, client.url)
+        )
+        self._answer_timers: dict[str, Timer] = {}
+        #: The running calculation when the connection was lost, and the first state
+        #: after reconnecting: is it gone from the server?
+        self._lost_run: StateSnapshot | None = None
+        self._resynced: StateSnapshot | None = None
+        #: The local refusals on screen (title, message) and until when: a held key
+        #: repeats none of them.
+        self._said: dict[tuple[str, str], float] = {}
+        #: Whether start and cancel can be sent, as the controls show it.
+        self._can: tuple[bool, bool] | None = None
 
     def compose(self) -> ComposeResult:
-        yield Header(icon="◔")
-        with Horizontal(id="body"):
+        yield Header(icon="")
+        with Container(id="body"):
             with Vertical(id="calculation"):
-                yield StateBanner().data_bind(run=ProgressApp.run_view)
-                yield CalculationView(clock=self.clock, animate=self.spinning).data_bind(
-                    run=ProgressApp.run_view
+                yield StateBanner().data_bind(
+                    run=ProgressApp.run_view,
+                    connection=ProgressApp.connection,
+                    stale=ProgressApp.stale,
                 )
-                yield StepList().data_bind(run=ProgressApp.run_view)
+                yield CalculationView(clock=self.clock, animate=self.spinning).data_bind(
+                    run=ProgressApp.run_view,
+                    connection=ProgressApp.connection,
+                    me=ProgressApp.me,
+                    frozen_at=ProgressApp.frozen_at,
+                    busy=ProgressApp.busy,
+                )
+                yield StepList(classes="optional").data_bind(run=ProgressApp.run_view)
                 with Horizontal(id="buttons"):
                     yield Button("Start", id="start", variant="success")
                     yield Button("Cancel", id="cancel", variant="error")
-            yield EventLog(clock=self.clock)
+            with Vertical(id="side"):
+                yield HistoryTable(clock=self.clock).data_bind(
+                    runs=ProgressApp.history, me=ProgressApp.me
+                )
+                yield EventLog(clock=self.clock)
         yield ConnectionStatusBar(now=self.now, rtt=lambda: self.client.rtt).data_bind(
             info=ProgressApp.connection, clients=ProgressApp.clients
         )
         yield Footer()
+        yield KeyBar(priority=KEY_PRIORITY)
 
     def on_mount(self) -> None:
+        self._sync_panels()
         self._sync_controls()
-        if self.autoconnect:
-            self.run_worker(self._follow_server(), name="connection", exclusive=True)
+        self._follow()
+
+    def _follow(self) -> None:
+        """Start (or start again) the network worker: a fresh iteration of the client's
+        events, which begins at attempt 1 (what is left of an ended one is cancelled)."""
+        self.run_worker(self._follow_server(), name="connection", exclusive=True)
 
     async def _follow_server(self) -> None:
-        """The network worker: the client's events become messages for the UI."""
+        """The network worker: the client's events become messages for the UI.
+
+        Its boundary: an error of the loop itself is logged and shown as the loop
+        stopping, which ``r`` starts again; it never reaches Textual.
+        """
         try:
             async with aclosing(self.client.events()) as events:
                 async for event in events:
                     self.post_message(ClientEventReceived(event))
-        except Exception:
+        except Exception as exc:
             logger.exception("the connection loop failed")
-            self.notify(
-                "The connection loop stopped on an unexpected error; see the log file.",
-                severity="error",
-                timeout=10,
-            )
+            where = f" ({self.log_path})" if self.log_path else ""
+            reason = f"an unexpected error, {describe_exception(exc)}; see the log file{where}"
+            self.post_message(ClientEventReceived(Closed(reason)))
 
     # What the server says.
 
@@ -168,69 +273,113 @@ class ProgressApp(App[None]):
         await self.client.close()
 
     def apply(self, event: ClientEvent) -> None:
-        """Update the screen's state from one client event.
+        """Update the screen's facts from one client event.
 
-        Every text from the server (its name, ids, error sentences, close reasons) is
-        shown as plain text: widgets get ``Text``, notifications ``markup=False``, and
-        :func:`printable` replaces any control character.
+        Every text from the server (its name, ids, names, error sentences, close
+        reasons) is shown as plain text: widgets get ``Content``/``Text``, notifications
+        ``markup=False``, and :func:`printable` replaces any control character.
         """
         log = self.query_one(EventLog)
         url = self.client.url
         match event:
             case Connecting(attempt=attempt):
                 self.connection = ConnectionInfo(ConnectionStatus.CONNECTING, url, attempt)
-            case Connected(server=server):
+            case Connected(server=server, client_id=client_id):
                 self.connection = ConnectionInfo(ConnectionStatus.CONNECTED, url)
+                self.server, self.me = server, client_id
                 log.add(f"Connected to {url} ({server})", "green")
             case StateReceived(snapshot=snapshot):
-                previous = self.run_view
-                self.run_view = RunView.follow(previous, snapshot)
-                if previous is None or previous.snapshot != snapshot:
-                    calculation = snapshot.calculation_id or ""
-                    log.add(f"{snapshot.state} {calculation}".rstrip(), _style(snapshot.state))
-                self._settle_pending()
+                previous = self.snapshot
+                self.snapshot = snapshot
+                self.frozen_at = None
+                if previous is None or previous != snapshot:
+                    log.add(self._describe_change(snapshot), _style(snapshot.state))
+                if self._lost_run is not None and self._resynced is None:
+                    self._resynced = snapshot
+                    self._check_lost_run(None)
+            case HistoryReceived(runs=runs):
+                self.history = runs
+                if self._lost_run is not None and self._resynced is not None:
+                    self._check_lost_run(runs)
             case ClientsChanged(count=count):
                 self.clients = count
             case ActionAccepted(ack=ack):
-                if ack.request_id == self._pending_request:
-                    self._settle_pending()
+                self._settle(ack.request_id)
             case ServerError(error=error):
-                self.notify(
-                    printable(error.message),
-                    title=f"Server: {printable(error.code)}",
-                    severity="error",
-                    markup=False,
-                )
+                title = ERROR_TITLES.get(error.code, "Refused")
+                self.notify(printable(error.message), title=title, severity="error", markup=False)
                 log.add(f"Refused: {error.message}", "red")
-                if error.request_id == self._pending_request:
-                    self._settle_pending()
+                self._settle(error.request_id)
             case ConnectionLost(reason=reason):
                 self.connection = ConnectionInfo(ConnectionStatus.DISCONNECTED, url, error=reason)
                 log.add(f"Connection lost: {reason}", "bold red")
-                self._settle_pending()
+                self._lose_connection()
             case Waiting(delay=delay, retry_at=retry_at, attempt=attempt, error=why):
                 self.connection = ConnectionInfo(
                     ConnectionStatus.RECONNECTING, url, attempt, retry_at, why
                 )
                 log.add(f"Reconnecting in {delay:.1f}s (attempt {attempt}): {why}", "yellow")
             case Closed(reason=reason):
+                if reason == "closed":  # closed by this app (quitting)
+                    self.connection = ConnectionInfo(ConnectionStatus.DISCONNECTED, url)
+                    return
                 self.connection = ConnectionInfo(
-                    ConnectionStatus.DISCONNECTED, url, error=None if reason == "closed" else reason
+                    ConnectionStatus.DISCONNECTED, url, error=reason, stopped=True
                 )
-                if reason != "closed":  # e.g. a refused token: retrying cannot help
-                    log.add(f"Gave up: {reason}", "bold red")
-                    self.notify(
-                        printable(reason), title="Cannot connect", severity="error", markup=False
-                    )
+                sentence = reason.rstrip(".")
+                log.add(f"Stopped: {sentence}. Press r to try again.", "bold red")
+                self.notify(
+                    f"{printable(sentence)}. Press r to try again.",
+                    title="Stopped connecting",
+                    severity="error",
+                    markup=False,
+                    timeout=10,
+                )
+                self._lose_connection()
+
+    def _describe_change(self, snapshot: StateSnapshot) -> str:
+        """One log line: "STARTING 3b6188a98e7a by alice@laptop"."""
+        text = f"{snapshot.state} {snapshot.calculation_id or ''}".rstrip()
+        if snapshot.by is not None:
+            text += f" by {name_of(snapshot.by, self.me)}"
+        if snapshot.canceled_during is not None:
+            text += f" during {snapshot.canceled_during}"
+        return text
+
+    def _lose_connection(self) -> None:
+        """The live connection is gone: freeze the clock, forget the pending answers."""
+        if self.frozen_at is None and self.snapshot is not None:
+            self.frozen_at = self.clock()
+            running = self.snapshot.state.is_running
+            self._lost_run = self.snapshot if running else None
+            self._resynced = None
+        for request_id, action in self.in_flight:
+            self.query_one(EventLog).add(f"No answer to {action}: the connection was lost", "red")
+            self._settle(request_id)
+
+    def _check_lost_run(self, history: tuple[Run, ...] | None) -> None:
+        """After a resync: say so if the calculation that was running is gone."""
+        before, after = self._lost_run, self._resynced
+        if before is None or after is None:
+            return
+        lost = lost_on_resync(before, after, history)
+        if lost is None:  # the history will tell
+            return
+        self._lost_run = self._resynced = None
+        if lost:
+            assert before.calculation_id is not None
+            message = (
+                f"calculation {short_id(before.calculation_id)} was lost: the server restarted"
+            )
+            self.query_one(EventLog).add(message, "bold red")
+            self.notify(message, title="Calculation lost", severity="warning", markup=False)
 
     # What the user asks for.
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Start and Cancel show dimmed in the Footer while they cannot be used."""
-        if action == "start":
-            return True if self.can_start else None
-        if action == "cancel":
-            return True if self.can_cancel else None
+        """Start and Cancel show dimmed in the Footer while they would be refused."""
+        if action in ("start", "cancel"):
+            return True if self.refusal(action) is None else None  # type: ignore[arg-type]
         return True
 
     @property
@@ -242,64 +391,166 @@ class ProgressApp(App[None]):
         return self.run_view is not None and self.run_view.state.is_running
 
     @property
-    def can_start(self) -> bool:
-        return self.connected and self.pending is None and not self.running
+    def expects_running(self) -> bool:
+        """Whether a calculation runs once the server has the actions sent so far."""
+        if self.in_flight:
+            return self.in_flight[-1][1] == "start"
+        return self.running
 
-    @property
-    def can_cancel(self) -> bool:
-        return self.connected and self.pending is None and self.running
+    def refusal(self, action: Action) -> tuple[str, str] | None:
+        """Why ``action`` cannot be sent now, as (title, sentence); None if it can."""
+        info = self.connection
+        if not self.connected:
+            if info.stopped:
+                return "Not connected", f"Cannot {action}: not connected. Press r to try again."
+            return "Not connected", f"Cannot {action} yet: not connected to the server."
+        if action == "start" and self.expects_running:
+            return (
+                "Already running",
+                "A calculation is already running: cancel it with c, or wait for it to end.",
+            )
+        if action == "cancel" and not self.expects_running:
+            return "Not running", "There is no running calculation to cancel."
+        return None
 
     async def action_start(self) -> None:
-        if self.can_start:
-            await self._request("start")
+        await self._ask("start")
 
     async def action_cancel(self) -> None:
-        if self.can_cancel:
-            await self._request("cancel")
+        await self._ask("cancel")
 
-    def action_reconnect(self) -> None:
-        self.query_one(EventLog).add("Reconnecting now (asked by the user)", "yellow")
-        self.client.reconnect_now()
+    def action_refused(self, action: Action) -> None:
+        """The key of a dimmed action: say why it is not sent."""
+        refusal = self.refusal(action)
+        if refusal is not None:
+            self._say(*refusal)
+
+    async def _ask(self, action: Action) -> None:
+        refusal = self.refusal(action)
+        if refusal is not None:
+            self._say(*refusal)
+        else:
+            await self._request(action)
+
+    async def action_reconnect(self) -> None:
+        """Connected: resynchronise (the connection is kept). Waiting: reconnect now.
+        Stopped: start the connection loop again."""
+        log = self.query_one(EventLog)
+        if self.connected:
+            log.add("Resynchronising: asked the server for its state and history", "yellow")
+            try:
+                await self.client.send("status")
+                await self.client.send("history")
+            except NotConnected as exc:
+                self._say("Not connected", f"Cannot resynchronise: {exc}.")
+        elif self.connection.stopped:
+            log.add("Trying again (asked by the user)", "yellow")
+            self.connection = ConnectionInfo(ConnectionStatus.CONNECTING, self.client.url)
+            self._follow()
+        else:
+            log.add("Reconnecting now (asked by the user)", "yellow")
+            self.client.reconnect_now()
+
+    def action_toggle_log(self) -> None:
+        self.log_choice = not self.query_one(EventLog).display
+
+    def action_toggle_history(self) -> None:
+        self.history_choice = not self.query_one(HistoryTable).display
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        server = printable(self.server) if self.server else "not connected yet"
+        about = [
+            ("URL", self.client.url),
+            ("Server", server),
+            ("Your name", printable(self.client.name) if self.client.name else "(none)"),
+        ]
+        if self.log_path:
+            about.append(("Log file", self.log_path))
+        self.push_screen(HelpScreen(title=f"progress-tui {__version__}", keys=KEYS, about=about))
 
     async def action_quit(self) -> None:
         await self.client.close()
         self.exit()
 
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:  # type: ignore[type-arg]
+        """The command palette: the app's own commands first, then Textual's."""
+        yield SystemCommand("Start", "Start a calculation", partial(self._ask, "start"))
+        yield SystemCommand(
+            "Cancel", "Cancel the running calculation", partial(self._ask, "cancel")
+        )
+        yield SystemCommand(
+            "Reconnect",
+            "Resynchronise now if connected; otherwise reconnect now",
+            self.action_reconnect,
+        )
+        yield SystemCommand("Toggle log", "Show or hide the event log", self.action_toggle_log)
+        yield SystemCommand(
+            "Toggle history", "Show or hide the history of runs", self.action_toggle_history
+        )
+        yield SystemCommand("Help", "The keys, the server and your name", self.action_help)
+        yield SystemCommand("Quit", "Close the connection and quit", self.action_quit)
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit":
+                yield command
+
     @on(Button.Pressed, "#start")
     async def _start_pressed(self) -> None:
-        await self.run_action("start")
+        await self._ask("start")
 
     @on(Button.Pressed, "#cancel")
     async def _cancel_pressed(self) -> None:
-        await self.run_action("cancel")
+        await self._ask("cancel")
 
-    async def _request(self, action: Literal["start", "cancel"]) -> None:
-        self.pending = action
+    async def _request(self, action: Action) -> None:
         try:
-            self._pending_request = await self.client.send(action)
+            request_id = await self.client.send(action)
         except NotConnected as exc:
-            self._settle_pending()
-            self.notify(f"Cannot {action}: {exc}.", severity="error", markup=False)
+            self._say("Not connected", f"Cannot {action}: {exc}.")
             return
-        self._pending_timer = self.set_timer(self.pending_timeout, self._pending_timed_out)
+        self._answer_timers[request_id] = self.set_timer(
+            self.pending_timeout, partial(self._no_answer, request_id)
+        )
+        self.in_flight = (*self.in_flight, (request_id, action))
 
-    def _pending_timed_out(self) -> None:
-        action = self.pending
-        if action is None:
+    def _no_answer(self, request_id: str) -> None:
+        actions = [action for sent, action in self.in_flight if sent == request_id]
+        if not actions:
             return
-        self._settle_pending()
-        message = f"No answer from the server to {action} within {self.pending_timeout:g} s."
+        self._settle(request_id)
+        message = f"No answer from the server to {actions[0]} within {self.pending_timeout:g} s."
         self.notify(message, title="No answer", severity="error", markup=False)
         self.query_one(EventLog).add(message, "red")
 
-    def _settle_pending(self) -> None:
-        self.pending = None
-        self._pending_request = None
-        if self._pending_timer is not None:
-            self._pending_timer.stop()
-            self._pending_timer = None
+    def _settle(self, request_id: str | None) -> None:
+        """The answer to one request came (or will never come)."""
+        if request_id is None:
+            return
+        timer = self._answer_timers.pop(request_id, None)
+        if timer is not None:
+            timer.stop()
+        self.in_flight = tuple(item for item in self.in_flight if item[0] != request_id)
+
+    def _say(self, title: str, message: str) -> None:
+        """A notification of why a key did nothing, once while it is on screen."""
+        now = self.now()
+        self._said = {key: until for key, until in self._said.items() if until > now}
+        if (title, message) in self._said:
+            return
+        self._said[(title, message)] = now + self.NOTIFICATION_TIMEOUT
+        self.notify(message, title=title, severity="warning", markup=False)
 
     # Derived views.
+
+    def watch_snapshot(self) -> None:
+        self.run_view = None if self.snapshot is None else RunView.of(self.snapshot, self.history)
+
+    def watch_history(self) -> None:
+        self.watch_snapshot()
+
+    def watch_frozen_at(self) -> None:
+        self.stale = self.frozen_at is not None
 
     def watch_run_view(self) -> None:
         self._sync_controls()
@@ -307,27 +558,47 @@ class ProgressApp(App[None]):
     def watch_connection(self) -> None:
         self._sync_controls()
 
-    def watch_pending(self) -> None:
+    def watch_in_flight(self) -> None:
+        self.busy = bool(self.in_flight)
         self._sync_controls()
 
+    def watch_log_choice(self) -> None:
+        self._sync_panels()
+
+    def watch_history_choice(self) -> None:
+        self._sync_panels()
+
+    def on_resize(self, event: Resize) -> None:
+        self._sync_panels(event.size)  # (self.size is still the old one here)
+
     def _sync_controls(self) -> None:
-        self.query_one("#start", Button).disabled = not self.can_start
-        self.query_one("#cancel", Button).disabled = not self.can_cancel
-        self.query_one(StateBanner).stale = not self.connected
-        self.query_one(CalculationView).busy = self.pending is not None
+        if not self.query("#buttons"):  # not composed yet
+            return
+        can = (self.refusal("start") is None, self.refusal("cancel") is None)
+        if can == self._can:  # the Footer is rebuilt on each refresh: only on a change
+            return
+        self._can = can
+        self.query_one("#start", Button).disabled = not can[0]
+        self.query_one("#cancel", Button).disabled = not can[1]
         self.refresh_bindings()
 
-    # No traceback ever reaches the screen.
-
-    def _handle_exception(self, error: Exception) -> None:
-        logger.error("unexpected error; progress-tui stops", exc_info=error)
-        # What App._handle_exception records so that run_test re-raises in tests.
-        self._return_code = 1
-        if self._exception is None:
-            self._exception = error
-            self._exception_event.set()
-        where = f"; the details are in {self.log_path}" if self.log_path else ""
-        self.panic(Text(f"progress-tui stopped on an unexpected error ({error}){where}."))
+    def _sync_panels(self, size: Size | None = None) -> None:
+        """Show the event log and the history where they fit, or as the user chose."""
+        if not self.query("#side"):  # not composed yet
+            return
+        width, height = size or self.size
+        # Wide: beside the calculation (48 cells at least); otherwise below it. The
+        # history's columns need about 72 cells.
+        side_width = width - 48 if width >= 80 else width
+        log_fits = width >= 80 or height >= 30
+        history_fits = side_width >= 72 and height >= (24 if width >= 80 else 40)
+        show_log = log_fits if self.log_choice is None else self.log_choice
+        show_history = history_fits if self.history_choice is None else self.history_choice
+        self.query_one(EventLog).display = show_log
+        self.query_one(HistoryTable).display = show_history
+        self.query_one("#side").display = show_log or show_history
+        # Short and a side panel shown: the calculation keeps only its essential lines.
+        self.query_one("#body").set_class(show_log or show_history, "-side-shown")
 
 
 def _style(state: State) -> str:

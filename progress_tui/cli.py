@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from progress_client.client import ProgressClient
 from progress_client.options import check_connection_options, connection_options
 from progress_client.reconnect import ReconnectPolicy
 from progress_protocol import __version__
@@ -57,8 +58,9 @@ def main(
 ) -> None:
     """Follow and drive the shared calculation of a progress-server.
 
-    Keys: s start, c cancel, r reconnect now, q quit. Open as many terminals as you
-    like: all of them show the same calculation, live.
+    Keys: s start, c cancel, r resynchronise or reconnect now, l event log, h history,
+    ? help, q quit. Open as many terminals as you like, of any size: all of them show
+    the same calculation, live.
     """
     check_connection_options(url, token, cafile)
     if reconnect_cap < reconnect_initial:
@@ -79,8 +81,7 @@ def main(
     from .app import ProgressApp  # Textual loads only when the UI runs.
 
     policy = ReconnectPolicy(initial=reconnect_initial, cap=reconnect_cap)
-    app = ProgressApp(
-        url, policy=policy, token=token, cafile=cafile, name=name, log_path=str(log_file)
-    )
+    client = ProgressClient(url, policy=policy, token=token, cafile=cafile, name=name)
+    app = ProgressApp(client, log_path=str(log_file))
     app.run()
     sys.exit(app.return_code or 0)

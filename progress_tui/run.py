@@ -1,70 +1,216 @@
-"""What the UI derives from the states it has seen: pure, no Textual, no I/O."""
+"""What the calculation panel shows, derived from the latest snapshot: pure, no Textual.
+
+Nothing here remembers an earlier snapshot. A client that watched a whole run and one
+that joined a moment ago hold the same latest snapshot (and the same history), so they
+draw the same panel: the start time, the steps done, the step a cancel interrupted and
+who started it all travel in every ``state`` message (``started_at``,
+``canceled_during``, ``by``, ``started_by``); with an older server that sends no
+``started_by``, who started a finished calculation is in the history.
+"""
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from progress_protocol.states import RUNNING_STATES, State, StateSnapshot
+from progress_client.display import duration, printable
+from progress_protocol.states import RUNNING_STATES, Attribution, Run, State, StateSnapshot
 
-__all__ = ["RunView"]
+__all__ = [
+    "Mark",
+    "RunView",
+    "lost_on_resync",
+    "name_of",
+    "short_id",
+]
+
+
+class Mark(enum.Enum):
+    """How one step of a calculation stands."""
+
+    DONE = "✔"
+    CURRENT = "▶"
+    INTERRUPTED = "✘"
+    PENDING = "·"
 
 
 @dataclass(frozen=True, slots=True)
 class RunView:
-    """The latest snapshot, with what earlier snapshots of the same run told.
+    """One snapshot, read for the screen.
 
     Attributes:
-        snapshot: The latest state received.
-        started_at: Wall time of the run's start, when known.
-        reached: The last running state seen of this run (where a cancel hit).
+        snapshot: The latest state the server sent.
+        started_by: Who started its calculation: the state's ``started_by``; from an
+            older server, ``by`` in STARTING or the history's entry once it is over.
     """
 
     snapshot: StateSnapshot
-    started_at: float | None = None
-    reached: State | None = None
+    started_by: Attribution | None = None
 
     @classmethod
-    def follow(cls, previous: RunView | None, snapshot: StateSnapshot) -> RunView:
-        """The view after ``snapshot``, keeping what ``previous`` knew of the same run."""
-        state, step = snapshot.state, snapshot.step_seconds
-        same_run = previous is not None and previous.snapshot.calculation_id == (
-            snapshot.calculation_id
-        )
-        started_at = previous.started_at if same_run and previous else None
-        reached = previous.reached if same_run and previous else None
-        if state.is_running:
-            started_at = snapshot.changed_at - RUNNING_STATES.index(state) * step
-            reached = state
-        elif state is State.SUCCESS:
-            started_at = snapshot.changed_at - len(RUNNING_STATES) * step
-            reached = RUNNING_STATES[-1]
-        return cls(snapshot, started_at, reached)
+    def of(cls, snapshot: StateSnapshot, history: Iterable[Run] = ()) -> RunView:
+        """The view of ``snapshot``; ``history`` tells who started a finished calculation."""
+        started_by = snapshot.started_by
+        if started_by is not None or snapshot.state is State.IDLE:
+            pass
+        elif snapshot.state is State.STARTING:
+            started_by = snapshot.by
+        elif snapshot.state.is_final:
+            for run in history:
+                if run.calculation_id == snapshot.calculation_id:
+                    started_by = run.started_by
+                    break
+        return cls(snapshot, started_by)
 
     @property
     def state(self) -> State:
         return self.snapshot.state
 
     @property
+    def step_seconds(self) -> float:
+        return self.snapshot.step_seconds
+
+    @property
     def total_seconds(self) -> float:
         return len(RUNNING_STATES) * self.snapshot.step_seconds
 
-    def elapsed(self, now: float) -> float | None:
-        """Seconds since the start: still counting while running, fixed once over."""
-        if self.started_at is None:
+    @property
+    def started_at(self) -> float | None:
+        """The calculation's start; a server older than ``started_at`` still lets it be
+        worked out while running or after SUCCESS (every step lasts ``step_seconds``)."""
+        snapshot = self.snapshot
+        if snapshot.calculation_id is None or snapshot.state is State.IDLE:
             return None
-        end = now if self.state.is_running else self.snapshot.changed_at
-        return max(0.0, min(end - self.started_at, self.total_seconds))
+        if snapshot.started_at is not None:
+            return snapshot.started_at
+        if snapshot.state.is_running:
+            return snapshot.changed_at - RUNNING_STATES.index(snapshot.state) * self.step_seconds
+        if snapshot.state is State.SUCCESS:
+            return snapshot.changed_at - self.total_seconds
+        return None
+
+    @property
+    def canceled_by(self) -> Attribution | None:
+        return self.snapshot.by if self.state is State.CANCELED else None
+
+    def elapsed(self, now: float) -> float | None:
+        """Seconds since the start: counting while running, fixed once over.
+
+        While running, it stops at the end of the current step: a state message that
+        comes late never shows more time than the step has.
+        """
+        started_at = self.started_at
+        if started_at is None:
+            return None
+        state, step = self.state, self.step_seconds
+        if state.is_running:
+            end_of_step = (RUNNING_STATES.index(state) + 1) * step
+            return min(max(now - started_at, 0.0), end_of_step)
+        return min(max(self.snapshot.changed_at - started_at, 0.0), self.total_seconds)
+
+    def remaining(self, now: float) -> float | None:
+        """Seconds left while running; None otherwise."""
+        elapsed = self.elapsed(now)
+        if elapsed is None or not self.state.is_running:
+            return None
+        return max(self.total_seconds - elapsed, 0.0)
 
     def progress(self, now: float) -> float:
-        """How far the run is, from 0.0 to 1.0, advancing smoothly within each step."""
-        state, step = self.state, self.snapshot.step_seconds
-        if state is State.SUCCESS:
+        """How far the calculation went, from 0.0 to 1.0."""
+        if self.state is State.SUCCESS:
             return 1.0
-        if not step > 0:  # the decoder refuses such a step; never divide by it anyway
+        elapsed = self.elapsed(now)
+        total = self.total_seconds
+        if elapsed is None or not total > 0:  # the decoder refuses such a step anyway
             return 0.0
+        return min(max(elapsed / total, 0.0), 1.0)
+
+    def marks(self) -> tuple[Mark, ...]:
+        """One mark per running step, then one for the outcome (SUCCESS or CANCELED)."""
+        state = self.state
+        if state is State.SUCCESS:
+            return (Mark.DONE,) * (len(RUNNING_STATES) + 1)
         if state.is_running:
-            within = min(max(now - self.snapshot.changed_at, 0.0), step)
-            return (RUNNING_STATES.index(state) * step + within) / self.total_seconds
-        if state is State.CANCELED and self.started_at is not None:
-            return min(max((self.snapshot.changed_at - self.started_at) / self.total_seconds, 0), 1)
-        return 0.0
+            current = RUNNING_STATES.index(state)
+        elif state is State.CANCELED and self.snapshot.canceled_during in RUNNING_STATES:
+            current = RUNNING_STATES.index(self.snapshot.canceled_during)
+        elif state is State.CANCELED:  # a server older than canceled_during
+            return (*(Mark.PENDING,) * len(RUNNING_STATES), Mark.INTERRUPTED)
+        else:
+            return (Mark.PENDING,) * (len(RUNNING_STATES) + 1)
+        here = Mark.CURRENT if state.is_running else Mark.INTERRUPTED
+        steps = tuple(
+            Mark.DONE if index < current else here if index == current else Mark.PENDING
+            for index in range(len(RUNNING_STATES))
+        )
+        return (*steps, Mark.INTERRUPTED if state is State.CANCELED else Mark.PENDING)
+
+    def timing(self, now: float) -> str:
+        """ "2.1 s elapsed, 3.9 s left", "done in 6.0 s", "canceled after 3.2 s of 6.0 s";
+        empty before any calculation."""
+        elapsed = self.elapsed(now)
+        if elapsed is None:
+            return ""
+        if self.state.is_running:
+            left = self.remaining(now) or 0.0
+            return f"{duration(elapsed)} elapsed, {duration(left)} left"
+        if self.state is State.SUCCESS:
+            return f"done in {duration(elapsed)}"
+        return f"canceled after {duration(elapsed)} of {duration(self.total_seconds)}"
+
+    def attribution(self, me: str | None = None) -> str:
+        """ "started by alice@laptop", "canceled by bob@desk during IN_PROGRESS".
+
+        Args:
+            me: This client's id: its own actions read "(you)" after its name.
+        """
+        parts = []
+        if self.started_by is not None:
+            parts.append(f"started by {name_of(self.started_by, me)}")
+        if self.state is State.CANCELED:
+            canceled = "canceled"
+            if self.canceled_by is not None:
+                canceled += f" by {name_of(self.canceled_by, me)}"
+            if self.snapshot.canceled_during is not None:
+                canceled += f" during {self.snapshot.canceled_during}"
+            parts.append(canceled)
+        return " · ".join(parts)
+
+
+def name_of(by: Attribution, me: str | None = None) -> str:
+    """What a person is called on screen: their name, plain; "(you)" for this client."""
+    name = printable(by.name)
+    return f"{name} (you)" if me is not None and by.client_id == me else name
+
+
+def short_id(calculation_id: str) -> str:
+    """The first characters of an id, enough to tell calculations apart in a sentence."""
+    text = printable(calculation_id)
+    return text if len(text) <= 4 else f"{text[:4]}…"
+
+
+def lost_on_resync(
+    before: StateSnapshot, after: StateSnapshot, history: Iterable[Run] | None = None
+) -> bool | None:
+    """Whether the calculation ``before`` showed running is gone from the server.
+
+    Args:
+        before: The last state seen before the connection was lost.
+        after: The first state after reconnecting.
+        history: The history sent after it, or None while it has not come.
+
+    Returns:
+        True if it is lost (the server restarted: its seq went back, it is IDLE, or the
+        calculation is in neither the state nor the history), False if it is not, None
+        if only the history can tell.
+    """
+    if not before.state.is_running or before.calculation_id is None:
+        return False
+    if after.calculation_id == before.calculation_id:
+        return False
+    if after.state is State.IDLE or after.seq < before.seq:
+        return True
+    if history is None:
+        return None
+    return all(run.calculation_id != before.calculation_id for run in history)

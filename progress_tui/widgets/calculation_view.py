@@ -1,49 +1,62 @@
-"""The run's progress bar, calculation id and elapsed time, moving smoothly."""
+"""The calculation's id, progress bar, elapsed and remaining time, and who asked."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.content import Content
 from textual.reactive import reactive
 from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Label, ProgressBar
 
+from progress_client.client import ConnectionStatus
 from progress_client.display import printable
 
 from ..run import RunView
+from .connection_bar import ConnectionInfo
 from .spinner import Spinner
 
 __all__ = ["CalculationView"]
 
 
 class CalculationView(Widget):
-    """Progress over the three steps, from ``changed_at`` and ``step_seconds``.
+    """Everything :class:`RunView` says of the latest snapshot, moving smoothly.
+
+    While the connection is lost (``frozen_at`` is set) the clock stands at that
+    moment and the spinner stops: the screen shows the last thing it knew, not a
+    guess.
 
     Args:
         clock: Wall-clock time; tests freeze it.
-        fps: How often the bar and the elapsed time move while a run goes on.
-        animate: False freezes the spinner (for stable screenshots).
+        fps: How often the bar and the times move while a calculation runs.
+        animate: False freezes the spinner and the ticker: the panel is drawn on each
+            change, and on :meth:`tick` (for screenshots and tests with a frozen clock).
     """
 
     DEFAULT_CSS = """
     CalculationView {
         height: auto;
-        padding: 0 1;
     }
     CalculationView > Horizontal {
-        height: 1;
+        height: auto;
     }
     CalculationView #details {
+        width: 1fr;
         margin-left: 1;
+    }
+    CalculationView #timing, CalculationView #who {
+        width: 1fr;
         color: $text-muted;
     }
+    CalculationView Label.-empty {
+        display: none;
+    }
     CalculationView ProgressBar {
-        margin: 1 0;
+        width: 1fr;
     }
     CalculationView ProgressBar Bar {
         width: 1fr;
@@ -51,6 +64,12 @@ class CalculationView(Widget):
     """
 
     run: reactive[RunView | None] = reactive(None)
+    connection: reactive[ConnectionInfo | None] = reactive(None)
+    #: This client's id: its own actions read "(you)".
+    me: reactive[str | None] = reactive(None)
+    #: The wall time the connection was lost at, while it is; None while connected.
+    frozen_at: reactive[float | None] = reactive(None)
+    #: An action of this client waits for its answer.
     busy: reactive[bool] = reactive(False)
 
     def __init__(
@@ -66,44 +85,91 @@ class CalculationView(Widget):
         self.fps = fps
         self.spinning = animate
         self._ticker: Timer | None = None
+        self._shown: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
-        with Horizontal():
+        with Horizontal(classes="optional"):
             yield Spinner(animate=self.spinning)
-            # The calculation id is the server's text: shown plainly, never as markup.
+            # Server text (the id, names) is shown plainly, never as markup.
             yield Label(id="details", markup=False)
         yield ProgressBar(total=1.0, show_eta=False)
+        yield Label(id="timing", markup=False)
+        yield Label(id="who", markup=False, classes="optional")
 
     def on_mount(self) -> None:
-        self._ticker = self.set_interval(1 / self.fps, self._update, pause=True)
-        self._update()
+        self._ticker = self.set_interval(1 / self.fps, self.tick, pause=True)
+        self.tick()
 
-    def watch_run(self, run: RunView | None) -> None:
+    @property
+    def moving(self) -> bool:
+        """A calculation runs and the connection is live: the bar and the times move."""
+        return self.run is not None and self.run.state.is_running and self.frozen_at is None
+
+    def now(self) -> float:
+        """The time the panel shows: the clock, or the moment the connection was lost."""
+        return self.frozen_at if self.frozen_at is not None else self.clock()
+
+    def watch_run(self) -> None:
+        self._follow()
+
+    def watch_frozen_at(self) -> None:
+        self._follow()
+
+    def watch_connection(self) -> None:
+        self.tick()
+
+    def watch_me(self) -> None:
+        self.tick()
+
+    def watch_busy(self) -> None:
+        self.tick()
+
+    def _follow(self) -> None:
         if self._ticker is not None:
-            if run is not None and run.state.is_running:
+            if self.moving and self.spinning:
                 self._ticker.resume()
             else:
                 self._ticker.pause()
-        self._update()
+        self.tick()
 
-    def watch_busy(self) -> None:
-        self._update()
-
-    def _update(self) -> None:
+    def tick(self) -> None:
+        """Draw the panel at :meth:`now`; the ticker calls it while a calculation runs."""
         if not self.is_mounted:
             return
-        run, now = self.run, self.clock()
-        self.query_one(Spinner).active = self.busy or (run is not None and run.state.is_running)
+        run, now = self.run, self.now()
+        live = self.frozen_at is None
+        self.query_one(Spinner).active = live and (self.busy or self.moving)
         self.query_one(ProgressBar).update(progress=run.progress(now) if run else 0.0)
-        self.query_one("#details", Label).update(self._details(run, now))
+        self._show("#details", self.details())
+        self._show("#timing", run.timing(now) if run else "")
+        self._show("#who", run.attribution(self.me) if run else "")
 
-    @staticmethod
-    def _details(run: RunView | None, now: float) -> Text:
-        if run is None or run.snapshot.calculation_id is None:
-            return Text("No calculation yet: press s to start one.")
-        elapsed = run.elapsed(now)
-        shown = "—" if elapsed is None else f"{elapsed:.1f} s"
-        return Text(
-            f"Calculation {printable(run.snapshot.calculation_id)} · elapsed {shown}"
-            f" of {run.total_seconds:.1f} s"
-        )
+    def _show(self, selector: str, text: str) -> None:
+        """One line, redrawn only when it changes; it takes no room while empty."""
+        if self._shown.get(selector) == text:
+            return
+        self._shown[selector] = text
+        label = self.query_one(selector, Label)
+        label.update(Content(text))
+        # A class, not display: the app's stylesheet may hide the line too.
+        label.set_class(not text, "-empty")
+
+    def details(self) -> str:
+        """The calculation's id, or what stands in its place."""
+        run, info = self.run, self.connection
+        stopped = info is not None and info.stopped
+        connected = info is not None and info.status is ConnectionStatus.CONNECTED
+        if run is None:
+            if stopped and info is not None:
+                why = printable(info.error or "").rstrip(".")
+                return f"Stopped: {why}. Press r to try again."
+            if info is not None and info.error:
+                return f"Not connected yet: {printable(info.error).rstrip('.')}."
+            return "Waiting for the server's state…"
+        if run.snapshot.calculation_id is None:
+            if connected:
+                return "No calculation yet: press s to start one."
+            if stopped:
+                return "No calculation yet. Not connected: press r to try again."
+            return "No calculation yet."
+        return f"Calculation {printable(run.snapshot.calculation_id)}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rich.text import Text
+from textual.content import Content
+from textual.geometry import Size
 from textual.reactive import reactive
 from textual.widget import Widget
 
@@ -21,6 +22,9 @@ class ConnectionInfo:
 
     Attributes:
         retry_at: When the next attempt starts, in the event loop's time.
+        error: Why the last attempt or connection failed, or why the client stopped.
+        stopped: The client gave up (a refusal for good, or a failure of its loop):
+            only the user's ``r`` starts it again.
     """
 
     status: ConnectionStatus
@@ -28,10 +32,16 @@ class ConnectionInfo:
     attempt: int = 0
     retry_at: float | None = None
     error: str | None = None
+    stopped: bool = False
 
 
 class ConnectionStatusBar(Widget):
-    """ "Connected to URL - N clients - rtt X ms", "Reconnecting in X.Xs (attempt N) - why".
+    """ "● Connected to URL - N clients - rtt X ms", "↻ Reconnecting in X.Xs (attempt N) -
+    why", "✘ Stopped: why - press r to try again".
+
+    The longest wording that fits the width on one line is shown (the shortest fit 40
+    cells; the reasons are in the event log); on a narrower terminal it wraps between
+    words, never inside one.
 
     Args:
         now: The event loop's time, for the countdown; tests freeze it.
@@ -40,7 +50,7 @@ class ConnectionStatusBar(Widget):
 
     DEFAULT_CSS = """
     ConnectionStatusBar {
-        height: 1;
+        height: auto;
         padding: 0 1;
         background: $panel;
     }
@@ -72,27 +82,53 @@ class ConnectionStatusBar(Widget):
         for status in ConnectionStatus:
             self.set_class(info is not None and info.status is status, f"-{status.value}")
 
-    def render(self) -> Text:
-        # Plain text: the error can quote the server (a close reason).
-        return Text(printable(self.describe()))
+    def render(self) -> Content:
+        # Plain text, never markup: the error can quote the server (a refusal, a close
+        # reason).
+        return Content(self.describe(self.size.width or None))
 
-    def describe(self) -> str:
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return len(Content(self.describe(width)).wrap(width)) if width > 0 else 1
+
+    def describe(self, width: int | None = None) -> str:
+        """The longest wording that fits in ``width`` cells (None: the longest)."""
+        wordings = [printable(" - ".join(parts)) for parts in self.wordings()]
+        if width is not None:
+            for wording in wordings:
+                if Content(wording).cell_length <= width:
+                    return wording
+        return wordings[-1] if width is not None else wordings[0]
+
+    def wordings(self) -> list[list[str]]:
+        """What the bar can say now, from the longest to the shortest, in parts."""
         info = self.info
         if info is None:
-            return "Disconnected"
+            return [["✘ Disconnected"]]
         match info.status:
             case ConnectionStatus.CONNECTED:
-                parts = [f"● Connected to {info.url}"]
+                clients = []
                 if self.clients is not None:
-                    parts.append(f"{self.clients} client{'s' if self.clients != 1 else ''}")
+                    clients.append(f"{self.clients} client{'s' if self.clients != 1 else ''}")
                 rtt = self.rtt()
-                parts.append("rtt …" if rtt is None else f"rtt {rtt * 1000:.1f} ms")
-                return " - ".join(parts)
+                timing = "rtt …" if rtt is None else f"rtt {rtt * 1000:.1f} ms"
+                return [
+                    [f"● Connected to {info.url}", *clients, timing],
+                    ["● Connected", *clients, timing],
+                    ["● Connected", *clients],
+                ]
             case ConnectionStatus.CONNECTING:
                 attempt = f" (attempt {info.attempt})" if info.attempt > 1 else ""
-                return f"◌ Connecting...{attempt} {info.url}"
+                return [[f"◌ Connecting…{attempt} {info.url}"], [f"◌ Connecting…{attempt}"]]
             case ConnectionStatus.RECONNECTING:
                 remaining = max(0.0, (info.retry_at or 0.0) - self.now())
-                text = f"↻ Reconnecting in {remaining:.1f}s (attempt {info.attempt})"
-                return f"{text} - {info.error}" if info.error else text
-        return f"✘ Disconnected - {info.error}" if info.error else "✘ Disconnected"
+                countdown = f"↻ Reconnecting in {remaining:.1f}s (attempt {info.attempt})"
+                why = [info.error] if info.error else []
+                return [[countdown, *why], [countdown]]
+        if info.stopped:
+            return [
+                [f"✘ Stopped: {info.error}", "press r to try again"],
+                ["✘ Stopped", "press r to try again"],
+            ]
+        if info.error:
+            return [["✘ Disconnected", info.error], ["✘ Disconnected"]]
+        return [["✘ Disconnected"]]

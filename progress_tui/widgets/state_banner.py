@@ -1,16 +1,19 @@
-"""The calculation's state in large letters, coloured, with a symbol."""
+"""The calculation's state: in large letters when there is room, always as one line."""
 
 from __future__ import annotations
 
 from rich.text import Text
+from textual.app import ComposeResult
 from textual.reactive import reactive
 from textual.widget import Widget
+from textual.widgets import Static
 
 from progress_protocol.states import State
 
 from ..run import RunView
+from .connection_bar import ConnectionInfo
 
-__all__ = ["BLOCK_FONT", "StateBanner", "big_text"]
+__all__ = ["BLOCK_FONT", "SYMBOLS", "StateBanner", "big_text"]
 
 # Three rows per letter, three cells wide: just the letters the states need.
 BLOCK_FONT: dict[str, tuple[str, str, str]] = {
@@ -49,39 +52,72 @@ def big_text(word: str) -> str:
 
 
 class StateBanner(Widget):
-    """Shows the run's state; dimmed and marked stale while disconnected."""
+    """The state's name in large letters (``#letters``, 43 cells wide at most) above
+    a caption line (``#caption``) that always names it; the app's stylesheet hides the
+    letters where there is no room. Dimmed and marked stale while disconnected."""
 
     DEFAULT_CSS = """
     StateBanner {
-        height: 5;
-        content-align: center middle;
+        height: auto;
         text-style: bold;
         color: $text-muted;
+    }
+    StateBanner > Static {
+        width: 1fr;
+        text-align: center;
+    }
+    StateBanner #letters {
+        height: 3;
     }
     StateBanner.-running { color: $accent; }
     StateBanner.-success { color: $success; }
     StateBanner.-canceled { color: $error; }
     StateBanner.-stale { color: $text-disabled; text-style: dim; }
+    StateBanner.-empty #letters { display: none; }
     """
 
     run: reactive[RunView | None] = reactive(None)
+    connection: reactive[ConnectionInfo | None] = reactive(None)
     stale: reactive[bool] = reactive(False)
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="letters", markup=False)
+        yield Static(id="caption", markup=False)
+
+    def on_mount(self) -> None:
+        self._update()
 
     def watch_run(self, run: RunView | None) -> None:
         state = run.state if run else None
+        self.set_class(run is None, "-empty")
         self.set_class(state is not None and state.is_running, "-running")
         self.set_class(state is State.SUCCESS, "-success")
         self.set_class(state is State.CANCELED, "-canceled")
+        self._update()
+
+    def watch_connection(self) -> None:
+        self._update()
 
     def watch_stale(self, stale: bool) -> None:
         self.set_class(stale, "-stale")
+        self._update()
 
-    def render(self) -> Text:
+    def caption(self) -> str:
+        """The one line that names the state (or says why there is none yet)."""
         if self.run is None:
-            return Text("waiting for the server…")
+            info = self.connection
+            if info is not None and info.stopped:
+                return "✘ Not connected"
+            return "◌ Connecting…"
         state = self.run.state
-        label = state.value.replace("_", " ")
         caption = f"{SYMBOLS[state]} {state.value}"
         if self.stale:
-            caption += "  (stale: last known state)"
-        return Text(f"{big_text(label)}\n{caption}", justify="center")
+            caption += " (stale)"
+        return caption
+
+    def _update(self) -> None:
+        if not self.is_mounted:
+            return
+        letters = "" if self.run is None else big_text(self.run.state.value.replace("_", " "))
+        self.query_one("#letters", Static).update(Text(letters))
+        self.query_one("#caption", Static).update(Text(self.caption()))

@@ -1,14 +1,15 @@
-"""The three steps of a calculation: done, current and pending."""
+"""The steps of a calculation and its outcome, each with its mark: ✔ ▶ ✘ ·"""
 
 from __future__ import annotations
 
-from rich.text import Text
+from textual.content import Content
+from textual.geometry import Size
 from textual.reactive import reactive
 from textual.widget import Widget
 
 from progress_protocol.states import RUNNING_STATES, State
 
-from ..run import RunView
+from ..run import Mark, RunView
 
 __all__ = ["StepList"]
 
@@ -18,38 +19,60 @@ LABELS = {
     State.ALMOST_DONE: "Almost done",
 }
 
+STYLES = {
+    Mark.DONE: "bold $success",
+    Mark.CURRENT: "bold",
+    Mark.INTERRUPTED: "bold $error",
+    Mark.PENDING: "dim",
+}
+
+#: Between two steps on one line.
+GAP = "  "
+
 
 class StepList(Widget):
-    """One line per step: ✔ done, ▶ current, ✘ where a cancel hit, · pending."""
+    """ "✔ Starting  ✘ In progress  · Almost done  ✘ Canceled", on as few lines as the
+    width allows: a line breaks between two steps, never inside one."""
 
     DEFAULT_CSS = """
     StepList {
         height: auto;
-        padding: 0 1;
+    }
+    StepList.-empty {
+        display: none;
     }
     """
 
-    run: reactive[RunView | None] = reactive(None)
+    run: reactive[RunView | None] = reactive(None, layout=True)
 
-    def render(self) -> Text:
+    def watch_run(self, run: RunView | None) -> None:
+        # No steps to show before the first state. A class, not display: the app's
+        # stylesheet may hide the steps too.
+        self.set_class(run is None, "-empty")
+
+    def items(self) -> list[Content]:
+        """One "mark label" per step, then the outcome."""
+        marks = self.run.marks() if self.run else (Mark.PENDING,) * (len(RUNNING_STATES) + 1)
         state = self.run.state if self.run else State.IDLE
-        reached = self.run.reached if self.run else None
-        current = RUNNING_STATES.index(reached) if reached in RUNNING_STATES else -1
-        text = Text()
-        for index, step in enumerate(RUNNING_STATES):
-            if index < current or (index == current and state is State.SUCCESS):
-                text.append("✔ ", style="bold green").append(LABELS[step])
-            elif index == current and state is State.CANCELED:
-                text.append("✘ ", style="bold red").append(LABELS[step], style="red")
-            elif index == current:
-                text.append("▶ ", style="bold").append(LABELS[step], style="bold")
+        outcome = "Canceled" if state is State.CANCELED else "Success"
+        labels = [LABELS[step] for step in RUNNING_STATES] + [outcome]
+        return [
+            Content.assemble((f"{mark.value} {label}", STYLES[mark]))
+            for mark, label in zip(marks, labels, strict=True)
+        ]
+
+    def lines(self, width: int) -> list[Content]:
+        """The items packed greedily into lines of ``width`` cells."""
+        lines: list[Content] = []
+        for item in self.items():
+            if lines and lines[-1].cell_length + len(GAP) + item.cell_length <= width:
+                lines[-1] = Content.assemble(lines[-1], GAP, item)
             else:
-                text.append("· ", style="dim").append(LABELS[step], style="dim")
-            text.append("\n")
-        if state is State.CANCELED:
-            text.append("✘ ", style="bold red").append("Canceled", style="bold red")
-        elif state is State.SUCCESS:
-            text.append("✔ ", style="bold green").append("Success", style="bold green")
-        else:
-            text.append("· ", style="dim").append("Success", style="dim")
-        return text
+                lines.append(item)
+        return lines
+
+    def render(self) -> Content:
+        return Content("\n").join(self.lines(self.size.width or 1_000))
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return len(self.lines(width))

@@ -3,25 +3,50 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import signal
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import AsyncExitStack
 
 import pytest
+from rich.text import Text
 from textual.content import Content
 from textual.pilot import Pilot
+from textual.widget import Widget
 from textual.widgets import Button, Label
+from textual.widgets._progress_bar import Bar
 
-from progress_client.client import NOT_TLS
+from progress_client.client import (
+    NOT_TLS,
+    ClientEvent,
+    ClientsChanged,
+    Connected,
+    Connecting,
+    HistoryReceived,
+    ProgressClient,
+    StateReceived,
+)
 from progress_client.reconnect import ReconnectPolicy
 from progress_protocol.states import State, StateSnapshot
 from progress_server.server import ProgressServer
 from progress_tui.app import ProgressApp
 from progress_tui.run import RunView
-from progress_tui.widgets import ConnectionStatusBar, EventLog, StateBanner
-from tests.client.hostile import CASES, HostileServer
-from tests.helpers import TIME_FACTOR, TIMEOUT, ServerProcess, free_port
+from progress_tui.screens import HelpScreen
+from progress_tui.widgets import (
+    CalculationView,
+    ConnectionStatusBar,
+    EventLog,
+    HistoryTable,
+    KeyBar,
+    StateBanner,
+    StepList,
+)
+from tests.client.hostile import CASES, HostileServer, Refusal, Script, state
+from tests.helpers import TIME_FACTOR, TIMEOUT, ServerProcess, free_port, http_request
+from tests.tui.scripted import URL, ScriptedClient
 
 #: Steps long enough for a key press to land inside a given state.
 APP_STEP = 0.5 * TIME_FACTOR
@@ -35,8 +60,13 @@ async def server() -> AsyncIterator[ProgressServer]:
         yield running
 
 
-def make_app(url: str, **kwargs: object) -> ProgressApp:
-    return ProgressApp(url, policy=ReconnectPolicy(initial=0.05, cap=CAP), **kwargs)  # type: ignore[arg-type]
+def make_app(
+    url: str, *, token: str | None = None, name: str | None = "alice@laptop", **kwargs: object
+) -> ProgressApp:
+    client = ProgressClient(
+        url, policy=ReconnectPolicy(initial=0.05, cap=CAP), token=token, name=name
+    )
+    return ProgressApp(client, **kwargs)  # type: ignore[arg-type]
 
 
 async def until(
@@ -51,12 +81,12 @@ async def until(
 
 
 def state_of(app: ProgressApp) -> State | None:
-    return app.run_view.state if app.run_view else None
+    return app.snapshot.state if app.snapshot else None
 
 
 def log_text(app: ProgressApp) -> str:
-    """The event log as one line of text (long entries wrap on screen)."""
-    return " ".join(" ".join(line.text.split()) for line in app.query_one(EventLog).lines)
+    """The event log's entries as one line of text."""
+    return " ".join(" ".join(entry.plain.split()) for entry in app.query_one(EventLog).entries)
 
 
 def toasts(app: ProgressApp) -> list[str]:
@@ -68,7 +98,21 @@ def bar_text(app: ProgressApp) -> str:
     return app.query_one(ConnectionStatusBar).describe()
 
 
-COUNTDOWN = re.compile(r"Reconnecting in \d+\.\ds \(attempt (\d+)\) - ")
+def rendered(app: ProgressApp, widget: Widget | str, within: str | None = None) -> str:
+    """The characters a widget shows on screen now, line by line, as the compositor
+    draws them (a test-only look at Textual's compositor); ``within`` crops it to
+    another widget's region."""
+    if isinstance(widget, str):
+        widget = app.query_one(widget)
+    region = widget.region
+    if within is not None:
+        region = region.intersection(app.query_one(within).region)
+    strips = app.screen._compositor.render_strips()
+    lines = strips[region.y : region.bottom]
+    return "\n".join(strip.crop(region.x, region.right).text.rstrip() for strip in lines)
+
+
+COUNTDOWN = re.compile(r"Reconnecting in \d+\.\ds \(attempt (\d+)\)")
 
 
 def reconnect_attempt(app: ProgressApp) -> int:
@@ -80,31 +124,38 @@ def reconnect_attempt(app: ProgressApp) -> int:
 async def connected(pilot: Pilot[None]) -> None:
     app = pilot.app
     assert isinstance(app, ProgressApp)
-    await until(pilot, lambda: app.connected and app.run_view is not None)
+    await until(pilot, lambda: app.connected and app.snapshot is not None)
+
+
+def history_rows(app: ProgressApp) -> list[str]:
+    """The history panel's rows, newest first, as text."""
+    table = app.query_one(HistoryTable)
+    return [
+        " ".join(cell.plain for cell in table.get_row_at(index)) for index in range(table.row_count)
+    ]
 
 
 async def test_s_runs_through_every_state_to_success(server: ProgressServer) -> None:
-    """s starts a calculation; the screen goes through each state and ends on SUCCESS."""
+    """s starts a calculation; the screen goes through each state and ends on SUCCESS,
+    which comes first in the history."""
     app = make_app(server.url)
     async with app.run_test(size=SIZE) as pilot:
         await connected(pilot)
+        assert history_rows(app) == []
         await pilot.press("s")
         await until(pilot, lambda: state_of(app) is State.SUCCESS)
+        await until(pilot, lambda: len(history_rows(app)) == 1)
+        assert re.fullmatch(r"\d\d:\d\d:\d\d \d+\.\d s ✔ SUCCESS you ", history_rows(app)[0])
         states = re.findall(r"\b(IDLE|STARTING|IN_PROGRESS|ALMOST_DONE|SUCCESS)\b", log_text(app))
-        assert states == [
-            "IDLE",
-            "STARTING",
-            "IN_PROGRESS",
-            "ALMOST_DONE",
-            "SUCCESS",
-        ]
-        banner = str(app.query_one(StateBanner).render())
-        assert "✔ SUCCESS" in banner
+        assert states == ["IDLE", "STARTING", "IN_PROGRESS", "ALMOST_DONE", "SUCCESS"]
+        assert "STARTING" in log_text(app) and "by alice@laptop (you)" in log_text(app)
+        assert app.query_one(StateBanner).caption() == "✔ SUCCESS"
         assert app.query_one(StateBanner).has_class("-success")
 
 
 async def test_c_during_in_progress_ends_on_canceled(server: ProgressServer) -> None:
-    """c while IN_PROGRESS cancels: the screen ends on CANCELED, marked as such."""
+    """c while IN_PROGRESS cancels: the screen ends on CANCELED, marked as such, and the
+    history shows it first, live."""
     app = make_app(server.url)
     async with app.run_test(size=SIZE) as pilot:
         await connected(pilot)
@@ -112,15 +163,19 @@ async def test_c_during_in_progress_ends_on_canceled(server: ProgressServer) -> 
         await until(pilot, lambda: state_of(app) is State.IN_PROGRESS)
         await pilot.press("c")
         await until(pilot, lambda: state_of(app) is State.CANCELED)
-        assert app.run_view is not None and app.run_view.reached is State.IN_PROGRESS
-        await pilot.pause(2 * APP_STEP)
-        assert state_of(app) is State.CANCELED
-        assert "✘ CANCELED" in str(app.query_one(StateBanner).render())
+        assert app.snapshot is not None and app.snapshot.canceled_during is State.IN_PROGRESS
+        assert app.query_one(StateBanner).caption() == "✘ CANCELED"
         assert app.query_one(StateBanner).has_class("-canceled")
+        panel = rendered(app, "#calculation")
+        assert "✔ Starting  ✘ In progress  · Almost done" in panel
+        assert "canceled by alice@laptop (you) during IN_PROGRESS" in " ".join(panel.split())
+        await until(pilot, lambda: len(history_rows(app)) == 1)
+        assert history_rows(app)[0].endswith(" ✘ CANCELED (IN_PROGRESS) you you")
 
 
-async def test_s_while_running_sends_no_second_start() -> None:
-    """While a calculation runs, s and the Start button send nothing; no error appears."""
+async def test_keys_typed_quickly_are_sent_or_refused_aloud() -> None:
+    """s s s c c typed at once: start and cancel are both sent (the cancel is not lost),
+    the calculation ends CANCELED, and each key not sent says why in a notification."""
     async with ProgressServer(port=0, step_seconds=2.0 * TIME_FACTOR) as server:
         app = make_app(server.url)
         sent: list[str] = []
@@ -133,14 +188,14 @@ async def test_s_while_running_sends_no_second_start() -> None:
                 return await send(action)
 
             app.client.send = counting_send  # type: ignore[method-assign]
-            await pilot.press("s")
-            await until(pilot, lambda: state_of(app) is State.STARTING and app.pending is None)
-            await pilot.press("s", "s")
-            await pilot.click("#start")
-            await pilot.pause(0.1)
-            assert state_of(app) in (State.STARTING, State.IN_PROGRESS)  # still running
-            assert sent == ["start"]
-            assert not [text for text in toasts(app) if "already" in text]
+            await pilot.press("s", "s", "s", "c", "c")
+            await until(pilot, lambda: state_of(app) is State.CANCELED and not app.in_flight)
+            assert sent == ["start", "cancel"]
+            shown = toasts(app)
+            assert any(text.startswith("Already running: ") for text in shown)
+            assert any(text.startswith("Not running: ") for text in shown)
+            # A repeated refusal is one notification while it is on screen.
+            assert len(shown) == 2
 
 
 async def test_controls_follow_the_state(server: ProgressServer) -> None:
@@ -152,8 +207,7 @@ async def test_controls_follow_the_state(server: ProgressServer) -> None:
         assert (start.disabled, cancel.disabled) == (False, True)
         assert (app.check_action("start", ()), app.check_action("cancel", ())) == (True, None)
         await pilot.click("#start")
-        await until(pilot, lambda: app.running and app.pending is None)
-        assert state_of(app) is State.STARTING
+        await until(pilot, lambda: app.running and not app.in_flight)
         assert (start.disabled, cancel.disabled) == (True, False)
         assert (app.check_action("start", ()), app.check_action("cancel", ())) == (None, True)
         await pilot.click("#cancel")
@@ -161,21 +215,8 @@ async def test_controls_follow_the_state(server: ProgressServer) -> None:
         assert (start.disabled, cancel.disabled) == (False, True)
 
 
-async def test_pending_action_disables_the_controls_until_answered(server: ProgressServer) -> None:
-    """Right after s, both controls are disabled and the spinner turns."""
-    app = make_app(server.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await connected(pilot)
-        await app.action_start()  # sent; the answer has not been read yet
-        assert app.pending == "start"
-        assert app.query_one("#start", Button).disabled
-        assert app.query_one("#cancel", Button).disabled
-        assert app.query_one("Spinner").active  # type: ignore[attr-defined]
-        await until(pilot, lambda: app.pending is None)
-
-
-async def test_no_answer_brings_the_controls_back_with_an_error() -> None:
-    """A server that stops answering: after the timeout, a notification; controls return."""
+async def test_no_answer_is_said_after_the_timeout() -> None:
+    """A server that stops answering: after the timeout, a notification says so."""
     async with ServerProcess() as server:
         app = make_app(server.url, pending_timeout=0.3 * TIME_FACTOR)
         async with app.run_test(size=SIZE) as pilot:
@@ -183,48 +224,59 @@ async def test_no_answer_brings_the_controls_back_with_an_error() -> None:
             server.signal(signal.SIGSTOP)
             try:
                 await pilot.press("s")
-                assert app.pending == "start"
-                await until(pilot, lambda: app.pending is None)
+                assert [action for _, action in app.in_flight] == ["start"]
+                assert app.query_one("Spinner").active  # type: ignore[attr-defined]
                 await until(
                     pilot,
                     lambda: any("No answer from the server to start" in t for t in toasts(app)),
                 )
-                assert not app.query_one("#start", Button).disabled
+                assert not app.in_flight
             finally:
                 server.signal(signal.SIGCONT)
 
 
-async def test_disconnected_disables_everything_and_marks_the_state_stale() -> None:
-    """No server: Start and Cancel disabled, the last state dimmed and marked stale."""
+async def test_a_lost_connection_freezes_the_screen_at_that_moment() -> None:
+    """Server gone mid-run: Start and Cancel dimmed, the state marked stale, the spinner
+    stopped and the clock frozen at the moment of the loss."""
     port = free_port()
-    server = ProgressServer(port=port, step_seconds=APP_STEP)
+    server = ProgressServer(port=port, step_seconds=2.0 * TIME_FACTOR)
     await server.start()
     app = make_app(server.url)
     async with app.run_test(size=SIZE) as pilot:
         await connected(pilot)
+        await pilot.press("s")
+        await until(pilot, lambda: state_of(app) is State.STARTING)
+        before = time.time()
         await server.close()
         await until(pilot, lambda: not app.connected)
-        assert app.query_one("#start", Button).disabled
-        assert app.query_one("#cancel", Button).disabled
-        assert app.check_action("start", ()) is None
+        assert app.frozen_at is not None and before <= app.frozen_at <= time.time()
+        assert app.check_action("start", ()) is None and app.check_action("cancel", ()) is None
         banner = app.query_one(StateBanner)
-        assert banner.has_class("-stale")
-        assert "stale" in str(banner.render())
-        assert "IDLE" in str(banner.render())
+        assert banner.has_class("-stale") and banner.caption() == "▶ STARTING (stale)"
+        view = app.query_one(CalculationView)
+        assert view.now() == app.frozen_at
+        timing = str(app.query_one("#timing", Label).render())
+        await pilot.pause(0.3)
+        assert str(app.query_one("#timing", Label).render()) == timing
+        assert not app.query_one("Spinner").active  # type: ignore[attr-defined]
 
 
-async def test_server_error_becomes_a_notification(server: ProgressServer) -> None:
-    """The server's error sentence is shown as an error notification."""
+async def test_server_errors_are_titled_for_people(server: ProgressServer) -> None:
+    """The server's refusal is a notification titled "Not running", its sentence below,
+    and a line in the log."""
     app = make_app(server.url)
     async with app.run_test(size=SIZE) as pilot:
         await connected(pilot)
-        await app.client.send("cancel")  # nothing runs: the server refuses
+        await app.client.send("cancel")  # past the app's own check: the server refuses
         await until(pilot, lambda: any("no running calculation" in t for t in toasts(app)))
+        assert toasts(app)[0].startswith("Not running: There is no running calculation")
         assert "Refused: There is no running calculation" in log_text(app)
 
 
-async def test_reconnects_with_a_countdown_and_resyncs() -> None:
-    """Server stopped: countdown and attempt in the bar; server back: connected, resynced."""
+async def test_reconnects_with_a_countdown_and_says_the_calculation_was_lost() -> None:
+    """Server stopped mid-run: countdown and attempt in the bar. A new server: connected,
+    resynced, and the calculation that was running is said lost, in the log and in a
+    notification."""
     port = free_port()
     first = ProgressServer(port=port, step_seconds=APP_STEP)
     await first.start()
@@ -233,6 +285,8 @@ async def test_reconnects_with_a_countdown_and_resyncs() -> None:
         await connected(pilot)
         await pilot.press("s")
         await until(pilot, lambda: state_of(app) is State.STARTING)
+        assert app.snapshot is not None and app.snapshot.calculation_id is not None
+        lost = f"calculation {app.snapshot.calculation_id[:4]}… was lost: the server restarted"
         await first.close()
         await until(pilot, lambda: reconnect_attempt(app) >= 2)
         assert "going away (1001)" in log_text(app)
@@ -241,14 +295,107 @@ async def test_reconnects_with_a_countdown_and_resyncs() -> None:
         async with ProgressServer(port=port, step_seconds=APP_STEP):
             await until(pilot, lambda: app.connected, timeout=CAP + TIMEOUT / 5)
             await until(pilot, lambda: state_of(app) is State.IDLE)
+            await until(pilot, lambda: lost in log_text(app))
+            assert any(lost in text for text in toasts(app))
             assert not app.query_one(StateBanner).has_class("-stale")
             assert bar_text(app).startswith(f"● Connected to {first.url} - 1 client")
             await pilot.press("q")
 
 
+async def test_r_on_a_healthy_connection_resynchronises_without_reconnecting(
+    server: ProgressServer,
+) -> None:
+    """r while connected keeps the connection (no other client sees a count change) and
+    asks again for the state and the history; held down, it still never reconnects."""
+    app = make_app(server.url)
+    async with app.run_test(size=SIZE) as pilot:
+        await connected(pilot)
+        assert server.hub is not None
+        (connection,) = server.hub.clients
+        sent: list[str] = []
+        send = app.client.send
+
+        async def counting_send(action):  # type: ignore[no-untyped-def]
+            sent.append(action)
+            return await send(action)
+
+        app.client.send = counting_send  # type: ignore[method-assign]
+        await pilot.press("r", "r", "r")
+        await until(pilot, lambda: len(sent) == 6)
+        await pilot.pause(0.1)
+        assert sent == ["status", "history"] * 3
+        assert app.connected and server.hub.clients == {connection}
+        assert "Resynchronising" in log_text(app) and "Connection lost" not in log_text(app)
+
+
+async def test_after_giving_up_the_screen_says_why_and_r_tries_again() -> None:
+    """A refusal for good (404): the bar, the banner and the panel say it stopped, why
+    (the server's sentence) and that r tries again; r starts the connection again."""
+    sentence = "No WebSocket endpoint at /nope; connect to /progress"
+    script = Script(frames=(state("IDLE", 1),))
+    async with HostileServer(script, refusals=[Refusal.error(404, sentence)]) as server:
+        app = make_app(server.url)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.connection.stopped)
+            assert bar_text(app).startswith("✘ Stopped: the server refused the connection")
+            assert bar_text(app).endswith("press r to try again")
+            assert sentence in bar_text(app)
+            assert app.query_one(StateBanner).caption() == "✘ Not connected"
+            details = app.query_one(CalculationView).details()
+            assert details.startswith("Stopped: ") and sentence in details
+            assert details.endswith("Press r to try again.")
+            assert "waiting for the server" not in rendered(app, "#calculation").lower()
+            assert "No calculation yet" not in rendered(app, "#calculation")
+            assert any(text.startswith("Stopped connecting: ") for text in toasts(app))
+            await pilot.press("s")  # not sent: says why
+            assert any("Press r to try again" in text for text in toasts(app))
+            await pilot.press("r")
+            await connected(pilot)
+            assert app.query_one(StateBanner).caption().startswith("○ IDLE")
+        assert server.handshakes == 2
+
+
+async def test_a_failing_connection_loop_is_caught_at_the_worker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The client's loop raising: logged with its traceback, shown as stopped with the
+    error and r; the app keeps running, and r runs the loop again."""
+
+    class BrokenClient(ProgressClient):
+        calls = 0
+
+        async def events(self) -> AsyncGenerator[ClientEvent, None]:
+            self.calls += 1
+            raise ZeroDivisionError("division by zero")
+            yield  # an async generator
+
+    app = ProgressApp(BrokenClient("ws://127.0.0.1:1/progress"), log_path="/var/log/tui.log")
+    with caplog.at_level(logging.ERROR):
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.connection.stopped)
+            assert "ZeroDivisionError: division by zero" in bar_text(app)
+            assert "/var/log/tui.log" in app.query_one(CalculationView).details()
+            await pilot.press("r")
+            await until(pilot, lambda: app.client.calls == 2)  # type: ignore[attr-defined]
+            assert app.is_running and app.return_code is None
+    assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records)
+
+
+async def test_a_refused_token_stops_with_the_reason(server: ProgressServer) -> None:
+    """A server with a token refuses ours: stopped, the reason in the bar and a
+    notification; Start dimmed."""
+    async with ProgressServer(port=0, token="t0ken") as guarded:
+        app = make_app(guarded.url, token="wrong")
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.connection.stopped)
+            assert "refused the token" in bar_text(app)
+            assert any("refused the token" in t for t in toasts(app))
+            assert app.check_action("start", ()) is None
+
+
 async def test_two_apps_see_the_same_sequence(server: ProgressServer) -> None:
     """Two terminals on one server: both show the same states, in the same order."""
-    one, two = make_app(server.url), make_app(server.url)
+    one, two = make_app(server.url), make_app(server.url, name="bob@desk")
     async with one.run_test(size=SIZE) as pilot_one, two.run_test(size=SIZE) as pilot_two:
         await connected(pilot_one)
         await connected(pilot_two)
@@ -267,32 +414,263 @@ async def test_two_apps_see_the_same_sequence(server: ProgressServer) -> None:
             "ALMOST_DONE",
             "SUCCESS",
         ]
+        assert "STARTING" in log_text(two) and "by alice@laptop " in log_text(two) + " "
 
 
-async def test_quit_closes_the_websocket_with_1000(server: ProgressServer) -> None:
-    """q closes the connection cleanly before the app exits."""
+def panel_parts(app: ProgressApp) -> list[str]:
+    """What each widget of the calculation panel renders now, as text, in order (the
+    bar as its percentage): what is painted next, without waiting for the paint."""
+    parts = []
+    for widget in app.query_one("#calculation").query("*"):
+        if not widget.display or widget.children:
+            continue
+        if isinstance(widget, Bar):
+            parts.append(f"bar {widget.percentage}")
+        elif isinstance(widget, StepList):
+            parts.extend(line.plain for line in widget.lines(1000))
+        else:
+            shown = widget.render()
+            parts.append(shown.plain if isinstance(shown, Content | Text) else str(shown))
+    return parts
+
+
+def panel(app: ProgressApp) -> str:
+    """The calculation panel as drawn (once :func:`tick` drew it at the test's clock)."""
+    return rendered(app, "#calculation", within="#body")
+
+
+async def tick(pilot: Pilot[None]) -> None:
+    """Draw the calculation panel at the clock's time now, and let it be painted."""
+    pilot.app.query_one(CalculationView).tick()
+    await pilot.pause()
+
+
+class LateClient(ProgressClient):
+    """A client whose app is up but which connects only when :meth:`join` is called:
+    it has seen nothing of the server before that moment."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, name="dave@box")
+        self.joining = asyncio.Event()
+
+    def join(self) -> None:
+        self.joining.set()
+
+    async def events(self) -> AsyncGenerator[ClientEvent, None]:
+        await self.joining.wait()
+        async with contextlib.aclosing(super().events()) as events:
+            async for event in events:
+                yield event
+
+
+async def test_a_late_joiner_draws_the_same_panel() -> None:
+    """A TUI that watched and one that joined later draw the same calculation panel, in
+    every state, after SUCCESS and after a cancel in each step (same clock for both;
+    the actions come from a third client, so that no panel says "you")."""
+    running = [State.STARTING, State.IN_PROGRESS, State.ALMOST_DONE]
+    now = [time.time()]
+
+    def clock() -> float:
+        return now[0]
+
+    async with ProgressServer(port=0, step_seconds=0.4 * TIME_FACTOR) as server:
+
+        async def act(action: str) -> None:
+            status, _, _ = await http_request(
+                server.port, "POST", f"/{action}", headers={"X-Progress-Name": "carol@ci"}
+            )
+            assert status < 300
+
+        compared: list[tuple[State, State | None]] = []
+
+        async def compare(joiner: ProgressApp, joining: Pilot[None]) -> None:
+            await until(
+                joining,
+                lambda: (joiner.snapshot, joiner.history) == (watcher.snapshot, watcher.history),
+            )
+            now[0] = time.time()
+            for app in (watcher, joiner):
+                app.query_one(CalculationView).tick()
+            assert panel_parts(joiner) == panel_parts(watcher)
+            assert watcher.snapshot is not None
+            compared.append((watcher.snapshot.state, watcher.snapshot.canceled_during))
+
+        async def join_now_and_compare() -> None:
+            joiner = make_app(server.url, clock=clock, animate=False, name="dave@box")
+            async with joiner.run_test(size=(60, 20)) as joining:
+                await compare(joiner, joining)
+                # A final state stays: time to compare the panels as painted, too.
+                await joining.pause()
+                assert panel(joiner) == panel(watcher)
+
+        watcher = make_app(server.url, clock=clock, animate=False)
+        async with watcher.run_test(size=(60, 20)) as watching:
+            async with AsyncExitStack() as stack:
+                # Up before the run, each joins at its moment: quick enough to land
+                # within a step.
+                late = [
+                    ProgressApp(LateClient(server.url), clock=clock, animate=False) for _ in running
+                ]
+                pilots = [
+                    await stack.enter_async_context(app.run_test(size=(60, 20))) for app in late
+                ]
+                await connected(watching)
+                await act("start")
+                for moment, joiner, joining in zip(running, late, pilots, strict=True):
+                    await until(watching, lambda moment=moment: state_of(watcher) is moment)  # type: ignore[misc]
+                    joiner.client.join()  # type: ignore[attr-defined]
+                    await compare(joiner, joining)
+            await until(watching, lambda: state_of(watcher) is State.SUCCESS)
+            await join_now_and_compare()
+            for during in running:
+                await act("start")
+                await until(watching, lambda during=during: state_of(watcher) is during)  # type: ignore[misc]
+                await act("cancel")
+                await until(watching, lambda: state_of(watcher) is State.CANCELED)
+                await join_now_and_compare()
+            text = " ".join(panel(watcher).split())
+            assert "started by carol@ci · canceled by carol@ci during ALMOST_DONE" in text
+    assert compared == [
+        *((moment, None) for moment in running),
+        (State.SUCCESS, None),
+        *((State.CANCELED, during) for during in running),
+    ]
+
+
+@pytest.mark.parametrize("key", ["q", "ctrl+c"])
+async def test_q_and_ctrl_c_close_the_websocket_with_1000(server: ProgressServer, key: str) -> None:
+    """q, and ctrl+c likewise, close the connection cleanly and quit."""
     app = make_app(server.url)
     async with app.run_test(size=SIZE) as pilot:
         await connected(pilot)
         assert server.hub is not None
         (connection,) = server.hub.clients
-        await pilot.press("q")
+        await pilot.press(key)
+        await until(pilot, lambda: not app.is_running)
     await asyncio.wait_for(connection.wait_closed(), TIMEOUT)
     assert connection.close_code == 1000
 
 
-async def test_a_refused_token_is_said_clearly() -> None:
-    """The server refuses the token: a notification and the status bar say so."""
-    async with ProgressServer(port=0, token="t0ken") as server:
-        app = make_app(server.url, token="wrong")
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: "refused the token" in bar_text(app))
-            assert bar_text(app) == "✘ Disconnected - the server refused the token (HTTP 401)"
-            await until(pilot, lambda: any("refused the token" in t for t in toasts(app)))
-            assert app.check_action("start", ()) is None
-        app = make_app(server.url, token="t0ken")
-        async with app.run_test(size=SIZE) as pilot:
-            await connected(pilot)
+def connected_client() -> ScriptedClient:
+    """A client that has just connected to an idle server (for tests of the UI alone)."""
+    return ScriptedClient(
+        Connecting(URL, 1),
+        Connected(URL, "progress-server/9.8.7", "c0ffee"),
+        StateReceived(StateSnapshot(State.IDLE, None, 0, time.time(), 2.0)),
+        HistoryReceived(()),
+        ClientsChanged(1),
+    )
+
+
+@pytest.mark.parametrize("key", ["question_mark", "f1"])
+async def test_help_shows_the_keys_the_server_and_the_name(key: str) -> None:
+    """? or F1: the keys, the URL, the server's version, this client's name; Esc closes."""
+    client = connected_client()
+    app = ProgressApp(client, log_path="/tmp/tui.log")
+    async with app.run_test(size=SIZE) as pilot:
+        await client.played(pilot)
+        await pilot.press(key)
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.pause()
+        text = rendered(app, app.screen.query_one("VerticalScroll"))
+        for words in (
+            "s  ",
+            "Start a calculation",
+            "Cancel the running calculation",
+            "Show or hide the history",
+            URL,
+            "progress-server/9.8.7",
+            "alice@laptop",
+            "/tmp/tui.log",
+        ):
+            assert words in text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        # No static icon in the header that would look like a stuck spinner.
+        assert "◔" not in rendered(app, app.screen)
+
+
+async def test_the_command_palette_offers_the_apps_commands(server: ProgressServer) -> None:
+    """The palette lists the app's commands first; its Start starts a calculation."""
+    app = make_app(server.url)
+    async with app.run_test(size=SIZE) as pilot:
+        await connected(pilot)
+        commands = list(app.get_system_commands(app.screen))
+        titles = [command.title for command in commands]
+        assert titles[:7] == [
+            "Start",
+            "Cancel",
+            "Reconnect",
+            "Toggle log",
+            "Toggle history",
+            "Help",
+            "Quit",
+        ]
+        assert titles.count("Quit") == 1
+        await commands[0].callback()  # type: ignore[misc]
+        await until(pilot, lambda: state_of(app) is State.STARTING)
+
+
+async def test_a_notification_never_hides_the_status_bar() -> None:
+    """In a small pane, even a tall notification stands above the status bar and the keys:
+    their lines on screen are theirs."""
+    client = connected_client()
+    app = ProgressApp(client)
+    async with app.run_test(size=(40, 12), notifications=True) as pilot:
+        await client.played(pilot)
+        await pilot.press("c")  # refused: a notification
+        app.notify("a long notification " * 5, title="Test")
+        await pilot.pause()
+        assert app._notifications
+        screen = rendered(app, app.screen).splitlines()
+        bar, keys = app.query_one(ConnectionStatusBar), app.query_one(KeyBar)
+        assert screen[bar.region.y].strip() == bar.describe(bar.size.width)
+        assert screen[keys.region.y].startswith(" s Start  c Cancel")
+        assert "notification" in "".join(screen[: bar.region.y])
+
+
+async def test_resizing_back_and_forth_restores_everything() -> None:
+    """Wide, narrow, wide again: every log line whole, no horizontal scrollbar, the log
+    scrolled to its end; the panels come back."""
+    client = connected_client()
+    app = ProgressApp(client)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await client.played(pilot)
+        log = app.query_one(EventLog)
+        for index in range(60):
+            log.add(f"entry {index} " + "word " * 12)
+        for size in ((60, 40), (40, 12), (120, 36)):
+            await pilot.resize_terminal(*size)
+            await pilot.pause()
+        await until(pilot, lambda: log.scroll_y == log.max_scroll_y)
+        assert log.display and app.query_one(HistoryTable).display
+        assert log.max_scroll_x == 0 and not log.show_horizontal_scrollbar
+        assert log.virtual_size.width <= log.scrollable_content_region.width
+        tail = " ".join(rendered(app, log).replace("│", " ").split())
+        assert "entry 59 " + "word " * 11 + "word" in tail
+
+
+async def test_l_and_h_show_the_panels_a_small_pane_hides() -> None:
+    """40x12: no room for the log or the history until l or h; the calculation keeps its
+    state, progress and status in view; l again hides the log."""
+    client = connected_client()
+    app = ProgressApp(client)
+    async with app.run_test(size=(40, 12)) as pilot:
+        await client.played(pilot)
+        log, history = app.query_one(EventLog), app.query_one(HistoryTable)
+        assert not log.display and not history.display
+        await pilot.press("l")
+        await pilot.pause()
+        assert log.display and log.region.height >= 6
+        assert not app.query_one(StepList).display  # an optional line, making room
+        screen = rendered(app, app.screen)
+        assert "○ IDLE" in screen and "0%" in screen and "● Connected" in screen
+        await pilot.press("h")
+        await pilot.pause()
+        assert history.display
+        await pilot.press("l")
+        await pilot.pause()
+        assert not log.display
 
 
 # Against a hostile server.
@@ -319,7 +697,7 @@ async def test_markup_from_the_server_is_shown_literally(calculation_id: str) ->
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: state_of(app) is State.SUCCESS)
             await pilot.pause()
-            assert f"Calculation {calculation_id} · elapsed" in details_text(app)
+            assert f"Calculation {calculation_id}" == details_text(app)
             assert details_spans(app) == []
             assert f"SUCCESS {calculation_id}" in log_text(app)
             assert app.is_running and app.return_code is None
@@ -334,7 +712,6 @@ async def test_a_hostile_stream_means_reconnecting_with_backoff() -> None:
         app = make_app(server.url)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: reconnect_attempt(app) > len(cases))
-            assert "- the server sent invalid messages (" in bar_text(app)
             assert app.query_one(ConnectionStatusBar).has_class("-reconnecting")
             log = log_text(app)
             lost = log.count("Connection lost: the server sent invalid messages (")
@@ -343,8 +720,8 @@ async def test_a_hostile_stream_means_reconnecting_with_backoff() -> None:
             for case in cases:
                 for text in case.hidden:
                     assert text not in log + details_text(app)
-            assert app.run_view is not None  # from the one case with a valid state
-            assert app.run_view.snapshot.calculation_id == "before"
+            assert app.snapshot is not None  # from the one case with a valid state
+            assert app.snapshot.calculation_id == "before"
         assert server.connections >= len(cases)
 
 
@@ -371,7 +748,7 @@ async def test_unknown_message_types_are_ignored(caplog: pytest.LogCaptureFixtur
                 assert app.connected
                 assert "Connection lost" not in log_text(app)
         assert server.connections == 1
-    assert caplog.records == []
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def test_an_error_while_showing_a_state_costs_the_connection_not_the_app(
@@ -379,15 +756,15 @@ async def test_an_error_while_showing_a_state_costs_the_connection_not_the_app(
 ) -> None:
     """A bug in the UI on some data: logged with its traceback, the connection given up
     and retried; the app goes on."""
-    follow = RunView.follow
+    of = RunView.of
     failures = iter([ZeroDivisionError("division by zero")])
 
-    def failing_once(previous: RunView | None, snapshot: StateSnapshot) -> RunView:
+    def failing_once(snapshot: StateSnapshot, history: object = ()) -> RunView:
         for failure in failures:
             raise failure
-        return follow(previous, snapshot)
+        return of(snapshot, history)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(RunView, "follow", failing_once)
+    monkeypatch.setattr(RunView, "of", failing_once)
     app = make_app(server.url)
     with caplog.at_level(logging.ERROR):
         async with app.run_test(size=SIZE) as pilot:

@@ -1,14 +1,12 @@
-"""The progress-tui command line, and what happens on an unexpected error."""
+"""The progress-tui command line."""
 
 from __future__ import annotations
 
-import logging
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from progress_tui.app import ProgressApp
 from tests.helpers import TIMEOUT, command
 
 
@@ -34,6 +32,7 @@ def test_help_documents_the_options() -> None:
         "--reconnect-initial",
         "--reconnect-cap",
         "s start, c cancel",
+        "? help",
     ):
         assert words in result.stdout
 
@@ -75,28 +74,3 @@ def test_an_unwritable_log_file_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("progress-tui: cannot write the log file ")
     assert "Traceback" not in result.stderr
-
-
-async def test_an_unexpected_error_goes_to_the_log_not_the_screen(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """A bug in a handler: the traceback is logged; the screen gets one sentence."""
-    app = ProgressApp(connect=False, log_path="/var/log/tui.log")
-    shown: list[str] = []
-    panic = app.panic
-
-    def recording_panic(*renderables: object) -> None:  # what would be printed on exit
-        shown.extend(str(renderable) for renderable in renderables)
-        panic(*renderables)  # type: ignore[arg-type]
-
-    app.panic = recording_panic  # type: ignore[method-assign]
-    with caplog.at_level(logging.ERROR), pytest.raises(ZeroDivisionError):
-        async with app.run_test() as pilot:
-            app.call_later(lambda: 1 / 0)
-            await pilot.pause()
-    assert "unexpected error" in caplog.text
-    assert "ZeroDivisionError" in caplog.text  # the traceback, in the log
-    assert len(shown) == 1
-    assert "progress-tui stopped on an unexpected error (division by zero)" in shown[0]
-    assert "/var/log/tui.log" in shown[0]
-    assert "Traceback" not in shown[0]

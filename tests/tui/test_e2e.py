@@ -1,8 +1,10 @@
-"""End to end in a real terminal: the installed progress-tui in tmux, a real server process."""
+"""End to end in real terminals: the installed progress-tui in tmux, twice, side by side
+at two sizes, against one real server process."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import shlex
 import shutil
 import subprocess
@@ -14,12 +16,16 @@ import pytest
 
 from tests.helpers import TIME_FACTOR, TIMEOUT, ServerProcess, command
 
+#: "✔ Starting", "✘ In progress"...: the step marks of the calculation panel.
+STEP_MARKS = re.compile(r"([✔✘▶·]) (Starting|In progress|Almost done|Success|Canceled)\b")
+
 
 class Terminal:
-    """A detached tmux session of 100x30 on a tmux server of its own."""
+    """A detached tmux session of its own size, on a tmux server shared by the test."""
 
-    def __init__(self, socket: str) -> None:
-        self.socket = socket
+    def __init__(self, socket: str, name: str, width: int, height: int) -> None:
+        self.socket, self.name = socket, name
+        self.width, self.height = width, height
 
     def tmux(self, *args: str) -> str:
         result = subprocess.run(
@@ -32,23 +38,22 @@ class Terminal:
         return result.stdout
 
     def open(self, shell_command: str) -> None:
-        self.tmux("new-session", "-d", "-s", "e2e", "-x", "100", "-y", "30", shell_command)
+        size = ("-x", str(self.width), "-y", str(self.height))
+        self.tmux("new-session", "-d", "-s", self.name, *size, shell_command)
 
     def screen(self) -> str:
-        return self.tmux("capture-pane", "-p", "-t", "e2e")
+        return self.tmux("capture-pane", "-p", "-t", self.name)
 
     def press(self, *keys: str) -> None:
-        self.tmux("send-keys", "-t", "e2e", *keys)
+        self.tmux("send-keys", "-t", self.name, *keys)
 
     def alive(self) -> bool:
-        return (
-            subprocess.run(
-                ["tmux", "-L", self.socket, "has-session", "-t", "e2e"],
-                capture_output=True,
-                timeout=TIMEOUT,
-            ).returncode
-            == 0
+        result = subprocess.run(
+            ["tmux", "-L", self.socket, "has-session", "-t", self.name],
+            capture_output=True,
+            timeout=TIMEOUT,
         )
+        return result.returncode == 0
 
     async def shows(self, *texts: str, timeout: float = TIMEOUT) -> str:
         """Wait until the screen shows every one of `texts`; returns the screen."""
@@ -58,55 +63,83 @@ class Terminal:
             if all(text in screen for text in texts):
                 return screen
             if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"the screen never showed {texts}:\n{screen}")
+                raise AssertionError(f"{self.name} never showed {texts}:\n{screen}")
             await asyncio.sleep(0.05)
+
+    async def closed(self) -> None:
+        deadline = asyncio.get_running_loop().time() + TIMEOUT
+        while self.alive() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        assert not self.alive(), f"progress-tui did not quit in {self.name}"
 
 
 @pytest.fixture
-def terminal() -> Iterator[Terminal]:
+def tmux_socket() -> Iterator[str]:
     if shutil.which("tmux") is None:
         pytest.fail("tmux is needed for the end-to-end test; `make test` installs it")
-    term = Terminal(f"progress-e2e-{uuid.uuid4().hex[:8]}")
-    yield term
-    subprocess.run(["tmux", "-L", term.socket, "kill-server"], capture_output=True, timeout=TIMEOUT)
+    socket = f"progress-e2e-{uuid.uuid4().hex[:8]}"
+    yield socket
+    subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True, timeout=TIMEOUT)
 
 
-def tui_command(url: str, log_file: Path) -> str:
-    env = "env LANG=C.UTF-8 TERM=xterm-256color"
-    return f"{env} {shlex.quote(command('progress-tui'))} --url {url} --log-file {log_file}"
+def tui_command(url: str, name: str, log_file: Path) -> str:
+    # COLUMNS and LINES, if the test runner has them, would override the pane's size.
+    env = "env -u COLUMNS -u LINES LANG=C.UTF-8 TERM=xterm-256color"
+    tui = shlex.quote(command("progress-tui"))
+    return f"{env} {tui} --url {url} --name {name} --log-file {log_file}"
 
 
-async def test_the_tui_in_a_real_terminal(terminal: Terminal, tmp_path: Path) -> None:
-    """Connect, s runs to SUCCESS on screen, the server stops mid-run and comes back, the
-    TUI follows, q quits."""
-    step = str(0.5 * TIME_FACTOR)
+def step_marks(screen: str) -> list[tuple[str, str]]:
+    return STEP_MARKS.findall(screen)
+
+
+async def test_two_tuis_side_by_side_show_the_same_calculation(
+    tmux_socket: str, tmp_path: Path
+) -> None:
+    """alice's TUI at 60x20 starts, bob's at 120x36 cancels: both panes show the same
+    state, step marks and "started by alice@laptop". The server stops: both go stale and
+    reconnect to the next one; each log file holds the connect and the loss; q quits
+    with a clean close."""
+    narrow = Terminal(tmux_socket, "alice", 60, 20)
+    wide = Terminal(tmux_socket, "bob", 120, 36)
+    logs = {"alice": tmp_path / "alice.log", "bob": tmp_path / "bob.log"}
+    step = str(1.0 * TIME_FACTOR)
     async with ServerProcess("--step-seconds", step) as server:
-        terminal.open(tui_command(server.url, tmp_path / "tui.log"))
-        await terminal.shows("Connected to", "IDLE", "1 client")
+        narrow.open(tui_command(server.url, "alice@laptop", logs["alice"]))
+        wide.open(tui_command(server.url, "bob@desk", logs["bob"]))
+        for terminal in (narrow, wide):
+            await terminal.shows("● Connected", "○ IDLE", "2 clients")
 
-        terminal.press("s")
-        screen = await terminal.shows("✔ SUCCESS", "✔ Success")
-        for state in ("STARTING", "IN_PROGRESS", "ALMOST_DONE", "SUCCESS"):
-            assert state in screen  # each one in the event log
+        narrow.press("s")
+        await wide.shows("▶ IN_PROGRESS")
+        wide.press("c")
+        screens = [await terminal.shows("✘ CANCELED", "✘ Canceled") for terminal in (narrow, wide)]
+        marks = [("✔", "Starting"), ("✘", "In progress"), ("·", "Almost done"), ("✘", "Canceled")]
+        for screen in screens:
+            assert step_marks(screen) == marks
+            assert "started by alice@laptop" in screen
+            assert "Traceback" not in screen
+        assert "alice@laptop (you)" in screens[0] and "bob@desk (you)" in screens[1]
+        await wide.shows("History", "✘ CANCELED (IN_PROGRESS)")  # the wide pane has room
 
-        # SIGTERM in the middle of a second run: going away, stale, reconnecting.
-        terminal.press("s")
-        await terminal.shows("▶ IN_PROGRESS")
-        server.signal(15)
+        server.signal(15)  # SIGTERM: going away
         assert await server.wait() == 0
-        await terminal.shows("going away (1001)", "Reconnecting in", "stale")
+        for terminal in (narrow, wide):
+            await terminal.shows("✘ CANCELED (stale)", "Reconnecting in")
 
     async with ServerProcess("--port", str(server.port), "--step-seconds", step) as again:
-        await terminal.shows("Connected to", "1 client", timeout=TIMEOUT + 10)
-        screen = await terminal.shows("○ IDLE")
-        assert "stale" not in screen
-        assert "Traceback" not in screen
+        for terminal in (narrow, wide):
+            screen = await terminal.shows("● Connected", "○ IDLE", timeout=TIMEOUT + 10)
+            assert "stale" not in screen
+        for name, log in logs.items():
+            text = log.read_text()
+            assert server.url in text, f"{name}'s log file says nothing of the connection"
+            assert "lost" in text.lower(), f"{name}'s log file says nothing of the loss"
+            assert "Traceback" not in text
 
-        terminal.press("q")
-        deadline = asyncio.get_running_loop().time() + TIMEOUT
-        while terminal.alive() and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
-        assert not terminal.alive(), "q did not quit progress-tui"
+        for terminal in (narrow, wide):
+            terminal.press("q")
+        for terminal in (narrow, wide):
+            await terminal.closed()
         await asyncio.sleep(0.2)
-        assert any("disconnected, code 1000" in line for line in again.lines)
-    assert "Traceback" not in (tmp_path / "tui.log").read_text()
+        assert sum("disconnected, code 1000" in line for line in again.lines) == 2

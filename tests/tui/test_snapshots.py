@@ -1,8 +1,10 @@
-"""How progress-tui looks: SVG snapshots with frozen clocks and a frozen spinner.
+"""How progress-tui looks at every size: SVG snapshots with frozen clocks and spinners.
 
-The app starts no connection here; the test feeds it the client events a real
-connection would bring (the Pilot tests cover the real thing). After a deliberate
-change of the look: `make test ARGS="tests/tui/test_snapshots.py --snapshot-update"`.
+The app is given a client that plays the events a real connection would bring (the
+Pilot tests cover the real thing). Five sizes, from a tiled 40x12 pane to 200x60, in
+four states; at every one the state's name, the progress and the connection status
+show whole. After a deliberate change of the look:
+`make test ARGS="tests/tui/test_snapshots.py --snapshot-update"`, then look at them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from pytest_textual_snapshot import SVGImageExtension
+from syrupy.assertion import SnapshotAssertion
 from textual.pilot import Pilot
 
 from progress_client.client import (
@@ -19,22 +23,25 @@ from progress_client.client import (
     Connected,
     Connecting,
     ConnectionLost,
+    HistoryReceived,
     StateReceived,
     Waiting,
 )
-from progress_protocol.states import State, StateSnapshot
+from progress_protocol.states import Attribution, Run, State, StateSnapshot
 from progress_tui.app import ProgressApp
+from tests.tui.scripted import URL, ScriptedClient
 
-URL = "ws://127.0.0.1:3003/progress"
 T0 = 1_795_716_000.0  # wall clock when the run starts
 LOOP_NOW = 500.0  # the event loop's clock
-SIZE = (100, 30)
 STEP = 2.0
+ALICE = Attribution("a11ce", "alice@laptop")
+BOB = Attribution("b0b", "bob@desk")
+ID = "3b6188a98e7a"
 
 
 @pytest.fixture(autouse=True)
 def utc() -> Iterator[None]:
-    """Timestamps in the log are local time: make it the same everywhere."""
+    """Times on screen are local time: make it the same everywhere."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TZ", "UTC")
         time.tzset()
@@ -42,57 +49,75 @@ def utc() -> Iterator[None]:
     time.tzset()
 
 
-def snapshot(
-    state: State, seq: int, changed_at: float, calculation_id: str | None = "3b6188a98e7a"
-) -> StateSnapshot:
-    return StateSnapshot(state, calculation_id, seq, changed_at, STEP)
+def snapshot(state: State, seq: int, changed_at: float, **fields: object) -> StateSnapshot:
+    if state is State.IDLE:
+        return StateSnapshot(state, None, seq, changed_at, STEP)
+    return StateSnapshot(state, ID, seq, changed_at, STEP, started_at=T0, **fields)  # type: ignore[arg-type]
 
 
-CONNECTED: list[ClientEvent] = [
+EARLIER = (
+    Run("7e7e00112233", T0 - 300, T0 - 296.8, State.CANCELED, State.IN_PROGRESS, ALICE, BOB),
+    Run("5d77aa00bb11", T0 - 600, T0 - 594, State.SUCCESS, None, BOB, None),
+)
+IDLE: list[ClientEvent] = [
     Connecting(URL, 1),
     Connected(URL, "progress-server/0.1.0", "c0ffee"),
-    StateReceived(snapshot(State.IDLE, 0, T0 - 60, calculation_id=None)),
+    StateReceived(snapshot(State.IDLE, 0, T0 - 900)),
+    HistoryReceived(()),
     ClientsChanged(3),
 ]
 RUNNING: list[ClientEvent] = [
-    *CONNECTED,
-    StateReceived(snapshot(State.STARTING, 1, T0)),
-    StateReceived(snapshot(State.IN_PROGRESS, 2, T0 + STEP)),
+    Connecting(URL, 1),
+    Connected(URL, "progress-server/0.1.0", "c0ffee"),
+    StateReceived(snapshot(State.STARTING, 5, T0, by=ALICE)),
+    HistoryReceived(EARLIER),
+    ClientsChanged(3),
+    StateReceived(snapshot(State.IN_PROGRESS, 6, T0 + STEP)),
 ]
+CANCELED: list[ClientEvent] = [
+    *RUNNING,
+    StateReceived(snapshot(State.CANCELED, 7, T0 + 3.2, canceled_during=State.IN_PROGRESS, by=BOB)),
+    HistoryReceived(
+        (Run(ID, T0, T0 + 3.2, State.CANCELED, State.IN_PROGRESS, ALICE, BOB), *EARLIER)
+    ),
+]
+RECONNECTING: list[ClientEvent] = [
+    *RUNNING,
+    ConnectionLost("the server is going away (1001)", 1001),
+    Waiting(0.4, LOOP_NOW - 1.0, 1, "the server is going away (1001)"),
+    Connecting(URL, 2),
+    Waiting(2.5, LOOP_NOW + 2.5, 2, "connection refused"),
+]
+STATES = {"idle": IDLE, "running": RUNNING, "canceled": CANCELED, "reconnecting": RECONNECTING}
+SIZES = [(40, 12), (60, 20), (80, 24), (120, 36), (200, 60)]
 
 
-def app_at(now: float) -> ProgressApp:
-    return ProgressApp(URL, connect=False, clock=lambda: now, now=lambda: LOOP_NOW, animate=False)
+async def settle(pilot: Pilot[None]) -> None:
+    """Until the app has laid itself out and painted (what ``snap_compare`` waits for)."""
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
 
 
-def feeding(events: list[ClientEvent]):  # type: ignore[no-untyped-def]
-    async def run_before(pilot: Pilot[None]) -> None:
-        app = pilot.app
-        assert isinstance(app, ProgressApp)
-        for event in events:
-            app.apply(event)
-        await pilot.pause()
+@pytest.mark.parametrize("state", list(STATES))
+async def test_layout(snapshot: SnapshotAssertion, state: str) -> None:
+    """One snapshot per size, the app resized from one to the next, then back to two of
+    them: the picture is the same on the way back (resizing restores everything).
 
-    return run_before
-
-
-def test_connected_idle(snap_compare) -> None:  # type: ignore[no-untyped-def]
-    """Connected, nothing started yet: Start enabled, Cancel dimmed."""
-    assert snap_compare(app_at(T0), run_before=feeding(CONNECTED), terminal_size=SIZE)
-
-
-def test_running(snap_compare) -> None:  # type: ignore[no-untyped-def]
-    """Half-way through the run: big IN PROGRESS, bar at 50 %, steps, elapsed 3.0 s."""
-    assert snap_compare(app_at(T0 + 3.0), run_before=feeding(RUNNING), terminal_size=SIZE)
-
-
-def test_reconnecting(snap_compare) -> None:  # type: ignore[no-untyped-def]
-    """Server gone: the last state dimmed and stale, the countdown and attempt in the bar."""
-    events: list[ClientEvent] = [
-        *RUNNING,
-        ConnectionLost("the server is going away (1001)", 1001),
-        Waiting(0.4, LOOP_NOW - 1.0, 1, "the server is going away (1001)"),
-        Connecting(URL, 2),
-        Waiting(2.5, LOOP_NOW + 2.5, 2, "connection refused"),
-    ]
-    assert snap_compare(app_at(T0 + 3.4), run_before=feeding(events), terminal_size=SIZE)
+    idle: nothing started yet. running: half-way through, 3.0 s of 6.0 s. canceled: by
+    bob 3.2 s in, during IN_PROGRESS. reconnecting: the server left mid-run, the last
+    state stale, the clock stopped at the loss, the countdown in the bar.
+    """
+    client = ScriptedClient(*STATES[state])
+    app = ProgressApp(client, clock=lambda: T0 + 3.0, now=lambda: LOOP_NOW, animate=False)
+    shots: dict[tuple[int, int], str] = {}
+    async with app.run_test(size=SIZES[0]) as pilot:
+        await client.played(pilot)
+        for size in [*SIZES, (40, 12), (80, 24)]:  # there, and back from 200x60
+            await pilot.resize_terminal(*size)
+            await settle(pilot)
+            shot = app.export_screenshot(title=app.title, simplify=True)
+            assert shots.setdefault(size, shot) == shot, f"{size} differs after resizing"
+    svg = snapshot.use_extension(SVGImageExtension)
+    for (width, height), shot in shots.items():
+        assert svg(name=f"{width}x{height}") == shot

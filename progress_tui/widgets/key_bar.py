@@ -1,0 +1,81 @@
+"""The keys on one line, for terminals too narrow for Textual's Footer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from textual.content import Content
+from textual.screen import Screen
+from textual.widget import Widget
+
+__all__ = ["KeyBar"]
+
+#: Between two keys.
+GAP = "  "
+
+
+class KeyBar(Widget):
+    """ "s Start  c Cancel  ? Help": as many of the shown keys as fit the width, whole.
+
+    When not all fit, the keys that come last in ``priority`` are left out first; the
+    others keep their order. A disabled key is dimmed, as in the Footer.
+
+    Args:
+        priority: Actions from the most to the least useful; others come after them.
+    """
+
+    DEFAULT_CSS = """
+    KeyBar {
+        dock: bottom;
+        height: 1;
+        padding: 0 1;
+        background: $footer-background;
+        color: $footer-description-foreground;
+    }
+    """
+
+    def __init__(self, *, priority: Sequence[str] = (), id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.priority = list(priority)
+
+    def on_mount(self) -> None:
+        self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
+
+    def on_unmount(self) -> None:
+        self.screen.bindings_updated_signal.unsubscribe(self)
+
+    def _bindings_changed(self, screen: Screen[object]) -> None:
+        self.refresh()
+
+    def items(self) -> list[tuple[str, Content]]:
+        """(action, "key Description") for each key the Footer would show."""
+        items = []
+        actions = set()
+        for _, binding, enabled, _ in self.screen.active_bindings.values():
+            if not binding.show or binding.action in actions:  # one key per action
+                continue
+            actions.add(binding.action)
+            key = self.app.get_key_display(binding)
+            item = Content.assemble((key, "bold $footer-key-foreground"), " ", binding.description)
+            items.append((binding.action, item if enabled else item.stylize("dim")))
+        return items
+
+    def fitting(self, width: int) -> list[Content]:
+        """The items that fit in ``width`` cells, dropping the least useful first."""
+        items = self.items()
+
+        def rank(position: int) -> tuple[int, int]:
+            action = items[position][0]
+            known = action in self.priority
+            return (self.priority.index(action) if known else len(self.priority), position)
+
+        kept = list(range(len(items)))
+        while kept:
+            shown = [items[position][1] for position in kept]
+            if sum(item.cell_length for item in shown) + len(GAP) * (len(shown) - 1) <= width:
+                return shown
+            kept.remove(max(kept, key=rank))
+        return []
+
+    def render(self) -> Content:
+        return Content(GAP).join(self.fitting(self.size.width))
