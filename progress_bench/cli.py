@@ -110,12 +110,15 @@ def measure(
         rss_before = observed.memory_info().rss
         pool = Workers(workers, "127.0.0.1", port, "/progress", clients)
         connected, _failed, seconds = pool.connect()
-        time.sleep(1.0)
+        # The server settles (allocations, buffers) before its memory is read; short
+        # steps mean a smoke run, where a fraction of a second is enough.
+        settle = min(1.0, max(0.2, 4 * step_seconds))
+        time.sleep(settle)
         rss_connected = observed.memory_info().rss
         pool.reset()
         cpu_before = cpu_seconds(observed)
         seqs = run_calculations(port, calculations, timeout=30 + 10 * step_seconds)
-        time.sleep(max(1.0, 2 * step_seconds))  # let the last deliveries land
+        time.sleep(max(settle, 2 * step_seconds))  # let the last deliveries land
         cpu = cpu_seconds(observed) - cpu_before
         latencies, per_seq = pool.collect(seqs)
     finally:

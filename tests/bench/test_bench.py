@@ -43,11 +43,23 @@ def test_percentiles() -> None:
 
 
 def test_quick_run_with_200_clients(tmp_path: Path) -> None:
-    """`progress-bench --quick --clients 200` runs every server it can and writes JSON in
-    which every state reached every client."""
+    """`progress-bench --quick --clients 200` (one short calculation each, to keep the
+    suite fast) runs every server it can and writes JSON in which every state reached
+    every client."""
     output = tmp_path / "bench.json"
     result = subprocess.run(
-        [command("progress-bench"), "--quick", "--clients", "200", "--json", str(output)],
+        [
+            command("progress-bench"),
+            "--quick",
+            "--clients",
+            "200",
+            "--calculations",
+            "1",
+            "--step-seconds",
+            "0.05",
+            "--json",
+            str(output),
+        ],
         capture_output=True,
         text=True,
         timeout=240,

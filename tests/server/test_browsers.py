@@ -129,7 +129,6 @@ async def test_http_actions_are_rate_limited_per_address() -> None:
     """One address driving start and cancel in a loop gets 429 past the burst; the states
     it could cause are bounded by the rate, as for a WebSocket client."""
     async with ProgressServer(port=0, rate_limit=20, rate_burst=10) as server:
-        watcher, _, _ = await join(server.url)
         loop = asyncio.get_running_loop()
         began = loop.time()
         statuses = []
@@ -145,4 +144,3 @@ async def test_http_actions_are_rate_limited_per_address() -> None:
         assert accepted <= 10 + 20 * elapsed + 1
         _, _, state = await http_request(server.port, "GET", "/state")
         assert state["seq"] <= accepted  # every refused request changed nothing
-        await watcher.close()

@@ -157,7 +157,8 @@ async def peak_rss_during(pid: int, work: Awaitable[T]) -> tuple[int, T]:
     return peak, task.result()
 
 
-FLOOD_SECONDS = 3 * TIME_FACTOR
+#: How long each flood lasts: a load, not a timeout, so not stretched on a slow machine.
+FLOOD_SECONDS = 2.5
 MiB = 1024 * 1024
 
 
