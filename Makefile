@@ -64,9 +64,15 @@ tui: $(STAMP) ## Start only a TUI, e.g. in another terminal (TUI_ARGS="..." pass
 	$(BIN)/progress-tui --log-file $(LOG_DIR)/tui.log $(if $(PROGRESS_URL),,--url $(URL)) $(TUI_ARGS)
 
 test: $(STAMP) ## Run the whole test suite (ARGS="..." passes pytest options)
-	@command -v tmux >/dev/null || { echo "installing tmux (needed by the end-to-end TUI test)"; \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null; } \
-	  || { echo "could not install tmux: install it (e.g. sudo apt-get install tmux) and run make test again"; exit 1; }; }
+	@missing=""; command -v tmux >/dev/null || missing="tmux"; \
+	  command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing$$missing (the end-to-end TUI test runs tmux; the Redis tests run their own redis-server)"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
+	    || { echo "could not install$$missing: install it (e.g. sudo apt-get install$$missing) and run make test again"; exit 1; }; \
+	    if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2>/dev/null; then \
+	      echo "note: the redis-server package started a system Redis; the tests use private ones on free ports"; fi; \
+	  fi
 	$(BIN)/pytest $(ARGS)
 
 lint: $(STAMP) ## ruff check and ruff format --check

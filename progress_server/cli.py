@@ -17,6 +17,8 @@ from progress_protocol.messages import MAX_STEP_SECONDS
 from progress_protocol.options import setting
 
 from . import __version__
+from .backends import Backend, BackendUnavailable
+from .backends.redis import DEFAULT_PREFIX, RedisBackend, safe_url
 from .calculation import DEFAULT_STEP_SECONDS
 from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
 from .descriptors import raise_open_files_limit
@@ -142,6 +144,17 @@ def _websocket_path(ctx: click.Context, param: click.Parameter, value: str) -> s
     "in the variable). Requests for other names get 403 (DNS rebinding).",
 )
 @setting(
+    "--redis-url",
+    help="Share the calculation with every server instance using this Redis "
+    "(redis:// or rediss://, the password in the URL; prefer the environment variable). "
+    "By default the calculation lives in this process.",
+)
+@setting(
+    "--redis-prefix",
+    default=DEFAULT_PREFIX,
+    help="Put before every Redis key and channel, so that deployments can share a Redis.",
+)
+@setting(
     "--certfile",
     type=click.Path(exists=True, dir_okay=False),
     help="PEM certificate chain: serve wss:// and https://.",
@@ -171,9 +184,14 @@ def main(**options: Any) -> None:
         # An Authorization header carries visible ASCII only: a client could never
         # present any other token.
         raise click.BadParameter(
-            "must be made of visible ASCII characters (letters, digits, punctuation; "
-            "no spaces).",
+            "must be made of visible ASCII characters (letters, digits, punctuation; no spaces).",
             param_hint="--token",
+        )
+    redis_url, redis_prefix = options.pop("redis_url"), options.pop("redis_prefix")
+    if redis_url is not None and not redis_url.startswith(("redis://", "rediss://")):
+        raise click.BadParameter(
+            f"must be a redis:// or rediss:// URL, not {safe_url(redis_url)!r}.",
+            param_hint="--redis-url",
         )
     config = ServerConfig(**options)
     configure_logging(log_level, secrets=(config.token,) if config.token else ())
@@ -184,10 +202,13 @@ def main(**options: Any) -> None:
             config.host,
         )
     raise_open_files_limit()
-    server = ProgressServer(config)
+    backend: Backend | None = None
+    if redis_url is not None:
+        backend = RedisBackend(redis_url, prefix=redis_prefix, step_seconds=config.step_seconds)
+    server = ProgressServer(config, backend=backend)
     try:
         run(_serve_until_signal(server))
-    except SetupError as exc:
+    except (SetupError, BackendUnavailable) as exc:
         click.echo(f"progress-server: {exc}", err=True)
         sys.exit(1)
     except OSError as exc:

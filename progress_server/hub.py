@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections.abc import Callable
 
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State as ConnectionState
@@ -78,6 +79,7 @@ class Hub:
         send_buffer_limit: int = 64 * 1024,
         stuck_timeout: float = 30.0,
         count_interval: float = 0.1,
+        report_count: Callable[[int], None] | None = None,
     ) -> None:
         self.clients: set[ServerConnection] = set()
         self.snapshot = initial
@@ -90,6 +92,10 @@ class Hub:
         #: Clients skipped for a full buffer, with the loop time they fell behind.
         self.lagging: dict[ServerConnection, float] = {}
         self.count_interval = count_interval
+        #: Told this instance's count; the backend answers with the total (set_total).
+        self.report_count = report_count
+        #: Clients over every instance, as the backend last said; None: not said yet.
+        self.total: int | None = None
         self._count_sent = -1  # the count everyone was last told
         self._count_sent_at = float("-inf")
         self._count_timer: asyncio.TimerHandle | None = None
@@ -137,14 +143,30 @@ class Hub:
         write_text(connection, self.state_frame)
         write_text(connection, self.history_frame)
         self.clients.add(connection)
-        self._count_changed()
+        self._local_count_changed()
 
     def leave(self, connection: ServerConnection) -> None:
         """Remove a client; everyone left gets the new count soon."""
         self.lagging.pop(connection, None)
         if connection in self.clients:
             self.clients.remove(connection)
-            self._count_changed()
+            self._local_count_changed()
+
+    def _local_count_changed(self) -> None:
+        if self.report_count is None:
+            self.set_total(len(self.clients))
+        else:
+            self.report_count(len(self.clients))
+
+    def set_total(self, total: int) -> None:
+        """The number of clients over every instance changed: announce it."""
+        self.total = total
+        self._count_changed()
+
+    @property
+    def count(self) -> int:
+        """The number the clients are told."""
+        return len(self.clients) if self.total is None else self.total
 
     def _count_changed(self) -> None:
         """Announce the count now, or once count_interval has passed since the last time."""
@@ -160,7 +182,7 @@ class Hub:
 
     def _announce_count(self) -> None:
         self._count_timer = None
-        count = len(self.clients)
+        count = self.count
         if count == self._count_sent:
             return
         self._count_sent = count
@@ -168,7 +190,7 @@ class Hub:
         self._send_to_all(self.count_frame())
 
     def count_frame(self) -> str:
-        return encode(Clients(count=len(self.clients)))
+        return encode(Clients(count=self.count))
 
     def _send_to_all(self, text: str) -> int:
         """Write one message to every client with room in its buffer, in one pass;

@@ -19,9 +19,10 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from progress_protocol.messages import Error, History, StateMessage, to_dict
+from progress_protocol.messages import Error, ErrorCode, History, StateMessage, to_dict
 
 from .auth import host_allowed, origin_allowed, presented_name, presented_token, token_matches
+from .backends import BackendUnavailable
 from .calculation import ActionRefused, Attribution
 from .limits import AddressLimits
 from .service import CalculationService
@@ -172,6 +173,11 @@ class HttpRoutes:
         )
 
     async def healthz(self, request: Request, connection: ServerConnection) -> Response:
+        problem = self.service.backend.problem
+        if problem is not None:
+            return json_response(
+                http.HTTPStatus.SERVICE_UNAVAILABLE, {"status": "unavailable", "reason": problem}
+            )
         return json_response(http.HTTPStatus.OK, {"status": "ok"})
 
     async def state(self, request: Request, connection: ServerConnection) -> Response:
@@ -197,6 +203,13 @@ class HttpRoutes:
             ack = await self.service.perform(action, None, by)  # type: ignore[arg-type]
         except ActionRefused as exc:
             return error_response(http.HTTPStatus.CONFLICT, exc.code, exc.message)
+        except BackendUnavailable as exc:
+            return error_response(
+                http.HTTPStatus.SERVICE_UNAVAILABLE,
+                ErrorCode.UNAVAILABLE,
+                str(exc),
+                headers={"Retry-After": "1"},
+            )
         return json_response(http.HTTPStatus.ACCEPTED, to_dict(ack))
 
 

@@ -30,7 +30,7 @@ from progress_protocol.messages import (
 
 from . import __version__
 from .auth import presented_name
-from .backends import Backend, Change, MemoryBackend, Unsubscribe
+from .backends import Backend, BackendUnavailable, Change, MemoryBackend, Unsubscribe
 from .calculation import ActionRefused, Attribution
 from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
 from .connection import GuardedConnection
@@ -93,6 +93,7 @@ class ProgressServer:
         self.routes = HttpRoutes(self.service)
         self._server: Server | None = None
         self._unsubscribe: Unsubscribe | None = None
+        self._unsubscribe_count: Unsubscribe | None = None
 
     @property
     def host(self) -> str:
@@ -137,7 +138,9 @@ class ProgressServer:
             await self.backend.history(),
             send_buffer_limit=config.send_buffer_limit,
             stuck_timeout=config.stuck_timeout,
+            report_count=self.backend.report_clients,
         )
+        self._unsubscribe_count = self.backend.subscribe_clients(hub.set_total)
         for change in early:
             hub.publish(change)
         self._server = await serve(
@@ -189,9 +192,10 @@ class ProgressServer:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+        for unsubscribe in (self._unsubscribe, self._unsubscribe_count):
+            if unsubscribe is not None:
+                unsubscribe()
+        self._unsubscribe = self._unsubscribe_count = None
         await self.backend.aclose()
         logger.info("server stopped")
 
@@ -273,6 +277,13 @@ class ProgressServer:
         except ActionRefused as exc:
             logger.info("client %s: %s refused: %s", client_id, request.action, exc.code)
             reply = encode(Error(code=exc.code, message=exc.message, request_id=request.request_id))
+        except BackendUnavailable as exc:
+            logger.info(
+                "client %s: %s refused: the backend is unavailable", client_id, request.action
+            )
+            reply = encode(
+                Error(code=ErrorCode.UNAVAILABLE, message=str(exc), request_id=request.request_id)
+            )
         except Exception:
             # A bug must not cost the client its connection, nor anyone else anything.
             logger.exception("client %s: unexpected error while handling a message", client_id)

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from progress_server.server import ProgressServer
 from tests.helpers import STEP
+from tests.redis_server import running_redis
 
 
 @pytest.fixture
@@ -13,3 +15,16 @@ async def server() -> AsyncIterator[ProgressServer]:
     """A real server on a free port, with tiny steps."""
     async with ProgressServer(port=0, step_seconds=STEP) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """One private redis-server for the session; each test takes its own key prefix."""
+    with running_redis() as url:
+        yield url
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """Keys of this test only, so that the tests sharing one Redis never meet."""
+    return f"test-{uuid.uuid4().hex[:8]}:"

@@ -16,7 +16,19 @@ from typing import Protocol
 
 from ..calculation import Attribution, Outcome, Run, StateSnapshot
 
-__all__ = ["Backend", "Change", "Listener", "Unsubscribe", "changes_of"]
+__all__ = [
+    "Backend",
+    "BackendUnavailable",
+    "Change",
+    "CountListener",
+    "Listener",
+    "Unsubscribe",
+    "changes_of",
+]
+
+
+class BackendUnavailable(Exception):
+    """The store of the shared calculation cannot be reached; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +46,8 @@ class Change:
 
 
 Listener = Callable[[Change], None]
+#: Hears the number of clients connected to every instance together.
+CountListener = Callable[[int], None]
 Unsubscribe = Callable[[], None]
 
 
@@ -73,6 +87,8 @@ class Backend(Protocol):
       reply can go out before its broadcast.
     - A listener never blocks; an exception in one is logged and does not reach
       the others or the calculation.
+    - When the store cannot be reached, the methods that need it raise
+      :class:`BackendUnavailable`, and :attr:`problem` says why.
     """
 
     @property
@@ -101,6 +117,19 @@ class Backend(Protocol):
 
     def subscribe(self, listener: Listener) -> Unsubscribe:
         """Call ``listener`` with every change from now on."""
+        ...
+
+    @property
+    def problem(self) -> str | None:
+        """Why the calculation cannot be reached now (a sentence); None while it can."""
+        ...
+
+    def report_clients(self, count: int) -> None:
+        """This instance now has ``count`` clients."""
+        ...
+
+    def subscribe_clients(self, listener: CountListener) -> Unsubscribe:
+        """Call ``listener`` with the total over every instance whenever it changes."""
         ...
 
     async def aclose(self) -> None:

@@ -19,7 +19,7 @@ from ..calculation import (
     StateSnapshot,
     new_calculation_id,
 )
-from .base import Change, Listener, Unsubscribe, changes_of
+from .base import Change, CountListener, Listener, Unsubscribe, changes_of
 
 __all__ = ["MemoryBackend"]
 
@@ -53,6 +53,7 @@ class MemoryBackend:
         self._new_id = new_id
         self._record = calculation.initial_record(step_seconds, clock.now())
         self._listeners: list[Listener] = []
+        self._count_listeners: list[CountListener] = []
         self._undelivered: deque[Change] = deque()
         self._delivery: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -61,6 +62,22 @@ class MemoryBackend:
     @property
     def step_seconds(self) -> float:
         return self._record.snapshot.step_seconds
+
+    @property
+    def problem(self) -> str | None:
+        """Always None: memory cannot be out of reach."""
+        return None
+
+    def report_clients(self, count: int) -> None:
+        """One instance: its count is the total."""
+        for listener in list(self._count_listeners):
+            listener(count)
+
+    def subscribe_clients(self, listener: CountListener) -> Unsubscribe:
+        self._count_listeners.append(listener)
+        return lambda: (
+            self._count_listeners.remove(listener) if listener in self._count_listeners else None
+        )
 
     @property
     def record(self) -> Record:
