@@ -18,7 +18,7 @@ from tests.helpers import TIMEOUT, http_request, join, recv_type, send_json
 #: Short steps, so that a hundred runs take seconds (not scaled: a slow machine only makes
 #: the race tighter); the aim is a few ms around each deadline.
 RACE_STEP = 0.02
-CLIENTS = 100
+CLIENTS = 50
 RUNS = 100
 
 
@@ -50,7 +50,7 @@ async def at_wall_time(when: float) -> None:
 
 
 async def test_actions_aimed_at_deadlines_lose_no_transition(race_server: ProgressServer) -> None:
-    """100 clients; 100 runs, each hit by a cancel or a start a few ms before or after a
+    """50 clients; 100 runs, each hit by a cancel or a start a few ms before or after a
     deadline. Every run ends (no client is left on a running state), every client sees
     strictly increasing seq with no gap, and at the end every client, GET /state and a
     fresh joiner agree."""

@@ -225,20 +225,19 @@ async def test_other_paths_get_404(server: ProgressServer) -> None:
         await connect(server.url.replace("/progress", "/elsewhere"), open_timeout=TIMEOUT)
 
 
-async def test_a_run_at_the_default_step_lasts_six_seconds() -> None:
-    """At the default 2 s step, STARTING to SUCCESS takes 6 s within 0.1 s."""
+async def test_at_the_default_step_a_state_lasts_two_seconds() -> None:
+    """At the default step, IN_PROGRESS comes 2 s after STARTING, on the clock and by
+    its stamp (the whole run's timing is checked with short steps elsewhere)."""
     async with ProgressServer(port=0) as server:
         ws, _, state = await join(server.url)
         async with ws:
             assert state["step_seconds"] == 2.0
             await send_json(ws, {"action": "start"})
-            arrivals = {}
-            async with asyncio.timeout(6.0 + TIMEOUT):
-                while "SUCCESS" not in arrivals:
-                    message = await recv_type(ws, "state", timeout=6.0 + TIMEOUT)
-                    arrivals[message["state"]] = (time.monotonic(), message["changed_at"])
-        assert list(arrivals) == RUN
-        received = arrivals["SUCCESS"][0] - arrivals["STARTING"][0]
-        stamped = arrivals["SUCCESS"][1] - arrivals["STARTING"][1]
-        assert received == pytest.approx(6.0, abs=0.1)
-        assert stamped == pytest.approx(6.0, abs=1e-6)
+            starting = await recv_type(ws, "state")
+            started = time.monotonic()
+            in_progress = await recv_type(ws, "state", timeout=2.0 + TIMEOUT)
+            received = time.monotonic() - started
+            await send_json(ws, {"action": "cancel"})
+        assert (starting["state"], in_progress["state"]) == ("STARTING", "IN_PROGRESS")
+        assert received == pytest.approx(2.0, abs=0.1)
+        assert in_progress["changed_at"] - starting["changed_at"] == pytest.approx(2.0, abs=1e-6)

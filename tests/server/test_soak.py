@@ -17,7 +17,7 @@ from tests.helpers import TIME_FACTOR, TIMEOUT, ServerProcess, http_request
 CLIENTS = 200
 STAYING = 20  # connected from start to end; the rest come and go
 #: How long the churn lasts: a load, not a timeout, so a slow machine does not stretch it.
-SECONDS = 6.0
+SECONDS = 4.0
 
 
 class SoakClient:
@@ -73,7 +73,7 @@ async def test_soak_200_clients() -> None:
 
         # A first, short round warms up the allocator; memory is measured after it.
         seen: list[list[int]] = []
-        warm_deadline = loop.time() + 2.0
+        warm_deadline = loop.time() + 1.5
         await asyncio.gather(*(churn(server.url, rng, warm_deadline, seen) for _ in range(CLIENTS)))
         await quiet(server.port)
         rss_before = process.memory_info().rss
