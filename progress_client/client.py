@@ -58,7 +58,8 @@ from progress_protocol.messages import (
 )
 from progress_protocol.states import Run, StateSnapshot
 
-from .display import describe_exception, printable
+from .connection import GuardedClientConnection
+from .display import describe_exception, printable, safe_url
 from .reconnect import ReconnectPolicy
 
 __all__ = [
@@ -309,8 +310,10 @@ class ProgressClient:
     """A client of progress-server that keeps itself connected.
 
     Args:
-        url: The server's WebSocket URL.
-        policy: When to try again after a failure; reset after each success.
+        url: The server's WebSocket URL (a ``?token=`` in it is never shown: the
+            :attr:`url` attribute, which events and messages carry, hides it).
+        policy: When to try again after a failure; reset after a connection that worked
+            for ``stable_after`` seconds.
         reconnect: False to stop (with :class:`Closed`) at the first failure or loss.
         open_timeout: How long one connection attempt may take.
         ping_interval: How often a keepalive ping goes out.
@@ -319,6 +322,8 @@ class ProgressClient:
         name: What this client calls itself; the server attributes its actions to it.
         cafile: PEM file of the certificate authorities to trust for wss:// URLs;
             by default the system's.
+        stable_after: How long a connection must last for its end to start the backoff
+            afresh.
 
     Raises:
         ValueError: If ``url`` is not a WebSocket URL or ``cafile`` holds no certificate.
@@ -336,8 +341,12 @@ class ProgressClient:
         token: str | None = None,
         name: str | None = None,
         cafile: str | None = None,
+        stable_after: float = 5.0,
     ) -> None:
-        self.url = check_url(url)
+        self._connect_url = check_url(url)
+        #: The URL as shown to people and in logs: without a token.
+        self.url = safe_url(url)
+        self.stable_after = stable_after
         self.token = token
         self.name = clean_name(name) if name else None
         #: The id the server gave this connection (hello); its actions carry it in ``by``.
@@ -397,7 +406,8 @@ class ProgressClient:
             wait_at_least = 0.0
             try:
                 connection = await connect(
-                    self.url,
+                    self._connect_url,
+                    create_connection=GuardedClientConnection,
                     open_timeout=self.open_timeout,
                     ping_interval=self.ping_interval,
                     ping_timeout=self.ping_timeout,
@@ -413,6 +423,7 @@ class ProgressClient:
                     break
                 wait_at_least = retry_after(exc) or 0.0
             else:
+                opened = asyncio.get_running_loop().time()
                 session = _Session(self.url)
                 self._connection, self._session = connection, session
                 try:
@@ -423,13 +434,20 @@ class ProgressClient:
                     await connection.close()
                 if self._closing:
                     break
-                error = session.failure or describe_close(connection)
-                # Only a connection that worked resets the backoff: one that said hello
-                # and then had to be given up counts as a failure, so that a broken
-                # server is not hammered in a tight loop.
-                if session.greeted and session.failure is None:
+                guard = (
+                    connection.failure if isinstance(connection, GuardedClientConnection) else None
+                )
+                failure = session.failure or guard
+                error = failure or describe_close(connection)
+                # A connection that worked starts the count of attempts again, but only
+                # one that lasted resets the backoff: one that said hello and then had to
+                # be given up, or a server that greets and hangs up over and over, is
+                # not hammered in a tight loop.
+                if session.greeted and failure is None:
                     attempt = 0
-                    self.policy.reset()
+                    lasted = asyncio.get_running_loop().time() - opened
+                    if lasted >= self.stable_after:
+                        self.policy.reset()
                 logger.info(
                     "lost the connection to %s: %s (close code %s, reason %r)",
                     self.url,
@@ -591,11 +609,14 @@ class ProgressClient:
 
 
 def is_permanent(exc: BaseException) -> bool:
-    """Whether trying again cannot help: a bad URL, an untrusted certificate, or a
-    handshake refused with a 4xx status other than 408, 425 and 429 (the server said
-    "no": wrong path, token, host or request; not "not now")."""
+    """Whether trying again cannot help: a bad URL, an untrusted certificate, a handshake
+    answered with a plain 2xx (the URL names an HTTP endpoint, not the WebSocket), or
+    one refused with a 4xx status other than 408, 425 and 429 (the server said "no":
+    wrong path, token, host or request; not "not now")."""
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
+        if 200 <= status < 300:
+            return True
         return 400 <= status < 500 and status not in _TRANSIENT_CLIENT_ERRORS
     return isinstance(exc, InvalidURI | ssl.SSLCertVerificationError)
 
@@ -648,6 +669,11 @@ def _describe_failure(exc: BaseException, url: str, *, token: str | None) -> str
             if token:
                 return "the server refused the token (HTTP 401)"
             return "the server needs a token (HTTP 401): use --token or PROGRESS_TOKEN"
+        case InvalidStatus(response=response) if 200 <= response.status_code < 300:
+            return (
+                f"the server answered HTTP {response.status_code} instead of opening a "
+                "WebSocket: is the path in the URL the WebSocket endpoint (/progress)?"
+            )
         case InvalidStatus(response=response):
             status = f"HTTP {response.status_code}"
             sentence = refusal_sentence(response)
@@ -669,7 +695,10 @@ def _describe_failure(exc: BaseException, url: str, *, token: str | None) -> str
             # error, and one reset later, in the HTTP upgrade, is an InvalidMessage.
             return NOT_TLS
         case InvalidMessage() if not secure and isinstance(exc.__cause__, EOFError):
-            return f"the handshake failed: {exc} (is it wss://?)"
+            return (
+                "the server closed the connection before answering the handshake "
+                "(is it a wss:// port, or is the server out of resources?)"
+            )
         case InvalidURI():
             return f"invalid URL {url}"
         case ConnectionRefusedError():
@@ -700,6 +729,8 @@ def describe_close(connection: ClientConnection) -> str:
         return "the connection was lost"
     if code == 1001:
         return "the server is going away (1001)"
+    if code == 1009:
+        return "the server sent a message over the size this client accepts (1009)"
     if code == 1000:
         return "closed (1000)"
     # The reason is the server's text: at most 123 bytes, but any characters.

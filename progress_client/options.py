@@ -87,3 +87,9 @@ def check_connection_options(url: str, token: str | None, cafile: str | None) ->
             raise click.BadParameter(f"{exc}.", param_hint="--cafile") from None
     if token == "":
         raise click.BadParameter("must not be empty.", param_hint="--token")
+    if token is not None and not all("!" <= char <= "~" for char in token):
+        # It travels in an Authorization header, which carries visible ASCII only.
+        raise click.BadParameter(
+            "must be made of visible ASCII characters (letters, digits, punctuation; no spaces).",
+            param_hint="--token",
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import signal
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 import trustme
+from websockets.asyncio.server import ServerConnection, serve
 
 import progress_client.client as client_module
 from progress_client.client import (
@@ -37,7 +39,7 @@ from progress_client.reconnect import ReconnectPolicy
 from progress_protocol.messages import decode_server_message
 from progress_protocol.states import State, StateSnapshot
 from progress_server.server import ProgressServer
-from tests.client.hostile import CASES, HostileServer, Refusal, Script, frame, state
+from tests.client.hostile import CASES, HostileServer, Refusal, Script, frame, hello, state
 from tests.helpers import STEP, TIME_FACTOR, TIMEOUT, ServerProcess, free_port, join
 
 E = TypeVar("E")
@@ -596,5 +598,61 @@ async def test_ws_against_a_tls_port_hints_at_wss(tmp_path: Path) -> None:
         async with aclosing(client.events()) as events:
             closed = await next_event(events, Closed)
     assert closed.reason == (
-        "the handshake failed: did not receive a valid HTTP response (is it wss://?)"
+        "the server closed the connection before answering the handshake "
+        "(is it a wss:// port, or is the server out of resources?)"
     )
+
+
+async def test_a_server_that_floods_pings_is_given_up() -> None:
+    """A server that pings without end and never reads: the client gives the connection
+    up at once (pongs would pile up in its memory without bound), says why, and the
+    connection does not reset the backoff."""
+
+    async def flood(connection: ServerConnection) -> None:
+        await connection.send(hello())
+        await connection.send(state())
+        connection.transport.pause_reading()  # never reads the pongs
+        ping = bytes([0x89, 0])
+        with contextlib.suppress(Exception):
+            for _ in range(200):
+                connection.transport.write(ping * 5000)
+                await asyncio.sleep(0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(connection.wait_closed(), TIMEOUT)
+
+    async with serve(flood, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        client = client_for(f"ws://127.0.0.1:{port}/")
+        async with aclosing(client.events()) as events:
+            lost = await next_event(events, ConnectionLost)
+            waiting = await next_event(events, Waiting)
+            await client.close()
+    assert lost.reason == "the server sent pings without end"
+    assert client.policy.attempts >= 1  # not reset by that connection
+    assert waiting.error == lost.reason
+
+
+async def test_a_server_that_greets_and_hangs_up_gets_a_growing_backoff() -> None:
+    """hello, a state, close; over and over: the waits grow rather than the client
+    reconnecting in a tight loop."""
+
+    async def greet_and_hang_up(connection: ServerConnection) -> None:
+        await connection.send(hello())
+        await connection.send(state())
+        await connection.close(1000)
+
+    async with serve(greet_and_hang_up, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        client = client_for(f"ws://127.0.0.1:{port}/")
+        async with aclosing(client.events()) as events:
+            for _ in range(4):
+                await next_event(events, Waiting)
+            await client.close()
+    assert client.policy.attempts >= 4
+
+
+def test_the_url_shown_never_holds_the_token() -> None:
+    """A ?token= in the URL is sent, and never shown: events and logs carry client.url."""
+    client = ProgressClient("ws://127.0.0.1:1/progress?token=s3cret")
+    assert client.url == "ws://127.0.0.1:1/progress?token=***"
+    assert "s3cret" in client._connect_url

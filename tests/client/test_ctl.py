@@ -473,3 +473,28 @@ async def test_a_bad_value_blames_the_variable_only_when_it_came_from_there() ->
     assert from_env[2].splitlines()[-1] == (
         f"Error: Invalid value for '--url' (env var: 'PROGRESS_URL'): {sentence}"
     )
+
+
+async def test_a_url_of_an_http_endpoint_is_said_so(server: ProgressServer) -> None:
+    """--url .../healthz answers HTTP 200: the sentence points at the path, exit 4."""
+    url = server.url.replace("/progress", "/healthz")
+    code, _, err = await run_ctl("--url", url, "status")
+    assert code == 4
+    assert "answered HTTP 200 instead of opening a WebSocket" in err
+
+
+async def test_a_token_no_header_can_carry_is_a_usage_error() -> None:
+    """A token with a space or a non-ASCII character could never be sent: exit 2."""
+    code, _, err = await run_ctl("--token", "two words", "status")
+    assert code == 2 and "visible ASCII" in err
+    code, _, err = await run_ctl("status", env={"PROGRESS_TOKEN": "密码"})
+    assert code == 2 and "visible ASCII" in err
+
+
+async def test_the_token_in_a_url_is_never_printed() -> None:
+    """With ?token= in --url and no server there, the sentence names the URL, not the
+    token."""
+    url = f"ws://127.0.0.1:{free_port()}/progress?token=s3cr3t-T0k3n"
+    code, _, err = await run_ctl("--url", url, "status")
+    assert code == 3
+    assert "s3cr3t" not in err and "token=***" in err
