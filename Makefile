@@ -13,12 +13,16 @@ TUI_COMMAND ?= $(BIN)/progress-tui
 # How long `make run` waits for its server to listen, in tenths of a second.
 START_TENTHS ?= 100
 SERVER_ARGS ?=
+# `make run REDIS=1`: two servers sharing one calculation through a private Redis.
+REDIS ?=
+PORT2 = $(shell echo $$(($(PORT) + 1)))
+URL2 = ws://127.0.0.1:$(PORT2)/progress
 BENCH_ARGS ?=
 TUI_ARGS ?=
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run server tui test lint style types bench screenshot clean
+.PHONY: help install run run-cluster server tui test lint style types bench screenshot clean
 
 help: ## List the targets
 	@awk -F ':.*## ' 'BEGIN { n = 0; width = 0 } \
@@ -34,7 +38,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the package with its dev extra
 
-run: $(STAMP) ## The main job: a server in the background and a TUI on it (PORT=4000 moves both)
+run: $(STAMP) ## The main job: a server in the background and a TUI on it (PORT=4000 moves both; REDIS=1: two servers)
+ifneq ($(REDIS),)
+	@$(MAKE) --no-print-directory -o $(STAMP) run-cluster
+else
 	@mkdir -p $(LOG_DIR)
 	@echo "starting progress-server on port $(PORT) (log: $(LOG_DIR)/server.log); the TUI connects to it"
 	@log=$(LOG_DIR)/server.log; seen=$$(cat $$log 2>/dev/null | wc -l); \
@@ -55,6 +62,27 @@ run: $(STAMP) ## The main job: a server in the background and a TUI on it (PORT=
 	    tries=$$((tries + 1)); sleep 0.1; \
 	  done; \
 	  $(TUI_COMMAND) --log-file $(LOG_DIR)/tui.log --url $(URL) $(TUI_ARGS)
+endif
+
+run-cluster: $(STAMP) ## Two servers (PORT, PORT+1) sharing one calculation through a private Redis, and a TUI on both
+	@command -v redis-server >/dev/null || { echo "make run REDIS=1 needs redis-server: apt-get install redis-server" >&2; exit 1; }
+	@mkdir -p $(LOG_DIR)
+	@redis_port=$$($(BIN)/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
+	  redis-server --port $$redis_port --bind 127.0.0.1 --save "" --appendonly no >$(LOG_DIR)/redis.log 2>&1 & redis=$$!; \
+	  $(BIN)/progress-server --port $(PORT) --redis-url redis://127.0.0.1:$$redis_port/0 $(SERVER_ARGS) >$(LOG_DIR)/server-1.log 2>&1 & one=$$!; \
+	  $(BIN)/progress-server --port $(PORT2) --redis-url redis://127.0.0.1:$$redis_port/0 $(SERVER_ARGS) >$(LOG_DIR)/server-2.log 2>&1 & two=$$!; \
+	  trap 'kill $$one $$two 2>/dev/null; wait $$one $$two 2>/dev/null; kill $$redis 2>/dev/null' EXIT INT TERM; \
+	  for pid in $$one $$two; do \
+	    log=$(LOG_DIR)/server-$$([ $$pid = $$one ] && echo 1 || echo 2).log; tries=0; \
+	    until grep -q 'listening on ' $$log 2>/dev/null; do \
+	      if ! kill -0 $$pid 2>/dev/null; then echo "progress-server did not start:" >&2; grep -v ' INFO ' $$log | tail -n 5 >&2; exit 1; fi; \
+	      if [ $$tries -ge $(START_TENTHS) ]; then echo "progress-server did not start in time: see $$log" >&2; exit 1; fi; \
+	      tries=$$((tries + 1)); sleep 0.1; \
+	    done; \
+	  done; \
+	  echo "two servers share one calculation: $(URL) (pid $$one) and $(URL2) (pid $$two), Redis on port $$redis_port"; \
+	  echo "the TUI follows the first; kill $$one and it moves to the second (logs in $(LOG_DIR)/)"; \
+	  $(TUI_COMMAND) --log-file $(LOG_DIR)/tui.log --url $(URL) --url $(URL2) $(TUI_ARGS)
 
 server: $(STAMP) ## Start only the server in the foreground (SERVER_ARGS="..." passes options)
 	$(BIN)/progress-server --port $(PORT) $(SERVER_ARGS)

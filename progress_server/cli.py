@@ -6,6 +6,7 @@ import asyncio
 import errno
 import logging
 import math
+import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -22,9 +23,10 @@ from .backends.redis import DEFAULT_PREFIX, RedisBackend, safe_url
 from .calculation import DEFAULT_STEP_SECONDS
 from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
 from .descriptors import raise_open_files_limit
-from .logs import SafeFormatter
+from .logs import LOG_FORMAT, SafeFormatter
 from .routes import HttpRoutes
 from .server import ProgressServer, SetupError
+from .workers import WORKER_VARIABLE, Supervisor, reserve_port
 
 __all__ = ["main"]
 
@@ -155,6 +157,15 @@ def _websocket_path(ctx: click.Context, param: click.Parameter, value: str) -> s
     help="Put before every Redis key and channel, so that deployments can share a Redis.",
 )
 @setting(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    help="Server processes sharing the port (SO_REUSEPORT), to use more than one core; "
+    "above 1 needs --redis-url, through which they share the calculation. A worker that "
+    "dies is restarted.",
+)
+@click.option("--reuse-port", is_flag=True, hidden=True)  # set by --workers for each worker
+@setting(
     "--certfile",
     type=click.Path(exists=True, dir_okay=False),
     help="PEM certificate chain: serve wss:// and https://.",
@@ -193,8 +204,17 @@ def main(**options: Any) -> None:
             f"must be a redis:// or rediss:// URL, not {safe_url(redis_url)!r}.",
             param_hint="--redis-url",
         )
+    workers = options.pop("workers")
+    if workers > 1 and redis_url is None:
+        raise click.UsageError(
+            "--workers above 1 needs --redis-url: each worker is a process of its own, "
+            "and they can share one calculation only through Redis."
+        )
     config = ServerConfig(**options)
-    configure_logging(log_level, secrets=(config.token,) if config.token else ())
+    worker = os.environ.get(WORKER_VARIABLE)
+    configure_logging(log_level, secrets=(config.token,) if config.token else (), worker=worker)
+    if workers > 1:
+        sys.exit(_supervise(workers, config))
     if not config.loopback and config.token is None:
         logger.warning(
             "listening on %s without --token: anyone who can reach this address can "
@@ -232,10 +252,14 @@ def run(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
-def configure_logging(level: str, *, secrets: tuple[str, ...] = ()) -> None:
-    """Log to stderr, every record redacted and escaped (see :mod:`.logs`)."""
+def configure_logging(
+    level: str, *, secrets: tuple[str, ...] = (), worker: str | None = None
+) -> None:
+    """Log to stderr, every record redacted and escaped (see :mod:`.logs`); a worker's
+    lines say which worker wrote them."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(SafeFormatter(secrets=secrets))
+    fmt = LOG_FORMAT if worker is None else LOG_FORMAT.replace("%(name)s", f"w{worker} %(name)s")
+    handler.setFormatter(SafeFormatter(fmt, secrets=secrets))
     logging.basicConfig(level=level.upper(), handlers=[handler])
     # websockets logs every connection and rejected handshake at INFO; ours say it better.
     if level.lower() != "debug":
@@ -246,9 +270,36 @@ async def _serve_until_signal(server: ProgressServer) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     logger.info("event loop: %s", "uvloop" if "uvloop" in type(loop).__module__ else "asyncio")
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    received: list[str] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    # SIGHUP too: closing the terminal that runs the server must not kill it mid-word.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, on_signal, signum)
     loop.set_exception_handler(server.descriptors.handle_loop_exception)
     async with server:
         await stop.wait()
-        logger.info("stopping: closing every client with 1001 (going away)")
+        logger.info("%s: stopping, closing every client with 1001 (going away)", received[0])
+
+
+def _supervise(workers: int, config: ServerConfig) -> int:
+    """Reserve the port, run the workers on it until a signal; the exit status."""
+    try:
+        holder = reserve_port(config.host, config.port)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        click.echo(
+            f"progress-server: cannot listen on {config.host}:{config.port}: {reason}", err=True
+        )
+        return 1
+    port = holder.getsockname()[1]
+    logger.info("starting %d workers on %s port %d (SO_REUSEPORT)", workers, config.host, port)
+    # The workers take the same options; the last ones given win.
+    arguments = [*sys.argv[1:], "--workers", "1", "--port", str(port), "--reuse-port"]
+    try:
+        return asyncio.run(Supervisor(workers, arguments).run())
+    finally:
+        holder.close()

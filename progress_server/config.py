@@ -40,6 +40,7 @@ class ServerConfig:
             allows any. A request with another Origin header gets 403.
         allowed_hosts: Host header names allowed besides the loopback ones, when
             listening on loopback; ``("*",)`` allows any. Others get 403.
+        reuse_port: Bind with ``SO_REUSEPORT``, beside the other workers of ``--workers``.
         certfile: PEM certificate (chain) to serve wss:// and https://.
         keyfile: PEM private key for ``certfile`` (when not inside it).
     """
@@ -63,6 +64,7 @@ class ServerConfig:
     token: str | None = None
     allowed_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
+    reuse_port: bool = False
     certfile: str | None = None
     keyfile: str | None = None
 

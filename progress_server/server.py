@@ -163,6 +163,7 @@ class ProgressServer:
             # state per connection (measured: 109 vs 43 MiB after a 200-client soak).
             compression=None,
             backlog=4096,  # bursts of new connections (a restart: every client at once)
+            reuse_port=config.reuse_port or None,
         )
         hub.start()
         self.descriptors.start()
