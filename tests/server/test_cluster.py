@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 import signal
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
@@ -52,6 +53,7 @@ class Watcher:
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.states: list[dict[str, Any]] = []
+        self.received: list[float] = []  # wall-clock time each state arrived
         self.counts: list[int] = []
         self.task = asyncio.create_task(self._read())
 
@@ -60,6 +62,7 @@ class Watcher:
             message = json.loads(data)
             if message["type"] == "state":
                 self.states.append(message)
+                self.received.append(time.time())
             elif message["type"] == "clients":
                 self.counts.append(message["count"])
 
