@@ -6,13 +6,11 @@ import json
 import os
 import platform
 import resource
-import socket
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import click
 import psutil
@@ -38,6 +36,9 @@ class Result:
     cpu_s_per_broadcast: float
     rss_mib: float
     rss_kib_per_client: float
+    #: Processes whose CPU and memory are summed (progress-server-redis: its two
+    #: instances and redis-server).
+    processes: int = 1
 
 
 def percentile(ordered: list[float], fraction: float) -> float:
@@ -45,25 +46,6 @@ def percentile(ordered: list[float], fraction: float) -> float:
         return float("nan")
     index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
     return ordered[index]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_listening(port: int, process: psutil.Popen | Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with status {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("the server did not start listening")
 
 
 def run_calculations(port: int, count: int, timeout: float) -> list[int]:
@@ -87,9 +69,16 @@ def run_calculations(port: int, count: int, timeout: float) -> list[int]:
     return seqs
 
 
-def cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        times = process.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def rss(processes: list[psutil.Process]) -> int:
+    return sum(process.memory_info().rss for process in processes)
 
 
 def measure(
@@ -101,34 +90,32 @@ def measure(
     workers: int,
     log: Path,
 ) -> Result:
-    port = free_port()
-    process = server.start(port, step_seconds, clients, log)
+    running = server.start(step_seconds, clients, log)
     pool: Workers | None = None
     try:
-        wait_listening(port, process)
-        observed = psutil.Process(process.pid)
-        rss_before = observed.memory_info().rss
-        pool = Workers(workers, "127.0.0.1", port, "/progress", clients)
+        observed = [psutil.Process(process.pid) for process in running.processes]
+        rss_before = rss(observed)
+        pool = Workers(workers, "127.0.0.1", running.ports, "/progress", clients)
         connected, _failed, seconds = pool.connect()
         # The server settles (allocations, buffers) before its memory is read; short
         # steps mean a smoke run, where a fraction of a second is enough.
         settle = min(1.0, max(0.2, 4 * step_seconds))
         time.sleep(settle)
-        rss_connected = observed.memory_info().rss
+        rss_connected = rss(observed)
         pool.reset()
         cpu_before = cpu_seconds(observed)
-        seqs = run_calculations(port, calculations, timeout=30 + 10 * step_seconds)
+        # Through the first instance when there are several: the others hear of each
+        # action through the shared store, as they would in production.
+        seqs = run_calculations(running.ports[0], calculations, timeout=30 + 10 * step_seconds)
         time.sleep(max(settle, 2 * step_seconds))  # let the last deliveries land
         cpu = cpu_seconds(observed) - cpu_before
         latencies, per_seq = pool.collect(seqs)
     finally:
-        if pool is not None:
-            pool.close()
-        process.terminate()
         try:
-            process.wait(timeout=10)
-        except Exception:
-            process.kill()
+            if pool is not None:
+                pool.close()
+        finally:
+            running.stop()
     ordered = sorted(latencies)
     expected = clients * len(seqs)
     return Result(
@@ -144,6 +131,7 @@ def measure(
         cpu_s_per_broadcast=round(cpu / len(seqs), 5) if seqs else float("nan"),
         rss_mib=round(rss_connected / 2**20, 1),
         rss_kib_per_client=round((rss_connected - rss_before) / 1024 / max(1, connected), 2),
+        processes=len(running.processes),
     )
 
 
@@ -183,8 +171,9 @@ def ratios(result: Result, results: list[Result]) -> dict[str, float | None]:
 
 def table(results: list[Result]) -> str:
     ours = {r.clients: r for r in results if r.server == "progress-server"}
+    width = max([16, *(len(r.server) + 1 for r in results)])
     header = (
-        f"{'server':<16}{'clients':>8}{'conn/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        f"{'server':<{width}}{'clients':>8}{'conn/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
         f"{'deliv':>7}{'cpu ms/b':>10}{'RSS MiB':>9}{'KiB/cl':>8}{'p99 x':>7}"
     )
     lines = [header, "-" * len(header)]
@@ -192,10 +181,13 @@ def table(results: list[Result]) -> str:
         base = ours.get(r.clients)
         ratio = f"{r.p99_ms / base.p99_ms:.2f}" if base and base.p99_ms > 0 else "-"
         lines.append(
-            f"{r.server:<16}{r.clients:>8}{r.connect_per_s:>9.0f}{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}"
-            f"{r.max_ms:>9.1f}{r.delivered_ratio:>7.3f}{r.cpu_s_per_broadcast * 1000:>10.2f}"
-            f"{r.rss_mib:>9.1f}{r.rss_kib_per_client:>8.1f}{ratio:>7}"
+            f"{r.server:<{width}}{r.clients:>8}{r.connect_per_s:>9.0f}"
+            f"{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{r.max_ms:>9.1f}{r.delivered_ratio:>7.3f}"
+            f"{r.cpu_s_per_broadcast * 1000:>10.2f}{r.rss_mib:>9.1f}{r.rss_kib_per_client:>8.1f}"
+            f"{ratio:>7}"
         )
+    several = {r.server: r.processes for r in results if r.processes > 1}
+    lines += [f"{name}: CPU and RSS summed over its {n} processes" for name, n in several.items()]
     return "\n".join(lines)
 
 
@@ -254,11 +246,14 @@ def main(
 ) -> None:
     """Measure progress-server against the servers a user could pick instead.
 
-    Each server runs as its own process on this machine; the same load generator opens
+    Each server runs in its own processes on this machine; the same load generator opens
     the clients, the same controller runs the calculations. Reported per server and
     number of clients: connection rate, fan-out latency from a state's changed_at to
     its receipt (p50, p99, max), the share of states delivered, server CPU per
-    broadcast, and server memory in all and per connection.
+    broadcast, and server memory in all and per connection. progress-server-redis is two
+    progress-server instances sharing the calculation through a private redis-server:
+    the clients are split between them, the controller acts through the first, and
+    CPU and memory are summed over all three processes.
     """
     counts = clients or ([100, 1000] if quick else [100, 1000, 5000, 10000])
     runs = calculations or (3 if quick else 10)

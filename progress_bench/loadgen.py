@@ -14,10 +14,11 @@ import multiprocessing
 import multiprocessing.connection
 import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Delivery", "Workers"]
+__all__ = ["Delivery", "Workers", "deal"]
 
 HANDSHAKE = (
     "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
@@ -100,22 +101,25 @@ class Delivery:
 async def _work(
     pipe: multiprocessing.connection.Connection,
     host: str,
-    port: int,
+    ports: list[int],
     path: str,
-    count: int,
     concurrency: int,
     extra_headers: str,
 ) -> None:
+    """One worker: a client for each port in ``ports``."""
     loop = asyncio.get_running_loop()
-    request = HANDSHAKE.format(path=path, host=host, port=port, extra=extra_headers).encode()
+    requests = {
+        port: HANDSHAKE.format(path=path, host=host, port=port, extra=extra_headers).encode()
+        for port in set(ports)
+    }
     clients: list[BenchClient] = []
     gate = asyncio.Semaphore(concurrency)
     delivery = Delivery()
     reset = False
 
-    async def open_one() -> None:
+    async def open_one(port: int) -> None:
         async with gate:
-            client = BenchClient(request)
+            client = BenchClient(requests[port])
             try:
                 await loop.create_connection(lambda: client, host, port)
                 delivery.last_connected = max(
@@ -131,7 +135,7 @@ async def _work(
         command, argument = await asyncio.to_thread(pipe.recv)
         if command == "connect":
             delivery.first_attempt = time.monotonic()
-            await asyncio.gather(*(open_one() for _ in range(count)))
+            await asyncio.gather(*(open_one(port) for port in ports))
             pipe.send(
                 (
                     delivery.connected,
@@ -176,14 +180,36 @@ def _worker_main(pipe: multiprocessing.connection.Connection, *args: Any) -> Non
         asyncio.run(_work(pipe, *args))
 
 
+def deal(clients: int, processes: int, ports: Sequence[int]) -> list[list[int]]:
+    """The port of every client, by load-generating process.
+
+    Each process gets as many clients as the next (within one), and the clients are
+    dealt to the ports round robin, so each port gets its share too.
+    """
+    if not ports:
+        raise ValueError("the clients need at least one port")
+    shares = [
+        clients // processes + (1 if i < clients % processes else 0) for i in range(processes)
+    ]
+    dealt, first = [], 0
+    for share in shares:
+        dealt.append([ports[(first + i) % len(ports)] for i in range(share)])
+        first += share
+    return dealt
+
+
 class Workers:
-    """``processes`` load-generating processes sharing ``clients`` connections."""
+    """``processes`` load-generating processes sharing ``clients`` connections.
+
+    The clients are dealt to ``ports`` round robin, so each port gets its share
+    (within one) whatever the number of processes.
+    """
 
     def __init__(
         self,
         processes: int,
         host: str,
-        port: int,
+        ports: Sequence[int],
         path: str,
         clients: int,
         *,
@@ -193,14 +219,11 @@ class Workers:
         context = multiprocessing.get_context("spawn")
         self.pipes = []
         self.processes = []
-        shares = [
-            clients // processes + (1 if i < clients % processes else 0) for i in range(processes)
-        ]
-        for share in shares:
+        for share in deal(clients, processes, ports):
             parent, child = context.Pipe()
             process = context.Process(
                 target=_worker_main,
-                args=(child, host, port, path, share, concurrency, extra_headers),
+                args=(child, host, share, path, concurrency, extra_headers),
                 daemon=True,
             )
             process.start()

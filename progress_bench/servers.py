@@ -1,19 +1,30 @@
-"""The servers under test: how to start each one as its own process."""
+"""The servers under test: how to start each one, and what it costs to run it.
+
+A server under test may be several processes: progress-server-redis is two
+progress-server instances sharing one calculation through a private redis-server.
+:class:`Running` says where its clients connect and which processes count.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-__all__ = ["SERVERS", "ServerUnderTest"]
+__all__ = ["SERVERS", "OneProcess", "Running", "ServerUnderTest", "SharedThroughRedis"]
 
 NODE_PEER = Path(__file__).parent / "peers" / "node_ws"
+REDIS_PREFIX = "progress-bench:"
 
 
 def cache_dir() -> Path:
@@ -21,27 +32,194 @@ def cache_dir() -> Path:
     return Path(base) / "progress-bench"
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: every socket stays bound until all are picked."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with status {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("the server did not start listening")
+
+
+def wait_for_redis(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Until redis-server answers PING: listening is not enough, it may still be loading."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"redis-server exited with status {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError("redis-server did not answer PING")
+
+
+def stop(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each in turn, waiting for it before the next (SIGKILL after 10 s)."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class Running:
+    """A server under test, started."""
+
+    #: Where its clients connect, shared round robin; the controller uses the first.
+    ports: list[int]
+    #: Every process it needs, in the order they stop; their CPU and memory are summed.
+    processes: list[subprocess.Popen[bytes]]
+    cleanup: Callable[[], None] = field(default=lambda: None)
+
+    def stop(self) -> None:
+        try:
+            stop(self.processes)
+        finally:
+            self.cleanup()
+
+
+class ServerUnderTest(Protocol):
+    """A server the bench can measure."""
+
+    @property
+    def name(self) -> str: ...
+
+    def prepare(self) -> str | None:
+        """Get it ready to start; returns a reason to skip it, or None."""
+
+    def start(self, step_seconds: float, clients: int, log: Path) -> Running:
+        """Start it and return once it accepts connections; its output goes to ``log``."""
+
+
+Argv = Callable[[int, float, int], list[str]]
+
+
+def _ready() -> str | None:
+    return None
+
+
 @dataclass(frozen=True)
-class ServerUnderTest:
-    """A server the bench can start: ``argv(port, step_seconds, clients)``."""
+class OneProcess:
+    """A server that is one process: ``argv(port, step_seconds, clients)``."""
 
     name: str
-    argv: Callable[[int, float, int], list[str]]
-    prepare: Callable[[], str | None] = lambda: None  # a reason to skip it, or None
+    argv: Argv
+    needs: Callable[[], str | None] = _ready  # a reason to skip it, or None
 
-    def start(
-        self, port: int, step_seconds: float, clients: int, log: Path
-    ) -> subprocess.Popen[bytes]:
+    def prepare(self) -> str | None:
+        return self.needs()
+
+    def start(self, step_seconds: float, clients: int, log: Path) -> Running:
+        (port,) = free_ports(1)
         with log.open("ab") as output:
-            return subprocess.Popen(
+            process = subprocess.Popen(
                 self.argv(port, step_seconds, clients),
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
+        try:
+            wait_listening(port, process)
+        except BaseException:
+            stop([process])
+            raise
+        return Running([port], [process])
 
 
-def _python_module(module: str, *extra: str) -> Callable[[int, float, int], list[str]]:
+@dataclass(frozen=True)
+class SharedThroughRedis:
+    """``instances`` progress-server processes on as many ports, sharing one
+    calculation through a private redis-server (loopback, no persistence, in a
+    temporary folder): the clients are split between the instances, and the CPU and
+    memory of redis-server count with theirs."""
+
+    name: str
+    instances: int = 2
+
+    def prepare(self) -> str | None:
+        if shutil.which("redis-server") is None:
+            return "redis-server is not installed (apt-get install redis-server)"
+        if importlib.util.find_spec("redis") is None:
+            return "the Python package redis is not installed (pip install 'progress[redis]')"
+        return None
+
+    def start(self, step_seconds: float, clients: int, log: Path) -> Running:
+        directory = Path(tempfile.mkdtemp(prefix="progress-bench-redis-"))
+        redis_port, *ports = free_ports(1 + self.instances)
+        url = f"redis://127.0.0.1:{redis_port}/0"
+        redis: subprocess.Popen[bytes] | None = None
+        instances: list[subprocess.Popen[bytes]] = []
+        try:
+            with log.open("ab") as output:
+                redis = subprocess.Popen(
+                    [
+                        shutil.which("redis-server") or "redis-server",
+                        "--port",
+                        str(redis_port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--dir",
+                        str(directory),
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--loglevel",
+                        "warning",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )
+                wait_for_redis(redis_port, redis)
+                for port in ports:  # started together, waited for after
+                    argv = _progress_server(port, step_seconds, clients)
+                    argv += ["--redis-url", url, "--redis-prefix", REDIS_PREFIX]
+                    instances.append(
+                        subprocess.Popen(
+                            argv,
+                            stdin=subprocess.DEVNULL,
+                            stdout=output,
+                            stderr=subprocess.STDOUT,
+                        )
+                    )
+            for port, instance in zip(ports, instances, strict=True):
+                wait_listening(port, instance)
+        except BaseException:
+            stop([*instances, *([redis] if redis else [])])
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        # redis-server stops last: the instances must not see it go and say so.
+        return Running(
+            ports,
+            [*instances, redis],
+            cleanup=lambda: shutil.rmtree(directory, ignore_errors=True),
+        )
+
+
+def _python_module(module: str, *extra: str) -> Argv:
     def argv(port: int, step: float, clients: int) -> list[str]:
         return [
             sys.executable,
@@ -118,15 +296,14 @@ def _node_ws(port: int, step: float, clients: int) -> list[str]:
     ]
 
 
-SERVERS: dict[str, ServerUnderTest] = {
-    server.name: server
-    for server in [
-        ServerUnderTest("progress-server", _progress_server),
-        ServerUnderTest("naive", _python_module("progress_bench.peers.naive")),
-        ServerUnderTest("node-ws", _node_ws, _prepare_node),
-        ServerUnderTest(
-            "aiohttp", _python_module("progress_bench.peers.aiohttp_peer"), _needs_module("aiohttp")
-        ),
-        ServerUnderTest("floor", _python_module("progress_bench.peers.floor")),
-    ]
-}
+_ALL: list[ServerUnderTest] = [
+    OneProcess("progress-server", _progress_server),
+    SharedThroughRedis("progress-server-redis", instances=2),
+    OneProcess("naive", _python_module("progress_bench.peers.naive")),
+    OneProcess("node-ws", _node_ws, _prepare_node),
+    OneProcess(
+        "aiohttp", _python_module("progress_bench.peers.aiohttp_peer"), _needs_module("aiohttp")
+    ),
+    OneProcess("floor", _python_module("progress_bench.peers.floor")),
+]
+SERVERS: dict[str, ServerUnderTest] = {server.name: server for server in _ALL}

@@ -10,8 +10,11 @@ import struct
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from progress_bench.cli import percentile
-from progress_bench.loadgen import frames
+from progress_bench.loadgen import deal, frames
+from progress_bench.servers import SERVERS
 from tests.helpers import command
 
 
@@ -35,6 +38,25 @@ def test_frames_after_a_reset_need_no_handshake() -> None:
     assert frames([(5.0, frame(b"{}"))], upgraded=True) == [(5.0, b"{}")]
 
 
+def test_clients_are_dealt_to_the_ports_round_robin() -> None:
+    """Every port gets its share of the clients (within one), whatever the processes."""
+    assert deal(5, 2, [7000]) == [[7000, 7000, 7000], [7000, 7000]]
+    assert deal(5, 2, [7000, 7001]) == [[7000, 7001, 7000], [7001, 7000]]
+    for clients, processes in ((200, 2), (201, 2), (10_000, 3)):
+        dealt = [port for share in deal(clients, processes, [1, 2]) for port in share]
+        assert len(dealt) == clients
+        assert abs(dealt.count(1) - dealt.count(2)) <= 1
+
+
+def test_the_redis_pair_says_why_it_cannot_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without redis-server on the PATH, the Redis row has a reason to be skipped."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    reason = SERVERS["progress-server-redis"].prepare()
+    assert reason is not None and "redis-server is not installed" in reason
+
+
 def test_percentiles() -> None:
     ordered = [float(n) for n in range(1, 101)]
     assert percentile(ordered, 0.5) in (50.0, 51.0)
@@ -44,8 +66,8 @@ def test_percentiles() -> None:
 
 def test_quick_run_with_200_clients(tmp_path: Path) -> None:
     """`progress-bench --quick --clients 200` (one short calculation each, to keep the
-    suite fast) runs every server it can and writes JSON in which every state reached
-    every client."""
+    suite fast) runs every server it can, the Redis pair included, and writes JSON in
+    which every state reached every client."""
     output = tmp_path / "bench.json"
     result = subprocess.run(
         [
@@ -70,8 +92,8 @@ def test_quick_run_with_200_clients(tmp_path: Path) -> None:
     report = json.loads(output.read_text())
     measured = {row["server"] for row in report["results"]}
     assert {"progress-server", "floor"} <= measured
-    # A peer may be missing on a machine (no Node.js, say), never silently.
-    for peer in ("naive", "node-ws", "aiohttp"):
+    # A peer may be missing on a machine (no Node.js, no redis-server), never silently.
+    for peer in ("progress-server-redis", "naive", "node-ws", "aiohttp"):
         assert peer in measured or any(key.startswith(peer) for key in report["skipped"])
         if peer not in measured:
             assert f"not measured: {peer}" in result.stdout
@@ -84,3 +106,10 @@ def test_quick_run_with_200_clients(tmp_path: Path) -> None:
         assert row["p99_vs_ours"] is not None and row["p99_vs_ours"] > 0
     ours = next(row for row in report["results"] if row["server"] == "progress-server")
     assert ours["p99_vs_ours"] == 1.0
+    assert ours["processes"] == 1
+    for row in report["results"]:
+        if row["server"] == "progress-server-redis":  # two instances and redis-server
+            assert row["processes"] == 3
+            assert "progress-server-redis: CPU and RSS summed over its 3 processes" in (
+                result.stdout
+            )
