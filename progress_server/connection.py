@@ -33,6 +33,7 @@ from websockets.server import ServerProtocol
 
 from .config import ServerConfig
 from .limits import MessageBudget, Verdict
+from .metrics import Metrics
 from .routes import error_response
 
 __all__ = ["FEED_SLICE", "GuardedConnection"]
@@ -56,6 +57,7 @@ class GuardedConnection(ServerConnection):
         server: The websockets server it belongs to.
         config: The limits come from here.
         registry: Holds every open connection, handshakes included.
+        metrics: Counts the connections it drops.
         **kwargs: What websockets passes to every connection.
 
     Attributes:
@@ -70,11 +72,13 @@ class GuardedConnection(ServerConnection):
         *,
         config: ServerConfig,
         registry: set[GuardedConnection],
+        metrics: Metrics,
         **kwargs: Any,
     ) -> None:
         super().__init__(protocol, server, **kwargs)
         self.config = config
         self.registry = registry
+        self.metrics = metrics
         self.budget = MessageBudget(
             config.rate_limit, config.rate_burst, config.flood_tolerance, self.loop.time()
         )
@@ -145,7 +149,7 @@ class GuardedConnection(ServerConnection):
         assert self._held is not None
         self._held += data
         if len(self._held) > self.config.max_message_bytes + FEED_SLICE:
-            self.drop("it sent too much before its handshake was answered")
+            self.drop("it sent too much before its handshake was answered", "flood")
 
     def _feed(self, data: bytes) -> None:
         """Feed websockets a few KiB at a time, checking the limits in between."""
@@ -155,7 +159,10 @@ class GuardedConnection(ServerConnection):
             super().data_received(data[start : start + FEED_SLICE])
             queued = self.transport.get_write_buffer_size()
             if queued > self.config.send_buffer_cap:
-                self.drop(f"{queued} bytes queued, over the cap of {self.config.send_buffer_cap}")
+                self.drop(
+                    f"{queued} bytes queued, over the cap of {self.config.send_buffer_cap}",
+                    "send_buffer",
+                )
                 return
             if self._close_deadline is None and self.protocol.close_expected():
                 # websockets enforces its close timeout only when something is sent:
@@ -179,11 +186,22 @@ class GuardedConnection(ServerConnection):
         """Whether more than ``send_buffer_cap`` bytes wait for this client."""
         return self.transport.get_write_buffer_size() > self.config.send_buffer_cap
 
-    def drop(self, reason: str) -> None:
-        """Cut the connection at once, discarding whatever is queued for it."""
+    def drop(self, reason: str, label: str) -> None:
+        """Cut the connection at once, discarding whatever is queued for it.
+
+        Args:
+            reason: Why, for the log.
+            label: Why, for the metrics (``progress_clients_dropped_total{reason}``).
+        """
         if self.dropped is None:
             self.dropped = reason
-            logger.warning("client %s dropped: %s", self.short_id, reason)
+            self.metrics.dropped.labels(label).inc()
+            logger.warning(
+                "client %s dropped: %s",
+                self.short_id,
+                reason,
+                extra={"client_id": self.short_id, "reason": label},
+            )
         self.transport.abort()
 
     def _close_for_flooding(self) -> None:
@@ -191,7 +209,12 @@ class GuardedConnection(ServerConnection):
         if self.dropped is not None:
             return
         self.dropped = "flooding with frames"
-        logger.warning("client %s: closed for flooding (pings, pongs or fragments)", self.short_id)
+        self.metrics.dropped.labels("flood").inc()
+        logger.warning(
+            "client %s: closed for flooding (pings, pongs or fragments)",
+            self.short_id,
+            extra={"client_id": self.short_id, "reason": "flood"},
+        )
         if self.protocol.state is ConnectionState.OPEN:
             # Sends the close frame and half-closes; the rest of the input is discarded.
             self.protocol.fail(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
@@ -205,10 +228,13 @@ class GuardedConnection(ServerConnection):
         limit = self.config.max_handshake_bytes
         self.dropped = f"handshake over {limit} bytes"
         self._head = None
+        self.metrics.connections.labels("request_too_large").inc()
+        peer = _peer(self.transport.get_extra_info("peername"))
         logger.warning(
             "refused a handshake from %s: its headers are over %d bytes",
-            _peer(self.transport.get_extra_info("peername")),
+            peer,
             limit,
+            extra={"peer": peer, "reason": "request_too_large"},
         )
         response = error_response(
             http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import time
 from collections.abc import Callable
 
 from websockets.asyncio.server import ServerConnection
@@ -25,10 +26,16 @@ from progress_protocol.messages import Clients, History, StateMessage, encode
 
 from .backends import Change
 from .calculation import Run, StateSnapshot
+from .metrics import Metrics
 
-__all__ = ["Hub", "text_frame", "write_text"]
+__all__ = ["Hub", "plural", "text_frame", "write_text"]
 
 logger = logging.getLogger(__name__)
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 client``, ``2 clients``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def text_frame(text: str) -> bytes:
@@ -80,6 +87,7 @@ class Hub:
         stuck_timeout: float = 30.0,
         count_interval: float = 0.1,
         report_count: Callable[[int], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.clients: set[ServerConnection] = set()
         self.snapshot = initial
@@ -94,6 +102,7 @@ class Hub:
         self.count_interval = count_interval
         #: Told this instance's count; the backend answers with the total (set_total).
         self.report_count = report_count
+        self.metrics = metrics
         #: Clients over every instance, as the backend last said; None: not said yet.
         self.total: int | None = None
         self._count_sent = -1  # the count everyone was last told
@@ -121,18 +130,33 @@ class Hub:
             return
         self.snapshot = snapshot
         self.state_frame = encode(StateMessage(snapshot))
+        began = time.perf_counter()
         sent = self._send_to_all(self.state_frame)
+        took = time.perf_counter() - began
         if change.history is not None:
             self.history = change.history
             self.history_frame = encode(History(change.history))
             self._send_to_all(self.history_frame)
+        if self.metrics is not None:
+            # Once per broadcast, never per client: the loop above is the hot path.
+            self.metrics.broadcast_seconds.observe(took)
+            self.metrics.state_changes.labels(snapshot.state.value).inc()
+            if snapshot.state.is_final and snapshot.started_at is not None:
+                self.metrics.calculations.labels(snapshot.state.value).inc()
+                self.metrics.calculation_seconds.observe(snapshot.changed_at - snapshot.started_at)
         logger.info(
-            "state %s (calculation %s, seq %d) sent to %d clients%s",
+            "state %s (calculation %s, seq %d) sent to %s%s",
             snapshot.state,
             snapshot.calculation_id,
             snapshot.seq,
-            sent,
+            plural(sent, "client"),
             f", {len(self.lagging)} lagging" if self.lagging else "",
+            extra={
+                "state": snapshot.state.value,
+                "seq": snapshot.seq,
+                "calculation_id": snapshot.calculation_id,
+                "clients": sent,
+            },
         )
 
     def join(self, connection: ServerConnection, hello: str) -> None:
@@ -240,6 +264,8 @@ class Hub:
                 )
                 # It reads nothing, so it would never answer a close frame.
                 connection.transport.abort()
+                if self.metrics is not None:
+                    self.metrics.dropped.labels("stuck").inc()
 
     async def _sweep_forever(self, interval: float = 0.1) -> None:
         while True:

@@ -1,4 +1,4 @@
-"""The server's log: what reaches it is safe to show and to keep.
+"""The server's log: what reaches it is safe to show and to keep, as text or JSON lines.
 
 Every record goes through :class:`SafeFormatter`, whoever logged it (websockets' debug
 lines show request lines and headers; a traceback can quote a malformed request):
@@ -8,11 +8,14 @@ escaped, so that nobody can forge a log line or drive the operator's terminal.
 
 from __future__ import annotations
 
+import datetime
+import json
 import logging
+from typing import Any
 
 from .auth import escape_controls, redact
 
-__all__ = ["LOG_FORMAT", "SafeFormatter"]
+__all__ = ["FIELDS", "LOG_FORMAT", "JsonFormatter", "SafeFormatter"]
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -38,3 +41,56 @@ class SafeFormatter(logging.Formatter):
         # another handler may have cached an exception's text unredacted.
         text = redact(super().format(record), secrets=self.secrets)
         return escape_controls(text, keep_newlines=True)
+
+
+#: The structured fields an event may carry (``extra=`` of a logging call).
+FIELDS = (
+    "client_id",
+    "peer",
+    "client_name",
+    "state",
+    "seq",
+    "calculation_id",
+    "clients",
+    "code",
+    "reason",
+    "path",
+    "status",
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, and the event's fields, so
+    that ``jq`` and log shippers need no regular expression. Redacted like the text;
+    JSON escapes control characters by itself.
+
+    Args:
+        secrets: Values to hide wherever they appear (the server's token).
+        worker: The worker's number under ``--workers``.
+    """
+
+    def __init__(self, *, secrets: tuple[str, ...] = (), worker: str | None = None) -> None:
+        super().__init__()
+        self.secrets = tuple(secret for secret in secrets if secret)
+        self.worker = worker
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+        entry: dict[str, Any] = {
+            "time": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact(record.getMessage(), secrets=self.secrets),
+        }
+        if self.worker is not None:
+            entry["worker"] = int(self.worker)
+        for name in FIELDS:
+            value = record.__dict__.get(name)
+            if value is not None:
+                entry[name] = (
+                    redact(value, secrets=self.secrets) if isinstance(value, str) else value
+                )
+        if record.exc_info:
+            entry["exception"] = redact(self.formatException(record.exc_info), secrets=self.secrets)
+        # ASCII only: no control, bidi or other unprintable character reaches a terminal.
+        return json.dumps(entry, default=str)

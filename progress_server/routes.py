@@ -1,7 +1,9 @@
 """The HTTP API, served on the WebSocket port through websockets' ``process_request``.
 
-``GET /healthz``, ``GET /state``, ``POST /start`` and ``POST /cancel``; the actions go
-through the same :meth:`ProgressServer.perform` as their WebSocket twins, and the
+``GET /healthz`` (liveness), ``GET /readyz`` (readiness), ``GET /metrics``
+(Prometheus), ``GET /state``, ``GET /history``, ``POST /start`` and ``POST /cancel``;
+every GET answers HEAD too. The actions go through the same
+:class:`~progress_server.service.CalculationService` as their WebSocket twins, and the
 bodies are the protocol's own JSON objects.
 """
 
@@ -25,6 +27,7 @@ from .auth import host_allowed, origin_allowed, presented_name, presented_token,
 from .backends import BackendUnavailable
 from .calculation import ActionRefused, Attribution
 from .limits import AddressLimits
+from .metrics import CONTENT_TYPE
 from .service import CalculationService
 
 __all__ = ["HttpRoutes", "json_response"]
@@ -62,12 +65,16 @@ class HttpRoutes:
     """Answers every HTTP request that is not a WebSocket handshake."""
 
     #: The paths of the HTTP API; the WebSocket endpoint cannot take one of them.
-    PATHS = ("/healthz", "/state", "/history", "/start", "/cancel")
+    PATHS = ("/healthz", "/readyz", "/metrics", "/state", "/history", "/start", "/cancel")
+    #: What health checkers and probes call: answered without the token.
+    OPEN_PATHS = ("/healthz", "/readyz")
 
     def __init__(self, service: CalculationService) -> None:
         self.service = service
         self.table: dict[str, tuple[str, Handler]] = {
             "/healthz": ("GET", self.healthz),
+            "/readyz": ("GET", self.readyz),
+            "/metrics": ("GET", self.metrics),
             "/state": ("GET", self.state),
             "/history": ("GET", self.history),
             "/start": ("POST", self.start),
@@ -82,18 +89,34 @@ class HttpRoutes:
     ) -> Response | None:
         """websockets' hook: None lets a WebSocket handshake go on, a Response answers."""
         path = urlsplit(request.path).path
-        response = self._gate(path, request) or await self._route(path, request, connection)
+        response = self._gate(path, request, connection) or await self._route(
+            path, request, connection
+        )
         if response is None:
             return None
-        level = logging.DEBUG if path == "/healthz" else logging.INFO
-        logger.log(level, "HTTP %s %s -> %d", request.method, path, response.status_code)
+        known = path if path in self.table or path == self.service.config.path else "other"
+        self.service.metrics.http_requests.labels(known, str(response.status_code)).inc()
+        level = logging.DEBUG if path in self.OPEN_PATHS or path == "/metrics" else logging.INFO
+        logger.log(
+            level,
+            "HTTP %s %s -> %d",
+            request.method,
+            path,
+            response.status_code,
+            extra={"peer": _peer(connection), "path": path, "status": response.status_code},
+        )
+        if request.method == "HEAD":
+            # The GET answer's headers, Content-Length included, and no body.
+            response = Response(response.status_code, response.reason_phrase, response.headers, b"")
         return response
 
-    def _gate(self, path: str, request: Request) -> Response | None:
-        """Refuse a request for a foreign Host, from a foreign origin, or without the token."""
+    def _gate(self, path: str, request: Request, connection: ServerConnection) -> Response | None:
+        """Refuse a request for a foreign Host, from a foreign origin, or without the
+        token; each refusal is counted and logged with the peer and why, never the token."""
         config = self.service.config
         if not host_allowed(config.allowed_hosts, request.headers, loopback=config.loopback):
             host = ", ".join(request.headers.get_all("Host"))
+            self._refused(connection, path, "forbidden_host", f"the Host {host!r} is not allowed")
             return error_response(
                 http.HTTPStatus.FORBIDDEN,
                 "forbidden_host",
@@ -101,25 +124,40 @@ class HttpRoutes:
                 "--allow-host NAME to answer to another name.",
             )
         if not origin_allowed(config.allowed_origins, request.headers, tls=config.tls):
+            origin = ", ".join(request.headers.get_all("Origin"))
+            self._refused(
+                connection, path, "forbidden_origin", f"the Origin {origin!r} is not allowed"
+            )
             return error_response(
                 http.HTTPStatus.FORBIDDEN,
                 "forbidden_origin",
                 "Web pages from this origin may not use this server; start it with "
                 "--allow-origin ORIGIN to allow them.",
             )
-        if (
-            config.token is not None
-            and path != "/healthz"
-            and not token_matches(config.token, presented_token(request.headers, request.path))
-        ):
-            return error_response(
-                http.HTTPStatus.UNAUTHORIZED,
-                "unauthorized",
-                "This server needs a token: send 'Authorization: Bearer <token>' "
-                "or add ?token=<token> to the URL.",
-                headers={"WWW-Authenticate": 'Bearer realm="progress"'},
-            )
+        if config.token is not None and path not in self.OPEN_PATHS:
+            presented = presented_token(request.headers, request.path)
+            if not token_matches(config.token, presented):
+                why = "no token" if presented is None else "a wrong token"
+                self._refused(connection, path, "unauthorized", why)
+                return error_response(
+                    http.HTTPStatus.UNAUTHORIZED,
+                    "unauthorized",
+                    "This server needs a token: send 'Authorization: Bearer <token>' "
+                    "or add ?token=<token> to the URL.",
+                    headers={"WWW-Authenticate": 'Bearer realm="progress"'},
+                )
         return None
+
+    def _refused(self, connection: ServerConnection, path: str, result: str, why: str) -> None:
+        self.service.metrics.connections.labels(result).inc()
+        peer = _peer(connection)
+        logger.info(
+            "refused a request from %s for %s: %s",
+            peer,
+            path,
+            why,
+            extra={"peer": peer, "path": path, "reason": result},
+        )
 
     async def _route(
         self, path: str, request: Request, connection: ServerConnection
@@ -128,6 +166,7 @@ class HttpRoutes:
             if request.method != "GET":
                 return self._method_not_allowed(request.method, path, "GET")
             if self.service.full:
+                self._refused(connection, path, "server_full", "the server is full")
                 return error_response(
                     http.HTTPStatus.SERVICE_UNAVAILABLE,
                     "server_full",
@@ -138,28 +177,27 @@ class HttpRoutes:
             return None  # websockets answers 426 to a GET that is not an upgrade.
         route = self.table.get(path)
         if route is None:
-            response = error_response(
+            return error_response(
                 http.HTTPStatus.NOT_FOUND,
                 "not_found",
                 f"There is nothing at {path}. The WebSocket endpoint is "
-                f"{self.service.config.path}; "
-                "the HTTP endpoints are GET /healthz, GET /state, GET /history, POST /start "
-                "and POST /cancel.",
+                f"{self.service.config.path}; the HTTP endpoints are GET /healthz, "
+                "GET /readyz, GET /metrics, GET /state, GET /history, POST /start and "
+                "POST /cancel.",
             )
-        else:
-            method, handler = route
-            if request.method != method:
-                response = self._method_not_allowed(request.method, path, method)
-            elif method == "POST" and not self._within_budget(connection):
-                response = error_response(
-                    http.HTTPStatus.TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    "Too many requests from this address: this one was dropped. Slow down.",
-                    headers={"Retry-After": "1"},
-                )
-            else:
-                response = await handler(request, connection)
-        return response
+        method, handler = route
+        allowed = "GET, HEAD" if method == "GET" else method
+        if request.method != method and not (method == "GET" and request.method == "HEAD"):
+            return self._method_not_allowed(request.method, path, allowed)
+        if method == "POST" and not self._within_budget(connection):
+            self._refused(connection, path, "rate_limited", "too many requests")
+            return error_response(
+                http.HTTPStatus.TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many requests from this address: this one was dropped. Slow down.",
+                headers={"Retry-After": "1"},
+            )
+        return await handler(request, connection)
 
     def _within_budget(self, connection: ServerConnection) -> bool:
         return self.action_limits.take(_address(connection), asyncio.get_running_loop().time())
@@ -173,12 +211,34 @@ class HttpRoutes:
         )
 
     async def healthz(self, request: Request, connection: ServerConnection) -> Response:
+        """Liveness: the process answers, and can reach the calculation."""
         problem = self.service.backend.problem
         if problem is not None:
             return json_response(
                 http.HTTPStatus.SERVICE_UNAVAILABLE, {"status": "unavailable", "reason": problem}
             )
         return json_response(http.HTTPStatus.OK, {"status": "ok"})
+
+    async def readyz(self, request: Request, connection: ServerConnection) -> Response:
+        """Readiness: send clients here? Not while starting, stopping, or cut off."""
+        reason = self.service.not_ready
+        if reason is not None:
+            return json_response(
+                http.HTTPStatus.SERVICE_UNAVAILABLE, {"status": "not_ready", "reason": reason}
+            )
+        return json_response(http.HTTPStatus.OK, {"status": "ready"})
+
+    async def metrics(self, request: Request, connection: ServerConnection) -> Response:
+        body = self.service.scrape()
+        headers = Headers(
+            [
+                ("Content-Type", CONTENT_TYPE),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+                ("Connection", "close"),
+            ]
+        )
+        return Response(http.HTTPStatus.OK.value, http.HTTPStatus.OK.phrase, headers, body)
 
     async def state(self, request: Request, connection: ServerConnection) -> Response:
         return json_response(http.HTTPStatus.OK, to_dict(StateMessage(self.service.snapshot)))
@@ -196,14 +256,17 @@ class HttpRoutes:
         self, action: str, request: Request, connection: ServerConnection
     ) -> Response:
         assert action in ("start", "cancel")
+        self.service.metrics.messages.labels(action).inc()
         # Attributed to the name the request gives, else to its address.
         name = presented_name(request.headers, request.path)
         by = Attribution(None, name or f"http {_address(connection)}")
         try:
             ack = await self.service.perform(action, None, by)  # type: ignore[arg-type]
         except ActionRefused as exc:
+            self.service.metrics.errors.labels(exc.code).inc()
             return error_response(http.HTTPStatus.CONFLICT, exc.code, exc.message)
         except BackendUnavailable as exc:
+            self.service.metrics.errors.labels(ErrorCode.UNAVAILABLE).inc()
             return error_response(
                 http.HTTPStatus.SERVICE_UNAVAILABLE,
                 ErrorCode.UNAVAILABLE,
@@ -217,3 +280,11 @@ def _address(connection: ServerConnection) -> str:
     """The peer's IP address, without its port."""
     address = connection.remote_address
     return str(address[0]) if isinstance(address, tuple) and address else "unknown"
+
+
+def _peer(connection: ServerConnection) -> str:
+    address = connection.remote_address
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = str(address[0])
+        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+    return "unknown"

@@ -31,12 +31,14 @@ from progress_protocol.messages import (
 from . import __version__
 from .auth import presented_name
 from .backends import Backend, BackendUnavailable, Change, MemoryBackend, Unsubscribe
+from .backends.redis import RedisBackend
 from .calculation import ActionRefused, Attribution
 from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
 from .connection import GuardedConnection
 from .descriptors import DescriptorWatch, clients_that_fit, open_files_limit
 from .hub import Hub
 from .limits import Verdict
+from .metrics import Metrics
 from .routes import HttpRoutes
 from .service import CalculationService
 
@@ -86,7 +88,10 @@ class ProgressServer:
             backend if backend is not None else MemoryBackend(step_seconds=self.config.step_seconds)
         )
         self.port = self.config.port  # the real one once listening, for --port 0
-        self.service = CalculationService(self.config, self.backend)
+        self.metrics = Metrics()
+        self.service = CalculationService(self.config, self.backend, self.metrics)
+        if isinstance(self.backend, RedisBackend):
+            self.backend.latency_observer = self.metrics.backend_latency.observe
         #: Every open connection, handshakes under way included.
         self.connections: set[GuardedConnection] = set()
         self.descriptors = DescriptorWatch(lambda: len(self.connections))
@@ -139,6 +144,7 @@ class ProgressServer:
             send_buffer_limit=config.send_buffer_limit,
             stuck_timeout=config.stuck_timeout,
             report_count=self.backend.report_clients,
+            metrics=self.metrics,
         )
         self._unsubscribe_count = self.backend.subscribe_clients(hub.set_total)
         for change in early:
@@ -149,7 +155,12 @@ class ProgressServer:
             config.port,
             create_connection=cast(
                 type[ServerConnection],
-                functools.partial(GuardedConnection, config=config, registry=self.connections),
+                functools.partial(
+                    GuardedConnection,
+                    config=config,
+                    registry=self.connections,
+                    metrics=self.metrics,
+                ),
             ),
             process_request=self.routes.process_request,
             server_header=SERVER_NAME,
@@ -170,10 +181,17 @@ class ProgressServer:
         self.port = self._server.sockets[0].getsockname()[1]
         logger.info("listening on %s", self.url)
         logger.info(
-            "HTTP endpoints: GET %s/healthz, GET %s/state, GET %s/history, POST %s/start, "
-            "POST %s/cancel",
-            *[self.http_url] * 5,
+            "HTTP endpoints: GET %s/healthz, /readyz, /metrics, /state, /history; "
+            "POST /start, /cancel",
+            self.http_url,
         )
+        if not config.loopback and config.token is None:
+            # Said once the address is bound: a failure to bind says something else.
+            logger.warning(
+                "listening on %s without --token: anyone who can reach this address can "
+                "start and cancel the calculation",
+                config.host,
+            )
         room = clients_that_fit(open_files_limit())
         if room is not None and room < config.max_clients:
             logger.warning(
@@ -186,6 +204,7 @@ class ProgressServer:
 
     async def close(self) -> None:
         """Stop accepting, close every client with 1001 (going away), stop the backend."""
+        self.service.stopping = True
         if self.hub is not None:
             self.hub.stop()
         self.descriptors.stop()
@@ -221,40 +240,59 @@ class ProgressServer:
         name = presented_name(connection.request.headers, connection.request.path)
         by = Attribution(client_id, name or client_id)
         joined = False
+        metrics = self.metrics
         if self.service.full:  # handshakes that raced past the check in process_request
+            metrics.connections.labels("server_full").inc()
             await connection.close(CloseCode.TRY_AGAIN_LATER, "server full")
             return
         loop = asyncio.get_running_loop()
         try:
             self.hub.join(connection, encode(Hello(server=SERVER_NAME, client_id=client_id)))
             joined = True
+            metrics.connections.labels("accepted").inc()
             logger.info(
                 "client %s connected from %s%s (now %d connected)",
                 client_id,
                 peer,
                 f" as {name!r}" if name else "",
                 len(self.hub.clients),
+                extra={"client_id": client_id, "peer": peer, "client_name": name},
             )
             async for data in connection:
                 verdict = connection.budget.take(loop.time())
                 if verdict is Verdict.ALLOW:
                     await self._reply(connection, by, data)
                 elif verdict is Verdict.REFUSE:
-                    await connection.send(encode(RATE_LIMITED))
+                    metrics.errors.labels(ErrorCode.RATE_LIMITED).inc()
+                    await connection.send(RATE_LIMITED)
                 else:
                     connection.dropped = "flooding with messages"
-                    logger.warning("client %s: closed for flooding (messages)", client_id)
+                    metrics.dropped.labels("flood").inc()
+                    logger.warning(
+                        "client %s: closed for flooding (messages)",
+                        client_id,
+                        extra={"client_id": client_id, "peer": peer, "reason": "flood"},
+                    )
                     await connection.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
         except ConnectionClosed:
             pass
         finally:
             if joined:
                 self.hub.leave(connection)
+                reason, dropped = _close_reason(connection, self.config.ping_timeout)
+                if dropped is not None:
+                    metrics.dropped.labels(dropped).inc()
                 logger.info(
                     "client %s disconnected, %s (now %d connected)",
                     client_id,
-                    _close_reason(connection),
+                    reason,
                     len(self.hub.clients),
+                    extra={
+                        "client_id": client_id,
+                        "peer": peer,
+                        "code": connection.close_code,
+                        "reason": reason,
+                    },
                 )
 
     async def _reply(
@@ -262,9 +300,11 @@ class ProgressServer:
     ) -> None:
         assert self.hub is not None and by.client_id is not None
         client_id = by.client_id
+        metrics = self.metrics
         reply: str
         try:
             request = decode_request(data)
+            metrics.messages.labels(request.action).inc()
             if request.action == "status":
                 reply = self.hub.state_frame
             elif request.action == "history":
@@ -273,20 +313,40 @@ class ProgressServer:
                 reply = encode(await self.service.perform(request.action, request.request_id, by))
                 logger.info("client %s: %s accepted", client_id, request.action)
         except ProtocolError as exc:
-            logger.info("client %s: error %s: %s", client_id, exc.code, exc.message)
+            metrics.messages.labels("invalid").inc()
+            metrics.errors.labels(exc.code).inc()
+            logger.info(
+                "client %s: error %s: %s",
+                client_id,
+                exc.code,
+                exc.message,
+                extra={"client_id": client_id, "code": exc.code},
+            )
             reply = encode(exc.to_error())
         except ActionRefused as exc:
-            logger.info("client %s: %s refused: %s", client_id, request.action, exc.code)
+            metrics.errors.labels(exc.code).inc()
+            logger.info(
+                "client %s: %s refused: %s",
+                client_id,
+                request.action,
+                exc.code,
+                extra={"client_id": client_id, "code": exc.code},
+            )
             reply = encode(Error(code=exc.code, message=exc.message, request_id=request.request_id))
         except BackendUnavailable as exc:
+            metrics.errors.labels(ErrorCode.UNAVAILABLE).inc()
             logger.info(
-                "client %s: %s refused: the backend is unavailable", client_id, request.action
+                "client %s: %s refused: the store is unreachable",
+                client_id,
+                request.action,
+                extra={"client_id": client_id, "code": ErrorCode.UNAVAILABLE},
             )
             reply = encode(
                 Error(code=ErrorCode.UNAVAILABLE, message=str(exc), request_id=request.request_id)
             )
         except Exception:
             # A bug must not cost the client its connection, nor anyone else anything.
+            metrics.errors.labels(ErrorCode.INTERNAL_ERROR).inc()
             logger.exception("client %s: unexpected error while handling a message", client_id)
             reply = INTERNAL_ERROR
         try:
@@ -300,9 +360,11 @@ class ProgressServer:
             await connection.send(INTERNAL_ERROR)
 
 
-RATE_LIMITED = Error(
-    code=ErrorCode.RATE_LIMITED,
-    message="Too many messages: this one was dropped. Slow down or you will be disconnected.",
+RATE_LIMITED = encode(
+    Error(
+        code=ErrorCode.RATE_LIMITED,
+        message="Too many messages: this one was dropped. Slow down or you will be disconnected.",
+    )
 )
 INTERNAL_ERROR = encode(
     Error(
@@ -338,8 +400,16 @@ def _format_peer(address: object) -> str:
     return str(address)
 
 
-def _close_reason(connection: GuardedConnection) -> str:
+def _close_reason(connection: GuardedConnection, ping_timeout: float) -> tuple[str, str | None]:
+    """Why a client left, for a person; and why it was dropped, for the metrics."""
     if connection.dropped is not None:
-        return connection.dropped
+        return connection.dropped, None  # counted when it was dropped
+    sent = connection.protocol.close_sent
+    received = connection.protocol.close_rcvd
+    if sent is not None and received is None and sent.code == CloseCode.INTERNAL_ERROR:
+        # websockets closes with 1011 when a keepalive ping goes unanswered.
+        return f"dropped: no pong within {ping_timeout:g} s", "ping_timeout"
+    if sent is not None and sent.code == CloseCode.MESSAGE_TOO_BIG:
+        return "dropped: a message over --max-message-bytes (1009)", "oversized"
     code = connection.close_code
-    return "no close frame" if code is None else f"code {code}"
+    return ("no close frame" if code is None else f"code {code}"), None

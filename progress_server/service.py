@@ -15,6 +15,7 @@ from .backends import Backend
 from .calculation import Attribution, Run, StateSnapshot
 from .config import ServerConfig
 from .hub import Hub
+from .metrics import Metrics
 
 __all__ = ["CalculationService"]
 
@@ -25,13 +26,36 @@ class CalculationService:
     Args:
         config: The instance's settings.
         backend: Where the calculation lives.
+        metrics: What it counts.
     """
 
-    def __init__(self, config: ServerConfig, backend: Backend) -> None:
+    def __init__(self, config: ServerConfig, backend: Backend, metrics: Metrics) -> None:
         self.config = config
         self.backend = backend
+        self.metrics = metrics
         #: Set once the instance listens (its first snapshot is read then).
         self.hub: Hub | None = None
+        #: Set when the instance starts closing: no new clients should be sent here.
+        self.stopping = False
+
+    @property
+    def not_ready(self) -> str | None:
+        """Why clients should not be sent here now; None when they should."""
+        if self.hub is None:
+            return "starting"
+        if self.stopping:
+            return "shutting down"
+        return self.backend.problem
+
+    def scrape(self) -> bytes:
+        """The metrics, with the gauges read now (kept off the hot path until asked)."""
+        metrics, hub = self.metrics, self.hub
+        if hub is not None:
+            metrics.clients.set(len(hub.clients))
+            metrics.cluster_clients.set(hub.count)
+            metrics.lagging.set(len(hub.lagging))
+        metrics.backend_up.set(0 if self.backend.problem else 1)
+        return metrics.exposition()
 
     @property
     def snapshot(self) -> StateSnapshot:

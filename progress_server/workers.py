@@ -18,12 +18,18 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from prometheus_client import multiprocess as prometheus_multiprocess
+
+from .metrics import MULTIPROCESS_VARIABLE
 
 __all__ = ["WORKER_VARIABLE", "Supervisor", "reserve_port"]
 
@@ -72,6 +78,9 @@ class Supervisor:
     def __init__(self, count: int, arguments: Sequence[str]) -> None:
         self.count = count
         self.arguments = list(arguments)
+        # Every worker counts into prometheus-client's files here, so that whichever
+        # worker answers GET /metrics reports all of them.
+        self.metrics_directory = tempfile.mkdtemp(prefix="progress-metrics-")
         self.workers = [Worker(number) for number in range(1, count + 1)]
         self._stopping = asyncio.Event()
         self._failed: str | None = None
@@ -81,8 +90,15 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(signum, self._stop, signum)
-        for worker in self.workers:
-            await self._start(worker)
+        try:
+            for worker in self.workers:
+                await self._start(worker)
+            return await self._supervise()
+        finally:
+            shutil.rmtree(self.metrics_directory, ignore_errors=True)
+
+    async def _supervise(self) -> int:
+        loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             waiters: dict[asyncio.Task[Any], Worker] = {
                 worker.waiter: worker for worker in self.workers if worker.waiter is not None
@@ -104,7 +120,11 @@ class Supervisor:
 
     async def _start(self, worker: Worker) -> None:
         loop = asyncio.get_running_loop()
-        environment = {**os.environ, WORKER_VARIABLE: str(worker.number)}
+        environment = {
+            **os.environ,
+            WORKER_VARIABLE: str(worker.number),
+            MULTIPROCESS_VARIABLE: self.metrics_directory,
+        }
         worker.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -122,6 +142,8 @@ class Supervisor:
         assert worker.process is not None
         pid = worker.process.pid
         worker.waiter = None
+        # Its live gauges (clients, lagging) go; its counters stay in the totals.
+        prometheus_multiprocess.mark_process_dead(pid, self.metrics_directory)  # type: ignore[no-untyped-call]
         early = loop.time() - worker.started_at < STARTUP_SECONDS
         if early and worker.restarts == 0 and status in (1, 2):
             # It could not start (its own sentence says why: the port is taken, Redis

@@ -126,7 +126,7 @@ async def http_request(
             received = {name.lower(): value for name, value in response.getheaders()}
         finally:
             connection.close()
-        is_json = received.get("content-type") == "application/json"
+        is_json = received.get("content-type") == "application/json" and content != b""
         return response.status, received, json.loads(content) if is_json else content
 
     return await asyncio.to_thread(request)

@@ -142,6 +142,8 @@ class RedisBackend:
         self._count_write: asyncio.TimerHandle | None = None
         self._closed = False
         self._closing = asyncio.Event()
+        #: Told how long each transaction took (the server's latency histogram).
+        self.latency_observer: Callable[[float], None] | None = None
         #: Why the store cannot be used now; None while it can.
         self.problem: str | None = "not started"
 
@@ -313,6 +315,14 @@ class RedisBackend:
 
     async def _transact(self, step: Callable[[Record, float], Outcome]) -> Outcome:
         """Apply ``step`` to the stored record atomically; retried on a conflict."""
+        began = time.perf_counter()
+        try:
+            return await self._transact_once(step)
+        finally:
+            if self.latency_observer is not None:
+                self.latency_observer(time.perf_counter() - began)
+
+    async def _transact_once(self, step: Callable[[Record, float], Outcome]) -> Outcome:
         while True:
             async with self._redis.pipeline(transaction=True) as pipe:
                 try:

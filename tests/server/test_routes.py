@@ -75,8 +75,8 @@ async def test_cancel_when_nothing_runs_is_409(server: ProgressServer) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
-        ("POST", "/healthz", "GET"),
-        ("DELETE", "/state", "GET"),
+        ("POST", "/healthz", "GET, HEAD"),
+        ("DELETE", "/state", "GET, HEAD"),
         ("GET", "/start", "POST"),
         ("PUT", "/cancel", "POST"),
         ("POST", "/progress", "GET"),

@@ -1,0 +1,237 @@
+"""What an operator relies on: metrics, JSON logs, signals, health and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from progress_server.server import ProgressServer
+from tests.helpers import (
+    STEP,
+    TIME_FACTOR,
+    TIMEOUT,
+    ServerProcess,
+    http_request,
+    join,
+    recv_type,
+    send_json,
+    states_until,
+)
+from tests.raw import RawClient
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a scrape, parsed by prometheus-client's own parser."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+async def scrape(port: int, **headers: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    status, received, body = await http_request(port, "GET", "/metrics", headers=headers)
+    assert status == 200
+    assert received["content-type"].startswith("text/plain")
+    return samples(body.decode())
+
+
+def value(found: dict[Any, float], name: str, **labels: str) -> float:
+    return found.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def test_metrics_move_as_a_run_goes(server: ProgressServer) -> None:
+    """A scrape during and after a run: the counters move with what happened, the gauges
+    say what is, the process collectors are there."""
+    before = await scrape(server.port)
+    assert value(before, "progress_clients") == 0
+    assert value(before, "progress_backend_up") == 1
+    assert value(before, "process_resident_memory_bytes") > 0
+    watcher, _, _ = await join(server.url)
+    actor, _, _ = await join(server.url)
+    await send_json(actor, {"action": "start"})
+    await send_json(actor, {"action": "start"})  # refused: already_running
+    await send_json(actor, {"action": "dance"})  # unknown_action
+    during = await scrape(server.port)
+    assert value(during, "progress_clients") == 2
+    assert value(during, "progress_connections_total", result="accepted") == 2
+    assert value(during, "progress_messages_received_total", action="start") == 2
+    assert value(during, "progress_errors_total", code="already_running") == 1
+    assert value(during, "progress_errors_total", code="unknown_action") == 1
+    assert value(during, "progress_state_changes_total", state="STARTING") == 1
+    await states_until(watcher, "SUCCESS")
+    await asyncio.sleep(0.05)
+    after = await scrape(server.port)
+    assert value(after, "progress_state_changes_total", state="SUCCESS") == 1
+    assert value(after, "progress_calculations_total", outcome="SUCCESS") == 1
+    assert value(after, "progress_calculation_seconds_count") == 1
+    assert value(after, "progress_calculation_seconds_sum") == pytest.approx(3 * STEP)
+    # One observation per broadcast, not per client: four states.
+    assert value(after, "progress_broadcast_seconds_count") == 4
+    assert value(after, "progress_http_requests_total", path="/metrics", status="200") == 2
+    await watcher.close()
+    await actor.close()
+
+
+async def test_metrics_need_the_token_and_count_refusals() -> None:
+    """/metrics is behind the token like every endpoint but /healthz and /readyz; each
+    refused handshake is counted by why."""
+    async with ProgressServer(port=0, token="t0k3n", max_clients=1) as server:
+        status, _, _ = await http_request(server.port, "GET", "/metrics")
+        assert status == 401
+        assert (await http_request(server.port, "GET", "/readyz"))[0] == 200
+        with pytest.raises(InvalidStatus):
+            await connect(server.url)
+        with pytest.raises(InvalidStatus):
+            await connect(server.url, origin="https://evil.example")
+        ws = await connect(server.url, additional_headers={"Authorization": "Bearer t0k3n"})
+        with pytest.raises(InvalidStatus):
+            await connect(server.url, additional_headers={"Authorization": "Bearer t0k3n"})
+        found = await scrape(server.port, Authorization="Bearer t0k3n")
+        assert value(found, "progress_connections_total", result="unauthorized") == 2
+        assert value(found, "progress_connections_total", result="forbidden_origin") == 1
+        assert value(found, "progress_connections_total", result="server_full") == 1
+        assert value(found, "progress_connections_total", result="accepted") == 1
+        await ws.close()
+
+
+async def test_a_flooder_is_counted_as_dropped(server: ProgressServer) -> None:
+    flooder, _, _ = await join(server.url)
+    for _ in range(300):
+        await send_json(flooder, {"action": "status"})
+    async with asyncio.timeout(TIMEOUT):
+        while (
+            value(
+                found := await scrape(server.port), "progress_clients_dropped_total", reason="flood"
+            )
+            < 1
+        ):
+            await asyncio.sleep(0.02)
+    flooder.transport.abort()  # it read nothing: no closing handshake to wait for
+    assert value(found, "progress_clients_dropped_total", reason="flood") == 1
+    assert value(found, "progress_errors_total", code="rate_limited") > 0
+
+
+async def test_head_is_answered_on_every_get_endpoint(server: ProgressServer) -> None:
+    """curl -I and health checkers: the GET's status and headers, no body."""
+    for path in ("/healthz", "/readyz", "/state", "/history", "/metrics"):
+        status, headers, body = await http_request(server.port, "HEAD", path)
+        assert status == 200, path
+        assert int(headers["content-length"]) > 0
+        assert body == b""
+    status, headers, _ = await http_request(server.port, "PUT", "/state")
+    assert status == 405 and headers["allow"] == "GET, HEAD"
+
+
+async def test_readyz_is_not_ready_while_shutting_down() -> None:
+    """Readiness turns 503 as soon as the server starts closing, with the reason."""
+    server = ProgressServer(port=0)
+    await server.start()
+    assert (await http_request(server.port, "GET", "/readyz"))[2] == {"status": "ready"}
+    server.service.stopping = True
+    status, _, body = await http_request(server.port, "GET", "/readyz")
+    assert (status, body) == (503, {"status": "not_ready", "reason": "shutting down"})
+    assert (await http_request(server.port, "GET", "/healthz"))[0] == 200  # still alive
+    await server.close()
+
+
+async def test_json_logs_carry_the_fields_of_each_event() -> None:
+    """--log-format json: one object a line, with time, level, logger, message and the
+    event's fields, the token nowhere."""
+    async with ServerProcess("--log-format", "json", env={"PROGRESS_TOKEN": "t0k3n"}) as server:
+        headers = {"Authorization": "Bearer t0k3n", "X-Progress-Name": "alice"}
+        async with connect(server.url, additional_headers=headers) as ws:
+            hello = await recv_type(ws, "hello")
+            await send_json(ws, {"action": "cancel"})
+            await recv_type(ws, "error")
+        with pytest.raises(InvalidStatus):
+            await connect(f"{server.url}?token=wrong")
+        server.signal(signal.SIGTERM)
+        assert await server.wait() == 0
+    entries = [json.loads(line) for line in server.lines]
+    assert all({"time", "level", "logger", "message"} <= entry.keys() for entry in entries)
+    connected = next(
+        e for e in entries if e["message"].startswith("client ") and "connected" in e["message"]
+    )
+    assert connected["client_id"] == hello["client_id"]
+    assert connected["client_name"] == "alice"
+    assert connected["peer"].startswith("127.0.0.1:")
+    refused = next(e for e in entries if e.get("code") == "not_running")
+    assert refused["client_id"] == hello["client_id"]
+    unauthorized = next(e for e in entries if e.get("reason") == "unauthorized")
+    assert "a wrong token" in unauthorized["message"] and "peer" in unauthorized
+    left = next(e for e in entries if "disconnected" in e["message"])
+    assert left["code"] == 1000
+    log = "\n".join(server.lines)
+    assert "t0k3n" not in log and "token=wrong" not in log
+
+
+async def test_sighup_stops_gracefully() -> None:
+    """Closing the terminal that runs the server (SIGHUP): clients get 1001, exit 0."""
+    async with ServerProcess() as server:
+        ws, _, _ = await join(server.url)
+        server.signal(signal.SIGHUP)
+        async with asyncio.timeout(TIMEOUT):
+            await ws.wait_closed()
+        assert ws.close_code == 1001
+        assert await server.wait() == 0
+    assert any("SIGHUP: stopping" in line for line in server.lines)
+
+
+async def test_the_logs_say_what_happened_in_plain_words(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A keepalive drop says "no pong"; "1 client", not "1 clients"; a refused
+    handshake names the peer and why."""
+    timeout = 0.2 * TIME_FACTOR
+    async with ProgressServer(
+        port=0, step_seconds=STEP, ping_interval=timeout, ping_timeout=timeout
+    ) as server:
+        with caplog.at_level("INFO"):
+            silent = await RawClient.connect(server.port)  # never answers a ping
+            async with asyncio.timeout(TIMEOUT):
+                while "no pong within" not in caplog.text:
+                    await asyncio.sleep(0.05)
+            silent.close()
+            watcher, _, _ = await join(server.url)
+            await send_json(watcher, {"action": "start"})
+            await recv_type(watcher, "state")
+            status, _, _ = await http_request(
+                server.port, "GET", "/state", headers={"Origin": "https://evil.example"}
+            )
+            assert status == 403
+            await watcher.close()
+    assert f"no pong within {timeout:g} s" in caplog.text
+    assert "sent to 1 client" in caplog.text and "sent to 1 clients" not in caplog.text
+    assert "refused a request from 127.0.0.1:" in caplog.text
+    assert "the Origin 'https://evil.example' is not allowed" in caplog.text
+    found = samples(server.metrics.exposition().decode())
+    assert value(found, "progress_clients_dropped_total", reason="ping_timeout") == 1
+
+
+async def test_the_warning_about_the_address_comes_after_the_bind() -> None:
+    """No --token on a public address: warned once listening, never before a failure."""
+    with socket.socket() as holder:
+        holder.bind(("0.0.0.0", 0))
+        holder.listen()
+        port = str(holder.getsockname()[1])
+        taken = ServerProcess("--host", "0.0.0.0", "--port", port)
+        with pytest.raises(RuntimeError):
+            await taken.start()
+        await taken.wait()
+    assert not any("without --token" in line for line in taken.lines)
+    async with ServerProcess("--host", "0.0.0.0") as server:
+        async with asyncio.timeout(TIMEOUT):
+            while not any("without --token" in line for line in server.lines):
+                await asyncio.sleep(0.02)
+        listening = next(i for i, line in enumerate(server.lines) if "listening on" in line)
+        warned = next(i for i, line in enumerate(server.lines) if "without --token" in line)
+        assert warned > listening
