@@ -17,7 +17,7 @@ import psutil
 from websockets.sync.client import connect
 
 from .loadgen import Workers
-from .servers import SERVERS, ServerUnderTest
+from .servers import EXTRA_SERVERS, SERVERS, ServerUnderTest
 
 __all__ = ["Result", "main"]
 
@@ -224,7 +224,9 @@ def _client_counts(ctx: click.Context, param: click.Parameter, value: str | None
     "--servers",
     default=",".join(SERVERS),
     show_default=True,
-    help="Comma-separated servers to measure.",
+    help="Comma-separated servers to measure; besides the default ones: "
+    + ", ".join(EXTRA_SERVERS)
+    + ".",
 )
 @click.option(
     "--workers",
@@ -259,10 +261,11 @@ def main(
     runs = calculations or (3 if quick else 10)
     step_seconds = step_seconds or (0.2 if quick else 0.5)
     names = [name.strip() for name in servers.split(",") if name.strip()]
-    unknown = [name for name in names if name not in SERVERS]
+    known = {**SERVERS, **EXTRA_SERVERS}
+    unknown = [name for name in names if name not in known]
     if unknown:
         raise click.BadParameter(
-            f"unknown server {unknown[0]!r}; choose from {', '.join(SERVERS)}.",
+            f"unknown server {unknown[0]!r}; choose from {', '.join(known)}.",
             param_hint="--servers",
         )
     raise_open_files(max(counts) + 1024)
@@ -270,7 +273,7 @@ def main(
     results: list[Result] = []
     skipped: dict[str, str] = {}
     for name in names:
-        server = SERVERS[name]
+        server = known[name]
         reason = server.prepare()
         if reason is not None:
             skipped[name] = reason

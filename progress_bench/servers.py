@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["SERVERS", "OneProcess", "Running", "ServerUnderTest", "SharedThroughRedis"]
+__all__ = [
+    "EXTRA_SERVERS",
+    "SERVERS",
+    "OneProcess",
+    "Running",
+    "ServerUnderTest",
+    "SharedThroughRedis",
+]
 
 NODE_PEER = Path(__file__).parent / "peers" / "node_ws"
 REDIS_PREFIX = "progress-bench:"
@@ -235,6 +242,10 @@ def _python_module(module: str, *extra: str) -> Argv:
     return argv
 
 
+def _progress_server_without_metrics(port: int, step: float, clients: int) -> list[str]:
+    return [*_progress_server(port, step, clients), "--no-metrics"]
+
+
 def _progress_server(port: int, step: float, clients: int) -> list[str]:
     return [
         sys.executable,
@@ -307,3 +318,9 @@ _ALL: list[ServerUnderTest] = [
     OneProcess("floor", _python_module("progress_bench.peers.floor")),
 ]
 SERVERS: dict[str, ServerUnderTest] = {server.name: server for server in _ALL}
+#: Measured on demand (``--servers``), not by default: the cost of the metrics.
+EXTRA_SERVERS: dict[str, ServerUnderTest] = {
+    "progress-server-no-metrics": OneProcess(
+        "progress-server-no-metrics", _progress_server_without_metrics
+    ),
+}

@@ -94,6 +94,12 @@ def _websocket_path(ctx: click.Context, param: click.Parameter, value: str) -> s
     "(client_id, peer, state, seq, code, reason), for jq and log shippers.",
 )
 @setting(
+    "--metrics/--no-metrics",
+    envvar="PROGRESS_METRICS",
+    default=True,
+    help="Serve GET /metrics (Prometheus) and count for it.",
+)
+@setting(
     "--max-message-bytes",
     type=click.IntRange(64, 1024 * 1024),
     default=ServerConfig.max_message_bytes,

@@ -41,6 +41,7 @@ class ServerConfig:
         allowed_hosts: Host header names allowed besides the loopback ones, when
             listening on loopback; ``("*",)`` allows any. Others get 403.
         reuse_port: Bind with ``SO_REUSEPORT``, beside the other workers of ``--workers``.
+        metrics: Serve ``GET /metrics`` and time every broadcast for it.
         certfile: PEM certificate (chain) to serve wss:// and https://.
         keyfile: PEM private key for ``certfile`` (when not inside it).
     """
@@ -65,6 +66,7 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
     reuse_port: bool = False
+    metrics: bool = True
     certfile: str | None = None
     keyfile: str | None = None
 

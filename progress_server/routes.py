@@ -229,6 +229,12 @@ class HttpRoutes:
         return json_response(http.HTTPStatus.OK, {"status": "ready"})
 
     async def metrics(self, request: Request, connection: ServerConnection) -> Response:
+        if not self.service.config.metrics:
+            return error_response(
+                http.HTTPStatus.NOT_FOUND,
+                "not_found",
+                "Metrics are off on this server (--no-metrics).",
+            )
         body = self.service.scrape()
         headers = Headers(
             [

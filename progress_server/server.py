@@ -99,6 +99,7 @@ class ProgressServer:
         self._server: Server | None = None
         self._unsubscribe: Unsubscribe | None = None
         self._unsubscribe_count: Unsubscribe | None = None
+        self._gauges: asyncio.Task[None] | None = None
 
     @property
     def host(self) -> str:
@@ -144,7 +145,7 @@ class ProgressServer:
             send_buffer_limit=config.send_buffer_limit,
             stuck_timeout=config.stuck_timeout,
             report_count=self.backend.report_clients,
-            metrics=self.metrics,
+            metrics=self.metrics if config.metrics else None,
         )
         self._unsubscribe_count = self.backend.subscribe_clients(hub.set_total)
         for change in early:
@@ -178,6 +179,10 @@ class ProgressServer:
         )
         hub.start()
         self.descriptors.start()
+        if self.metrics.multiprocess:
+            self._gauges = asyncio.get_running_loop().create_task(
+                self.service.refresh_gauges_forever()
+            )
         self.port = self._server.sockets[0].getsockname()[1]
         logger.info("listening on %s", self.url)
         logger.info(
@@ -205,6 +210,9 @@ class ProgressServer:
     async def close(self) -> None:
         """Stop accepting, close every client with 1001 (going away), stop the backend."""
         self.service.stopping = True
+        if self._gauges is not None:
+            self._gauges.cancel()
+            self._gauges = None
         if self.hub is not None:
             self.hub.stop()
         self.descriptors.stop()

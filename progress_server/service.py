@@ -7,6 +7,7 @@ other nor the server.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Literal
 
 from progress_protocol.messages import Ack
@@ -47,15 +48,26 @@ class CalculationService:
             return "shutting down"
         return self.backend.problem
 
-    def scrape(self) -> bytes:
-        """The metrics, with the gauges read now (kept off the hot path until asked)."""
+    def refresh_gauges(self) -> None:
+        """Read the gauges now: they are kept off the hot path until asked."""
         metrics, hub = self.metrics, self.hub
         if hub is not None:
             metrics.clients.set(len(hub.clients))
             metrics.cluster_clients.set(hub.count)
             metrics.lagging.set(len(hub.lagging))
         metrics.backend_up.set(0 if self.backend.problem else 1)
-        return metrics.exposition()
+
+    def scrape(self) -> bytes:
+        """The metrics, with this process's gauges read now."""
+        self.refresh_gauges()
+        return self.metrics.exposition()
+
+    async def refresh_gauges_forever(self, interval: float = 1.0) -> None:
+        """Under --workers, a scrape reaches one worker: the others' gauges must be
+        current without one, so each refreshes its own every ``interval``."""
+        while True:
+            self.refresh_gauges()
+            await asyncio.sleep(interval)
 
     @property
     def snapshot(self) -> StateSnapshot:

@@ -235,3 +235,10 @@ async def test_the_warning_about_the_address_comes_after_the_bind() -> None:
         listening = next(i for i, line in enumerate(server.lines) if "listening on" in line)
         warned = next(i for i, line in enumerate(server.lines) if "without --token" in line)
         assert warned > listening
+
+
+async def test_metrics_can_be_turned_off() -> None:
+    """--no-metrics: /metrics answers 404 saying so (the bench measures the difference)."""
+    async with ProgressServer(port=0, metrics=False) as server:
+        status, _, body = await http_request(server.port, "GET", "/metrics")
+        assert (status, body["message"]) == (404, "Metrics are off on this server (--no-metrics).")

@@ -10,7 +10,8 @@ import socket
 import psutil
 from websockets.asyncio.client import connect
 
-from tests.helpers import TIMEOUT, ServerProcess, recv_type
+from tests.helpers import TIMEOUT, ServerProcess, http_request, recv_type
+from tests.server.test_operations import samples, value
 
 
 async def until_logged(server: ServerProcess, words: str, count: int = 1) -> list[str]:
@@ -48,6 +49,17 @@ async def test_two_workers_share_the_port_the_clients_and_a_graceful_stop(
         assert any(" w1 " in line for line in connected) and any(
             " w2 " in line for line in connected
         )
+
+        # Whichever worker answers a scrape reports every worker's clients.
+        for _ in range(4):
+            async with asyncio.timeout(TIMEOUT):
+                while True:
+                    _, _, body = await http_request(server.port, "GET", "/metrics")
+                    found = samples(body.decode())
+                    if value(found, "progress_clients") == 16:
+                        break
+                    await asyncio.sleep(0.2)
+        assert value(found, "progress_connections_total", result="accepted") == 16
 
         assert server.process is not None
         workers = psutil.Process(server.process.pid).children()
