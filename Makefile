@@ -89,7 +89,7 @@ server: $(STAMP) ## Start only the server in the foreground (SERVER_ARGS="..." p
 
 tui: $(STAMP) ## Start only a TUI, e.g. in another terminal (TUI_ARGS="..." passes options)
 	@mkdir -p $(LOG_DIR)
-	$(BIN)/progress-tui --log-file $(LOG_DIR)/tui.log $(if $(PROGRESS_URL),,--url $(URL)) $(TUI_ARGS)
+	$(BIN)/progress-tui --log-file $(LOG_DIR)/tui.log $(if $(PROGRESS_URL)$(findstring --url,$(TUI_ARGS)),,--url $(URL)) $(TUI_ARGS)
 
 test: $(STAMP) ## Run the whole test suite (ARGS="..." passes pytest options)
 	@missing=""; command -v tmux >/dev/null || missing="tmux"; \

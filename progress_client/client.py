@@ -13,6 +13,12 @@ A handshake the server refuses for good (HTTP 4xx: a wrong path, a missing token
 foreign host) ends the loop with :class:`Closed`, its reason the server's own sentence;
 one it refuses for now (5xx, 503 when full, 429) is retried, no sooner than its
 ``Retry-After`` asks. Connection events are logged at INFO (progress-tui's log file).
+
+Given several URLs (instances that share one calculation through Redis), the client
+fails over: each attempt after a failure or a loss goes to the next URL in turn, at
+once while some URL has not failed since the last lasting connection, and with the
+backoff once every one has. A URL refused for good is left out; the loop stops when
+every URL is.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import itertools
 import logging
 import socket
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
@@ -162,20 +168,33 @@ class ServerError:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionLost:
-    """A live connection ended, or the client gave it up (``reason`` says which)."""
+    """The live connection to ``url`` ended, or the client gave it up (``reason`` says
+    which)."""
 
+    url: str
     reason: str
     code: int | None
 
 
 @dataclass(frozen=True, slots=True)
 class Waiting:
-    """The client waits ``delay`` seconds, until ``retry_at`` (loop time), before ``attempt``."""
+    """The client waits ``delay`` seconds, until ``retry_at`` (loop time), before
+    ``attempt``, which goes to ``url``.
 
+    Attributes:
+        error: Why the last attempt or connection failed: the one to the URL of the
+            :class:`Connecting` or :class:`ConnectionLost` just before, which is another
+            URL than ``url`` when the client fails over.
+        permanent: That URL refused the handshake for good: it is left out until the
+            loop starts again (:meth:`ProgressClient.events` anew).
+    """
+
+    url: str
     delay: float
     retry_at: float
     attempt: int
     error: str
+    permanent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,10 +203,12 @@ class Closed:
     or failed with reconnecting off.
 
     Attributes:
-        reason: Why, as a phrase safe to show.
-        permanent: Trying again cannot help until the settings change: the server
-            refused the handshake for good (HTTP 400, 401, 403, 404, 426...) or its
-            certificate is not trusted.
+        reason: Why, as a phrase safe to show: the last failure's (that of
+            :attr:`ProgressClient.url`); with several URLs, the :class:`Waiting` events
+            before it told the others'.
+        permanent: Trying again cannot help until the settings change: the server (every
+            URL's) refused the handshake for good (HTTP 400, 401, 403, 404, 426...) or
+            its certificate is not trusted.
     """
 
     reason: str
@@ -310,11 +331,15 @@ class ProgressClient:
     """A client of progress-server that keeps itself connected.
 
     Args:
-        url: The server's WebSocket URL (a ``?token=`` in it is never shown: the
-            :attr:`url` attribute, which events and messages carry, hides it).
+        url: The server's WebSocket URL, or the URLs of several instances that share one
+            calculation, tried in this order (the same URL twice counts once). A
+            ``?token=`` in one is never shown: :attr:`url` and :attr:`urls`, which
+            events and messages carry, hide it.
         policy: When to try again after a failure; reset after a connection that worked
-            for ``stable_after`` seconds.
-        reconnect: False to stop (with :class:`Closed`) at the first failure or loss.
+            for ``stable_after`` seconds. With several URLs, it applies once every URL
+            failed in a row; until then the next URL is tried at once.
+        reconnect: False to stop (with :class:`Closed`) once every URL failed or was lost
+            once; with one URL, at the first failure or loss.
         open_timeout: How long one connection attempt may take.
         ping_interval: How often a keepalive ping goes out.
         ping_timeout: How long a pong may take before the server counts as dead.
@@ -323,15 +348,19 @@ class ProgressClient:
         cafile: PEM file of the certificate authorities to trust for wss:// URLs;
             by default the system's.
         stable_after: How long a connection must last for its end to start the backoff
-            afresh.
+            afresh (and, with several URLs, for each of them to count as untried).
+
+    Attributes:
+        urls: Every URL, as shown (without a token), in the order they are tried.
 
     Raises:
-        ValueError: If ``url`` is not a WebSocket URL or ``cafile`` holds no certificate.
+        ValueError: If no URL is given, one is not a WebSocket URL, or ``cafile`` holds
+            no certificate.
     """
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: str | Sequence[str] = DEFAULT_URL,
         *,
         policy: ReconnectPolicy | None = None,
         reconnect: bool = True,
@@ -343,9 +372,13 @@ class ProgressClient:
         cafile: str | None = None,
         stable_after: float = 5.0,
     ) -> None:
-        self._connect_url = check_url(url)
-        #: The URL as shown to people and in logs: without a token.
-        self.url = safe_url(url)
+        given = [url] if isinstance(url, str) else list(url)
+        if not given:
+            raise ValueError("no URL given")
+        # The same URL twice would count one dead instance twice.
+        self._connect_urls = tuple(dict.fromkeys(check_url(each) for each in given))
+        self.urls = tuple(safe_url(each) for each in self._connect_urls)
+        self._index = 0
         self.stable_after = stable_after
         self.token = token
         self.name = clean_name(name) if name else None
@@ -353,7 +386,8 @@ class ProgressClient:
         self.client_id: str | None = None
         #: The history the server sent last; kept across reconnections.
         self.history: tuple[Run, ...] | None = None
-        self.ssl_context = tls_context(cafile) if self.url.startswith("wss:") else None
+        secure = any(each.startswith("wss:") for each in self.urls)
+        self.ssl_context = tls_context(cafile) if secure else None
         self.policy = policy if policy is not None else ReconnectPolicy()
         self.reconnect = reconnect
         self.open_timeout = open_timeout
@@ -372,6 +406,12 @@ class ProgressClient:
         self._closer: asyncio.Task[None] | None = None
 
     @property
+    def url(self) -> str:
+        """The URL of the current connection or attempt (the next one while waiting, the
+        last one once stopped), as shown to people and in logs: without a token."""
+        return self.urls[self._index]
+
+    @property
     def rtt(self) -> float | None:
         """The last ping's round-trip time in seconds, None before the first."""
         connection = self._connection
@@ -382,31 +422,48 @@ class ProgressClient:
     async def events(self) -> AsyncGenerator[ClientEvent, None]:
         """Connect, and reconnect after every loss, yielding what happens.
 
-        Ends with :class:`Closed` after :meth:`close`, after a refusal for good, or at
-        the first failure when ``reconnect`` is False; never with an exception. Use it
-        with ``contextlib.aclosing`` so that breaking out of the loop closes the
-        connection. One iteration at a time.
+        Ends with :class:`Closed` after :meth:`close`, after a refusal for good (of every
+        URL), or, when ``reconnect`` is False, once every URL failed or was lost; never
+        with an exception. Use it with ``contextlib.aclosing`` so that
+        breaking out of the loop closes the connection. One iteration at a time.
+
+        The first attempt goes to the first URL; after a failure or a loss, the next
+        attempt goes to the next URL in turn. It goes at once if that URL has not failed
+        since the last connection that lasted ``stable_after`` seconds (a dead instance
+        costs one attempt, not a backoff), and after the backoff otherwise (every URL
+        failed in a row: the servers are not hammered). A URL's ``Retry-After`` holds
+        back the next attempt to that URL.
 
         A loop that ended otherwise than by :meth:`close` can be started again by
         calling ``events()`` anew (e.g. the user asks to try again after a refusal): it
-        begins at attempt 1 with a fresh backoff. After :meth:`close` it yields
-        ``Closed("closed")`` at once.
+        begins at attempt 1 on the first URL, with every URL and a fresh backoff. After
+        :meth:`close` it yields ``Closed("closed")`` at once.
         """
         self.policy.reset()
         self._skip_wait = False
         self._wake.clear()
+        self._index = 0
+        loop = asyncio.get_running_loop()
+        #: The URLs (indices) that failed since the last lasting connection.
+        failed: set[int] = set()
+        #: The URLs refused for good, left out of this loop.
+        left_out: set[int] = set()
+        #: The loop time before which a URL asked (Retry-After) not to be tried.
+        not_before: dict[int, float] = {}
         attempt = 0
         error = "closed"
-        permanent = False
         while not self._closing:
             attempt += 1
+            index = self._index
+            url = self.url
             self.status = ConnectionStatus.CONNECTING
-            logger.debug("connecting to %s (attempt %d)", self.url, attempt)
-            yield Connecting(self.url, attempt)
-            wait_at_least = 0.0
+            logger.debug("connecting to %s (attempt %d)", url, attempt)
+            yield Connecting(url, attempt)
+            refused = False
+            asked: float | None = None
             try:
                 connection = await connect(
-                    self._connect_url,
+                    self._connect_urls[index],
                     create_connection=GuardedClientConnection,
                     open_timeout=self.open_timeout,
                     ping_interval=self.ping_interval,
@@ -414,17 +471,27 @@ class ProgressClient:
                     close_timeout=2.0,
                     user_agent_header=f"progress-client/{__version__}",
                     additional_headers=self._headers(),
-                    ssl=self.ssl_context,
+                    # websockets refuses a TLS context for a ws:// URL.
+                    ssl=self.ssl_context if url.startswith("wss:") else None,
                 )
             except Exception as exc:
-                error = describe_failure(exc, self.url, token=self.token)
+                error = describe_failure(exc, url, token=self.token)
+                failed.add(index)
                 if is_permanent(exc):
-                    permanent = True
-                    break
-                wait_at_least = retry_after(exc) or 0.0
+                    refused = True
+                    left_out.add(index)
+                    if len(left_out) == len(self.urls):
+                        break
+                    logger.info(
+                        "leaving out %s until the client starts again: %s "
+                        "(trying again cannot help)",
+                        url,
+                        error,
+                    )
+                asked = retry_after(exc)
             else:
-                opened = asyncio.get_running_loop().time()
-                session = _Session(self.url)
+                opened = loop.time()
+                session = _Session(url)
                 self._connection, self._session = connection, session
                 try:
                     async for event in self._receive(connection, session):
@@ -440,51 +507,82 @@ class ProgressClient:
                 failure = session.failure or guard
                 error = failure or describe_close(connection)
                 # A connection that worked starts the count of attempts again, but only
-                # one that lasted resets the backoff: one that said hello and then had to
-                # be given up, or a server that greets and hangs up over and over, is
-                # not hammered in a tight loop.
+                # one that lasted resets the backoff and makes every URL worth trying at
+                # once: one that said hello and then had to be given up, or servers that
+                # greet and hang up over and over, are not hammered in a tight loop.
                 if session.greeted and failure is None:
                     attempt = 0
-                    lasted = asyncio.get_running_loop().time() - opened
-                    if lasted >= self.stable_after:
+                    if loop.time() - opened >= self.stable_after:
                         self.policy.reset()
+                        failed.clear()
+                failed.add(index)
                 logger.info(
                     "lost the connection to %s: %s (close code %s, reason %r)",
-                    self.url,
+                    url,
                     error,
                     connection.close_code,
                     printable(connection.close_reason or "", limit=123),
                 )
-                yield ConnectionLost(error, connection.close_code)
-            if not self.reconnect:
-                break
+                yield ConnectionLost(url, error, connection.close_code)
+            now = loop.time()
+            not_before.pop(index, None)
+            if asked:
+                not_before[index] = now + asked
+            following = self._next_index(index, left_out)
+            if not self.reconnect and following in failed:
+                break  # every URL failed or was lost once
+            self._index = following
+            if following != index:  # what that URL asked for earlier, if anything
+                asked = max(not_before.get(self._index, now) - now, 0.0)
             # reconnect_now(): the user asked, so no wait, not even a Retry-After.
-            delay = 0.0 if self._skip_wait else max(self.policy.next_delay(), wait_at_least)
+            if self._skip_wait:
+                delay = 0.0
+            elif following in failed:  # every URL failed in a row
+                delay = max(self.policy.next_delay(), asked or 0.0)
+            else:
+                delay = asked or 0.0
             self._skip_wait = False
-            loop = asyncio.get_running_loop()
             self.status = ConnectionStatus.RECONNECTING
-            logger.info(
-                "retrying %s in %.1f s (attempt %d%s): %s",
-                self.url,
-                delay,
-                attempt + 1,
-                f", the server asked to wait {wait_at_least:g} s" if wait_at_least else "",
-                error,
-            )
-            yield Waiting(delay, loop.time() + delay, attempt + 1, error)
+            why = f", the server asked to wait {asked:.3g} s" if asked else ""
+            if len(self.urls) == 1:
+                logger.info(
+                    "retrying %s in %.1f s (attempt %d%s): %s", url, delay, attempt + 1, why, error
+                )
+            else:
+                logger.info(
+                    "trying %s in %.1f s (attempt %d%s); %s: %s",
+                    self.url,
+                    delay,
+                    attempt + 1,
+                    why,
+                    url,
+                    error,
+                )
+            yield Waiting(self.url, delay, now + delay, attempt + 1, error, refused)
             await self._sleep(delay)
         self.status = ConnectionStatus.DISCONNECTED
         if self._closing:
             logger.info("closed the connection to %s", self.url)
             yield Closed("closed")
             return
+        permanent = len(left_out) == len(self.urls)
         logger.info(
             "gave up on %s: %s%s",
-            self.url,
+            ", ".join(self.urls),
             error,
             " (trying again cannot help)" if permanent else "",
         )
         yield Closed(error, permanent=permanent)
+
+    def _next_index(self, index: int, left_out: set[int]) -> int:
+        """The URL after ``index`` in turn, skipping those left out (``index`` itself if
+        it is the only one left)."""
+        count = len(self.urls)
+        for step in range(1, count + 1):
+            candidate = (index + step) % count
+            if candidate not in left_out:
+                return candidate
+        return index
 
     async def _receive(
         self, connection: ClientConnection, session: _Session

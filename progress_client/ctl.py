@@ -2,10 +2,13 @@
 
 The exit status tells a script what happened (the table is in ``--help`` and
 docs/clients.md): 0 done, 1 refused by the server or the calculation CANCELED or gone,
-2 usage error, 3 the server cannot be reached or the connection was lost, 4 the server
-refused the connection for good, 130 interrupted. Whatever the server sends, a failure
-ends with one sentence on stderr, never a traceback, and nothing printed carries a
-control character from the server.
+2 usage error, 3 the server cannot be reached (at any of the URLs) or the connection
+was lost, 4 the server refused the connection for good (at every URL), 130
+interrupted. Whatever the server sends, a failure ends with one sentence on stderr,
+never a traceback, and nothing printed carries a control character from the server.
+
+With several URLs, a one-shot command tries each in turn until one answers, and
+``watch`` and ``start --wait`` fail over to the next one when their connection is lost.
 
 With ``--json``, stdout carries the protocol's own objects, one JSON line each (the
 shapes of docs/protocol.md): ``state``, ``ack``, ``history``, and the ``error`` object
@@ -35,6 +38,8 @@ from .client import (
     ActionAccepted,
     ClientEvent,
     Closed,
+    Connected,
+    Connecting,
     ConnectionLost,
     HistoryReceived,
     NotConnected,
@@ -182,34 +187,58 @@ async def follow(client: ProgressClient) -> AsyncGenerator[ClientEvent, None]:
     """The client's events, failing cleanly: unreachable at first, or lost for good.
 
     The server counts as reached once it sent a valid state: one that says hello and
-    then only sends invalid messages is as useless as one that does not answer. A
-    refusal for good (HTTP 401, 403, 404...) ends with :data:`EXIT_REJECTED`, any other
-    failure with :data:`EXIT_UNREACHABLE`.
+    then only sends invalid messages is as useless as one that does not answer. Until
+    then every URL is tried once, in turn; when none can be reached, the command ends
+    with :data:`EXIT_REJECTED` if each refused for good (HTTP 401, 403, 404...), and
+    with :data:`EXIT_UNREACHABLE` otherwise. Once reached, a client that reconnects
+    fails over to the next URL, and says so on stderr.
     """
     reached = False
+    several = len(client.urls) > 1
+    trying = client.url
+    #: Why each URL could not be reached, and whether that was a refusal for good.
+    failures: dict[str, tuple[str, bool]] = {}
     async with aclosing(client.events()) as events:
         async for event in events:
             match event:
+                case Connecting(url=url):
+                    trying = url
+                case Connected(url=url) if reached and several:
+                    click.echo(f"progress-ctl: reconnected to {url}", err=True)
                 case StateReceived():
                     reached = True
-                case Waiting(error=error) if not reached:
-                    raise Failure(f"cannot connect to {client.url}: {error}", EXIT_UNREACHABLE)
-                case ConnectionLost(reason=reason) if reached and client.reconnect:
+                case Waiting(error=error, permanent=permanent) if not reached:
+                    failures[trying] = (error, permanent)
+                    if len(failures) == len(client.urls):
+                        raise unreachable(failures)
+                case ConnectionLost(url=url, reason=reason) if reached and client.reconnect:
                     # Without reconnecting, Closed says the same just after.
-                    click.echo(f"progress-ctl: connection lost: {reason}; reconnecting", err=True)
+                    where = f" to {url}" if several else ""
+                    click.echo(
+                        f"progress-ctl: connection{where} lost: {reason}; reconnecting", err=True
+                    )
                 case Closed(reason=reason, permanent=permanent) if reason != "closed":
-                    where = "" if reached else f" to {client.url}"
-                    verb = "lost the connection" if reached else "cannot connect"
+                    if not reached:
+                        failures[trying] = (reason, permanent)
+                        raise unreachable(failures)
                     status = EXIT_REJECTED if permanent else EXIT_UNREACHABLE
-                    raise Failure(f"{verb}{where}: {reason}", status)
+                    raise Failure(f"lost the connection: {reason}", status)
             yield event
+
+
+def unreachable(failures: dict[str, tuple[str, bool]]) -> Failure:
+    """No URL could be reached: why, for each; refused for good if each was."""
+    refused = all(permanent for _, permanent in failures.values())
+    status = EXIT_REJECTED if refused else EXIT_UNREACHABLE
+    reasons = [f"{url}: {reason}" for url, (reason, _) in failures.items()]
+    return Failure("cannot connect to " + "; nor to ".join(reasons), status)
 
 
 @dataclass(frozen=True)
 class Target:
     """Where and how to connect, from the group's options."""
 
-    url: str
+    urls: tuple[str, ...]
     token: str | None = None
     cafile: str | None = None
     name: str | None = None
@@ -217,7 +246,7 @@ class Target:
 
 def make_client(target: Target, *, reconnect: bool) -> ProgressClient:
     return ProgressClient(
-        target.url,
+        target.urls,
         reconnect=reconnect,
         policy=ReconnectPolicy(initial=0.5, cap=5.0),
         token=target.token,
@@ -278,7 +307,9 @@ def log_to_stderr() -> None:
 @connection_options
 @click.version_option(__version__, prog_name="progress-ctl")
 @click.pass_context
-def main(ctx: click.Context, url: str, token: str | None, cafile: str | None, name: str) -> None:
+def main(
+    ctx: click.Context, urls: tuple[str, ...], token: str | None, cafile: str | None, name: str
+) -> None:
     """Drive and watch a progress-server's calculation from scripts.
 
     With --json, every command prints the protocol's own objects on stdout, one JSON
@@ -292,14 +323,16 @@ def main(ctx: click.Context, url: str, token: str | None, cafile: str | None, na
       1    the server refused the action, or the calculation was canceled or
            is gone (the server restarted)
       2    usage error
-      3    the server cannot be reached, or the connection was lost
-      4    the server refused the connection (wrong path, token or host: its
-           sentence on stderr), or its certificate is not trusted
+      3    the server cannot be reached (at any --url), or the connection
+           was lost
+      4    the server refused the connection (at every --url; wrong path,
+           token or host: its sentence on stderr), or its certificate is not
+           trusted
       130  interrupted (Ctrl-C)
     """
     log_to_stderr()
-    check_connection_options(url, token, cafile)
-    ctx.obj = Target(url, token, cafile, name)
+    check_connection_options(urls, token, cafile)
+    ctx.obj = Target(urls, token, cafile, name)
 
 
 @main.command(short_help="Print the current state.")
@@ -350,6 +383,7 @@ async def _act(
     client = make_client(target, reconnect=wait)
     request_id: str | None = None
     calculation_id: str | None = None
+    shown: StateSnapshot | None = None
     # Until the answer, the server has ANSWER_TIMEOUT; then --wait follows the run as
     # long as it takes.
     async with asyncio.timeout(ANSWER_TIMEOUT) as answer, aclosing(follow(client)) as events:
@@ -375,6 +409,9 @@ async def _act(
                 case StateReceived(snapshot=snapshot) if calculation_id is not None:
                     if snapshot.calculation_id != calculation_id:
                         raise gone(calculation_id, snapshot)
+                    if snapshot == shown:
+                        continue  # a resync after a reconnect repeats the last state
+                    shown = snapshot
                     emit(snapshot, as_json)
                     if snapshot.state.is_final:
                         await client.close()

@@ -19,9 +19,9 @@ __all__ = ["check_connection_options", "connection_options", "default_name"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+def _urls(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
     try:
-        return check_url(value)
+        return tuple(check_url(url) for url in value)
     except ValueError as exc:
         raise click.BadParameter(f"{exc}.") from None
 
@@ -47,9 +47,13 @@ def connection_options(function: F) -> F:
     options = [
         setting(
             "--url",
-            default=DEFAULT_URL,
-            callback=_url,
-            help="WebSocket URL of the server (wss:// for TLS).",
+            "urls",
+            multiple=True,
+            default=(DEFAULT_URL,),
+            callback=_urls,
+            help="WebSocket URL of the server (wss:// for TLS). Repeat it for instances that "
+            "share one calculation (in the variable, separate them with spaces): they are "
+            "tried in turn, and a lost connection moves on to the next at once.",
         ),
         setting(
             "--token",
@@ -76,9 +80,9 @@ def connection_options(function: F) -> F:
     return function
 
 
-def check_connection_options(url: str, token: str | None, cafile: str | None) -> None:
+def check_connection_options(urls: tuple[str, ...], token: str | None, cafile: str | None) -> None:
     """Raise a usage error for options that do not go together."""
-    if cafile and not url.startswith("wss:"):
+    if cafile and not any(url.startswith("wss:") for url in urls):
         raise click.BadParameter("needs a wss:// URL.", param_hint="--cafile")
     if cafile:
         try:

@@ -186,9 +186,10 @@ class ProgressApp(App[None]):
             ProgressApp.connection, ConnectionInfo(ConnectionStatus.CONNECTING, client.url)
         )
         self._answer_timers: dict[str, Timer] = {}
-        #: The running calculation when the connection was lost, and the first state
-        #: after reconnecting: is it gone from the server?
+        #: The running calculation when the connection was lost (and the URL it was
+        #: lost on), and the first state after reconnecting: is it gone from the server?
         self._lost_run: StateSnapshot | None = None
+        self._lost_on = ""
         self._resynced: StateSnapshot | None = None
         #: The local refusals on screen (title, message) and until when: a held key
         #: repeats none of them.
@@ -278,14 +279,19 @@ class ProgressApp(App[None]):
         Every text from the server (its name, ids, names, error sentences, close
         reasons) is shown as plain text: widgets get ``Content``/``Text``, notifications
         ``markup=False``, and :func:`printable` replaces any control character.
+
+        The URL shown is the event's: the client may have moved on to the next one by
+        the time its event is applied.
         """
         log = self.query_one(EventLog)
-        url = self.client.url
+        several = len(self.client.urls) > 1
         match event:
-            case Connecting(attempt=attempt):
+            case Connecting(url=url, attempt=attempt):
                 self.connection = ConnectionInfo(ConnectionStatus.CONNECTING, url, attempt)
-            case Connected(server=server, client_id=client_id):
+                self.sub_title = url
+            case Connected(url=url, server=server, client_id=client_id):
                 self.connection = ConnectionInfo(ConnectionStatus.CONNECTED, url)
+                self.sub_title = url
                 self.server, self.me = server, client_id
                 log.add(f"Connected to {url} ({server})", "green")
             case StateReceived(snapshot=snapshot):
@@ -310,16 +316,19 @@ class ProgressApp(App[None]):
                 self.notify(printable(error.message), title=title, severity="error", markup=False)
                 log.add(f"Refused: {error.message}", "red")
                 self._settle(error.request_id)
-            case ConnectionLost(reason=reason):
+            case ConnectionLost(url=url, reason=reason):
                 self.connection = ConnectionInfo(ConnectionStatus.DISCONNECTED, url, error=reason)
-                log.add(f"Connection lost: {reason}", "bold red")
+                log.add(f"Connection{f' to {url}' if several else ''} lost: {reason}", "bold red")
                 self._lose_connection()
-            case Waiting(delay=delay, retry_at=retry_at, attempt=attempt, error=why):
+            case Waiting() if several:
+                self._fail_over(event)
+            case Waiting(url=url, delay=delay, retry_at=retry_at, attempt=attempt, error=why):
                 self.connection = ConnectionInfo(
                     ConnectionStatus.RECONNECTING, url, attempt, retry_at, why
                 )
                 log.add(f"Reconnecting in {delay:.1f}s (attempt {attempt}): {why}", "yellow")
             case Closed(reason=reason):
+                url = self.connection.url  # the URL it tried last
                 if reason == "closed":  # closed by this app (quitting)
                     self.connection = ConnectionInfo(ConnectionStatus.DISCONNECTED, url)
                     return
@@ -337,6 +346,32 @@ class ProgressApp(App[None]):
                 )
                 self._lose_connection()
 
+    def _fail_over(self, waiting: Waiting) -> None:
+        """A wait before the next URL: say which one failed, and where the client goes."""
+        log = self.query_one(EventLog)
+        failed, why = self.connection.url, waiting.error  # the attempt's or connection's
+        if waiting.permanent:
+            log.add(f"Left out {failed}: {why}", "bold red")
+            self.notify(
+                f"{printable(failed)} refused the connection for good: "
+                f"{printable(why.rstrip('.'))}. The other URLs are tried.",
+                title="URL left out",
+                severity="warning",
+                markup=False,
+            )
+        url, attempt = waiting.url, waiting.attempt
+        self.connection = ConnectionInfo(
+            ConnectionStatus.RECONNECTING, url, attempt, waiting.retry_at, f"{failed}: {why}"
+        )
+        if url != failed and waiting.delay == 0:
+            log.add(f"Failing over to {url} (attempt {attempt}): {failed}: {why}", "yellow")
+        else:
+            log.add(
+                f"Reconnecting to {url} in {waiting.delay:.1f}s (attempt {attempt}): "
+                f"{failed}: {why}",
+                "yellow",
+            )
+
     def _describe_change(self, snapshot: StateSnapshot) -> str:
         """One log line: "STARTING 3b6188a98e7a by alice@laptop"."""
         text = f"{snapshot.state} {snapshot.calculation_id or ''}".rstrip()
@@ -352,6 +387,7 @@ class ProgressApp(App[None]):
             self.frozen_at = self.clock()
             running = self.snapshot.state.is_running
             self._lost_run = self.snapshot if running else None
+            self._lost_on = self.connection.url
             self._resynced = None
         for request_id, action in self.in_flight:
             self.query_one(EventLog).add(f"No answer to {action}: the connection was lost", "red")
@@ -368,9 +404,9 @@ class ProgressApp(App[None]):
         self._lost_run = self._resynced = None
         if lost:
             assert before.calculation_id is not None
-            message = (
-                f"calculation {short_id(before.calculation_id)} was lost: the server restarted"
-            )
+            url = self.connection.url
+            why = "the server restarted" if url == self._lost_on else f"{url} does not have it"
+            message = f"calculation {short_id(before.calculation_id)} was lost: {why}"
             self.query_one(EventLog).add(message, "bold red")
             self.notify(message, title="Calculation lost", severity="warning", markup=False)
 
@@ -461,8 +497,11 @@ class ProgressApp(App[None]):
         if isinstance(self.screen, HelpScreen):
             return
         server = printable(self.server) if self.server else "not connected yet"
-        about = [
-            ("URL", self.client.url),
+        about = [("URL", self.client.url)]
+        others = [url for url in self.client.urls if url != self.client.url]
+        if others:
+            about.append(("Fails over to", ", ".join(others)))
+        about += [
             ("Server", server),
             ("Your name", printable(self.client.name) if self.client.name else "(none)"),
         ]

@@ -48,7 +48,7 @@ def default_log_path() -> Path:
 )
 @click.version_option(__version__, prog_name="progress-tui")
 def main(
-    url: str,
+    urls: tuple[str, ...],
     token: str | None,
     cafile: str | None,
     name: str,
@@ -60,9 +60,10 @@ def main(
 
     Keys: s start, c cancel, r resynchronise or reconnect now, l event log, h history,
     ? help, q quit. Open as many terminals as you like, of any size: all of them show
-    the same calculation, live.
+    the same calculation, live. Given the URLs of several instances that share one
+    calculation, it moves to the next one when its server goes away.
     """
-    check_connection_options(url, token, cafile)
+    check_connection_options(urls, token, cafile)
     if reconnect_cap < reconnect_initial:
         raise click.BadParameter(
             f"must be at least --reconnect-initial ({reconnect_initial:g}).",
@@ -81,7 +82,7 @@ def main(
     from .app import ProgressApp  # Textual loads only when the UI runs.
 
     policy = ReconnectPolicy(initial=reconnect_initial, cap=reconnect_cap)
-    client = ProgressClient(url, policy=policy, token=token, cafile=cafile, name=name)
+    client = ProgressClient(urls, policy=policy, token=token, cafile=cafile, name=name)
     app = ProgressApp(client, log_path=str(log_file))
     app.run()
     sys.exit(app.return_code or 0)

@@ -16,6 +16,7 @@ import pytest
 
 from progress_server.server import ProgressServer
 from tests.client.hostile import COMBINED_CASES, Case, HostileServer
+from tests.client.servers import instances, not_found_sentence
 from tests.helpers import (
     STEP,
     TIME_FACTOR,
@@ -168,13 +169,13 @@ async def test_a_refused_connection_exits_4_with_the_servers_sentence(
     url = server.url.removesuffix("/progress")
     commands = [["status", "--json"], ["start", "--wait"], ["watch"]]
     results = await asyncio.gather(*(run_ctl("--url", url, *args) for args in commands))
+    sentence = await not_found_sentence(server.port, "/")
+    assert sentence.startswith("There is nothing at /. The WebSocket endpoint is /progress; ")
     for code, out, err in results:
         assert (code, out) == (4, "")
         assert err == (
             f"progress-ctl: cannot connect to {url}: the server refused the connection "
-            "(HTTP 404): There is nothing at /. The WebSocket endpoint is /progress; the HTTP "
-            "endpoints are GET /healthz, GET /state, GET /history, POST /start and POST "
-            "/cancel.\n"
+            f"(HTTP 404): {sentence}\n"
         )
 
 
@@ -498,3 +499,90 @@ async def test_the_token_in_a_url_is_never_printed() -> None:
     code, _, err = await run_ctl("--url", url, "status")
     assert code == 3
     assert "s3cr3t" not in err and "token=***" in err
+
+
+# Several URLs: failover.
+
+
+async def test_one_shot_commands_go_through_the_next_url_when_the_first_is_dead() -> None:
+    """PROGRESS_URL holds two URLs, the first dead: start, status, history and cancel
+    all succeed through the second, and say nothing of the first."""
+    async with ProgressServer(port=0, step_seconds=5.0 * TIME_FACTOR) as server:
+        env = {"PROGRESS_URL": f"ws://127.0.0.1:{free_port()}/progress {server.url}"}
+        code, out, err = await run_ctl("start", env=env)
+        assert (code, err) == (0, "") and out.startswith("started calculation ")
+        calculation_id = out.split()[-1]
+        (code, out, err), history = await asyncio.gather(
+            run_ctl("status", env=env), run_ctl("history", env=env)
+        )
+        assert (code, err) == (0, "")
+        assert out.startswith(f"STARTING (calculation {calculation_id}, ")
+        assert history == (0, "no finished calculation yet\n", "")
+        code, out, err = await run_ctl("cancel", env=env)
+        assert (code, out, err) == (0, f"canceled calculation {calculation_id}\n", "")
+
+
+async def test_the_first_url_is_tried_first(server: ProgressServer) -> None:
+    """--url given twice, both servers up (two unrelated ones here): the first answers."""
+    async with ProgressServer(port=0, step_seconds=5.0 * TIME_FACTOR) as first:
+        assert (await run_ctl("--url", first.url, "start"))[0] == 0
+        code, out, _ = await run_ctl("--url", first.url, "--url", server.url, "status")
+    assert code == 0 and out.startswith("STARTING ")
+
+
+async def test_no_url_reachable_names_each_and_exits_3_or_4(server: ProgressServer) -> None:
+    """Every URL fails: one sentence naming each with its reason; exit 4 only if each
+    refused for good, 3 if one may come back."""
+    dead, wrong = f"ws://127.0.0.1:{free_port()}/progress", server.url.removesuffix("/progress")
+    sentence = await not_found_sentence(server.port, "/")
+    refusal = f"the server refused the connection (HTTP 404): {sentence}"
+    results = await asyncio.gather(
+        *(
+            run_ctl(*urls, command)
+            for command in ("status", "watch")
+            for urls in (("--url", dead, "--url", wrong), ("--url", wrong, "--url", wrong + "/"))
+        )
+    )
+    for dead_and_wrong, both_wrong in zip(results[::2], results[1::2], strict=True):
+        assert dead_and_wrong == (
+            3,
+            "",
+            f"progress-ctl: cannot connect to {dead}: connection refused; "
+            f"nor to {wrong}: {refusal}\n",
+        )
+        assert both_wrong[:2] == (4, "")
+        assert both_wrong[2].startswith(f"progress-ctl: cannot connect to {wrong}: ")
+        assert f"; nor to {wrong}/: " in both_wrong[2]
+
+
+async def test_watch_and_start_wait_follow_the_run_across_a_sigkill(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Two instances sharing the calculation; watch --until-done and start --wait on
+    the first, which is SIGKILLed mid-run: both move to the second at once, say so on
+    stderr, and follow the same run to SUCCESS, each state once."""
+    async with instances(2, redis_url, redis_prefix, step=0.3 * TIME_FACTOR) as servers:
+        first, second = servers
+        urls = ("--url", first.url, "--url", second.url)
+        watcher = await ctl(*urls, "watch", "--until-done")
+        assert (await readline(watcher)).startswith("IDLE ")
+        starter = await ctl(*urls, "start", "--wait")
+        started = await readline(starter)
+        assert started.startswith("STARTING ") and await readline(watcher) == started
+        first.signal(signal.SIGKILL)
+        results = await asyncio.gather(finish(watcher), finish(starter))
+    calculation_id = started.split()[2].rstrip(",")
+    for code, out, err in results:
+        assert code == 0
+        lines = [started, *out.splitlines()]
+        assert [line.split()[0] for line in lines] == [
+            "STARTING",
+            "IN_PROGRESS",
+            "ALMOST_DONE",
+            "SUCCESS",
+        ]
+        assert all(f"calculation {calculation_id}," in line for line in lines)
+        assert err.splitlines() == [
+            f"progress-ctl: connection to {first.url} lost: the connection was lost; reconnecting",
+            f"progress-ctl: reconnected to {second.url}",
+        ]

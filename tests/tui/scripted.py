@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 
 from textual.pilot import Pilot
 
@@ -19,7 +19,9 @@ class ScriptedClient(ProgressClient):
     while no connection is open), so the app cannot tell it from one.
     """
 
-    def __init__(self, *events: ClientEvent, url: str = URL, name: str = "alice@laptop") -> None:
+    def __init__(
+        self, *events: ClientEvent, url: str | Sequence[str] = URL, name: str = "alice@laptop"
+    ) -> None:
         super().__init__(url, name=name)
         self.queue: asyncio.Queue[ClientEvent] = asyncio.Queue()
         self.yielded = 0

@@ -25,9 +25,11 @@ from progress_client.client import (
     ClientsChanged,
     Connected,
     Connecting,
+    ConnectionLost,
     HistoryReceived,
     ProgressClient,
     StateReceived,
+    Waiting,
 )
 from progress_client.reconnect import ReconnectPolicy
 from progress_protocol.states import State, StateSnapshot
@@ -45,6 +47,7 @@ from progress_tui.widgets import (
     StepList,
 )
 from tests.client.hostile import CASES, HostileServer, Refusal, Script, state
+from tests.client.servers import instances
 from tests.helpers import TIME_FACTOR, TIMEOUT, ServerProcess, free_port, http_request
 from tests.tui.scripted import URL, ScriptedClient
 
@@ -782,3 +785,104 @@ async def test_wss_against_a_plain_port_is_said_in_the_status_bar(
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: NOT_TLS in bar_text(app))
         assert "Reconnecting in" in bar_text(app)
+
+
+# Several URLs: failover.
+
+
+async def test_a_sigkilled_instance_hands_its_tui_to_the_next(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Two instances sharing the calculation, the TUI given both URLs and on the first;
+    SIGKILL the first mid-run: the TUI moves to the second at once (its backoff is far
+    longer than the test) and follows the same run to SUCCESS, showing the second URL,
+    every state once and no "lost" calculation."""
+    async with instances(2, redis_url, redis_prefix, step=0.3 * TIME_FACTOR) as servers:
+        first, second = servers
+        never = ReconnectPolicy(initial=10 * TIMEOUT, cap=10 * TIMEOUT, random=lambda: 1.0)
+        client = ProgressClient([first.url, second.url], policy=never, name="alice@laptop")
+        app = ProgressApp(client)
+        async with app.run_test(size=SIZE) as pilot:
+            await connected(pilot)
+            assert app.connection.url == first.url and app.sub_title == first.url
+            await pilot.press("s")
+            await until(pilot, lambda: state_of(app) is State.IN_PROGRESS)
+            assert app.snapshot is not None
+            calculation_id = app.snapshot.calculation_id
+            first.signal(signal.SIGKILL)
+            await until(pilot, lambda: app.connected and app.connection.url == second.url)
+            await until(pilot, lambda: state_of(app) is State.SUCCESS)
+            assert app.snapshot.calculation_id == calculation_id
+            assert not app.stale
+            assert bar_text(app).startswith(f"● Connected to {second.url} - ")
+            assert app.sub_title == second.url
+            log = log_text(app)
+            assert f"Connection to {first.url} lost: the connection was lost" in log
+            assert f"Failing over to {second.url} (attempt 1): {first.url}: " in log
+            assert f"Connected to {second.url} (progress-server/" in log
+            states = re.findall(rf"\b([A-Z_]+) {calculation_id}\b", log)
+            assert states == ["STARTING", "IN_PROGRESS", "ALMOST_DONE", "SUCCESS"]
+            assert not any("was lost" in text for text in toasts(app))
+            await pilot.press("question_mark")
+            await pilot.pause()
+            about = " ".join(rendered(app, app.screen.query_one("VerticalScroll")).split())
+            assert f"URL {second.url}" in about and f"Fails over to {first.url}" in about
+
+
+async def test_a_url_refused_for_good_is_said_and_left_out() -> None:
+    """Of two URLs, the first refused for good (a wrong path): a notification and the
+    log say it is left out, and the app connects through the second."""
+    async with (
+        ProgressServer(port=0, step_seconds=APP_STEP) as server,
+        HostileServer(refusals=[Refusal.error(404, "Wrong path.")] * 9) as wrong,
+    ):
+        client = ProgressClient(
+            [wrong.url, server.url], policy=ReconnectPolicy(initial=100, cap=100)
+        )
+        app = ProgressApp(client)
+        async with app.run_test(size=SIZE) as pilot:
+            await connected(pilot)
+            assert app.connection.url == server.url
+            refusal = "the server refused the connection (HTTP 404): Wrong path."
+            assert f"Left out {wrong.url}: {refusal}" in log_text(app)
+            assert toasts(app) == [
+                f"URL left out: {wrong.url} refused the connection for good: {refusal} "
+                "The other URLs are tried."
+            ]
+        assert wrong.handshakes == 1
+
+
+async def test_failing_over_to_a_server_without_the_run_says_so() -> None:
+    """Two URLs of servers that do not share the calculation: after the failover the
+    running calculation is not there, and the notification says which URL lacks it,
+    not that a server restarted; the bar names the URL that failed while waiting."""
+    first, second = URL, "ws://127.0.0.1:3004/progress"
+    running = StateSnapshot(State.IN_PROGRESS, "abcdef123456", 7, time.time(), 2.0)
+    client = ScriptedClient(
+        Connecting(first, 1),
+        Connected(first, "progress-server/9.8.7", "c0ffee"),
+        StateReceived(running),
+        HistoryReceived(()),
+        ConnectionLost(first, "the connection was lost", 1006),
+        Waiting(second, 0.0, 0.0, 1, "the connection was lost"),
+        url=[first, second],
+    )
+    app = ProgressApp(client, now=lambda: 0.0)
+    async with app.run_test(size=SIZE) as pilot:
+        await client.played(pilot)
+        assert bar_text(app) == (
+            f"↻ Reconnecting in 0.0s (attempt 1) - {first}: the connection was lost"
+        )
+        client.play(
+            Connecting(second, 1),
+            Connected(second, "progress-server/9.8.7", "f00d"),
+            StateReceived(StateSnapshot(State.IDLE, None, 0, time.time(), 2.0)),
+            HistoryReceived(()),
+        )
+        await client.played(pilot)
+        assert toasts(app) == [
+            f"Calculation lost: calculation abcd… was lost: {second} does not have it"
+        ]
+        assert f"Failing over to {second} (attempt 1): {first}: the connection was lost" in (
+            log_text(app)
+        )

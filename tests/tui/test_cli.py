@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -10,13 +11,14 @@ import pytest
 from tests.helpers import TIMEOUT, command
 
 
-def run_tui(*args: str) -> subprocess.CompletedProcess[str]:
+def run_tui(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [command("progress-tui"), *args],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
         stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -74,3 +76,19 @@ def test_an_unwritable_log_file_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("progress-tui: cannot write the log file ")
     assert "Traceback" not in result.stderr
+
+
+def test_every_one_of_several_urls_is_checked() -> None:
+    """--url repeated, or PROGRESS_URL with URLs separated by spaces: a bad one among
+    them is a usage error naming it, and where it came from."""
+    good = "ws://127.0.0.1:1/progress"
+    typed = run_tui("--url", good, "--url", "http://x")
+    from_env = run_tui(env={"PROGRESS_URL": f"{good}  http://x"})
+    sentence = "'http://x' is not a WebSocket URL like ws://127.0.0.1:3003/progress."
+    assert typed.returncode == from_env.returncode == 2
+    assert typed.stderr.splitlines()[-1] == f"Error: Invalid value for '--url': {sentence}"
+    assert from_env.stderr.splitlines()[-1] == (
+        f"Error: Invalid value for '--url' (env var: 'PROGRESS_URL'): {sentence}"
+    )
+    help_text = " ".join(run_tui("--help").stdout.split())
+    assert "Repeat it for instances that share one calculation" in help_text

@@ -83,10 +83,10 @@ CANCELED: list[ClientEvent] = [
 ]
 RECONNECTING: list[ClientEvent] = [
     *RUNNING,
-    ConnectionLost("the server is going away (1001)", 1001),
-    Waiting(0.4, LOOP_NOW - 1.0, 1, "the server is going away (1001)"),
+    ConnectionLost(URL, "the server is going away (1001)", 1001),
+    Waiting(URL, 0.4, LOOP_NOW - 1.0, 1, "the server is going away (1001)"),
     Connecting(URL, 2),
-    Waiting(2.5, LOOP_NOW + 2.5, 2, "connection refused"),
+    Waiting(URL, 2.5, LOOP_NOW + 2.5, 2, "connection refused"),
 ]
 STATES = {"idle": IDLE, "running": RUNNING, "canceled": CANCELED, "reconnecting": RECONNECTING}
 SIZES = [(40, 12), (60, 20), (80, 24), (120, 36), (200, 60)]
