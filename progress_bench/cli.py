@@ -51,7 +51,10 @@ def percentile(ordered: list[float], fraction: float) -> float:
 def run_calculations(port: int, count: int, timeout: float) -> list[int]:
     """Drive `count` calculations from a controller client; returns their states' seqs."""
     seqs: list[int] = []
-    with connect(f"ws://127.0.0.1:{port}/progress", open_timeout=30, max_size=None) as ws:
+    # The floor does not answer a close frame: do not wait the default 10 s for it.
+    with connect(
+        f"ws://127.0.0.1:{port}/progress", open_timeout=30, close_timeout=0.5, max_size=None
+    ) as ws:
         for _ in range(count):
             ws.send('{"action": "start"}')
             deadline = time.monotonic() + timeout
