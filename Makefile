@@ -44,7 +44,7 @@ ifneq ($(REDIS),)
 else
 	@mkdir -p $(LOG_DIR)
 	@echo "starting progress-server on port $(PORT) (log: $(LOG_DIR)/server.log); the TUI connects to it"
-	@log=$(LOG_DIR)/server.log; seen=$$(cat $$log 2>/dev/null | wc -l); \
+	@log=$(LOG_DIR)/server.log; touch $$log; seen=$$(wc -l <$$log); \
 	  $(BIN)/progress-server --port $(PORT) $(SERVER_ARGS) >>$$log 2>&1 & server=$$!; \
 	  trap 'kill $$server 2>/dev/null; wait $$server 2>/dev/null' EXIT INT TERM; \
 	  tries=0; \
