@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from progress_protocol.messages import clean_name
-from progress_protocol.options import setting
+from progress_protocol.options import check_token, setting
 
 from .client import DEFAULT_URL, check_url, tls_context
 
@@ -89,11 +89,4 @@ def check_connection_options(urls: tuple[str, ...], token: str | None, cafile: s
             tls_context(cafile)  # read now: a wrong file is a usage error, not a traceback
         except ValueError as exc:
             raise click.BadParameter(f"{exc}.", param_hint="--cafile") from None
-    if token == "":
-        raise click.BadParameter("must not be empty.", param_hint="--token")
-    if token is not None and not all("!" <= char <= "~" for char in token):
-        # It travels in an Authorization header, which carries visible ASCII only.
-        raise click.BadParameter(
-            "must be made of visible ASCII characters (letters, digits, punctuation; no spaces).",
-            param_hint="--token",
-        )
+    check_token(token)

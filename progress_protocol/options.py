@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
-__all__ = ["Setting", "setting"]
+__all__ = ["Setting", "check_token", "setting"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,3 +31,23 @@ def setting(name: str, *declarations: str, **options: Any) -> Callable[[F], F]:
     options.setdefault("envvar", "PROGRESS_" + name.removeprefix("--").upper().replace("-", "_"))
     options.setdefault("show_default", True)
     return click.option(name, *declarations, cls=Setting, show_envvar=True, **options)
+
+
+def check_token(token: str | None) -> None:
+    """A usage error for a token that no client could ever present.
+
+    The token travels in an ``Authorization`` header, which carries visible ASCII only;
+    the server and both clients refuse any other at startup, with the same sentence.
+
+    Raises:
+        click.BadParameter: If ``token`` is empty or holds another character.
+    """
+    if token is None:
+        return
+    if token == "":
+        raise click.BadParameter("must not be empty.", param_hint="--token")
+    if not all("!" <= char <= "~" for char in token):
+        raise click.BadParameter(
+            "must be made of visible ASCII characters (letters, digits, punctuation; no spaces).",
+            param_hint="--token",
+        )

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from progress_protocol.messages import MAX_STEP_SECONDS
-from progress_protocol.options import setting
+from progress_protocol.options import check_token, setting
 
 from . import __version__
 from .backends import Backend, BackendUnavailable
@@ -202,16 +202,7 @@ def main(**options: Any) -> None:
     options["allowed_hosts"] = tuple(options["allowed_hosts"])
     if options["keyfile"] and not options["certfile"]:
         raise click.UsageError("--keyfile needs --certfile.")
-    token = options["token"]
-    if token == "":
-        raise click.BadParameter("must not be empty.", param_hint="--token")
-    if token is not None and not all("!" <= char <= "~" for char in token):
-        # An Authorization header carries visible ASCII only: a client could never
-        # present any other token.
-        raise click.BadParameter(
-            "must be made of visible ASCII characters (letters, digits, punctuation; no spaces).",
-            param_hint="--token",
-        )
+    check_token(options["token"])
     redis_url, redis_prefix = options.pop("redis_url"), options.pop("redis_prefix")
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://")):
         raise click.BadParameter(
