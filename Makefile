@@ -71,7 +71,8 @@ run-cluster: $(STAMP) ## Two servers (PORT, PORT+1) sharing one calculation thro
 	  redis-server --port $$redis_port --bind 127.0.0.1 --save "" --appendonly no >$(LOG_DIR)/redis.log 2>&1 & redis=$$!; \
 	  $(BIN)/progress-server --port $(PORT) --redis-url redis://127.0.0.1:$$redis_port/0 $(SERVER_ARGS) >$(LOG_DIR)/server-1.log 2>&1 & one=$$!; \
 	  $(BIN)/progress-server --port $(PORT2) --redis-url redis://127.0.0.1:$$redis_port/0 $(SERVER_ARGS) >$(LOG_DIR)/server-2.log 2>&1 & two=$$!; \
-	  trap 'kill $$one $$two 2>/dev/null; wait $$one $$two 2>/dev/null; kill $$redis 2>/dev/null' EXIT INT TERM; \
+	  echo $$one >$(LOG_DIR)/server-1.pid; echo $$two >$(LOG_DIR)/server-2.pid; \
+	  trap 'kill $$one $$two 2>/dev/null; wait $$one $$two 2>/dev/null; kill $$redis 2>/dev/null; rm -f $(LOG_DIR)/server-[12].pid' EXIT INT TERM; \
 	  for pid in $$one $$two; do \
 	    log=$(LOG_DIR)/server-$$([ $$pid = $$one ] && echo 1 || echo 2).log; tries=0; \
 	    until grep -q 'listening on ' $$log 2>/dev/null; do \
@@ -81,7 +82,7 @@ run-cluster: $(STAMP) ## Two servers (PORT, PORT+1) sharing one calculation thro
 	    done; \
 	  done; \
 	  echo "two servers share one calculation: $(URL) (pid $$one) and $(URL2) (pid $$two), Redis on port $$redis_port"; \
-	  echo "the TUI follows the first; kill $$one and it moves to the second (logs in $(LOG_DIR)/)"; \
+	  echo "the TUI follows the first; from another terminal, kill \$$(cat $(LOG_DIR)/server-1.pid) and it moves to the second (logs in $(LOG_DIR)/)"; \
 	  $(TUI_COMMAND) --log-file $(LOG_DIR)/tui.log --url $(URL) --url $(URL2) $(TUI_ARGS)
 
 server: $(STAMP) ## Start only the server in the foreground (SERVER_ARGS="..." passes options)

@@ -21,6 +21,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import AsyncGenerator, Coroutine
@@ -180,7 +181,9 @@ def refused(action: str, error: Error, as_json: bool) -> Failure:
     sentence on stderr in any case."""
     if as_json:
         print_json(to_dict(error))
-    return Failure(f"the server refused to {action}: {error.message}", EXIT_REFUSED)
+    # The shared store out of reach: not a "no", a "not now", which retrying may mend.
+    status = EXIT_UNREACHABLE if error.code == "unavailable" else EXIT_REFUSED
+    return Failure(f"the server refused to {action}: {error.message}", status)
 
 
 async def follow(client: ProgressClient) -> AsyncGenerator[ClientEvent, None]:
@@ -266,6 +269,12 @@ def run(command: Coroutine[Any, Any, int]) -> NoReturn:
         fail(f"no answer from the server within {ANSWER_TIMEOUT:.0f} s", EXIT_UNREACHABLE)
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing more to say, to anyone. As Python's
+        # documentation advises, stdout is pointed at devnull so its flush at exit
+        # raises nothing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_OK)
     except Exception as exc:
         # A bug, or something the server sent that got past the checks: still one line.
         fail(f"stopped on an unexpected error ({describe_exception(exc)})", EXIT_UNREACHABLE)
@@ -323,8 +332,8 @@ def main(
       1    the server refused the action, or the calculation was canceled or
            is gone (the server restarted)
       2    usage error
-      3    the server cannot be reached (at any --url), or the connection
-           was lost
+      3    the server cannot be reached (at any --url), the connection was
+           lost, or its shared store is unreachable for now: try again later
       4    the server refused the connection (at every --url; wrong path,
            token or host: its sentence on stderr), or its certificate is not
            trusted

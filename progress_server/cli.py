@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -224,7 +224,7 @@ def main(**options: Any) -> None:
         json_lines=log_format == "json",
     )
     if workers > 1:
-        sys.exit(_supervise(workers, config))
+        sys.exit(_supervise(workers, config, json_lines=log_format == "json"))
     raise_open_files_limit()
     backend: Backend | None = None
     if redis_url is not None:
@@ -233,17 +233,26 @@ def main(**options: Any) -> None:
     try:
         run(_serve_until_signal(server))
     except (SetupError, BackendUnavailable) as exc:
-        click.echo(f"progress-server: {exc}", err=True)
-        sys.exit(1)
+        _fatal(str(exc), json_lines=log_format == "json")
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             reason = "the address is already in use (is another server running?)"
         else:
             reason = exc.strerror or str(exc)
-        click.echo(
-            f"progress-server: cannot listen on {config.host}:{config.port}: {reason}", err=True
+        _fatal(
+            f"cannot listen on {config.host}:{config.port}: {reason}",
+            json_lines=log_format == "json",
         )
-        sys.exit(1)
+
+
+def _fatal(sentence: str, *, json_lines: bool) -> NoReturn:
+    """Why the server cannot run, in one line, then exit 1: a log record when the log
+    is JSON (a log shipper needs this line most), else the command's own sentence."""
+    if json_lines:
+        logger.error(sentence)
+    else:
+        click.echo(f"progress-server: {sentence}", err=True)
+    sys.exit(1)
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:
@@ -300,16 +309,13 @@ async def _serve_until_signal(server: ProgressServer) -> None:
         logger.info("%s: stopping, closing every client with 1001 (going away)", received[0])
 
 
-def _supervise(workers: int, config: ServerConfig) -> int:
+def _supervise(workers: int, config: ServerConfig, *, json_lines: bool) -> int:
     """Reserve the port, run the workers on it until a signal; the exit status."""
     try:
         holder = reserve_port(config.host, config.port)
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        click.echo(
-            f"progress-server: cannot listen on {config.host}:{config.port}: {reason}", err=True
-        )
-        return 1
+        _fatal(f"cannot listen on {config.host}:{config.port}: {reason}", json_lines=json_lines)
     port = holder.getsockname()[1]
     logger.info("starting %d workers on %s port %d (SO_REUSEPORT)", workers, config.host, port)
     # The workers take the same options; the last ones given win.

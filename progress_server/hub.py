@@ -140,10 +140,6 @@ class Hub:
         if self.metrics is not None:
             # Once per broadcast, never per client: the loop above is the hot path.
             self.metrics.broadcast_seconds.observe(took)
-            self.metrics.state_changes.labels(snapshot.state.value).inc()
-            if snapshot.state.is_final and snapshot.started_at is not None:
-                self.metrics.calculations.labels(snapshot.state.value).inc()
-                self.metrics.calculation_seconds.observe(snapshot.changed_at - snapshot.started_at)
         logger.info(
             "state %s (calculation %s, seq %d) sent to %s%s",
             snapshot.state,

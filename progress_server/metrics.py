@@ -27,6 +27,8 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from progress_protocol.states import StateSnapshot
+
 __all__ = ["CONTENT_TYPE", "MULTIPROCESS_VARIABLE", "Metrics"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -97,7 +99,7 @@ class Metrics:
         )
         self.state_changes = Counter(
             "progress_state_changes",
-            "State changes this server announced, by the state entered.",
+            "State changes committed by this process (each counted once, where it was made).",
             ["state"],
             registry=registry,
         )
@@ -137,6 +139,15 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+
+    def count_commits(self, changes: tuple[StateSnapshot, ...]) -> None:
+        """Count the changes this process committed: every instance and worker hears
+        every change, and only the one that made it counts it, so sums are right."""
+        for snapshot in changes:
+            self.state_changes.labels(snapshot.state.value).inc()
+            if snapshot.state.is_final and snapshot.started_at is not None:
+                self.calculations.labels(snapshot.state.value).inc()
+                self.calculation_seconds.observe(snapshot.changed_at - snapshot.started_at)
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""

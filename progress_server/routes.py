@@ -211,12 +211,13 @@ class HttpRoutes:
         )
 
     async def healthz(self, request: Request, connection: ServerConnection) -> Response:
-        """Liveness: the process answers, and can reach the calculation."""
+        """Liveness: the process answers. A store out of reach does not make it dead:
+        restarting it would drop every client and forget the last state it knows (which
+        it writes back to a Redis that lost it), so that is /readyz's business; the body
+        still says it."""
         problem = self.service.backend.problem
         if problem is not None:
-            return json_response(
-                http.HTTPStatus.SERVICE_UNAVAILABLE, {"status": "unavailable", "reason": problem}
-            )
+            return json_response(http.HTTPStatus.OK, {"status": "ok", "backend": problem})
         return json_response(http.HTTPStatus.OK, {"status": "ok"})
 
     async def readyz(self, request: Request, connection: ServerConnection) -> Response:
@@ -268,6 +269,12 @@ class HttpRoutes:
         by = Attribution(None, name or f"http {_address(connection)}")
         try:
             ack = await self.service.perform(action, None, by)  # type: ignore[arg-type]
+            logger.info(
+                "HTTP %s accepted for %s",
+                action,
+                by.name,
+                extra={"peer": _peer(connection), "client_name": by.name},
+            )
         except ActionRefused as exc:
             self.service.metrics.errors.labels(exc.code).inc()
             return error_response(http.HTTPStatus.CONFLICT, exc.code, exc.message)

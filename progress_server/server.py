@@ -92,6 +92,7 @@ class ProgressServer:
         self.service = CalculationService(self.config, self.backend, self.metrics)
         if isinstance(self.backend, RedisBackend):
             self.backend.latency_observer = self.metrics.backend_latency.observe
+        self.backend.on_commit = self.metrics.count_commits
         #: Every open connection, handshakes under way included.
         self.connections: set[GuardedConnection] = set()
         self.descriptors = DescriptorWatch(lambda: len(self.connections))
@@ -319,7 +320,12 @@ class ProgressServer:
                 reply = self.hub.history_frame
             else:
                 reply = encode(await self.service.perform(request.action, request.request_id, by))
-                logger.info("client %s: %s accepted", client_id, request.action)
+                logger.info(
+                    "client %s: %s accepted",
+                    client_id,
+                    request.action,
+                    extra={"client_id": client_id, "client_name": by.name},
+                )
         except ProtocolError as exc:
             metrics.messages.labels("invalid").inc()
             metrics.errors.labels(exc.code).inc()

@@ -83,6 +83,7 @@ class Supervisor:
         self.metrics_directory = tempfile.mkdtemp(prefix="progress-metrics-")
         self.workers = [Worker(number) for number in range(1, count + 1)]
         self._stopping = asyncio.Event()
+        self._signal = signal.SIGTERM  # passed on to the workers, whichever came
         self._failed: str | None = None
 
     async def run(self) -> int:
@@ -116,6 +117,7 @@ class Supervisor:
     def _stop(self, signum: int) -> None:
         if not self._stopping.is_set():
             logger.info("%s: stopping the %d workers", signal.Signals(signum).name, self.count)
+            self._signal = signal.Signals(signum)
             self._stopping.set()
 
     async def _start(self, worker: Worker) -> None:
@@ -171,7 +173,7 @@ class Supervisor:
         for worker in running:
             assert worker.process is not None
             with contextlib.suppress(ProcessLookupError):
-                worker.process.send_signal(signal.SIGTERM)
+                worker.process.send_signal(self._signal)
         waits = [worker.process.wait() for worker in running if worker.process]
         try:
             await asyncio.wait_for(asyncio.gather(*waits), STOP_SECONDS)

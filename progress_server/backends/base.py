@@ -20,6 +20,7 @@ __all__ = [
     "Backend",
     "BackendUnavailable",
     "Change",
+    "CommitListener",
     "CountListener",
     "Listener",
     "Unsubscribe",
@@ -48,6 +49,7 @@ class Change:
 Listener = Callable[[Change], None]
 #: Hears the number of clients connected to every instance together.
 CountListener = Callable[[int], None]
+CommitListener = Callable[[tuple[StateSnapshot, ...]], None]
 Unsubscribe = Callable[[], None]
 
 
@@ -118,6 +120,11 @@ class Backend(Protocol):
     def subscribe(self, listener: Listener) -> Unsubscribe:
         """Call ``listener`` with every change from now on."""
         ...
+
+    #: Called with the changes this process committed, once each: what the metrics
+    #: count, so that instances (and workers) sharing a calculation do not count
+    #: every change once each.
+    on_commit: CommitListener | None
 
     @property
     def problem(self) -> str | None:

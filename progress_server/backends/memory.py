@@ -19,7 +19,7 @@ from ..calculation import (
     StateSnapshot,
     new_calculation_id,
 )
-from .base import Change, CountListener, Listener, Unsubscribe, changes_of
+from .base import Change, CommitListener, CountListener, Listener, Unsubscribe, changes_of
 
 __all__ = ["MemoryBackend"]
 
@@ -58,6 +58,7 @@ class MemoryBackend:
         self._delivery: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self.on_commit: CommitListener | None = None
 
     @property
     def step_seconds(self) -> float:
@@ -137,6 +138,8 @@ class MemoryBackend:
         and the timer is rearmed for the next deadline."""
         outcome = step(self._record, self._clock.now())
         self._record = outcome.record
+        if outcome.changes and self.on_commit is not None:
+            self.on_commit(outcome.changes)
         if outcome.changes:
             self._undelivered.extend(changes_of(outcome))
             if self._delivery is None:

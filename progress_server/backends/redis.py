@@ -45,7 +45,15 @@ from ..calculation import (
     snapshot_from_json,
     snapshot_to_json,
 )
-from .base import BackendUnavailable, Change, CountListener, Listener, Unsubscribe, changes_of
+from .base import (
+    BackendUnavailable,
+    Change,
+    CommitListener,
+    CountListener,
+    Listener,
+    Unsubscribe,
+    changes_of,
+)
 
 try:
     import redis.asyncio as aioredis
@@ -142,8 +150,12 @@ class RedisBackend:
         self._count_write: asyncio.TimerHandle | None = None
         self._closed = False
         self._closing = asyncio.Event()
+        # Set when a transaction went through: Redis is back, resubscribe now rather
+        # than at the end of the backoff.
+        self._reachable = asyncio.Event()
         #: Told how long each transaction took (the server's latency histogram).
         self.latency_observer: Callable[[float], None] | None = None
+        self.on_commit: CommitListener | None = None
         #: Why the store cannot be used now; None while it can.
         self.problem: str | None = "not started"
 
@@ -188,6 +200,7 @@ class RedisBackend:
     async def aclose(self) -> None:
         self._closed = True
         self._closing.set()
+        self._reachable.set()
         # First the subscription: a read waiting on it ends at once.
         await self._close_pubsub()
         if self._timer is not None:
@@ -336,6 +349,7 @@ class RedisBackend:
                     outcome = step(record, now)
                     if stored is not None and stored == outcome.record:
                         await pipe.unwatch()  # type: ignore[no-untyped-call]  # nothing to do
+                        self._reachable.set()
                         self._learn(outcome.record)
                         return outcome
                     pipe.multi()  # type: ignore[no-untyped-call]
@@ -345,6 +359,16 @@ class RedisBackend:
                     await pipe.execute()
                 except WatchError:
                     continue  # another instance changed it first: again, from its record
+            self._reachable.set()
+            if outcome.changes and self.on_commit is not None:
+                self.on_commit(outcome.changes)  # committed here, counted here only
+            if outcome.changes and outcome.changes[0].seq == self._delivered + 1:
+                # This instance's own changes reach its clients at once, not only
+                # through the channel: while the subscription is down (Redis came back
+                # a moment ago), the transitions its timers apply are not lost. The
+                # channel's copy is then dropped as already seen; a change that does
+                # not follow the last one delivered waits for the channel, in order.
+                self._deliver(changes_of(outcome))
             if restored:
                 # Only now is it sure: the key did not change under us, so Redis really
                 # had lost the newer state (a restart without persistence, a failover).
@@ -426,8 +450,9 @@ class RedisBackend:
             except (RedisError, OSError) as exc:
                 self._went_down(exc)
                 await self._close_pubsub()
+                self._reachable.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), delay)
+                    await asyncio.wait_for(self._reachable.wait(), delay)
                 delay = min(delay * 2, 2.0)
             except Exception:  # a bug must not end the subscription for good
                 logger.exception("handling a message from Redis failed")

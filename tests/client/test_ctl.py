@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from progress_server.backends.redis import RedisBackend
 from progress_server.server import ProgressServer
 from tests.client.hostile import COMBINED_CASES, Case, HostileServer
 from tests.client.servers import instances, not_found_sentence
@@ -23,10 +24,12 @@ from tests.helpers import (
     TIMEOUT,
     command,
     free_port,
+    http_request,
     join,
     recv_type,
     send_json,
 )
+from tests.redis_server import RedisServer
 
 
 async def ctl(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
@@ -586,3 +589,38 @@ async def test_watch_and_start_wait_follow_the_run_across_a_sigkill(
             f"progress-ctl: connection to {first.url} lost: the connection was lost; reconnecting",
             f"progress-ctl: reconnected to {second.url}",
         ]
+
+
+async def test_an_unreachable_store_exits_3(redis_prefix: str) -> None:
+    """The server's Redis is away: the action gets `unavailable`, a "not now": exit 3
+    (retrying may work), not 1 (refused)."""
+    async with RedisServer() as redis:
+        backend = RedisBackend(redis.url, prefix=redis_prefix)
+        async with ProgressServer(port=0, backend=backend) as server:
+            await redis.stop(kill=True)
+            code, _, err = await run_ctl("--url", server.url, "start")
+    assert code == 3
+    assert "unreachable" in err and "Traceback" not in err
+
+
+async def test_a_reader_that_goes_away_ends_the_command_quietly(server: ProgressServer) -> None:
+    """`progress-ctl watch | head -n 1`: once head has its line, watch ends with status 0
+    and nothing on stderr at its next line, not a BrokenPipeError."""
+    script = (
+        f"{command('progress-ctl')} --url {server.url} watch --json | head -n 1; "
+        'echo "watch ended with ${PIPESTATUS[0]}" >&2'
+    )
+    process = await asyncio.create_subprocess_exec(
+        "bash",
+        "-c",
+        script,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    first = await asyncio.wait_for(process.stdout.readline(), TIMEOUT)
+    assert json.loads(first)["state"] == "IDLE"
+    await http_request(server.port, "POST", "/start")  # the next line has nowhere to go
+    _, err = await asyncio.wait_for(process.communicate(), TIMEOUT)
+    assert err.decode() == "watch ended with 0\n"

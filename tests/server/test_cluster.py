@@ -189,9 +189,9 @@ async def test_redis_lost_and_back(
     redis_prefix: str, caplog: pytest.LogCaptureFixture, keep_data: bool
 ) -> None:
     """Redis stops: clients keep their state, actions get `unavailable` (HTTP 503),
-    /healthz says why; Redis comes back, empty or with its data: seq never goes
-    backwards (an empty Redis gets the last state the instance knew), and actions work
-    again."""
+    /readyz is 503 and says why, /healthz (liveness) stays 200 and says it too; Redis
+    comes back, empty or with its data: seq never goes backwards (an empty Redis gets
+    the last state the instance knew), and actions work again."""
     async with RedisServer(keep_data=keep_data) as redis:
         server = await instance(redis.url, redis_prefix)
         try:
@@ -205,14 +205,16 @@ async def test_redis_lost_and_back(
             assert error["code"] == "unavailable" and "unreachable" in error["message"]
             status, _, body = await http_request(server.port, "POST", "/start")
             assert (status, body["code"]) == (503, "unavailable")
-            status, _, body = await http_request(server.port, "GET", "/healthz")
+            status, _, body = await http_request(server.port, "GET", "/readyz")
             assert status == 503 and "unreachable" in body["reason"]
+            status, _, body = await http_request(server.port, "GET", "/healthz")
+            assert status == 200 and "unreachable" in body["backend"]
             _, _, state = await http_request(server.port, "GET", "/state")
             assert state == canceled  # the last known state, still served
 
             await redis.start()
             async with asyncio.timeout(TIMEOUT):
-                while (await http_request(server.port, "GET", "/healthz"))[0] != 200:
+                while (await http_request(server.port, "GET", "/readyz"))[0] != 200:
                     await asyncio.sleep(0.05)
             await send_json(ws, {"action": "start"})
             started = await recv_type_state(ws, "STARTING")
@@ -247,3 +249,31 @@ async def test_unreachable_at_startup_is_one_line_and_status_1() -> None:
         + errors[0].split(": ", 2)[2]
     ]
     assert "Traceback" not in "\n".join(server.lines)
+
+
+async def test_a_redis_outage_mid_run_loses_no_state_of_this_instance(redis_prefix: str) -> None:
+    """Redis goes away mid-run and comes back empty: the run carries on from the state
+    the instance knew, and its clients get every state, none skipped, as soon as Redis
+    answers again."""
+    step = 0.2
+    async with RedisServer() as redis:
+        server = await instance(redis.url, redis_prefix, step=step)
+        try:
+            watcher = Watcher((await join(server.url))[0])
+            await http_request(server.port, "POST", "/start")
+            async with asyncio.timeout(TIMEOUT):
+                while not (watcher.states and watcher.states[-1]["state"] == "STARTING"):
+                    await asyncio.sleep(0.005)
+            await redis.stop(kill=True)
+            await asyncio.sleep(2 * step)  # IN_PROGRESS comes due while Redis is away
+            await redis.start()
+            async with asyncio.timeout(TIMEOUT):
+                while watcher.states[-1]["state"] != "SUCCESS":
+                    await asyncio.sleep(0.005)
+            states = [s["state"] for s in watcher.states]
+            assert states == ["STARTING", "IN_PROGRESS", "ALMOST_DONE", "SUCCESS"]
+            seqs = [s["seq"] for s in watcher.states]
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+            await watcher.close()
+        finally:
+            await server.close()

@@ -242,3 +242,29 @@ async def test_metrics_can_be_turned_off() -> None:
     async with ProgressServer(port=0, metrics=False) as server:
         status, _, body = await http_request(server.port, "GET", "/metrics")
         assert (status, body["message"]) == (404, "Metrics are off on this server (--no-metrics).")
+
+
+async def test_a_fatal_error_is_a_json_line_too() -> None:
+    """--log-format json: the line that says why the server cannot start is JSON as
+    well, the one a log shipper needs most."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        server = ServerProcess("--log-format", "json", "--port", str(holder.getsockname()[1]))
+        with pytest.raises(RuntimeError):
+            await server.start()
+        assert await server.wait() == 1
+    entries = [json.loads(line) for line in server.lines]
+    (fatal,) = [entry for entry in entries if entry["level"] == "ERROR"]
+    assert "cannot listen on 127.0.0.1:" in fatal["message"]
+    assert "already in use" in fatal["message"]
+
+
+async def test_http_actions_are_logged_with_who_asked(
+    server: ProgressServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO"):
+        await http_request(server.port, "POST", "/start", headers={"X-Progress-Name": "curl-bob"})
+    (record,) = [r for r in caplog.records if "accepted for" in r.getMessage()]
+    assert record.getMessage() == "HTTP start accepted for curl-bob"
+    assert record.client_name == "curl-bob"  # type: ignore[attr-defined]

@@ -38,7 +38,7 @@ async def test_two_workers_share_the_port_the_clients_and_a_graceful_stop(
     """Both workers get clients on the one port; everyone is counted; a worker that dies
     is restarted; SIGTERM to the supervisor closes every client with 1001, exit 0."""
     args = ("--workers", "2", "--redis-url", redis_url, "--redis-prefix", redis_prefix)
-    async with ServerProcess(*args) as server:
+    async with ServerProcess(*args, "--step-seconds", "0.05") as server:
         await until_logged(server, "listening on", 2)
         clients = [await connect(server.url) for _ in range(16)]
         ids = [(await recv_type(ws, "hello"))["client_id"] for ws in clients]
@@ -60,6 +60,21 @@ async def test_two_workers_share_the_port_the_clients_and_a_graceful_stop(
                         break
                     await asyncio.sleep(0.2)
         assert value(found, "progress_connections_total", result="accepted") == 16
+        # A run is counted once, by the worker whose transaction made each change,
+        # although both announce it.
+        await http_request(server.port, "POST", "/start")
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                _, _, body = await http_request(server.port, "GET", "/metrics")
+                found = samples(body.decode())
+                if value(found, "progress_calculations_total", outcome="SUCCESS") >= 1:
+                    break
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(0.3)  # the other worker has heard of every change by now
+        _, _, body = await http_request(server.port, "GET", "/metrics")
+        found = samples(body.decode())
+        assert value(found, "progress_calculations_total", outcome="SUCCESS") == 1
+        assert value(found, "progress_state_changes_total", state="STARTING") == 1
 
         assert server.process is not None
         workers = psutil.Process(server.process.pid).children()
