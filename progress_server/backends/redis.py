@@ -428,7 +428,7 @@ class RedisBackend:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     async def _read_forever(self) -> None:
         """Hand every published change to the listeners; after a loss, reconnect with
