@@ -10,16 +10,20 @@ from contextlib import aclosing
 from functools import partial
 from typing import ClassVar, Literal
 
+from rich.cells import cell_len
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Container, Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.events import Resize
 from textual.geometry import Size
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Button, Footer, Header
+from textual.widget import Widget
+from textual.widgets import Button, Footer, Header, ProgressBar
 
 from progress_client.client import (
     ActionAccepted,
@@ -63,6 +67,9 @@ logger = logging.getLogger(__name__)
 #: How long an action may wait for its answer before the user is told.
 PENDING_TIMEOUT = 5.0
 
+#: Client ids remembered as this app's own (one per connection; the oldest go first).
+MAX_IDS = 64
+
 #: The keys, for the help screen (the Footer shows them from BINDINGS).
 KEYS: tuple[tuple[str, str], ...] = (
     ("s", "Start a calculation"),
@@ -76,14 +83,17 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("q ctrl+c", "Quit"),
 )
 
-#: Where the Footer does not fit, the key bar leaves out the last of these first.
-KEY_PRIORITY = ("start", "cancel", "help", "reconnect", "quit", "toggle_log", "toggle_history")
+#: Where the Footer does not fit, the key bar leaves out the last of these first. The
+#: panels a small pane hides come before reconnect (the status bar says "press r" when
+#: it matters) and quit (q and ctrl+c, as everywhere).
+KEY_PRIORITY = ("start", "cancel", "toggle_log", "toggle_history", "help", "reconnect", "quit")
 
 #: Titles for people of the server's error codes; another code is "Refused".
 ERROR_TITLES: dict[str, str] = {
     ErrorCode.ALREADY_RUNNING: "Already running",
     ErrorCode.NOT_RUNNING: "Not running",
     ErrorCode.RATE_LIMITED: "Rate limited",
+    ErrorCode.UNAVAILABLE: "Store unreachable",
     ErrorCode.INTERNAL_ERROR: "Server error",
     ErrorCode.INVALID_JSON: "Not understood",
     ErrorCode.INVALID_MESSAGE: "Not understood",
@@ -143,8 +153,9 @@ class ProgressApp(App[None]):
     # The facts, one reactive each; the widgets render from them.
     snapshot: reactive[StateSnapshot | None] = reactive(None, init=False)
     history: reactive[tuple[Run, ...]] = reactive((), init=False)
-    #: This client's id on the current connection (its own actions read "you").
-    me: reactive[str | None] = reactive(None, init=False)
+    #: Every client id this app has had, oldest first (at most MAX_IDS): its own
+    #: actions read "you", also those of a connection before a reconnect or failover.
+    mine: reactive[tuple[str, ...]] = reactive((), init=False)
     #: The server's name and version, from its hello.
     server: reactive[str | None] = reactive(None, init=False)
     connection: reactive[ConnectionInfo] = reactive(
@@ -209,7 +220,7 @@ class ProgressApp(App[None]):
                 yield CalculationView(clock=self.clock, animate=self.spinning).data_bind(
                     run=ProgressApp.run_view,
                     connection=ProgressApp.connection,
-                    me=ProgressApp.me,
+                    mine=ProgressApp.mine,
                     frozen_at=ProgressApp.frozen_at,
                     busy=ProgressApp.busy,
                 )
@@ -219,7 +230,7 @@ class ProgressApp(App[None]):
                     yield Button("Cancel", id="cancel", variant="error")
             with Vertical(id="side"):
                 yield HistoryTable(clock=self.clock).data_bind(
-                    runs=ProgressApp.history, me=ProgressApp.me
+                    runs=ProgressApp.history, mine=ProgressApp.mine
                 )
                 yield EventLog(clock=self.clock)
         yield ConnectionStatusBar(now=self.now, rtt=lambda: self.client.rtt).data_bind(
@@ -292,14 +303,22 @@ class ProgressApp(App[None]):
             case Connected(url=url, server=server, client_id=client_id):
                 self.connection = ConnectionInfo(ConnectionStatus.CONNECTED, url)
                 self.sub_title = url
-                self.server, self.me = server, client_id
+                self.server = server
+                if client_id not in self.mine:
+                    self.mine = (*self.mine, client_id)[-MAX_IDS:]
                 log.add(f"Connected to {url} ({server})", "green")
             case StateReceived(snapshot=snapshot):
                 previous = self.snapshot
                 self.snapshot = snapshot
                 self.frozen_at = None
                 if previous is None or previous != snapshot:
-                    log.add(self._describe_change(snapshot), _style(snapshot.state))
+                    # At the server's time of the change: a client that saw it happen
+                    # and one that joined later write the same line.
+                    log.add(
+                        self._describe_change(snapshot),
+                        _style(snapshot.state),
+                        at=snapshot.changed_at,
+                    )
                 if self._lost_run is not None and self._resynced is None:
                     self._resynced = snapshot
                     self._check_lost_run(None)
@@ -311,9 +330,20 @@ class ProgressApp(App[None]):
                 self.clients = count
             case ActionAccepted(ack=ack):
                 self._settle(ack.request_id)
+            case ServerError(error=error) if error.code == ErrorCode.UNAVAILABLE:
+                # Not a refusal of this action but a "not now": the server's store
+                # is away, and every action is refused until it is back.
+                action = self._action_of(error.request_id) or "the action"
+                log.add(f"Store unreachable: {action} refused for now. {error.message}", "red")
+                self._toast(
+                    f"{error.message.rstrip('.')}. Actions are refused for now.",
+                    title=ERROR_TITLES[error.code],
+                    severity="error",
+                )
+                self._settle(error.request_id)
             case ServerError(error=error):
                 title = ERROR_TITLES.get(error.code, "Refused")
-                self.notify(printable(error.message), title=title, severity="error", markup=False)
+                self._toast(error.message, title=title, severity="error")
                 log.add(f"Refused: {error.message}", "red")
                 self._settle(error.request_id)
             case ConnectionLost(url=url, reason=reason):
@@ -337,11 +367,10 @@ class ProgressApp(App[None]):
                 )
                 sentence = reason.rstrip(".")
                 log.add(f"Stopped: {sentence}. Press r to try again.", "bold red")
-                self.notify(
-                    f"{printable(sentence)}. Press r to try again.",
+                self._toast(
+                    f"{sentence}. Press r to try again.",
                     title="Stopped connecting",
                     severity="error",
-                    markup=False,
                     timeout=10,
                 )
                 self._lose_connection()
@@ -352,12 +381,10 @@ class ProgressApp(App[None]):
         failed, why = self.connection.url, waiting.error  # the attempt's or connection's
         if waiting.permanent:
             log.add(f"Left out {failed}: {why}", "bold red")
-            self.notify(
-                f"{printable(failed)} refused the connection for good: "
-                f"{printable(why.rstrip('.'))}. The other URLs are tried.",
+            self._toast(
+                f"{failed} refused the connection for good: "
+                f"{why.rstrip('.')}. The other URLs are tried.",
                 title="URL left out",
-                severity="warning",
-                markup=False,
             )
         url, attempt = waiting.url, waiting.attempt
         self.connection = ConnectionInfo(
@@ -376,7 +403,7 @@ class ProgressApp(App[None]):
         """One log line: "STARTING 3b6188a98e7a by alice@laptop"."""
         text = f"{snapshot.state} {snapshot.calculation_id or ''}".rstrip()
         if snapshot.by is not None:
-            text += f" by {name_of(snapshot.by, self.me)}"
+            text += f" by {name_of(snapshot.by, self.mine)}"
         if snapshot.canceled_during is not None:
             text += f" during {snapshot.canceled_during}"
         return text
@@ -408,7 +435,7 @@ class ProgressApp(App[None]):
             why = "the server restarted" if url == self._lost_on else f"{url} does not have it"
             message = f"calculation {short_id(before.calculation_id)} was lost: {why}"
             self.query_one(EventLog).add(message, "bold red")
-            self.notify(message, title="Calculation lost", severity="warning", markup=False)
+            self._toast(message, title="Calculation lost")
 
     # What the user asks for.
 
@@ -488,10 +515,20 @@ class ProgressApp(App[None]):
             self.client.reconnect_now()
 
     def action_toggle_log(self) -> None:
-        self.log_choice = not self.query_one(EventLog).display
+        self.log_choice = show = not self.query_one(EventLog).display
+        if show and self._room_for_one_panel():
+            self.history_choice = False
 
     def action_toggle_history(self) -> None:
-        self.history_choice = not self.query_one(HistoryTable).display
+        self.history_choice = show = not self.query_one(HistoryTable).display
+        if show and self._room_for_one_panel():
+            self.log_choice = False
+
+    def _room_for_one_panel(self) -> bool:
+        """Below the calculation in a short pane, two panels would leave neither a
+        useful row: l and h then switch between the log and the history."""
+        width, height = self.size
+        return width < 80 and height < 20
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
@@ -559,8 +596,8 @@ class ProgressApp(App[None]):
             return
         self._settle(request_id)
         message = f"No answer from the server to {actions[0]} within {self.pending_timeout:g} s."
-        self.notify(message, title="No answer", severity="error", markup=False)
         self.query_one(EventLog).add(message, "red")
+        self._toast(message, title="No answer", severity="error")
 
     def _settle(self, request_id: str | None) -> None:
         """The answer to one request came (or will never come)."""
@@ -578,7 +615,85 @@ class ProgressApp(App[None]):
         if (title, message) in self._said:
             return
         self._said[(title, message)] = now + self.NOTIFICATION_TIMEOUT
-        self.notify(message, title=title, severity="warning", markup=False)
+        self.query_one(EventLog).add(f"{title}: {message}", "yellow")
+        self._toast(message, title=title)
+
+    def _toast(
+        self,
+        message: str,
+        *,
+        title: str,
+        severity: SeverityLevel = "warning",
+        timeout: float | None = None,
+    ) -> None:
+        """A notification, as plain text (its words may be the server's), that never
+        covers the state's name, the progress nor the connection status.
+
+        Wide, with a side panel, it stands over the panel. Otherwise it spans the width
+        below the progress, its title above one line: a longer message is in the event
+        log, and the line says so; and older notifications give way when one more would
+        not fit there (they are all in the event log).
+        """
+        width = self.size.width
+        if not self._toasts_beside():
+            # The line: the width less the toast's left border and padding.
+            if cell_len(message) > width - 3:
+                log = self.query_one(EventLog)
+                message = "details in the event log" if log.display else "details in the log: l"
+            room = self._room_below()
+            if room is not None and 2 * (len(self._toast_widgets()) + 1) > room:
+                self.clear_notifications()
+        self.notify(
+            printable(message), title=title, severity=severity, timeout=timeout, markup=False
+        )
+        self.call_after_refresh(self._fit_toasts)
+
+    def _toasts_beside(self) -> bool:
+        """Whether notifications stand over the side panels, right of the calculation
+        (as :meth:`_sync_panels` decided); otherwise below the progress."""
+        return self.query_one("#body").screen.has_class("-toasts-beside")
+
+    def _toast_widgets(self) -> list[Widget]:
+        """The notifications on screen (Textual's toasts, found by their type's name)."""
+        return list(self.query_one("#body").screen.query("Toast"))
+
+    def _room_below(self) -> int | None:
+        """The rows between the progress and the status bar, as laid out; None before
+        the first layout."""
+        caption = self.query_one(StateBanner).query_one("#caption")
+        bar = self.query_one(CalculationView).query_one(ProgressBar)
+        status = self.query_one(ConnectionStatusBar)
+        if status.region.y <= 0:
+            return None
+        return status.region.y - max(caption.region.bottom, bar.region.bottom)
+
+    def _fit_toasts(self) -> None:
+        """Place the notifications for the layout as it is now: over the side panels
+        (wide), or below the progress, the older ones giving way if they would cover
+        it (after a resize, or a notification that is not the app's)."""
+        try:
+            side = self.query_one("#side")
+            status = self.query_one(ConnectionStatusBar)
+            screen = status.screen
+            # Textual's container of the toasts, by its type's name (not exported).
+            rack = screen.query_one("ToastRack")
+            room = self._room_below()
+        except NoMatches:  # not composed yet, or shutting down
+            return
+        if room is None:
+            return
+        beside = self._toasts_beside()
+        left = side.region.x if beside else 0
+        rack.styles.margin = (0, 0, screen.size.height - status.region.y, left)
+        rack.styles.width = screen.size.width - left
+        if not beside:
+            top = status.region.y - room
+            if any(toast.region.y < top for toast in self._toast_widgets()):
+                self.clear_notifications()
+
+    def _action_of(self, request_id: str | None) -> Action | None:
+        """The action sent with ``request_id`` and not answered yet."""
+        return next((action for sent, action in self.in_flight if sent == request_id), None)
 
     # Derived views.
 
@@ -593,9 +708,11 @@ class ProgressApp(App[None]):
 
     def watch_run_view(self) -> None:
         self._sync_controls()
+        self.call_after_refresh(self._fit_toasts)
 
     def watch_connection(self) -> None:
         self._sync_controls()
+        self.call_after_refresh(self._fit_toasts)
 
     def watch_in_flight(self) -> None:
         self.busy = bool(self.in_flight)
@@ -636,8 +753,16 @@ class ProgressApp(App[None]):
         self.query_one(EventLog).display = show_log
         self.query_one(HistoryTable).display = show_history
         self.query_one("#side").display = show_log or show_history
+        self.query_one("#side").set_class(show_log and show_history, "-both")
         # Short and a side panel shown: the calculation keeps only its essential lines.
-        self.query_one("#body").set_class(show_log or show_history, "-side-shown")
+        body = self.query_one("#body")
+        body.set_class(show_log or show_history, "-side-shown")
+        # Notifications: over the side panels where they are beside the calculation,
+        # below the progress otherwise (app.tcss; _fit_toasts places them).
+        beside = width >= 80 and (show_log or show_history)
+        body.screen.set_class(beside, "-toasts-beside")
+        body.screen.set_class(not beside, "-toasts-below")
+        self.call_after_refresh(self._fit_toasts)
 
 
 def _style(state: State) -> str:

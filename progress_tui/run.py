@@ -11,7 +11,7 @@ who started it all travel in every ``state`` message (``started_at``,
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from progress_client.display import duration, printable
@@ -159,29 +159,31 @@ class RunView:
             return f"done in {duration(elapsed)}"
         return f"canceled after {duration(elapsed)} of {duration(self.total_seconds)}"
 
-    def attribution(self, me: str | None = None) -> str:
+    def attribution(self, mine: Collection[str] = ()) -> str:
         """ "started by alice@laptop", "canceled by bob@desk during IN_PROGRESS".
 
         Args:
-            me: This client's id: its own actions read "(you)" after its name.
+            mine: This client's ids (one per connection it had): its own actions read
+                "(you)" after its name.
         """
         parts = []
         if self.started_by is not None:
-            parts.append(f"started by {name_of(self.started_by, me)}")
+            parts.append(f"started by {name_of(self.started_by, mine)}")
         if self.state is State.CANCELED:
             canceled = "canceled"
             if self.canceled_by is not None:
-                canceled += f" by {name_of(self.canceled_by, me)}"
+                canceled += f" by {name_of(self.canceled_by, mine)}"
             if self.snapshot.canceled_during is not None:
                 canceled += f" during {self.snapshot.canceled_during}"
             parts.append(canceled)
         return " · ".join(parts)
 
 
-def name_of(by: Attribution, me: str | None = None) -> str:
-    """What a person is called on screen: their name, plain; "(you)" for this client."""
+def name_of(by: Attribution, mine: Collection[str] = ()) -> str:
+    """What a person is called on screen: their name, plain; "(you)" after it when the
+    client id is one of ``mine`` (this client's, on any of its connections)."""
     name = printable(by.name)
-    return f"{name} (you)" if me is not None and by.client_id == me else name
+    return f"{name} (you)" if by.client_id in mine else name
 
 
 def short_id(calculation_id: str) -> str:

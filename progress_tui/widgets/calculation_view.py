@@ -65,8 +65,8 @@ class CalculationView(Widget):
 
     run: reactive[RunView | None] = reactive(None)
     connection: reactive[ConnectionInfo | None] = reactive(None)
-    #: This client's id: its own actions read "(you)".
-    me: reactive[str | None] = reactive(None)
+    #: This client's ids (one per connection it had): its own actions read "(you)".
+    mine: reactive[tuple[str, ...]] = reactive(())
     #: The wall time the connection was lost at, while it is; None while connected.
     frozen_at: reactive[float | None] = reactive(None)
     #: An action of this client waits for its answer.
@@ -118,7 +118,7 @@ class CalculationView(Widget):
     def watch_connection(self) -> None:
         self.tick()
 
-    def watch_me(self) -> None:
+    def watch_mine(self) -> None:
         self.tick()
 
     def watch_busy(self) -> None:
@@ -142,7 +142,7 @@ class CalculationView(Widget):
         self.query_one(ProgressBar).update(progress=run.progress(now) if run else 0.0)
         self._show("#details", self.details())
         self._show("#timing", run.timing(now) if run else "")
-        self._show("#who", run.attribution(self.me) if run else "")
+        self._show("#who", run.attribution(self.mine) if run else "")
 
     def _show(self, selector: str, text: str) -> None:
         """One line, redrawn only when it changes; it takes no room while empty."""

@@ -12,6 +12,8 @@ from textual.widgets import RichLog
 
 from progress_client.display import printable
 
+from ..wrapping import wrap
+
 __all__ = ["EventLog"]
 
 
@@ -20,7 +22,9 @@ class EventLog(RichLog):
 
     The entries are kept as text and wrapped again at each change of width, so that a
     log that was narrowed and widened again shows every line whole, with no horizontal
-    scrollbar, scrolled to its end.
+    scrollbar, scrolled to its end. They break at spaces, a URL after a ``/``: never
+    inside a word (see :func:`~progress_tui.wrapping.wrap`), within the width left by
+    the scrollbar's reserved column.
 
     Args:
         clock: Wall-clock time for the timestamps; tests freeze it.
@@ -41,20 +45,32 @@ class EventLog(RichLog):
     def __init__(
         self, *, clock: Callable[[], float] = time.time, max_lines: int = 500, id: str | None = None
     ) -> None:
-        super().__init__(max_lines=max_lines, min_width=1, wrap=True, markup=False, id=id)
+        # The lines come wrapped (by wrap()): Rich must not fold them again.
+        super().__init__(max_lines=max_lines, min_width=1, wrap=False, markup=False, id=id)
         self.clock = clock
         self.entries: deque[Text] = deque(maxlen=max_lines)
         self.border_title = "Events"
         self._drawn_width = 0
 
-    def add(self, message: str, style: str = "") -> None:
-        """One entry, as plain text: server words in ``message`` are never markup."""
-        stamp = time.strftime("%H:%M:%S", time.localtime(self.clock()))
+    def add(self, message: str, style: str = "", *, at: float | None = None) -> None:
+        """One entry, as plain text: server words in ``message`` are never markup.
+
+        Args:
+            message: What happened.
+            style: The message's Rich style.
+            at: When it happened (unix time): a state's ``changed_at``, the server's
+                time, which every client shows alike. By default, now on this clock.
+        """
+        when = self.clock() if at is None else at
+        stamp = time.strftime("%H:%M:%S", time.localtime(when))
         entry = Text.assemble((f"{stamp} ", "dim"), (printable(message), style))
         self.entries.append(entry)
         if self._drawn_width and self._drawn_width == self._width():
-            self.write(entry)
+            self._draw(entry, self._drawn_width)
         # Otherwise (hidden, or not laid out yet) it is drawn at the next resize.
+
+    def _draw(self, entry: Text, width: int, *, scroll_end: bool | None = None) -> None:
+        self.write(Text("\n").join(wrap(entry, width)), scroll_end=scroll_end)
 
     def text(self) -> str:
         """Every entry, one per line, as plain text."""
@@ -69,5 +85,5 @@ class EventLog(RichLog):
             self._drawn_width = width
             self.clear()
             for entry in self.entries:
-                self.write(entry, scroll_end=False)
+                self._draw(entry, width, scroll_end=False)
             self.scroll_end(animate=False, immediate=False, x_axis=False)

@@ -10,15 +10,17 @@ from textual.widget import Widget
 
 __all__ = ["KeyBar"]
 
-#: Between two keys.
+#: Between two keys; the narrower one where all would not fit otherwise.
 GAP = "  "
+NARROW_GAP = " "
 
 
 class KeyBar(Widget):
     """ "s Start  c Cancel  ? Help": as many of the shown keys as fit the width, whole.
 
-    When not all fit, the keys that come last in ``priority`` are left out first; the
-    others keep their order. A disabled key is dimmed, as in the Footer.
+    When not all fit, they stand closer (one space apart), then the keys that come last
+    in ``priority`` are left out first; the others keep their order. A disabled key is
+    dimmed, as in the Footer.
 
     Args:
         priority: Actions from the most to the least useful; others come after them.
@@ -28,7 +30,8 @@ class KeyBar(Widget):
     KeyBar {
         dock: bottom;
         height: 1;
-        padding: 0 1;
+        /* No right padding: the last key may end at the edge (one more fits). */
+        padding: 0 0 0 1;
         background: $footer-background;
         color: $footer-description-foreground;
     }
@@ -60,8 +63,9 @@ class KeyBar(Widget):
             items.append((binding.action, item if enabled else item.stylize("dim")))
         return items
 
-    def fitting(self, width: int) -> list[Content]:
-        """The items that fit in ``width`` cells, dropping the least useful first."""
+    def fitting(self, width: int) -> Content:
+        """The items that fit in ``width`` cells, closer together before dropping the
+        least useful first."""
         items = self.items()
 
         def rank(position: int) -> tuple[int, int]:
@@ -72,10 +76,12 @@ class KeyBar(Widget):
         kept = list(range(len(items)))
         while kept:
             shown = [items[position][1] for position in kept]
-            if sum(item.cell_length for item in shown) + len(GAP) * (len(shown) - 1) <= width:
-                return shown
+            for gap in (GAP, NARROW_GAP):
+                line = Content(gap).join(shown)
+                if line.cell_length <= width:
+                    return line
             kept.remove(max(kept, key=rank))
-        return []
+        return Content("")
 
     def render(self) -> Content:
-        return Content(GAP).join(self.fitting(self.size.width))
+        return self.fitting(self.size.width)

@@ -1,13 +1,28 @@
-"""A ProgressClient that tests control: its events are the ones a test plays."""
+"""A ProgressClient that tests control (its events are the ones a test plays), and what
+the app tests look at the screen with."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Sequence
+import time
+from collections.abc import AsyncGenerator, Callable, Sequence
 
+from textual.app import App
 from textual.pilot import Pilot
+from textual.widget import Widget
 
-from progress_client.client import ClientEvent, Closed, ProgressClient
+from progress_client.client import (
+    ClientEvent,
+    ClientsChanged,
+    Closed,
+    Connected,
+    Connecting,
+    HistoryReceived,
+    ProgressClient,
+    StateReceived,
+)
+from progress_protocol.states import State, StateSnapshot
+from tests.helpers import TIMEOUT
 
 URL = "ws://127.0.0.1:3003/progress"
 
@@ -50,3 +65,39 @@ class ScriptedClient(ProgressClient):
         while not self.queue.empty():
             await asyncio.sleep(0.001)
         await pilot.pause()  # until the app, which got them all, is idle
+
+
+def connected_client() -> ScriptedClient:
+    """A client that has just connected to an idle server (for tests of the UI alone)."""
+    return ScriptedClient(
+        Connecting(URL, 1),
+        Connected(URL, "progress-server/9.8.7", "c0ffee"),
+        StateReceived(StateSnapshot(State.IDLE, None, 0, time.time(), 2.0)),
+        HistoryReceived(()),
+        ClientsChanged(1),
+    )
+
+
+async def until(
+    pilot: Pilot[None], predicate: Callable[[], bool], timeout: float = TIMEOUT
+) -> None:
+    """Let the app run until `predicate` holds; fails the test after `timeout`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"still not true after {timeout} s")
+        await pilot.pause(0.01)
+
+
+def rendered(app: App[None], widget: Widget | str, within: str | None = None) -> str:
+    """The characters a widget shows on screen now, line by line, as the compositor
+    draws them (a test-only look at Textual's compositor); ``within`` crops it to
+    another widget's region."""
+    if isinstance(widget, str):
+        widget = app.query_one(widget)
+    region = widget.region
+    if within is not None:
+        region = region.intersection(app.query_one(within).region)
+    strips = app.screen._compositor.render_strips()
+    lines = strips[region.y : region.bottom]
+    return "\n".join(strip.crop(region.x, region.right).text.rstrip() for strip in lines)

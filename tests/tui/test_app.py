@@ -8,21 +8,19 @@ import logging
 import re
 import signal
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AsyncExitStack
 
 import pytest
 from rich.text import Text
 from textual.content import Content
 from textual.pilot import Pilot
-from textual.widget import Widget
 from textual.widgets import Button, Label
 from textual.widgets._progress_bar import Bar
 
 from progress_client.client import (
     NOT_TLS,
     ClientEvent,
-    ClientsChanged,
     Connected,
     Connecting,
     ConnectionLost,
@@ -49,7 +47,7 @@ from progress_tui.widgets import (
 from tests.client.hostile import CASES, HostileServer, Refusal, Script, state
 from tests.client.servers import instances
 from tests.helpers import TIME_FACTOR, TIMEOUT, ServerProcess, free_port, http_request
-from tests.tui.scripted import URL, ScriptedClient
+from tests.tui.scripted import URL, ScriptedClient, connected_client, rendered, until
 
 #: Steps long enough for a key press to land inside a given state.
 APP_STEP = 0.5 * TIME_FACTOR
@@ -72,17 +70,6 @@ def make_app(
     return ProgressApp(client, **kwargs)  # type: ignore[arg-type]
 
 
-async def until(
-    pilot: Pilot[None], predicate: Callable[[], bool], timeout: float = TIMEOUT
-) -> None:
-    """Let the app run until `predicate` holds; fails the test after `timeout`."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"still not true after {timeout} s")
-        await pilot.pause(0.01)
-
-
 def state_of(app: ProgressApp) -> State | None:
     return app.snapshot.state if app.snapshot else None
 
@@ -99,20 +86,6 @@ def toasts(app: ProgressApp) -> list[str]:
 
 def bar_text(app: ProgressApp) -> str:
     return app.query_one(ConnectionStatusBar).describe()
-
-
-def rendered(app: ProgressApp, widget: Widget | str, within: str | None = None) -> str:
-    """The characters a widget shows on screen now, line by line, as the compositor
-    draws them (a test-only look at Textual's compositor); ``within`` crops it to
-    another widget's region."""
-    if isinstance(widget, str):
-        widget = app.query_one(widget)
-    region = widget.region
-    if within is not None:
-        region = region.intersection(app.query_one(within).region)
-    strips = app.screen._compositor.render_strips()
-    lines = strips[region.y : region.bottom]
-    return "\n".join(strip.crop(region.x, region.right).text.rstrip() for strip in lines)
 
 
 COUNTDOWN = re.compile(r"Reconnecting in \d+\.\ds \(attempt (\d+)\)")
@@ -554,17 +527,6 @@ async def test_q_and_ctrl_c_close_the_websocket_with_1000(server: ProgressServer
     assert connection.close_code == 1000
 
 
-def connected_client() -> ScriptedClient:
-    """A client that has just connected to an idle server (for tests of the UI alone)."""
-    return ScriptedClient(
-        Connecting(URL, 1),
-        Connected(URL, "progress-server/9.8.7", "c0ffee"),
-        StateReceived(StateSnapshot(State.IDLE, None, 0, time.time(), 2.0)),
-        HistoryReceived(()),
-        ClientsChanged(1),
-    )
-
-
 @pytest.mark.parametrize("key", ["question_mark", "f1"])
 async def test_help_shows_the_keys_the_server_and_the_name(key: str) -> None:
     """? or F1: the keys, the URL, the server's version, this client's name; Esc closes."""
@@ -628,7 +590,7 @@ async def test_a_notification_never_hides_the_status_bar() -> None:
         screen = rendered(app, app.screen).splitlines()
         bar, keys = app.query_one(ConnectionStatusBar), app.query_one(KeyBar)
         assert screen[bar.region.y].strip() == bar.describe(bar.size.width)
-        assert screen[keys.region.y].startswith(" s Start  c Cancel")
+        assert screen[keys.region.y].startswith(" s Start c Cancel")
         assert "notification" in "".join(screen[: bar.region.y])
 
 
@@ -651,29 +613,6 @@ async def test_resizing_back_and_forth_restores_everything() -> None:
         assert log.virtual_size.width <= log.scrollable_content_region.width
         tail = " ".join(rendered(app, log).replace("│", " ").split())
         assert "entry 59 " + "word " * 11 + "word" in tail
-
-
-async def test_l_and_h_show_the_panels_a_small_pane_hides() -> None:
-    """40x12: no room for the log or the history until l or h; the calculation keeps its
-    state, progress and status in view; l again hides the log."""
-    client = connected_client()
-    app = ProgressApp(client)
-    async with app.run_test(size=(40, 12)) as pilot:
-        await client.played(pilot)
-        log, history = app.query_one(EventLog), app.query_one(HistoryTable)
-        assert not log.display and not history.display
-        await pilot.press("l")
-        await pilot.pause()
-        assert log.display and log.region.height >= 6
-        assert not app.query_one(StepList).display  # an optional line, making room
-        screen = rendered(app, app.screen)
-        assert "○ IDLE" in screen and "0%" in screen and "● Connected" in screen
-        await pilot.press("h")
-        await pilot.pause()
-        assert history.display
-        await pilot.press("l")
-        await pilot.pause()
-        assert not log.display
 
 
 # Against a hostile server.

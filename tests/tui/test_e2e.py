@@ -120,7 +120,7 @@ async def test_two_tuis_side_by_side_show_the_same_calculation(
             assert "started by alice@laptop" in screen
             assert "Traceback" not in screen
         assert "alice@laptop (you)" in screens[0] and "bob@desk (you)" in screens[1]
-        await wide.shows("History", "✘ CANCELED (IN_PROGRESS)")  # the wide pane has room
+        await wide.shows("History", "✘ IN_PROGRESS", "✘ you")  # who canceled, and when
 
         server.signal(15)  # SIGTERM: going away
         assert await server.wait() == 0

@@ -100,10 +100,10 @@ def test_this_clients_own_actions_say_you() -> None:
     """The client whose id asked reads "(you)" after its name; others read the name."""
     canceled = snap(State.CANCELED, T0 + 1, canceled_during=State.STARTING, by=BOB)
     run = RunView.of(canceled, [run_of(canceled_by=BOB)])
-    assert run.attribution(me="b0b") == (
+    assert run.attribution(mine=("b0b",)) == (
         "started by alice@laptop · canceled by bob@desk (you) during STARTING"
     )
-    assert run.attribution(me="a11ce").startswith("started by alice@laptop (you) · ")
+    assert run.attribution(mine=("0ld", "a11ce")).startswith("started by alice@laptop (you) · ")
 
 
 def test_names_are_shown_plainly() -> None:
