@@ -480,6 +480,12 @@ class RedisBackend:
         if self._acting:
             self._held.extend(changes)
             return
+        if self._held:
+            # Held for an action whose caller has not resumed yet: they come first, or
+            # a later change from the channel would overtake them and they would be
+            # dropped as already seen.
+            changes = sorted([*self._held, *changes], key=lambda change: change.snapshot.seq)
+            self._held = []
         for change in changes:
             if change.snapshot.seq <= self._delivered:
                 continue
