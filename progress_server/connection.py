@@ -65,6 +65,20 @@ class GuardedConnection(ServerConnection):
         dropped: Why the server cut this connection short, when it did.
     """
 
+    # Slots, not the instance's dict: websockets' 27 attributes and these would make
+    # it larger than CPython shares between instances (30 keys), 1.3 KiB a client.
+    __slots__ = (
+        "_close_deadline",
+        "_head",
+        "_held",
+        "budget",
+        "config",
+        "dropped",
+        "last_pong",
+        "metrics",
+        "registry",
+    )
+
     def __init__(
         self,
         protocol: ServerProtocol,
@@ -83,6 +97,8 @@ class GuardedConnection(ServerConnection):
             config.rate_limit, config.rate_burst, config.flood_tolerance, self.loop.time()
         )
         self.dropped: str | None = None
+        #: The loop time of the last pong received (see :class:`~.keepalive.Keepalive`).
+        self.last_pong = float("-inf")
         #: The request, gathered until its headers end.
         self._head: bytearray | None = bytearray()
         #: What came after the request, held until the response has gone out.
@@ -173,13 +189,13 @@ class GuardedConnection(ServerConnection):
                 )
 
     def process_event(self, event: Any) -> None:
-        if (
-            isinstance(event, Frame)
-            and event.opcode in CHARGED_OPCODES
-            and self.budget.take(self.loop.time()) is Verdict.CLOSE
-        ):
-            self._close_for_flooding()
-            return
+        if isinstance(event, Frame) and event.opcode in CHARGED_OPCODES:
+            now = self.loop.time()
+            if self.budget.take(now) is Verdict.CLOSE:
+                self._close_for_flooding()
+                return
+            if event.opcode is Opcode.PONG:
+                self.last_pong = now
         super().process_event(event)
 
     def over_cap(self) -> bool:
@@ -215,13 +231,18 @@ class GuardedConnection(ServerConnection):
             self.short_id,
             extra={"client_id": self.short_id, "reason": "flood"},
         )
-        if self.protocol.state is ConnectionState.OPEN:
-            # Sends the close frame and half-closes; the rest of the input is discarded.
-            self.protocol.fail(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
-            self.send_data()
+        self.fail(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
         # Nothing more is read: the flood stops costing CPU, and stalls in the kernel.
         self.transport.pause_reading()
-        # A flooder that does not read never completes the closing handshake.
+
+    def fail(self, code: CloseCode, reason: str) -> None:
+        """Close at once, without waiting (as websockets' keepalive does on a timeout):
+        the close frame goes out, the rest of the input is discarded, and the
+        connection is cut after the close timeout if the peer does not close it."""
+        if self.protocol.state is ConnectionState.OPEN:
+            self.protocol.fail(code, reason)
+            self.send_data()
+        # A peer that does not read never completes the closing handshake.
         self.loop.call_later(self.close_timeout or 0.0, self.transport.abort)
 
     def _refuse_handshake(self) -> None:

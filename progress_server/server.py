@@ -37,6 +37,7 @@ from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
 from .connection import GuardedConnection
 from .descriptors import DescriptorWatch, clients_that_fit, open_files_limit
 from .hub import Hub
+from .keepalive import Keepalive
 from .limits import Verdict
 from .metrics import Metrics
 from .routes import HttpRoutes
@@ -97,6 +98,11 @@ class ProgressServer:
         self.connections: set[GuardedConnection] = set()
         self.descriptors = DescriptorWatch(lambda: len(self.connections))
         self.routes = HttpRoutes(self.service)
+        self.keepalive = Keepalive(
+            lambda: self.connections,
+            interval=self.config.ping_interval,
+            timeout=self.config.ping_timeout,
+        )
         self._server: Server | None = None
         self._unsubscribe: Unsubscribe | None = None
         self._unsubscribe_count: Unsubscribe | None = None
@@ -168,8 +174,8 @@ class ProgressServer:
             server_header=SERVER_NAME,
             open_timeout=config.handshake_timeout,
             close_timeout=CLOSE_TIMEOUT,
-            ping_interval=config.ping_interval,
-            ping_timeout=config.ping_timeout,
+            # One task pings every client (Keepalive), not one task per client.
+            ping_interval=None,
             max_size=config.max_message_bytes,
             ssl=ssl_context,
             # Messages are ~150 bytes: deflate saves little and costs ~300 KiB of zlib
@@ -179,6 +185,7 @@ class ProgressServer:
             reuse_port=config.reuse_port or None,
         )
         hub.start()
+        self.keepalive.start()
         self.descriptors.start()
         if self.metrics.multiprocess:
             self._gauges = asyncio.get_running_loop().create_task(
@@ -216,6 +223,7 @@ class ProgressServer:
             self._gauges = None
         if self.hub is not None:
             self.hub.stop()
+        self.keepalive.stop()
         self.descriptors.stop()
         if self._server is not None:
             self._server.close()
@@ -247,6 +255,11 @@ class ProgressServer:
         peer = _format_peer(connection.remote_address)
         assert connection.request is not None
         name = presented_name(connection.request.headers, connection.request.path)
+        # Nothing reads the handshake's headers after this: they need not live as long
+        # as the connection (2 KiB a client). The request stays (websockets tells the
+        # handshake is over by it, and its parser holds it), its headers emptied.
+        connection.request.headers.clear()
+        connection.response = None
         by = Attribution(client_id, name or client_id)
         joined = False
         metrics = self.metrics

@@ -1,0 +1,90 @@
+"""Keepalive from one task: every client pinged each interval, the silent ones dropped.
+
+(A client that answers no ping at all is dropped within interval + timeout: see
+test_slow_clients.py and test_operations.py, which check the log and the metric too.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+
+from websockets.asyncio.client import connect
+
+from progress_server.server import ProgressServer
+from tests.helpers import TIME_FACTOR, TIMEOUT
+from tests.raw import RawClient
+
+INTERVAL = 0.1 * TIME_FACTOR
+
+
+def masked_pong(payload: bytes) -> bytes:
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return struct.pack("!BB", 0x8A, 0x80 | len(payload)) + mask + masked
+
+
+async def next_ping(client: RawClient) -> bytes:
+    while True:
+        opcode, payload = await client.frame()
+        if opcode == 0x9:
+            return payload
+
+
+async def test_every_client_gets_the_same_ping_each_interval() -> None:
+    """One sweep, one frame: two clients get the same ping payload, a new one at the
+    next interval."""
+    async with ProgressServer(port=0, ping_interval=INTERVAL, ping_timeout=INTERVAL) as server:
+        first, second = RawClient.connect(server.port), RawClient.connect(server.port)
+        clients = await asyncio.gather(first, second)
+        pings = await asyncio.gather(*(next_ping(client) for client in clients))
+        assert len(pings[0]) == 4 and pings[0] == pings[1]
+        for client in clients:  # answered, so the next sweep pings them again
+            await asyncio.get_running_loop().sock_sendall(client.sock, masked_pong(pings[0]))
+        later = await asyncio.gather(*(next_ping(client) for client in clients))
+        assert later[0] == later[1] != pings[0]
+        for client in clients:
+            client.close()
+
+
+async def test_clients_that_answer_stay_for_many_intervals() -> None:
+    """A websockets client answers every ping by itself: after ten intervals it is still
+    connected, and the server still counts it."""
+    async with ProgressServer(port=0, ping_interval=INTERVAL, ping_timeout=INTERVAL) as server:
+        assert server.hub is not None
+        async with connect(server.url, ping_interval=None) as client:
+            await asyncio.sleep(10 * INTERVAL)
+            await client.send('{"action": "status"}')
+            async with asyncio.timeout(TIMEOUT):
+                while '"type":"state"' not in str(await client.recv()).replace(" ", ""):
+                    pass
+            assert len(server.hub.clients) == 1
+            assert not server.keepalive.waiting or all(
+                connection in server.connections for connection in server.keepalive.waiting
+            )
+
+
+async def test_an_unsolicited_pong_is_an_answer() -> None:
+    """RFC 6455 allows an unsolicited pong as a heartbeat: a client that sends one each
+    interval, with whatever payload, is alive and stays."""
+    async with ProgressServer(port=0, ping_interval=INTERVAL, ping_timeout=INTERVAL) as server:
+        assert server.hub is not None
+        client = await RawClient.connect(server.port)
+        loop = asyncio.get_running_loop()
+        for _ in range(8):
+            await loop.sock_sendall(client.sock, masked_pong(b"beat"))
+            await asyncio.sleep(INTERVAL / 2)
+        assert len(server.hub.clients) == 1
+        client.close()
+
+
+async def test_closing_the_server_stops_the_keepalive() -> None:
+    server = ProgressServer(port=0, ping_interval=INTERVAL, ping_timeout=INTERVAL)
+    await server.start()
+    task = server.keepalive._task
+    assert task is not None and not task.done()
+    await server.close()
+    await asyncio.sleep(0)
+    assert task.cancelled() or task.done()
+    assert server.keepalive.waiting == {}
