@@ -106,14 +106,16 @@ class HistoryTable(DataTable[Text]):
         if not self.is_mounted:
             return
         layout = self.layout_for(self._width())
-        if layout.columns != (self.layout_shown.columns if self.layout_shown else ()):
-            self.clear(columns=True)
-            self.add_columns(*layout.columns)
-        else:
-            self.clear()
+        rows = [self.cells(run, layout) for run in self.runs]
+        # Each column as wide as its widest line, set here rather than measured by the
+        # table as rows come (which, rows of several lines among them, could leave a
+        # column as narrow as its label).
+        self.clear(columns=True)
+        for index, label in enumerate(layout.columns):
+            lines = [label] + [line for row in rows for line in row[index].plain.split("\n")]
+            self.add_column(label, width=max(cell_len(line) for line in lines))
         self.layout_shown = layout
-        for run in self.runs:
-            cells = self.cells(run, layout)
+        for run, cells in zip(self.runs, rows, strict=True):
             height = max(len(cell.plain.split("\n")) for cell in cells)
             self.add_row(*cells, key=run.calculation_id, height=height)
         self.border_subtitle = "" if self.runs else "no finished calculation yet"
