@@ -6,9 +6,11 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,7 +19,8 @@ import psutil
 from websockets.sync.client import connect
 
 from .loadgen import Workers
-from .servers import EXTRA_SERVERS, SERVERS, ServerUnderTest
+from .servers import EXTRA_SERVERS, SERVERS, ReusePortWorkers, ServerUnderTest
+from .storm import StormReport, run_storm, storm_table
 
 __all__ = ["Result", "main"]
 
@@ -84,6 +87,70 @@ def rss(processes: list[psutil.Process]) -> int:
     return sum(process.memory_info().rss for process in processes)
 
 
+def server_processes(started: Sequence[subprocess.Popen[bytes]]) -> list[psutil.Process]:
+    """The processes started, and theirs (the workers of ``--workers``): what counts."""
+    found: list[psutil.Process] = []
+    for process in started:
+        parent = psutil.Process(process.pid)
+        found += [parent, *parent.children(recursive=True)]
+    return found
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How the load is spread so that no process or address runs out: one process
+    holds at most its limit on open files, and one source address reaches one server
+    port from at most as many ports as the ephemeral range has."""
+
+    processes: int
+    sources: tuple[str, ...]
+    open_files: int
+    ports_per_address: int
+
+    def describe(self, clients: int) -> str:
+        text = (
+            f"{clients} clients: {self.processes} load-generating processes "
+            f"(open files: {self.open_files} a process)"
+        )
+        if self.sources:
+            text += (
+                f", from {len(self.sources)} source addresses {self.sources[0]}.."
+                f"{self.sources[-1]} ({self.ports_per_address} ephemeral ports each)"
+            )
+        return text
+
+
+def ephemeral_ports() -> int:
+    """How many ports one address can connect from (Linux's ip_local_port_range)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(high) - int(low) + 1
+    except (OSError, ValueError):
+        return 28_232  # Linux's default range, 32768-60999
+
+
+def plan(clients: int, ports: int, workers: int) -> Plan:
+    """The processes and source addresses ``clients`` need, ``workers`` at least.
+
+    Raises:
+        click.ClickException: If the limit on open files cannot be raised enough.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+    room = max(1, limit - RESERVED_FILES)
+    processes = max(workers, -(-clients // room))
+    raise_open_files(-(-clients // processes) + RESERVED_FILES)
+    range_size = ephemeral_ports()
+    sources: tuple[str, ...] = ()
+    # Past 90 % of the range from one address to one port, connect() fails.
+    if -(-clients // ports) > range_size * 9 // 10:
+        needed = -(-clients // (range_size * 9 // 10 * ports))
+        processes = max(processes, needed)
+        sources = tuple(f"127.0.0.{2 + index}" for index in range(processes))
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return Plan(processes, sources, soft, range_size)
+
+
 def measure(
     server: ServerUnderTest,
     clients: int,
@@ -92,13 +159,14 @@ def measure(
     step_seconds: float,
     workers: int,
     log: Path,
+    sources: Sequence[str] = (),
 ) -> Result:
     running = server.start(step_seconds, clients, log)
     pool: Workers | None = None
     try:
-        observed = [psutil.Process(process.pid) for process in running.processes]
+        observed = server_processes(running.processes)
         rss_before = rss(observed)
-        pool = Workers(workers, "127.0.0.1", running.ports, "/progress", clients)
+        pool = Workers(workers, "127.0.0.1", running.ports, "/progress", clients, sources=sources)
         connected, _failed, seconds = pool.connect()
         # The server settles (allocations, buffers) before its memory is read; short
         # steps mean a smoke run, where a fraction of a second is enough.
@@ -134,8 +202,12 @@ def measure(
         cpu_s_per_broadcast=round(cpu / len(seqs), 5) if seqs else float("nan"),
         rss_mib=round(rss_connected / 2**20, 1),
         rss_kib_per_client=round((rss_connected - rss_before) / 1024 / max(1, connected), 2),
-        processes=len(running.processes),
+        processes=len(observed),
     )
+
+
+#: Descriptors a load-generating process keeps for itself besides its clients.
+RESERVED_FILES = 1024
 
 
 def raise_open_files(needed: int) -> None:
@@ -146,7 +218,8 @@ def raise_open_files(needed: int) -> None:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < needed:
         raise click.ClickException(
-            f"{needed} open files are needed and the limit is {soft}: raise it (ulimit -n)"
+            f"{needed} open files are needed in each load-generating process and the "
+            f"limit is {soft}: raise it (ulimit -n), or use more processes (--workers)"
         )
 
 
@@ -240,6 +313,13 @@ def _client_counts(ctx: click.Context, param: click.Parameter, value: str | None
 )
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--quick", is_flag=True, help="A run of about a minute.")
+@click.option(
+    "--storm",
+    is_flag=True,
+    help="Measure a reconnect storm instead: the clients, with progress-client's "
+    "backoff, lose progress-server to a SIGKILL and come back when it restarts.  "
+    "[clients default: 10000; --quick: 1000]",
+)
 def main(
     clients: list[int],
     calculations: int | None,
@@ -248,6 +328,7 @@ def main(
     workers: int,
     json_path: Path | None,
     quick: bool,
+    storm: bool,
 ) -> None:
     """Measure progress-server against the servers a user could pick instead.
 
@@ -260,6 +341,9 @@ def main(
     the clients are split between them, the controller acts through the first, and
     CPU and memory are summed over all three processes.
     """
+    if storm:
+        _storm(clients or ([1000] if quick else [10000]), workers, json_path)
+        return
     counts = clients or ([100, 1000] if quick else [100, 1000, 5000, 10000])
     runs = calculations or (3 if quick else 10)
     step_seconds = step_seconds or (0.2 if quick else 0.5)
@@ -271,7 +355,6 @@ def main(
             f"unknown server {unknown[0]!r}; choose from {', '.join(known)}.",
             param_hint="--servers",
         )
-    raise_open_files(max(counts) + 1024)
     log = Path(tempfile.mkdtemp(prefix="progress-bench-")) / "servers.log"
     results: list[Result] = []
     skipped: dict[str, str] = {}
@@ -285,13 +368,19 @@ def main(
         for count in counts:
             click.echo(f"measuring {name} with {count} clients...", err=True)
             try:
+                spread = plan(count, 1, workers)
+                if spread.processes != workers or spread.sources:
+                    click.echo(f"  {spread.describe(count)}", err=True)
+                if isinstance(server, ReusePortWorkers):
+                    click.echo(f"  {server.count(count)} server workers", err=True)
                 result = measure(
                     server,
                     count,
                     calculations=runs,
                     step_seconds=step_seconds,
-                    workers=workers,
+                    workers=spread.processes,
                     log=log,
+                    sources=spread.sources,
                 )
             except Exception as exc:  # one server failing must not end the whole run
                 skipped[f"{name}@{count}"] = str(exc) or type(exc).__name__
@@ -319,4 +408,25 @@ def main(
         }
         json_path.write_text(json.dumps(payload, indent=2) + "\n")
     if not results:
+        sys.exit(1)
+
+
+def _storm(counts: list[int], workers: int, json_path: Path | None) -> None:
+    log = Path(tempfile.mkdtemp(prefix="progress-bench-")) / "servers.log"
+    reports: list[StormReport] = []
+    for count in counts:
+        spread = plan(count, 1, workers)
+        click.echo(f"a reconnect storm of {spread.describe(count)}...", err=True)
+        reports.append(
+            run_storm(count, processes=spread.processes, sources=spread.sources, log=log)
+        )
+    click.echo(storm_table(reports))
+    click.echo(f"servers' output: {log}")
+    if json_path is not None:
+        payload = {
+            "storms": [asdict(report) for report in reports],
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        }
+        json_path.write_text(json.dumps(payload, indent=2) + "\n")
+    if any(report.gave_up for report in reports):
         sys.exit(1)

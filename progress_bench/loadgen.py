@@ -105,8 +105,10 @@ async def _work(
     path: str,
     concurrency: int,
     extra_headers: str,
+    source: str | None = None,
 ) -> None:
-    """One worker: a client for each port in ``ports``."""
+    """One worker: a client for each port in ``ports``, from the address ``source``
+    (one address offers its own range of ephemeral ports)."""
     loop = asyncio.get_running_loop()
     requests = {
         port: HANDSHAKE.format(path=path, host=host, port=port, extra=extra_headers).encode()
@@ -121,7 +123,9 @@ async def _work(
         async with gate:
             client = BenchClient(requests[port])
             try:
-                await loop.create_connection(lambda: client, host, port)
+                await loop.create_connection(
+                    lambda: client, host, port, local_addr=(source, 0) if source else None
+                )
                 delivery.last_connected = max(
                     delivery.last_connected, await asyncio.wait_for(client.connected, 30)
                 )
@@ -202,7 +206,9 @@ class Workers:
     """``processes`` load-generating processes sharing ``clients`` connections.
 
     The clients are dealt to ``ports`` round robin, so each port gets its share
-    (within one) whatever the number of processes.
+    (within one) whatever the number of processes. With ``sources``, the processes
+    connect from those addresses in turn (127.0.0.2, 127.0.0.3...): each address has
+    its own ~28,000 ephemeral ports, the limit of clients from one address to one port.
     """
 
     def __init__(
@@ -215,15 +221,17 @@ class Workers:
         *,
         concurrency: int = 256,
         extra_headers: str = "",
+        sources: Sequence[str] = (),
     ) -> None:
         context = multiprocessing.get_context("spawn")
         self.pipes = []
         self.processes = []
-        for share in deal(clients, processes, ports):
+        for index, share in enumerate(deal(clients, processes, ports)):
+            source = sources[index % len(sources)] if sources else None
             parent, child = context.Pipe()
             process = context.Process(
                 target=_worker_main,
-                args=(child, host, share, path, concurrency, extra_headers),
+                args=(child, host, share, path, concurrency, extra_headers, source),
                 daemon=True,
             )
             process.start()

@@ -25,9 +25,11 @@ __all__ = [
     "EXTRA_SERVERS",
     "SERVERS",
     "OneProcess",
+    "ReusePortWorkers",
     "Running",
     "ServerUnderTest",
     "SharedThroughRedis",
+    "progress_server_argv",
 ]
 
 NODE_PEER = Path(__file__).parent / "peers" / "node_ws"
@@ -173,57 +175,94 @@ class SharedThroughRedis:
         return None
 
     def start(self, step_seconds: float, clients: int, log: Path) -> Running:
-        directory = Path(tempfile.mkdtemp(prefix="progress-bench-redis-"))
-        redis_port, *ports = free_ports(1 + self.instances)
-        url = f"redis://127.0.0.1:{redis_port}/0"
-        redis: subprocess.Popen[bytes] | None = None
-        instances: list[subprocess.Popen[bytes]] = []
-        try:
-            with log.open("ab") as output:
-                redis = subprocess.Popen(
-                    [
-                        shutil.which("redis-server") or "redis-server",
-                        "--port",
-                        str(redis_port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--dir",
-                        str(directory),
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--loglevel",
-                        "warning",
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                )
-                wait_for_redis(redis_port, redis)
-                for port in ports:  # started together, waited for after
-                    argv = _progress_server(port, step_seconds, clients)
-                    argv += ["--redis-url", url, "--redis-prefix", REDIS_PREFIX]
-                    instances.append(
-                        subprocess.Popen(
-                            argv,
-                            stdin=subprocess.DEVNULL,
-                            stdout=output,
-                            stderr=subprocess.STDOUT,
-                        )
+        ports = free_ports(self.instances)
+
+        def argv(url: str) -> list[list[str]]:
+            return [
+                [
+                    *progress_server_argv(port, step_seconds, clients),
+                    *("--redis-url", url, "--redis-prefix", REDIS_PREFIX),
+                ]
+                for port in ports
+            ]
+
+        return _with_redis(argv, ports, log)
+
+
+@dataclass(frozen=True)
+class ReusePortWorkers:
+    """``progress-server --workers N --redis-url ...`` on one port, with its private
+    redis-server: the kernel spreads the clients over the N workers (SO_REUSEPORT).
+
+    N is ``workers``, or else as many as hold ``clients`` with each worker under
+    ``per_worker`` clients: one process holds at most its limit on open files.
+    """
+
+    name: str
+    workers: int | None = None
+    per_worker: int = 15_000
+
+    def prepare(self) -> str | None:
+        return SharedThroughRedis(self.name).prepare()
+
+    def count(self, clients: int) -> int:
+        return self.workers or max(2, -(-clients // self.per_worker))
+
+    def start(self, step_seconds: float, clients: int, log: Path) -> Running:
+        (port,) = free_ports(1)
+        workers = self.count(clients)
+        # Each worker takes its share; the kernel's spread is even within a few %.
+        share = -(-clients // workers) * 5 // 4 + 100
+
+        def argv(url: str) -> list[list[str]]:
+            command = progress_server_argv(port, step_seconds, share)
+            command += ["--workers", str(workers), "--redis-url", url]
+            return [[*command, "--redis-prefix", REDIS_PREFIX]]
+
+        return _with_redis(argv, [port], log)
+
+
+def _with_redis(commands: Callable[[str], list[list[str]]], ports: list[int], log: Path) -> Running:
+    """A private redis-server (loopback, no persistence, in a temporary folder), then
+    ``commands(url)``, each a process, started together; returns once every one of
+    ``ports`` listens. redis-server stops last."""
+    directory = Path(tempfile.mkdtemp(prefix="progress-bench-redis-"))
+    (redis_port,) = free_ports(1)
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    redis: subprocess.Popen[bytes] | None = None
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        with log.open("ab") as output:
+            redis = subprocess.Popen(
+                [
+                    shutil.which("redis-server") or "redis-server",
+                    *("--port", str(redis_port), "--bind", "127.0.0.1"),
+                    *("--dir", str(directory), "--save", "", "--appendonly", "no"),
+                    *("--loglevel", "warning"),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+            wait_for_redis(redis_port, redis)
+            for argv in commands(url):
+                processes.append(
+                    subprocess.Popen(
+                        argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
                     )
-            for port, instance in zip(ports, instances, strict=True):
-                wait_listening(port, instance)
-        except BaseException:
-            stop([*instances, *([redis] if redis else [])])
-            shutil.rmtree(directory, ignore_errors=True)
-            raise
-        # redis-server stops last: the instances must not see it go and say so.
-        return Running(
-            ports,
-            [*instances, redis],
-            cleanup=lambda: shutil.rmtree(directory, ignore_errors=True),
-        )
+                )
+        for index, port in enumerate(ports):
+            wait_listening(port, processes[min(index, len(processes) - 1)])
+    except BaseException:
+        stop([*processes, *([redis] if redis else [])])
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    # redis-server stops last: the instances must not see it go and say so.
+    return Running(
+        ports,
+        [*processes, redis],
+        cleanup=lambda: shutil.rmtree(directory, ignore_errors=True),
+    )
 
 
 def _python_module(module: str, *extra: str) -> Argv:
@@ -243,10 +282,16 @@ def _python_module(module: str, *extra: str) -> Argv:
 
 
 def _progress_server_without_metrics(port: int, step: float, clients: int) -> list[str]:
-    return [*_progress_server(port, step, clients), "--no-metrics"]
+    return [*progress_server_argv(port, step, clients), "--no-metrics"]
 
 
-def _progress_server(port: int, step: float, clients: int) -> list[str]:
+def progress_server_argv(port: int, step: float, clients: int) -> list[str]:
+    """progress-server as the bench measures it: room for ``clients``, warnings only."""
+    return [*_progress_server_info(port, step, clients), "--log-level", "warning"]
+
+
+def _progress_server_info(port: int, step: float, clients: int) -> list[str]:
+    """At its default log level (info: a line for each client that comes or goes)."""
     return [
         sys.executable,
         "-m",
@@ -257,8 +302,6 @@ def _progress_server(port: int, step: float, clients: int) -> list[str]:
         str(step),
         "--max-clients",
         str(clients + 100),
-        "--log-level",
-        "warning",
     ]
 
 
@@ -308,7 +351,8 @@ def _node_ws(port: int, step: float, clients: int) -> list[str]:
 
 
 _ALL: list[ServerUnderTest] = [
-    OneProcess("progress-server", _progress_server),
+    OneProcess("progress-server", progress_server_argv),
+    OneProcess("progress-server-info", _progress_server_info),
     SharedThroughRedis("progress-server-redis", instances=2),
     OneProcess("naive", _python_module("progress_bench.peers.naive")),
     OneProcess("node-ws", _node_ws, _prepare_node),
@@ -318,9 +362,12 @@ _ALL: list[ServerUnderTest] = [
     OneProcess("floor", _python_module("progress_bench.peers.floor")),
 ]
 SERVERS: dict[str, ServerUnderTest] = {server.name: server for server in _ALL}
-#: Measured on demand (``--servers``), not by default: the cost of the metrics.
+#: Measured on demand (``--servers``), not by default: the cost of the metrics, and how
+#: far one machine goes.
 EXTRA_SERVERS: dict[str, ServerUnderTest] = {
     "progress-server-no-metrics": OneProcess(
         "progress-server-no-metrics", _progress_server_without_metrics
     ),
+    # How far one machine goes: workers enough for the clients (--clients 100000).
+    "progress-server-workers": ReusePortWorkers("progress-server-workers"),
 }
