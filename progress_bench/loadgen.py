@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Delivery", "Workers", "deal"]
+__all__ = ["Delivery", "Workers", "deal", "pongs_for"]
 
 HANDSHAKE = (
     "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
@@ -27,13 +27,40 @@ HANDSHAKE = (
 )
 
 
+def pongs_for(data: bytes) -> tuple[bytes, bytes]:
+    """The pongs that answer the pings in ``data``, as a client must (servers drop
+    clients that never answer their keepalive pings), and what to put before the next
+    chunk: a ping cut short at the end of this one.
+
+    Frames are not parsed as they come (that would cost the load generator what the
+    bench measures): a ping is found by its first byte, 0x89, which JSON text never
+    holds. A length byte of a long frame could be mistaken for one; the worst it can do
+    is an unsolicited pong, which RFC 6455 allows.
+    """
+    pongs: list[bytes] = []
+    start = data.find(b"\x89")
+    while start >= 0:
+        if start + 1 >= len(data):
+            return b"".join(pongs), data[start:]
+        size = data[start + 1]
+        if size <= 125:
+            payload = data[start + 2 : start + 2 + size]
+            if len(payload) < size:
+                return b"".join(pongs), data[start:]
+            # Masked with a zero key, as a client must mask, the payload unchanged.
+            pongs.append(bytes((0x8A, 0x80 | size)) + b"\0\0\0\0" + payload)
+        start = data.find(b"\x89", start + 2)
+    return b"".join(pongs), b""
+
+
 class BenchClient(asyncio.Protocol):
-    __slots__ = ("chunks", "connected", "request", "transport", "upgraded")
+    __slots__ = ("chunks", "connected", "partial", "request", "transport", "upgraded")
 
     def __init__(self, request: bytes) -> None:
         self.request = request
         self.chunks: list[tuple[float, bytes]] = []
         self.upgraded = False
+        self.partial = b""  # a ping cut short at the end of the last chunk
         self.connected: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
 
@@ -43,10 +70,19 @@ class BenchClient(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.chunks.append((time.time(), data))
-        if not self.upgraded and b"\r\n\r\n" in b"".join(c for _, c in self.chunks):
+        if self.upgraded and (self.partial or b"\x89" in data):
+            assert self.transport is not None
+            pongs, self.partial = pongs_for(self.partial + data)
+            self.transport.write(pongs)
+        if not self.upgraded and b"\r\n\r\n" in (received := b"".join(c for _, c in self.chunks)):
             self.upgraded = True
-            if not self.connected.done():
+            if self.connected.done():
+                return
+            if received.startswith(b"HTTP/1.1 101"):
                 self.connected.set_result(time.monotonic())
+            else:  # refused: counted as a failed connection
+                status = received.partition(b"\r\n")[0].decode(errors="replace")
+                self.connected.set_exception(ConnectionError(status))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.connected.done():

@@ -36,9 +36,13 @@ from .limits import MessageBudget, Verdict
 from .metrics import Metrics
 from .routes import error_response
 
-__all__ = ["FEED_SLICE", "GuardedConnection"]
+__all__ = ["FEED_SLICE", "KEEPALIVE_SLICES", "GuardedConnection"]
 
 logger = logging.getLogger(__name__)
+
+#: The keepalive pings the clients in this many slices, one a tick, each client once
+#: per interval (see :class:`~.keepalive.Keepalive`).
+KEEPALIVE_SLICES = 20
 
 #: Bytes fed to the WebSocket parser at a time.
 FEED_SLICE = 4096
@@ -77,6 +81,7 @@ class GuardedConnection(ServerConnection):
         "last_pong",
         "metrics",
         "registry",
+        "slice",
     )
 
     def __init__(
@@ -99,6 +104,8 @@ class GuardedConnection(ServerConnection):
         self.dropped: str | None = None
         #: The loop time of the last pong received (see :class:`~.keepalive.Keepalive`).
         self.last_pong = float("-inf")
+        #: When in the keepalive's round this connection is pinged.
+        self.slice = self.id.int % KEEPALIVE_SLICES
         #: The request, gathered until its headers end.
         self._head: bytearray | None = bytearray()
         #: What came after the request, held until the response has gone out.

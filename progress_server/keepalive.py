@@ -2,10 +2,11 @@
 
 websockets pings each connection from a task of its own: 10,000 clients mean 10,000
 tasks, each with its coroutine, its sleep and its timer (about 1.5 KiB a client), and a
-ping framed 10,000 times. Here one task sends one frame, the same bytes, to every
-client once per ``interval`` (the documented exception of the hub's broadcast: a whole
-frame written to the transport), and drops those that have not answered within
-``timeout`` as websockets would: close 1011 "keepalive ping timeout".
+ping framed 10,000 times. Here one task pings every client once per ``interval``, a
+twentieth of them at a time with one frame, the same bytes, for all of that slice (the
+documented exception of the hub's broadcast: a whole frame written to the transport),
+and drops those that have not answered within ``timeout`` as websockets would: close
+1011 "keepalive ping timeout".
 
 Any pong counts as an answer: RFC 6455 allows an unsolicited pong as a heartbeat, and
 a peer that sends one is alive.
@@ -22,7 +23,7 @@ from collections.abc import Callable, Collection
 from websockets.frames import CloseCode
 from websockets.protocol import State as ConnectionState
 
-from .connection import GuardedConnection
+from .connection import KEEPALIVE_SLICES, GuardedConnection
 
 __all__ = ["Keepalive", "ping_frame"]
 
@@ -71,28 +72,31 @@ class Keepalive:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        # Timeouts are checked four times per period, so a silent client leaves
-        # within a quarter of the shorter one after its deadline.
-        tick = min(self.interval, self.timeout) / 4
-        next_ping = loop.time() + self.interval
+        # Each tick pings one slice of the clients, so that their pongs do not all
+        # come back at once (10,000 pongs are a second of CPU); timeouts are checked
+        # every tick too, so a silent client leaves within a tick of its deadline.
+        tick = min(self.interval, self.timeout) / KEEPALIVE_SLICES
+        turn = 0
         while True:
             await asyncio.sleep(tick)
             try:
                 now = loop.time()
                 self.check(now)
-                if now >= next_ping:
-                    self.ping(now)
-                    next_ping = now + self.interval
+                self.ping(now, turn)
+                turn = (turn + 1) % KEEPALIVE_SLICES
             except Exception:  # the keepalive must outlive any bug
                 logger.exception("the keepalive sweep failed")
 
-    def ping(self, now: float) -> int:
-        """Ping every open client not already waiting for its answer; how many."""
+    def ping(self, now: float, turn: int | None = None) -> int:
+        """Ping the open clients of slice ``turn`` (None: all of them) not already
+        waiting for their answer, all with the same frame; returns how many."""
         frame = ping_frame(os.urandom(4))
         waiting = self.waiting
         open_state = ConnectionState.OPEN
         sent = 0
         for connection in self.connections():
+            if turn is not None and connection.slice != turn:
+                continue
             if connection in waiting or connection.protocol.state is not open_state:
                 continue
             transport = connection.transport

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from progress_bench.cli import percentile
-from progress_bench.loadgen import deal, frames
+from progress_bench.loadgen import deal, frames, pongs_for
 from progress_bench.servers import SERVERS
 from tests.helpers import command
 
@@ -113,3 +113,16 @@ def test_quick_run_with_200_clients(tmp_path: Path) -> None:
             assert "progress-server-redis: CPU and RSS summed over its 3 processes" in (
                 result.stdout
             )
+
+
+def test_the_load_generator_answers_pings() -> None:
+    """Each ping in what a client received is answered by a masked pong with its
+    payload (a server drops clients that never answer); other frames get nothing; a
+    ping cut short is kept for the next chunk."""
+    state = b'\x81\x0f{"type":"state"}'
+    data = state + b"\x89\x04abcd" + state + b"\x89\x00"
+    assert pongs_for(data) == (b"\x8a\x84\0\0\0\0abcd" + b"\x8a\x80\0\0\0\0", b"")
+    assert pongs_for(state) == (b"", b"")
+    assert pongs_for(state + b"\x89\x04ab") == (b"", b"\x89\x04ab")
+    assert pongs_for(b"\x89\x04ab" + b"cd") == (b"\x8a\x84\0\0\0\0abcd", b"")
+    assert pongs_for(state + b"\x89") == (b"", b"\x89")

@@ -32,18 +32,31 @@ async def next_ping(client: RawClient) -> bytes:
             return payload
 
 
-async def test_every_client_gets_the_same_ping_each_interval() -> None:
-    """One sweep, one frame: two clients get the same ping payload, a new one at the
-    next interval."""
+async def test_every_client_is_pinged_each_interval() -> None:
+    """Each client gets a ping within an interval (and a tick); answered, another at
+    the next interval, with a new payload."""
     async with ProgressServer(port=0, ping_interval=INTERVAL, ping_timeout=INTERVAL) as server:
-        first, second = RawClient.connect(server.port), RawClient.connect(server.port)
-        clients = await asyncio.gather(first, second)
+        clients = await asyncio.gather(*(RawClient.connect(server.port) for _ in range(3)))
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         pings = await asyncio.gather(*(next_ping(client) for client in clients))
-        assert len(pings[0]) == 4 and pings[0] == pings[1]
-        for client in clients:  # answered, so the next sweep pings them again
-            await asyncio.get_running_loop().sock_sendall(client.sock, masked_pong(pings[0]))
+        assert loop.time() - began <= INTERVAL * 1.1 + 0.2 * TIME_FACTOR
+        assert all(len(ping) == 4 for ping in pings)
+        for client, ping in zip(clients, pings, strict=True):
+            await loop.sock_sendall(client.sock, masked_pong(ping))
         later = await asyncio.gather(*(next_ping(client) for client in clients))
-        assert later[0] == later[1] != pings[0]
+        assert all(new != old for new, old in zip(later, pings, strict=True))
+        for client in clients:
+            client.close()
+
+
+async def test_one_frame_for_all_the_clients_of_a_sweep() -> None:
+    """A sweep frames its ping once: every client it pings gets the same bytes."""
+    async with ProgressServer(port=0, ping_interval=3600.0, ping_timeout=3600.0) as server:
+        clients = await asyncio.gather(*(RawClient.connect(server.port) for _ in range(3)))
+        assert server.keepalive.ping(asyncio.get_running_loop().time()) == 3
+        pings = await asyncio.gather(*(next_ping(client) for client in clients))
+        assert pings[0] == pings[1] == pings[2]
         for client in clients:
             client.close()
 
