@@ -83,19 +83,23 @@ class BenchClient(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.chunks.append((time.time(), data))
-        if self.upgraded and (self.partial or b"\x89" in data):
+        if not self.upgraded:
+            received = b"".join(chunk for _, chunk in self.chunks)
+            end = received.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            self.upgraded = True
+            if not received.startswith(b"HTTP/1.1 101"):  # refused: a failed connection
+                status = received.partition(b"\r\n")[0].decode(errors="replace")
+                self.connected.set_exception(ConnectionError(status))
+                return
+            self.connected.set_result(time.monotonic())
+            # A busy client may read the response and a ping in one chunk.
+            data = received[end + 4 :]
+        if self.partial or b"\x89" in data:
             assert self.transport is not None
             pongs, self.partial = pongs_for(self.partial + data)
             self.transport.write(pongs)
-        if not self.upgraded and b"\r\n\r\n" in (received := b"".join(c for _, c in self.chunks)):
-            self.upgraded = True
-            if self.connected.done():
-                return
-            if received.startswith(b"HTTP/1.1 101"):
-                self.connected.set_result(time.monotonic())
-            else:  # refused: counted as a failed connection
-                status = received.partition(b"\r\n")[0].decode(errors="replace")
-                self.connected.set_exception(ConnectionError(status))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.connected.done():

@@ -99,11 +99,8 @@ class StormClient(asyncio.Protocol):
         transport.write(self.owner.request)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
-        if self.upgraded and (self.partial or b"\x89" in data):
-            assert self.transport is not None
-            pongs, self.partial = pongs_for(self.partial + data)
-            self.transport.write(pongs)
         if self.synced:
+            self._answer(data)
             return  # what follows is not measured
         self.head += data
         if not self.upgraded:
@@ -121,6 +118,9 @@ class StormClient(asyncio.Protocol):
                 return
             self.upgraded = True
             self.head = self.head[end + 4 :]
+            self._answer(self.head)  # a busy client may read a ping with the response
+        else:
+            self._answer(data)
         if STATE_MARKER in self.head:
             self.synced, self.head = True, b""
             self.synced_at = self.owner.loop.time()
@@ -129,6 +129,13 @@ class StormClient(asyncio.Protocol):
             self.owner.synced(self)
         else:
             self.head = self.head[-len(STATE_MARKER) :]
+
+    def _answer(self, data: bytes) -> None:
+        """Answer the pings in ``data``, as a client must."""
+        if self.partial or b"\x89" in data:
+            assert self.transport is not None
+            pongs, self.partial = pongs_for(self.partial + data)
+            self.transport.write(pongs)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None

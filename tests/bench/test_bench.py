@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from progress_bench.cli import percentile
-from progress_bench.loadgen import deal, frames, pongs_for
+from progress_bench.loadgen import BenchClient, deal, frames, pongs_for
 from progress_bench.servers import SERVERS
 from tests.helpers import command
 
@@ -126,3 +126,24 @@ def test_the_load_generator_answers_pings() -> None:
     assert pongs_for(state + b"\x89\x04ab") == (b"", b"\x89\x04ab")
     assert pongs_for(b"\x89\x04ab" + b"cd") == (b"\x8a\x84\0\0\0\0abcd", b"")
     assert pongs_for(state + b"\x89") == (b"", b"\x89")
+
+
+class Written:
+    """A transport that keeps what is written to it."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+async def test_a_ping_read_with_the_handshake_response_is_answered() -> None:
+    """A busy load generator may read the 101 and the first ping in one chunk: the ping
+    is answered all the same (else the server drops the client 20 s later)."""
+    client = BenchClient(b"GET / HTTP/1.1\r\n\r\n")
+    transport = Written()
+    client.transport = transport  # type: ignore[assignment]
+    client.data_received(b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x81\x02{}\x89\x04ping")
+    assert client.connected.done() and client.connected.exception() is None
+    assert transport.data == b"\x8a\x84\0\0\0\0ping"
