@@ -28,29 +28,33 @@ HANDSHAKE = (
 
 
 def pongs_for(data: bytes) -> tuple[bytes, bytes]:
-    """The pongs that answer the pings in ``data``, as a client must (servers drop
-    clients that never answer their keepalive pings), and what to put before the next
-    chunk: a ping cut short at the end of this one.
+    """The pongs that answer the pings among the frames in ``data``, as a client must
+    (servers drop clients that never answer their keepalive pings), and what is left
+    of ``data`` after its last whole frame (put it before the next chunk).
 
-    Frames are not parsed as they come (that would cost the load generator what the
-    bench measures): a ping is found by its first byte, 0x89, which JSON text never
-    holds. A length byte of a long frame could be mistaken for one; the worst it can do
-    is an unsolicited pong, which RFC 6455 allows.
+    ``data`` starts at a frame's first byte: what a server sent after its handshake's
+    response.
     """
-    pongs: list[bytes] = []
-    start = data.find(b"\x89")
-    while start >= 0:
-        if start + 1 >= len(data):
-            return b"".join(pongs), data[start:]
-        size = data[start + 1]
-        if size <= 125:
-            payload = data[start + 2 : start + 2 + size]
-            if len(payload) < size:
-                return b"".join(pongs), data[start:]
-            # Masked with a zero key, as a client must mask, the payload unchanged.
+    pongs = []
+    offset, end = 0, len(data)
+    while end - offset >= 2:
+        first, size = data[offset], data[offset + 1] & 0x7F
+        header = 2
+        if size == 126:
+            if end - offset < 4:
+                break
+            size, header = int.from_bytes(data[offset + 2 : offset + 4], "big"), 4
+        elif size == 127:
+            if end - offset < 10:
+                break
+            size, header = int.from_bytes(data[offset + 2 : offset + 10], "big"), 10
+        if end - offset < header + size:
+            break
+        if first & 0x0F == 0x9:  # a ping: masked with a zero key, the payload unchanged
+            payload = data[offset + header : offset + header + size]
             pongs.append(bytes((0x8A, 0x80 | size)) + b"\0\0\0\0" + payload)
-        start = data.find(b"\x89", start + 2)
-    return b"".join(pongs), b""
+        offset += header + size
+    return b"".join(pongs), data[offset:]
 
 
 async def _caught_up(loop: asyncio.AbstractEventLoop, *, tick: float = 0.1) -> None:
@@ -73,7 +77,7 @@ class BenchClient(asyncio.Protocol):
         self.request = request
         self.chunks: list[tuple[float, bytes]] = []
         self.upgraded = False
-        self.partial = b""  # a ping cut short at the end of the last chunk
+        self.partial = b""  # a frame cut short at the end of the last chunk
         self.connected: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
 
@@ -96,9 +100,9 @@ class BenchClient(asyncio.Protocol):
             self.connected.set_result(time.monotonic())
             # A busy client may read the response and a ping in one chunk.
             data = received[end + 4 :]
-        if self.partial or b"\x89" in data:
-            assert self.transport is not None
-            pongs, self.partial = pongs_for(self.partial + data)
+        assert self.transport is not None
+        pongs, self.partial = pongs_for(self.partial + data if self.partial else data)
+        if pongs:
             self.transport.write(pongs)
 
     def connection_lost(self, exc: Exception | None) -> None:

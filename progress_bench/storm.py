@@ -66,7 +66,7 @@ class StormClient(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.head = b""
         self.upgraded = False
-        self.partial = b""  # a ping cut short at the end of the last chunk
+        self.partial = b""  # a frame cut short at the end of the last chunk
         self.synced = False
         self.synced_at = 0.0  # loop time
         self.retry_after = 0.0
@@ -132,9 +132,9 @@ class StormClient(asyncio.Protocol):
 
     def _answer(self, data: bytes) -> None:
         """Answer the pings in ``data``, as a client must."""
-        if self.partial or b"\x89" in data:
-            assert self.transport is not None
-            pongs, self.partial = pongs_for(self.partial + data)
+        assert self.transport is not None
+        pongs, self.partial = pongs_for(self.partial + data if self.partial else data)
+        if pongs:
             self.transport.write(pongs)
 
     def connection_lost(self, exc: Exception | None) -> None:

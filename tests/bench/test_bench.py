@@ -116,16 +116,18 @@ def test_quick_run_with_200_clients(tmp_path: Path) -> None:
 
 
 def test_the_load_generator_answers_pings() -> None:
-    """Each ping in what a client received is answered by a masked pong with its
-    payload (a server drops clients that never answer); other frames get nothing; a
-    ping cut short is kept for the next chunk."""
-    state = b'\x81\x0f{"type":"state"}'
+    """Each ping among the frames a client received is answered by a masked pong with
+    its payload (a server drops clients that never answer); other frames get nothing;
+    a frame cut short is kept for the next chunk; a long frame's length is no ping."""
+    state = b'\x81\x10{"type":"state"}'
     data = state + b"\x89\x04abcd" + state + b"\x89\x00"
     assert pongs_for(data) == (b"\x8a\x84\0\0\0\0abcd" + b"\x8a\x80\0\0\0\0", b"")
     assert pongs_for(state) == (b"", b"")
     assert pongs_for(state + b"\x89\x04ab") == (b"", b"\x89\x04ab")
     assert pongs_for(b"\x89\x04ab" + b"cd") == (b"\x8a\x84\0\0\0\0abcd", b"")
-    assert pongs_for(state + b"\x89") == (b"", b"\x89")
+    long = b"\x81\x7e\x01\x89" + b"{" * 0x189  # 393 bytes: its length holds 0x89
+    assert pongs_for(long + b"\x89\x01x") == (b"\x8a\x81\0\0\0\0x", b"")
+    assert pongs_for(long[:100]) == (b"", long[:100])
 
 
 class Written:
