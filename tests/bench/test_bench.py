@@ -149,3 +149,23 @@ async def test_a_ping_read_with_the_handshake_response_is_answered() -> None:
     client.data_received(b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x81\x02{}\x89\x04ping")
     assert client.connected.done() and client.connected.exception() is None
     assert transport.data == b"\x8a\x84\0\0\0\0ping"
+
+
+def test_a_small_reconnect_storm(tmp_path: Path) -> None:
+    """`progress-bench --storm --clients 50`: the server is killed and restarted, and
+    every client has a state again, none giving up; the report says so."""
+    output = tmp_path / "storm.json"
+    result = subprocess.run(
+        [command("progress-bench"), "--storm", "--clients", "50", "--json", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "gave up" in result.stdout and "met (12 s)" in result.stdout
+    (storm,) = json.loads(output.read_text())["storms"]
+    assert storm["clients"] == storm["connected"] == 50
+    assert storm["gave_up"] == 0
+    assert 0 < storm["restart_s"] <= storm["all_synced_s"] <= storm["goal_s"]
+    assert storm["refused"] >= 1  # some came back before the new server listened
