@@ -78,6 +78,7 @@ class GuardedConnection(ServerConnection):
         "budget",
         "config",
         "dropped",
+        "expected_pong",
         "last_pong",
         "metrics",
         "registry",
@@ -102,7 +103,9 @@ class GuardedConnection(ServerConnection):
             config.rate_limit, config.rate_burst, config.flood_tolerance, self.loop.time()
         )
         self.dropped: str | None = None
-        #: The loop time of the last pong received (see :class:`~.keepalive.Keepalive`).
+        #: The payload of the keepalive's last ping, and the loop time of the last pong
+        #: that carried it (see :class:`~.keepalive.Keepalive`).
+        self.expected_pong: bytes | None = None
         self.last_pong = float("-inf")
         #: When in the keepalive's round this connection is pinged.
         self.slice = self.id.int % KEEPALIVE_SLICES
@@ -201,7 +204,7 @@ class GuardedConnection(ServerConnection):
             if self.budget.take(now) is Verdict.CLOSE:
                 self._close_for_flooding()
                 return
-            if event.opcode is Opcode.PONG:
+            if event.opcode is Opcode.PONG and event.data == self.expected_pong:
                 self.last_pong = now
         super().process_event(event)
 
@@ -250,7 +253,10 @@ class GuardedConnection(ServerConnection):
             self.protocol.fail(code, reason)
             self.send_data()
         # A peer that does not read never completes the closing handshake.
-        self.loop.call_later(self.close_timeout or 0.0, self.transport.abort)
+        if self._close_deadline is None:
+            self._close_deadline = self.loop.call_later(
+                self.close_timeout or 0.0, self.transport.abort
+            )
 
     def _refuse_handshake(self) -> None:
         limit = self.config.max_handshake_bytes

@@ -8,8 +8,10 @@ documented exception of the hub's broadcast: a whole frame written to the transp
 and drops those that have not answered within ``timeout`` as websockets would: close
 1011 "keepalive ping timeout".
 
-Any pong counts as an answer: RFC 6455 allows an unsolicited pong as a heartbeat, and
-a peer that sends one is alive.
+Only a pong that carries the ping's payload is an answer, as with websockets: it
+proves that the client read the ping, not only that it can send (a client whose
+reading side is stuck but which sends heartbeats would otherwise hold its place for
+ever).
 """
 
 from __future__ import annotations
@@ -72,25 +74,33 @@ class Keepalive:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        # Each tick pings one slice of the clients, so that their pongs do not all
-        # come back at once (10,000 pongs are a second of CPU); timeouts are checked
-        # every tick too, so a silent client leaves within a tick of its deadline.
-        tick = min(self.interval, self.timeout) / KEEPALIVE_SLICES
+        # One slice of the clients is pinged every interval / KEEPALIVE_SLICES, so
+        # that their pongs do not all come back at once (10,000 pongs are a second of
+        # CPU) and each client is pinged once per interval. Timeouts are checked at
+        # least as often, so a silent client leaves soon after its deadline.
+        spacing = self.interval / KEEPALIVE_SLICES
+        tick = min(spacing, self.timeout / KEEPALIVE_SLICES)
         turn = 0
+        next_ping = loop.time() + spacing
         while True:
             await asyncio.sleep(tick)
             try:
                 now = loop.time()
                 self.check(now)
-                self.ping(now, turn)
-                turn = (turn + 1) % KEEPALIVE_SLICES
+                if now >= next_ping:
+                    self.ping(now, turn)
+                    turn = (turn + 1) % KEEPALIVE_SLICES
+                    next_ping += spacing
+                    if next_ping < now:  # the loop was held up: no burst to catch up
+                        next_ping = now + spacing
             except Exception:  # the keepalive must outlive any bug
                 logger.exception("the keepalive sweep failed")
 
     def ping(self, now: float, turn: int | None = None) -> int:
         """Ping the open clients of slice ``turn`` (None: all of them) not already
         waiting for their answer, all with the same frame; returns how many."""
-        frame = ping_frame(os.urandom(4))
+        payload = os.urandom(4)
+        frame = ping_frame(payload)
         waiting = self.waiting
         open_state = ConnectionState.OPEN
         sent = 0
@@ -103,6 +113,7 @@ class Keepalive:
             if transport.is_closing():
                 continue
             transport.write(frame)
+            connection.expected_pong = payload
             waiting[connection] = now
             sent += 1
         return sent

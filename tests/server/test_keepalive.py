@@ -78,17 +78,33 @@ async def test_clients_that_answer_stay_for_many_intervals() -> None:
             )
 
 
-async def test_an_unsolicited_pong_is_an_answer() -> None:
-    """RFC 6455 allows an unsolicited pong as a heartbeat: a client that sends one each
-    interval, with whatever payload, is alive and stays."""
+async def test_only_the_pings_payload_is_an_answer() -> None:
+    """A client that never reads but sends pongs of its own (a heartbeat) did not read
+    the ping: it is dropped like a silent one."""
     async with ProgressServer(port=0, ping_interval=INTERVAL, ping_timeout=INTERVAL) as server:
         assert server.hub is not None
         client = await RawClient.connect(server.port)
         loop = asyncio.get_running_loop()
-        for _ in range(8):
-            await loop.sock_sendall(client.sock, masked_pong(b"beat"))
-            await asyncio.sleep(INTERVAL / 2)
-        assert len(server.hub.clients) == 1
+        async with asyncio.timeout(TIMEOUT):
+            while server.hub.clients:
+                await loop.sock_sendall(client.sock, masked_pong(b"beat"))
+                await asyncio.sleep(INTERVAL / 4)
+        client.close()
+
+
+async def test_pings_come_once_per_interval_however_short_the_timeout() -> None:
+    """--ping-interval is the period even with a shorter --ping-timeout: a client that
+    answers gets about one ping an interval, not one a timeout."""
+    interval = 4 * INTERVAL
+    async with ProgressServer(port=0, ping_interval=interval, ping_timeout=INTERVAL) as server:
+        client = await RawClient.connect(server.port)
+        loop = asyncio.get_running_loop()
+        began, count = loop.time(), 0
+        while loop.time() - began < 3 * interval:
+            ping = await next_ping(client)
+            count += 1
+            await loop.sock_sendall(client.sock, masked_pong(ping))
+        assert count <= 4
         client.close()
 
 
