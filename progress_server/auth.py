@@ -153,6 +153,8 @@ def redact(text: str, *, secrets: tuple[str, ...] = ()) -> str:
         for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
             if form:
                 text = text.replace(form, _REDACTED)
+    if "=" not in text and "bearer" not in text.lower():
+        return text  # nothing either pattern could match (most log lines)
     text = _BEARER.sub(lambda m: m.group(1) + _REDACTED, text)
 
     def parameter(match: re.Match[str]) -> str:

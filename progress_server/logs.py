@@ -37,10 +37,12 @@ class SafeFormatter(logging.Formatter):
         return escape_controls(redact(super().formatMessage(record), secrets=self.secrets))
 
     def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if not (record.exc_info or record.exc_text or record.stack_info):
+            return text  # the message alone: formatMessage made it safe
         # Tracebacks keep their newlines; the whole text is redacted once more, since
         # another handler may have cached an exception's text unredacted.
-        text = redact(super().format(record), secrets=self.secrets)
-        return escape_controls(text, keep_newlines=True)
+        return escape_controls(redact(text, secrets=self.secrets), keep_newlines=True)
 
 
 #: The structured fields an event may carry (``extra=`` of a logging call).
