@@ -20,7 +20,7 @@ from websockets.sync.client import connect
 
 from .loadgen import Workers
 from .servers import EXTRA_SERVERS, SERVERS, ReusePortWorkers, ServerUnderTest
-from .storm import StormReport, run_storm, storm_table
+from .storm import STABLE_AFTER, StormReport, run_storm, storm_table
 
 __all__ = ["Result", "main"]
 
@@ -342,7 +342,7 @@ def main(
     CPU and memory are summed over all three processes.
     """
     if storm:
-        _storm(clients or ([1000] if quick else [10000]), workers, json_path)
+        _storm(clients or ([1000] if quick else [10000]), workers, json_path, quick=quick)
         return
     counts = clients or ([100, 1000] if quick else [100, 1000, 5000, 10000])
     runs = calculations or (3 if quick else 10)
@@ -411,14 +411,20 @@ def main(
         sys.exit(1)
 
 
-def _storm(counts: list[int], workers: int, json_path: Path | None) -> None:
+def _storm(counts: list[int], workers: int, json_path: Path | None, *, quick: bool) -> None:
     log = Path(tempfile.mkdtemp(prefix="progress-bench-")) / "servers.log"
     reports: list[StormReport] = []
     for count in counts:
         spread = plan(count, 1, workers)
         click.echo(f"a reconnect storm of {spread.describe(count)}...", err=True)
         reports.append(
-            run_storm(count, processes=spread.processes, sources=spread.sources, log=log)
+            run_storm(
+                count,
+                processes=spread.processes,
+                sources=spread.sources,
+                log=log,
+                settle=0.0 if quick else STABLE_AFTER + 0.5,
+            )
         )
     click.echo(storm_table(reports))
     click.echo(f"servers' output: {log}")

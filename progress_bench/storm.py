@@ -33,7 +33,7 @@ from progress_client.reconnect import ReconnectPolicy
 from .loadgen import HANDSHAKE, pongs_for
 from .servers import free_ports, progress_server_argv, stop, wait_listening
 
-__all__ = ["Peak", "StormClients", "StormReport", "run_storm", "storm_table"]
+__all__ = ["STABLE_AFTER", "Peak", "StormClients", "StormReport", "run_storm", "storm_table"]
 
 #: What the server's first state message holds (after hello, in the same write).
 STATE_MARKER = b'"type":"state"'
@@ -360,9 +360,15 @@ def run_storm(
     sources: Sequence[str],
     log: Path,
     step_seconds: float = 2.0,
+    settle: float = STABLE_AFTER + 0.5,
 ) -> StormReport:
     """Connect ``clients`` to a progress-server, kill it, start it again on the same
-    port, and measure the storm until every client has its state again."""
+    port, and measure the storm until every client has its state again.
+
+    ``settle``: seconds the connections last before the kill; as in life, long enough
+    for a client that needed several attempts to reset its backoff (``--quick``: 0, for
+    clients that all connected at their first attempt it changes nothing).
+    """
     (port,) = free_ports(1)
     argv = progress_server_argv(port, step_seconds, clients)
     cap = ReconnectPolicy().cap
@@ -381,7 +387,7 @@ def run_storm(
         wait_listening(port, server)
         storm = StormClients(processes, port, clients, sources=sources)
         connected = storm.connect(timeout=120.0)
-        time.sleep(STABLE_AFTER + 0.5)  # as in life: their connections had lasted
+        time.sleep(settle)
         lost_at = time.time()
         storm.arm(lost_at)
         server.kill()  # SIGKILL: a crash, an OOM kill, a power cut of the process

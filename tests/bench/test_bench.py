@@ -152,11 +152,11 @@ async def test_a_ping_read_with_the_handshake_response_is_answered() -> None:
 
 
 def test_a_small_reconnect_storm(tmp_path: Path) -> None:
-    """`progress-bench --storm --clients 50`: the server is killed and restarted, and
+    """`progress-bench --storm --quick --clients 50`: the server is killed and restarted, and
     every client has a state again, none giving up; the report says so."""
     output = tmp_path / "storm.json"
     result = subprocess.run(
-        [command("progress-bench"), "--storm", "--clients", "50", "--json", str(output)],
+        [command("progress-bench"), "--storm", "--quick", "--clients", "50", "--json", str(output)],
         capture_output=True,
         text=True,
         timeout=120,
