@@ -129,8 +129,9 @@ def ephemeral_ports() -> int:
         return 28_232  # Linux's default range, 32768-60999
 
 
-def plan(clients: int, ports: int, workers: int) -> Plan:
-    """The processes and source addresses ``clients`` need, ``workers`` at least.
+def plan(clients: int, workers: int) -> Plan:
+    """The processes and source addresses ``clients`` need, ``workers`` at least (as
+    if every client went to one server port, the worst case).
 
     Raises:
         click.ClickException: If the limit on open files cannot be raised enough.
@@ -143,9 +144,9 @@ def plan(clients: int, ports: int, workers: int) -> Plan:
     range_size = ephemeral_ports()
     sources: tuple[str, ...] = ()
     # Past 90 % of the range from one address to one port, connect() fails.
-    if -(-clients // ports) > range_size * 9 // 10:
-        needed = -(-clients // (range_size * 9 // 10 * ports))
-        processes = max(processes, needed)
+    per_address = range_size * 9 // 10
+    if clients > per_address:
+        processes = max(processes, -(-clients // per_address))
         sources = tuple(f"127.0.0.{2 + index}" for index in range(processes))
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return Plan(processes, sources, soft, range_size)
@@ -368,7 +369,7 @@ def main(
         for count in counts:
             click.echo(f"measuring {name} with {count} clients...", err=True)
             try:
-                spread = plan(count, 1, workers)
+                spread = plan(count, workers)
                 if spread.processes != workers or spread.sources:
                     click.echo(f"  {spread.describe(count)}", err=True)
                 if isinstance(server, ReusePortWorkers):
@@ -415,7 +416,7 @@ def _storm(counts: list[int], workers: int, json_path: Path | None, *, quick: bo
     log = Path(tempfile.mkdtemp(prefix="progress-bench-")) / "servers.log"
     reports: list[StormReport] = []
     for count in counts:
-        spread = plan(count, 1, workers)
+        spread = plan(count, workers)
         click.echo(f"a reconnect storm of {spread.describe(count)}...", err=True)
         reports.append(
             run_storm(

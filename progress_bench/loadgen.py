@@ -14,12 +14,21 @@ import multiprocessing
 import multiprocessing.connection
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-__all__ = ["Delivery", "Workers", "deal", "pongs_for"]
+__all__ = [
+    "Delivery",
+    "ProcessGroup",
+    "Workers",
+    "deal",
+    "pongs_for",
+    "run_worker",
+    "shares",
+    "source_of",
+]
 
 HANDSHAKE = (
     "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
@@ -255,12 +264,32 @@ async def _work(
 
 
 def _worker_main(pipe: multiprocessing.connection.Connection, *args: Any) -> None:
-    try:
-        import uvloop  # the load generator may use it freely: it is not what is measured
+    run_worker(_work, pipe, *args)
 
-        uvloop.run(_work(pipe, *args))
+
+def run_worker(
+    work: Callable[..., Coroutine[Any, Any, None]],
+    pipe: multiprocessing.connection.Connection,
+    *args: Any,
+) -> None:
+    """A worker process's body: ``work(pipe, *args)`` on uvloop when it is installed
+    (the load generator may use it freely: it is not what is measured)."""
+    try:
+        import uvloop
     except ImportError:
-        asyncio.run(_work(pipe, *args))
+        asyncio.run(work(pipe, *args))
+    else:
+        uvloop.run(work(pipe, *args))
+
+
+def source_of(sources: Sequence[str], index: int) -> str | None:
+    """The address process ``index`` connects from: the sources in turn, or any."""
+    return sources[index % len(sources)] if sources else None
+
+
+def shares(clients: int, processes: int) -> list[int]:
+    """How many clients each process gets: as many as the next, within one."""
+    return [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
 
 
 def deal(clients: int, processes: int, ports: Sequence[int]) -> list[list[int]]:
@@ -271,14 +300,47 @@ def deal(clients: int, processes: int, ports: Sequence[int]) -> list[list[int]]:
     """
     if not ports:
         raise ValueError("the clients need at least one port")
-    shares = [
-        clients // processes + (1 if i < clients % processes else 0) for i in range(processes)
-    ]
     dealt, first = [], 0
-    for share in shares:
+    for share in shares(clients, processes):
         dealt.append([ports[(first + i) % len(ports)] for i in range(share)])
         first += share
     return dealt
+
+
+class ProcessGroup:
+    """Worker processes, each driven through a pipe: a command goes to every one, and
+    their answers come back in order.
+
+    Args:
+        target: The body of each process, called as ``target(pipe, *arguments)``; it
+            must answer every command, and return after answering ``"close"``.
+        arguments: One tuple of arguments per process.
+    """
+
+    def __init__(self, target: Callable[..., None], arguments: Sequence[tuple[Any, ...]]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.pipes: list[multiprocessing.connection.Connection] = []
+        self.processes: list[Any] = []
+        for args in arguments:
+            parent, child = context.Pipe()
+            process = context.Process(target=target, args=(child, *args), daemon=True)
+            process.start()
+            self.pipes.append(parent)
+            self.processes.append(process)
+
+    def all(self, command: str, argument: Any = None) -> list[Any]:
+        for pipe in self.pipes:
+            pipe.send((command, argument))
+        return [pipe.recv() for pipe in self.pipes]
+
+    def close(self) -> None:
+        try:
+            self.all("close")
+        finally:
+            for process in self.processes:
+                process.join(timeout=5)
+                if process.is_alive():
+                    process.kill()
 
 
 class Workers:
@@ -302,29 +364,24 @@ class Workers:
         extra_headers: str = "",
         sources: Sequence[str] = (),
     ) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.pipes = []
-        self.processes = []
-        for index, share in enumerate(deal(clients, processes, ports)):
-            source = sources[index % len(sources)] if sources else None
-            parent, child = context.Pipe()
-            process = context.Process(
-                target=_worker_main,
-                args=(child, host, share, path, concurrency, extra_headers, source),
-                daemon=True,
-            )
-            process.start()
-            self.pipes.append(parent)
-            self.processes.append(process)
-
-    def _all(self, command: str, argument: Any = None) -> list[Any]:
-        for pipe in self.pipes:
-            pipe.send((command, argument))
-        return [pipe.recv() for pipe in self.pipes]
+        self.group = ProcessGroup(
+            _worker_main,
+            [
+                (
+                    host,
+                    share,
+                    path,
+                    concurrency,
+                    extra_headers,
+                    source_of(sources, index),
+                )
+                for index, share in enumerate(deal(clients, processes, ports))
+            ],
+        )
 
     def connect(self) -> tuple[int, int, float]:
         """Open every connection; returns (connected, failed, seconds it took)."""
-        results = self._all("connect")
+        results = self.group.all("connect")
         connected = sum(r[0] for r in results)
         failed = sum(r[1] for r in results)
         started = min(r[2] for r in results)
@@ -332,22 +389,16 @@ class Workers:
         return connected, failed, finished - started
 
     def reset(self) -> None:
-        self._all("reset")
+        self.group.all("reset")
 
     def collect(self, seqs: list[int]) -> tuple[list[float], dict[int, int]]:
         latencies: list[float] = []
         per_seq: dict[int, int] = {}
-        for worker_latencies, worker_per_seq in self._all("collect", seqs):
+        for worker_latencies, worker_per_seq in self.group.all("collect", seqs):
             latencies.extend(worker_latencies)
             for seq, count in worker_per_seq.items():
                 per_seq[seq] = per_seq.get(seq, 0) + count
         return latencies, per_seq
 
     def close(self) -> None:
-        try:
-            self._all("close")
-        finally:
-            for process in self.processes:
-                process.join(timeout=5)
-                if process.is_alive():
-                    process.kill()
+        self.group.close()

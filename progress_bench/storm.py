@@ -30,7 +30,7 @@ import psutil
 from progress_client.client import MAX_RETRY_AFTER
 from progress_client.reconnect import ReconnectPolicy
 
-from .loadgen import HANDSHAKE, pongs_for
+from .loadgen import HANDSHAKE, ProcessGroup, pongs_for, run_worker, shares, source_of
 from .servers import free_ports, progress_server_argv, stop, wait_listening
 
 __all__ = ["STABLE_AFTER", "Peak", "StormClients", "StormReport", "run_storm", "storm_table"]
@@ -225,12 +225,7 @@ async def _work(
 
 
 def _worker_main(pipe: multiprocessing.connection.Connection, *args: Any) -> None:
-    try:
-        import uvloop
-
-        uvloop.run(_work(pipe, *args))
-    except ImportError:
-        asyncio.run(_work(pipe, *args))
+    run_worker(_work, pipe, *args)
 
 
 class StormClients:
@@ -239,38 +234,31 @@ class StormClients:
     def __init__(
         self, processes: int, port: int, clients: int, *, sources: Sequence[str] = ()
     ) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.pipes: list[multiprocessing.connection.Connection] = []
-        self.processes: list[Any] = []
-        for index in range(processes):
-            share = clients // processes + (1 if index < clients % processes else 0)
-            source = sources[index % len(sources)] if sources else None
-            parent, child = context.Pipe()
-            process = context.Process(
-                target=_worker_main,
-                args=(child, "127.0.0.1", port, "/progress", share, source),
-                daemon=True,
-            )
-            process.start()
-            self.pipes.append(parent)
-            self.processes.append(process)
-
-    def _all(self, command: str, argument: Any = None) -> list[Any]:
-        for pipe in self.pipes:
-            pipe.send((command, argument))
-        return [pipe.recv() for pipe in self.pipes]
+        self.group = ProcessGroup(
+            _worker_main,
+            [
+                (
+                    "127.0.0.1",
+                    port,
+                    "/progress",
+                    share,
+                    source_of(sources, index),
+                )
+                for index, share in enumerate(shares(clients, processes))
+            ],
+        )
 
     def connect(self, timeout: float) -> int:
         """Connect every client; how many have their state within ``timeout``."""
-        return sum(self._all("connect", timeout))
+        return sum(self.group.all("connect", timeout))
 
     def arm(self, lost_at: float) -> None:
-        self._all("arm", lost_at)
+        self.group.all("arm", lost_at)
 
     def wait(self, timeout: float) -> Tally:
         """Until every client has its state again, or ``timeout``; what happened."""
         total = Tally()
-        for tally in self._all("wait", timeout):
+        for tally in self.group.all("wait", timeout):
             total.synced_after += tally.synced_after
             total.refused += tally.refused
             total.rejected += tally.rejected
@@ -280,13 +268,7 @@ class StormClients:
         return total
 
     def close(self) -> None:
-        try:
-            self._all("close")
-        finally:
-            for process in self.processes:
-                process.join(timeout=5)
-                if process.is_alive():
-                    process.kill()
+        self.group.close()
 
 
 @dataclass
