@@ -8,7 +8,6 @@ pane shows.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -35,6 +34,9 @@ from progress_tui.widgets import (
 from progress_tui.widgets.history_table import COLUMNS
 from tests.tui.scripted import URL, ScriptedClient, rendered, until
 
+# Times on screen are local time: the same everywhere (tests/tui/conftest.py).
+pytestmark = pytest.mark.usefixtures("utc")
+
 NOW = time.time()
 ALICE = Attribution("a11ce", "alice@laptop")
 BOB = Attribution("b0b", "bob@desk-with-a-long-hostname")
@@ -51,16 +53,6 @@ RUNS = tuple(
     )
     for index in range(1, 6)
 )
-
-
-@pytest.fixture(autouse=True)
-def utc() -> Iterator[None]:
-    """Times on screen are local time: make it the same everywhere."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TZ", "UTC")
-        time.tzset()
-        yield
-    time.tzset()
 
 
 def running(*, client_id: str = "c0ffee", changed_at: float = NOW - 1.0) -> ScriptedClient:

@@ -9,9 +9,6 @@ show whole. After a deliberate change of the look:
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-
 import pytest
 from pytest_textual_snapshot import SVGImageExtension
 from syrupy.assertion import SnapshotAssertion
@@ -31,22 +28,15 @@ from progress_protocol.states import Attribution, Run, State, StateSnapshot
 from progress_tui.app import ProgressApp
 from tests.tui.scripted import URL, ScriptedClient
 
+# Times on screen are local time: the same everywhere (tests/tui/conftest.py).
+pytestmark = pytest.mark.usefixtures("utc")
+
 T0 = 1_795_716_000.0  # wall clock when the run starts
 LOOP_NOW = 500.0  # the event loop's clock
 STEP = 2.0
 ALICE = Attribution("a11ce", "alice@laptop")
 BOB = Attribution("b0b", "bob@desk")
 ID = "3b6188a98e7a"
-
-
-@pytest.fixture(autouse=True)
-def utc() -> Iterator[None]:
-    """Times on screen are local time: make it the same everywhere."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TZ", "UTC")
-        time.tzset()
-        yield
-    time.tzset()
 
 
 def snapshot(state: State, seq: int, changed_at: float, **fields: object) -> StateSnapshot:
