@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import re
@@ -47,6 +48,8 @@ def presented_name(headers: Headers, target: str) -> str | None:
     values = headers.get_all(NAME_HEADER)
     if values:
         name = clean_name(unquote(values[0]))
+    elif "=" not in target:
+        return None  # no query parameter at all: the common case, at every handshake
     else:
         names = [value for key, value in parse_qsl(urlsplit(target).query) if key == "name"]
         name = clean_name(names[0]) if names else ""
@@ -99,6 +102,7 @@ def _host_name(host: str) -> str:
     return host.rpartition(":")[0] if host.count(":") == 1 else host
 
 
+@functools.lru_cache(maxsize=64)  # names repeat: parsing an address is 5 % of a handshake
 def _is_loopback_name(name: str) -> bool:
     if name == "localhost":
         return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -74,7 +75,7 @@ class ServerConfig:
     def tls(self) -> bool:
         return self.certfile is not None
 
-    @property
+    @functools.cached_property  # read on every request
     def loopback(self) -> bool:
         """Whether only this machine can reach the server."""
         if self.host == "localhost":

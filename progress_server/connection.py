@@ -1,17 +1,20 @@
-"""One client's connection, with the limits that must hold below the handler.
+"""One client's connection: websockets' Sans-I/O protocol on an asyncio transport.
 
-websockets answers pings and parses handshakes by itself, before any handler of ours
-runs. A peer can therefore cost the server memory and time without ever sending a
-message: a flood of pings makes pongs pile up unsent when it does not read, and a
-handshake can carry a megabyte of headers before the token is checked.
-:class:`GuardedConnection` is the ``create_connection`` of :func:`websockets.serve`
-that bounds both:
+websockets parses the handshake and the frames, answers pings and runs the closing
+handshake (:class:`websockets.server.ServerProtocol`, its documented Sans-I/O layer);
+:class:`GuardedConnection` moves bytes between it and the transport, the way
+websockets' own asyncio connection does, without a task, a queue or a future per
+client: a connection is callbacks until a client asks for an action, and only that
+action runs as a task. What this costs and saves is in docs/performance.md.
 
-- the handshake, to ``max_handshake_bytes`` (431 past it) and, through websockets'
-  ``open_timeout``, to ``handshake_timeout`` seconds;
-- control frames and message fragments, which draw on the connection's
-  :class:`~.limits.MessageBudget` like messages do: a flood of them ends in close 1008;
-- the closing handshake, to the close timeout, also when the peer starts it;
+Around the parser it bounds what a peer can cost the server before any handler of
+ours runs:
+
+- the handshake, to ``max_handshake_bytes`` (431 past it) and ``handshake_timeout``
+  seconds;
+- messages, control frames and message fragments, which all draw on the connection's
+  :class:`~.limits.MessageBudget`: a flood of them ends in close 1008;
+- the closing handshake, to :data:`CLOSE_TIMEOUT`, whoever starts it;
 - what is queued for the client, to ``send_buffer_cap`` bytes: past it the
   connection is dropped at once, whatever is queued (pongs, states, replies).
 
@@ -22,23 +25,33 @@ pings) is checked every few kilobytes rather than parsed whole before any check.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import http
+import inspect
 import logging
-from typing import Any
+import os
+from collections.abc import Awaitable
+from typing import Any, Protocol, cast
 
-from websockets.asyncio.server import Server, ServerConnection
 from websockets.frames import CloseCode, Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import Event
 from websockets.protocol import State as ConnectionState
 from websockets.server import ServerProtocol
 
 from .config import ServerConfig
+from .frames import text_frame
 from .limits import MessageBudget, Verdict
 from .metrics import Metrics
 from .routes import error_response
 
-__all__ = ["FEED_SLICE", "KEEPALIVE_SLICES", "GuardedConnection"]
+__all__ = ["CLOSE_TIMEOUT", "FEED_SLICE", "KEEPALIVE_SLICES", "GuardedConnection", "Session"]
 
 logger = logging.getLogger(__name__)
+
+#: How long closing waits for the client's close frame, at shutdown in particular.
+CLOSE_TIMEOUT = 1.0
 
 #: The keepalive pings the clients in this many slices, one a tick, each client once
 #: per interval (see :class:`~.keepalive.Keepalive`).
@@ -47,170 +60,189 @@ KEEPALIVE_SLICES = 20
 #: Bytes fed to the WebSocket parser at a time.
 FEED_SLICE = 4096
 
-#: Frames charged to the budget as they arrive. A whole message is charged when the
-#: handler reads it; its continuation frames are charged here, or one message of 4096
-#: empty fragments would cost the same as one of a single frame.
+WEBSOCKETS_LOGGER = logging.getLogger("websockets.server")
+
+#: Frames charged to the budget as they arrive, besides whole messages: or one message
+#: of 4096 empty fragments would cost the same as one of a single frame.
 CHARGED_OPCODES = (Opcode.PING, Opcode.PONG, Opcode.CONT)
 
+CONNECTING = ConnectionState.CONNECTING
+OPEN = ConnectionState.OPEN
 
-class GuardedConnection(ServerConnection):
-    """A :class:`~websockets.asyncio.server.ServerConnection` under the server's limits.
+
+class Session(Protocol):
+    """What a connection asks of the server it belongs to."""
+
+    @property
+    def serving(self) -> bool:
+        """False once the server is closing: a handshake that completes gets 503."""
+
+    def process_request(
+        self, connection: GuardedConnection, request: Request
+    ) -> Response | Awaitable[Response | None] | None:
+        """An HTTP answer to ``request``, or None to go on with the WebSocket handshake."""
+
+    def opened(self, connection: GuardedConnection) -> None:
+        """The handshake succeeded: the client can be sent messages."""
+
+    def received(
+        self, connection: GuardedConnection, data: str | bytes, verdict: Verdict
+    ) -> Awaitable[None] | None:
+        """A message and what the budget said of it; an awaitable holds back the
+        client's next messages until it is done (an action in flight)."""
+
+    def closed(self, connection: GuardedConnection) -> None:
+        """The TCP connection is gone, whether or not the handshake succeeded."""
+
+
+class GuardedConnection(asyncio.Protocol):
+    """A WebSocket connection under the server's limits.
 
     Args:
-        protocol: websockets' Sans-I/O protocol of this connection.
-        server: The websockets server it belongs to.
+        session: The server it reports to.
         config: The limits come from here.
         registry: Holds every open connection, handshakes included.
         metrics: Counts the connections it drops.
-        **kwargs: What websockets passes to every connection.
+        server_header: The ``Server`` header of its handshake response.
 
     Attributes:
-        budget: Messages and control frames share it; the handler takes from it too.
+        protocol: websockets' Sans-I/O protocol of this connection.
+        transport: Set once the TCP (or TLS) connection is made.
+        short_id: 12 random hex digits that name the client.
+        request: The handshake request, until the handshake is over.
+        budget: Messages and control frames share it.
         dropped: Why the server cut this connection short, when it did.
+        by: Who the client's actions are attributed to, once it joined.
     """
 
-    # Slots, not the instance's dict: websockets' 27 attributes and these would make
-    # it larger than CPython shares between instances (30 keys), 1.3 KiB a client.
+    # No instance dict: 10,000 connections each save its size.
     __slots__ = (
+        "_busy",
         "_close_deadline",
+        "_closed",
+        "_cork",
+        "_fragments",
+        "_handshake_deadline",
         "_head",
         "_held",
+        "_pending",
         "budget",
+        "by",
         "config",
         "dropped",
         "expected_pong",
         "last_pong",
         "metrics",
+        "protocol",
         "registry",
+        "request",
+        "server_header",
+        "session",
+        "short_id",
         "slice",
+        "transport",
     )
 
     def __init__(
         self,
-        protocol: ServerProtocol,
-        server: Server,
+        session: Session,
         *,
         config: ServerConfig,
         registry: set[GuardedConnection],
         metrics: Metrics,
-        **kwargs: Any,
+        server_header: str,
     ) -> None:
-        super().__init__(protocol, server, **kwargs)
+        self.session = session
         self.config = config
         self.registry = registry
         self.metrics = metrics
-        self.budget = MessageBudget(
-            config.rate_limit, config.rate_burst, config.flood_tolerance, self.loop.time()
-        )
+        self.server_header = server_header
+        self.protocol = ServerProtocol(max_size=config.max_message_bytes, logger=WEBSOCKETS_LOGGER)
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # connection_made
+        #: Names the client in the log and to other clients; not a secret.
+        self.short_id = os.urandom(6).hex()
+        self.request: Request | None = None
+        self.budget: MessageBudget = None  # type: ignore[assignment]  # connection_made
         self.dropped: str | None = None
+        self.by: Any = None
         #: The payload of the keepalive's last ping, and the loop time of the last pong
         #: that carried it (see :class:`~.keepalive.Keepalive`).
         self.expected_pong: bytes | None = None
         self.last_pong = float("-inf")
         #: When in the keepalive's round this connection is pinged.
-        self.slice = self.id.int % KEEPALIVE_SLICES
+        self.slice = int(self.short_id, 16) % KEEPALIVE_SLICES
         #: The request, gathered until its headers end.
         self._head: bytearray | None = bytearray()
         #: What came after the request, held until the response has gone out.
         self._held: bytearray | None = None
+        #: The frames of a fragmented message so far, and whether it is text.
+        self._fragments: tuple[bool, list[bytes]] | None = None
+        #: Messages held back while an action of this client's is in flight.
+        self._pending: collections.deque[tuple[str | bytes, Verdict]] | None = None
+        #: The action (or the HTTP answer) in flight.
+        self._busy: asyncio.Task[None] | None = None
+        self._handshake_deadline: asyncio.TimerHandle | None = None
         self._close_deadline: asyncio.TimerHandle | None = None
+        #: Made when someone waits for the connection to close.
+        self._closed: asyncio.Future[None] | None = None
+        #: What is written while the handshake's response is held back, to go with it.
+        self._cork: bytearray | None = None
 
     @property
-    def short_id(self) -> str:
-        return self.id.hex[:12]
+    def remote_address(self) -> Any:
+        return self.transport.get_extra_info("peername")
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self.registry.add(self)
+    @property
+    def state(self) -> ConnectionState:
+        return self.protocol.state
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.registry.discard(self)
-        if self._close_deadline is not None:
-            self._close_deadline.cancel()
-        super().connection_lost(exc)
+    @property
+    def close_code(self) -> int | None:
+        return self.protocol.close_code
 
-    async def handshake(self, *args: Any, **kwargs: Any) -> None:
-        await super().handshake(*args, **kwargs)
-        held, self._held = self._held, None
-        if held and self.protocol.state is ConnectionState.OPEN:
-            self._feed(bytes(held))  # frames a client sent before our 101
+    # Sending.
 
-    def data_received(self, data: bytes) -> None:
-        if self._head is not None:
-            self._gather_head(data)
-        elif self._held is not None:
-            self._hold(data)
-        else:
-            self._feed(data)
+    def send(self, text: str) -> None:
+        """Queue one text message, without waiting; nothing once the connection closes.
 
-    def _gather_head(self, data: bytes) -> None:
-        """Hand websockets the request only once its headers are whole, and hold what
-        follows them until the response has gone out.
-
-        websockets parses whatever follows a request as WebSocket frames at once, so
-        bytes after a plain HTTP request (a second request, say) would fail the
-        connection before its response, and then the response itself would fail.
-        Gathering first also bounds the headers in all, exactly, not only per line.
+        Raises:
+            UnicodeEncodeError: If ``text`` holds a lone surrogate.
         """
-        assert self._head is not None
-        self._head += data
-        if not self._head[:1].isupper():
-            # Not an HTTP request line at all (a TLS hello on a plain port, garbage):
-            # websockets refuses it at once, rather than wait for headers to end.
-            buffer, self._head = self._head, None
-            self._feed(bytes(buffer))
+        if self.protocol.state is OPEN:
+            self.write(text_frame(text))
+            self._check_queue()
+
+    def write(self, data: bytes) -> None:
+        """Write whole frames: with the handshake's response when it is held back."""
+        if self._cork is not None:
+            self._cork += data
+        else:
+            self.transport.write(data)
+
+    def close(self, code: CloseCode, reason: str = "") -> None:
+        """Start the closing handshake; the connection is cut if the client has not
+        finished it within :data:`CLOSE_TIMEOUT`."""
+        if self.protocol.state is OPEN:
+            self.protocol.send_close(code, reason)
+            self.send_data()
+        self._arm_close_deadline()
+
+    async def wait_closed(self) -> None:
+        """Return once the TCP connection is gone."""
+        if self.protocol.state is ConnectionState.CLOSED and self._closed is None:
             return
-        limit = self.config.max_handshake_bytes
-        end = self._head.find(b"\r\n\r\n", 0, limit)
-        if end < 0:
-            if len(self._head) >= limit:
-                self._refuse_handshake()
-            return
-        buffer, self._head = self._head, None
-        self._held = bytearray()
-        self._feed(bytes(buffer[: end + 4]))
-        self._hold(bytes(buffer[end + 4 :]))
+        if self._closed is None:
+            self._closed = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._closed)
 
-    def _hold(self, data: bytes) -> None:
-        assert self._held is not None
-        self._held += data
-        if len(self._held) > self.config.max_message_bytes + FEED_SLICE:
-            self.drop("it sent too much before its handshake was answered", "flood")
-
-    def _feed(self, data: bytes) -> None:
-        """Feed websockets a few KiB at a time, checking the limits in between."""
-        for start in range(0, len(data), FEED_SLICE):
-            if self.transport.is_closing() or self.dropped is not None:
-                return  # what is left of a flood is not worth parsing
-            super().data_received(data[start : start + FEED_SLICE])
-            queued = self.transport.get_write_buffer_size()
-            if queued > self.config.send_buffer_cap:
-                self.drop(
-                    f"{queued} bytes queued, over the cap of {self.config.send_buffer_cap}",
-                    "send_buffer",
-                )
-                return
-            if self._close_deadline is None and self.protocol.close_expected():
-                # websockets enforces its close timeout only when something is sent:
-                # a peer that sent a close frame and never closes TCP would hold its
-                # descriptor until the next keepalive ping.
-                self._close_deadline = self.loop.call_later(
-                    self.close_timeout or 0.0, self.transport.abort
-                )
-
-    def process_event(self, event: Any) -> None:
-        if isinstance(event, Frame) and event.opcode in CHARGED_OPCODES:
-            now = self.loop.time()
-            if self.budget.take(now) is Verdict.CLOSE:
-                self._close_for_flooding()
-                return
-            if event.opcode is Opcode.PONG and event.data == self.expected_pong:
-                self.last_pong = now
-        super().process_event(event)
-
-    def over_cap(self) -> bool:
-        """Whether more than ``send_buffer_cap`` bytes wait for this client."""
-        return self.transport.get_write_buffer_size() > self.config.send_buffer_cap
+    def fail(self, code: CloseCode, reason: str) -> None:
+        """Close at once, without waiting (as websockets' keepalive does on a timeout):
+        the close frame goes out, the rest of the input is discarded, and the
+        connection is cut after the close timeout if the peer does not close it."""
+        if self.protocol.state is OPEN:
+            self.protocol.fail(code, reason)
+            self.send_data()
+        self._arm_close_deadline()
 
     def drop(self, reason: str, label: str) -> None:
         """Cut the connection at once, discarding whatever is queued for it.
@@ -230,33 +262,211 @@ class GuardedConnection(ServerConnection):
             )
         self.transport.abort()
 
-    def _close_for_flooding(self) -> None:
-        """Close with 1008 as for a message flood, and stop reading what follows."""
-        if self.dropped is not None:
-            return
-        self.dropped = "flooding with frames"
-        self.metrics.dropped.labels("flood").inc()
-        logger.warning(
-            "client %s: closed for flooding (pings, pongs or fragments)",
-            self.short_id,
-            extra={"client_id": self.short_id, "reason": "flood"},
-        )
-        self.fail(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
-        # Nothing more is read: the flood stops costing CPU, and stalls in the kernel.
-        self.transport.pause_reading()
+    def over_cap(self) -> bool:
+        """Whether more than ``send_buffer_cap`` bytes wait for this client."""
+        return self.transport.get_write_buffer_size() > self.config.send_buffer_cap
 
-    def fail(self, code: CloseCode, reason: str) -> None:
-        """Close at once, without waiting (as websockets' keepalive does on a timeout):
-        the close frame goes out, the rest of the input is discarded, and the
-        connection is cut after the close timeout if the peer does not close it."""
-        if self.protocol.state is ConnectionState.OPEN:
-            self.protocol.fail(code, reason)
-            self.send_data()
-        # A peer that does not read never completes the closing handshake.
-        if self._close_deadline is None:
-            self._close_deadline = self.loop.call_later(
-                self.close_timeout or 0.0, self.transport.abort
+    def send_data(self) -> None:
+        """Write what websockets has to send; its end of stream half-closes."""
+        for data in self.protocol.data_to_send():
+            if data:
+                self.write(data)
+                continue
+            self._uncork()
+            if self.transport.can_write_eof():
+                # uvloop raises RuntimeError on a closing transport.
+                with contextlib.suppress(Exception):
+                    self.transport.write_eof()
+            else:  # TLS cannot half-close
+                self.transport.close()
+
+    def _uncork(self) -> None:
+        cork, self._cork = self._cork, None
+        if cork:
+            self.transport.write(bytes(cork))
+
+    def _check_queue(self) -> None:
+        queued = self.transport.get_write_buffer_size()
+        if queued > self.config.send_buffer_cap:
+            self.drop(
+                f"{queued} bytes queued, over the cap of {self.config.send_buffer_cap}",
+                "send_buffer",
             )
+
+    def _arm_close_deadline(self) -> None:
+        # A peer that does not read never completes the closing handshake, and one
+        # that sent its close frame may never close TCP.
+        if self._close_deadline is None and not self.transport.is_closing():
+            self._close_deadline = asyncio.get_running_loop().call_later(
+                CLOSE_TIMEOUT, self.transport.abort
+            )
+
+    # asyncio's callbacks.
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        loop = asyncio.get_running_loop()
+        config = self.config
+        self.budget = MessageBudget(
+            config.rate_limit, config.rate_burst, config.flood_tolerance, loop.time()
+        )
+        self.registry.add(self)
+        self._handshake_deadline = loop.call_later(
+            config.handshake_timeout, self._handshake_timed_out
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.protocol.receive_eof()  # idempotent: the state is CLOSED from now on
+        self.registry.discard(self)
+        for deadline in (self._handshake_deadline, self._close_deadline):
+            if deadline is not None:
+                deadline.cancel()
+        self._handshake_deadline = self._close_deadline = None
+        self._pending = None
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+        self.session.closed(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._head is not None:
+            self._gather_head(data)
+        elif self._held is not None:
+            self._hold(data)
+        else:
+            self._feed(data)
+
+    def eof_received(self) -> None:
+        self.protocol.receive_eof()
+        events = self.protocol.events_received()
+        self.send_data()
+        for event in events:
+            self._process_event(event)
+        # Returning None closes the transport: nothing is written after the peer's EOF.
+
+    # The handshake.
+
+    def _gather_head(self, data: bytes) -> None:
+        """Hand websockets the request only once its headers are whole, and hold what
+        follows them until the response has gone out.
+
+        websockets parses whatever follows a request as WebSocket frames at once, so
+        bytes after a plain HTTP request (a second request, say) would fail the
+        connection before its response, and then the response itself would fail.
+        Gathering first also bounds the headers in all, exactly, not only per line.
+        """
+        assert self._head is not None
+        head = self._head
+        if not head and data.find(b"\r\n\r\n") == len(data) - 4 and data[:1].isupper():
+            # The usual case: the whole request in one read, and nothing after it.
+            if len(data) > self.config.max_handshake_bytes:
+                self._refuse_handshake()
+                return
+            self._head = None
+            self._held = bytearray()
+            self._feed(data)
+            return
+        head += data
+        if not head[:1].isupper():
+            # Not an HTTP request line at all (a TLS hello on a plain port, garbage):
+            # websockets refuses it at once, rather than wait for headers to end.
+            self._head = None
+            self._feed(bytes(head))
+            return
+        limit = self.config.max_handshake_bytes
+        end = head.find(b"\r\n\r\n", 0, limit)
+        if end < 0:
+            if len(head) >= limit:
+                self._refuse_handshake()
+            return
+        self._head = None
+        rest = bytes(head[end + 4 :])
+        self._held = bytearray()
+        self._feed(bytes(head[: end + 4]))  # may answer at once, and take what is held
+        if not rest:
+            return
+        if self._held is not None:
+            self._hold(rest)
+        elif self.protocol.state is OPEN:
+            self._feed(rest)  # frames a client sent right behind its request
+
+    def _hold(self, data: bytes) -> None:
+        assert self._held is not None
+        self._held += data
+        if len(self._held) > self.config.max_message_bytes + FEED_SLICE:
+            self.drop("it sent too much before its handshake was answered", "flood")
+
+    def _on_request(self, request: Request) -> None:
+        self.request = request
+        try:
+            answer = self.session.process_request(self, request)
+        except Exception:
+            logger.exception("answering a request failed")
+            answer = self._internal_error()
+        if inspect.isawaitable(answer):
+            self._busy = asyncio.get_running_loop().create_task(self._respond_later(answer))
+        else:
+            self._respond(answer)
+
+    async def _respond_later(self, answer: Awaitable[Response | None]) -> None:
+        try:
+            response = await answer
+        except Exception:
+            logger.exception("answering a request failed")
+            response = self._internal_error()
+        self._busy = None
+        self._respond(response)
+
+    def _internal_error(self) -> Response:
+        return error_response(
+            http.HTTPStatus.INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "The server failed to answer this request; see its log.",
+        )
+
+    def _respond(self, response: Response | None) -> None:
+        protocol = self.protocol
+        if protocol.state is not CONNECTING or self.transport.is_closing():
+            return  # the peer left, or was cut off, while the answer was made
+        assert self.request is not None
+        if response is None:
+            response = protocol.accept(self.request)
+            if response.status_code == 101 and not self.session.serving:
+                response = error_response(
+                    http.HTTPStatus.SERVICE_UNAVAILABLE,
+                    "shutting_down",
+                    "The server is shutting down; try again in a moment.",
+                    headers={"Retry-After": "1"},
+                )
+        response.headers["Server"] = self.server_header
+        protocol.send_response(response)
+        if self._handshake_deadline is not None:
+            self._handshake_deadline.cancel()
+            self._handshake_deadline = None
+        held, self._held = self._held, None
+        if protocol.state is OPEN:
+            # The 101 and what joining sends (hello, state, history) in one write.
+            self._cork = bytearray()
+            self.send_data()
+            self.session.opened(self)
+            self._uncork()
+            # Nothing reads the handshake after this: it need not live as long as the
+            # connection (2 KiB a client); websockets' parser still holds the request.
+            self.request.headers.clear()
+            self.request = None
+            if held and protocol.state is OPEN:
+                self._feed(bytes(held))  # frames a client sent before our 101
+        else:
+            # An HTTP answer: websockets half-closes; the client closes in turn.
+            self.send_data()
+            self.request = None
+            self._arm_close_deadline()
+
+    def _handshake_timed_out(self) -> None:
+        self._handshake_deadline = None
+        if self.protocol.state is CONNECTING:
+            if self._busy is not None:
+                self._busy.cancel()
+            self.transport.abort()
 
     def _refuse_handshake(self) -> None:
         limit = self.config.max_handshake_bytes
@@ -275,10 +485,120 @@ class GuardedConnection(ServerConnection):
             "request_too_large",
             f"The request's headers are over {limit // 1024} KiB.",
         )
+        response.headers["Server"] = self.server_header
         # Sends the response and half-closes; the rest of the input is discarded.
         self.protocol.send_response(response)
         self.send_data()
         self.transport.close()
+
+    # Frames and messages.
+
+    def _feed(self, data: bytes) -> None:
+        """Feed websockets a few KiB at a time, checking the limits in between."""
+        protocol = self.protocol
+        transport = self.transport
+        for start in range(0, len(data), FEED_SLICE):
+            if transport.is_closing() or self.dropped is not None:
+                return  # what is left of a flood is not worth parsing
+            protocol.receive_data(
+                data if len(data) <= FEED_SLICE else data[start : start + FEED_SLICE]
+            )
+            events = protocol.events_received()
+            self.send_data()  # pongs, a close frame in answer
+            for event in events:
+                self._process_event(event)
+            if transport.is_closing():
+                return
+            self._check_queue()
+            if self._close_deadline is None and protocol.close_expected():
+                # The peer sent its close frame, or ours is answered: it has
+                # CLOSE_TIMEOUT to close TCP.
+                self._arm_close_deadline()
+
+    def _process_event(self, event: Event) -> None:
+        if not isinstance(event, Frame):
+            if isinstance(event, Request):
+                self._on_request(event)
+            return
+        opcode = event.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if event.fin:
+                self._message(bytes(event.data), opcode is Opcode.TEXT)
+            else:
+                self._fragments = (opcode is Opcode.TEXT, [bytes(event.data)])
+            return
+        if opcode in CHARGED_OPCODES:
+            now = asyncio.get_running_loop().time()
+            if self.budget.take(now) is Verdict.CLOSE:
+                self._close_for_flooding("pings, pongs or fragments")
+                return
+            if opcode is Opcode.PONG and event.data == self.expected_pong:
+                self.last_pong = now
+            elif opcode is Opcode.CONT and self._fragments is not None:
+                text, parts = self._fragments
+                parts.append(bytes(event.data))
+                if event.fin:
+                    self._fragments = None
+                    self._message(b"".join(parts), text)
+
+    def _message(self, data: bytes, text: bool) -> None:
+        if self.protocol.state is not OPEN:
+            return  # after a close frame: not for us to answer
+        message: str | bytes = data
+        if text:
+            try:
+                message = data.decode()
+            except UnicodeDecodeError as exc:
+                self.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
+                return
+        verdict = self.budget.take(asyncio.get_running_loop().time())
+        if verdict is Verdict.CLOSE:
+            self._close_for_flooding("messages")
+            return
+        if self._pending is None and self._busy is None:
+            self._handle(message, verdict)
+        else:
+            if self._pending is None:
+                self._pending = collections.deque()
+            self._pending.append((message, verdict))
+
+    def _handle(self, message: str | bytes, verdict: Verdict) -> None:
+        action = self.session.received(self, message, verdict)
+        if action is not None:
+            # Its reply goes out before this client's next message is read.
+            self._busy = asyncio.get_running_loop().create_task(self._run(action))
+            self.transport.pause_reading()
+
+    async def _run(self, action: Awaitable[None]) -> None:
+        try:
+            await action
+        except Exception:  # the session answers for its own errors: this is a bug
+            logger.exception("client %s: an action failed", self.short_id)
+        finally:
+            self._busy = None
+        while self._pending and self._busy is None and self.protocol.state is OPEN:
+            self._handle(*self._pending.popleft())
+        if self._busy is None:
+            self._pending = None
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def _close_for_flooding(self, what: str) -> None:
+        """Close with 1008, and stop reading what follows."""
+        if self.dropped is not None:
+            return
+        self.dropped = f"flooding with {what}"
+        self.metrics.dropped.labels("flood").inc()
+        logger.warning(
+            "client %s: closed for flooding (%s)",
+            self.short_id,
+            what,
+            extra={"client_id": self.short_id, "reason": "flood"},
+        )
+        self.fail(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+        self._pending = None
+        # Nothing more is read: the flood stops costing CPU, and stalls in the kernel.
+        self.transport.pause_reading()
 
 
 def _peer(address: object) -> str:

@@ -15,20 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State as ConnectionState
 
 from progress_protocol.messages import Clients, History, StateMessage, encode
 
 from .backends import Change
 from .calculation import Run, StateSnapshot
+from .frames import text_frame
 from .metrics import Metrics
 
-__all__ = ["Hub", "plural", "text_frame", "write_text"]
+if TYPE_CHECKING:
+    from .connection import GuardedConnection
+
+__all__ = ["Hub", "plural"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,31 +39,6 @@ logger = logging.getLogger(__name__)
 def plural(count: int, noun: str) -> str:
     """``1 client``, ``2 clients``."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def text_frame(text: str) -> bytes:
-    """A whole, unmasked WebSocket text frame: what a server sends, the same to everyone."""
-    payload = text.encode()
-    size = len(payload)
-    if size < 126:
-        header = struct.pack("!BB", 0x81, size)
-    elif size < 1 << 16:
-        header = struct.pack("!BBH", 0x81, 126, size)
-    else:
-        header = struct.pack("!BBQ", 0x81, 127, size)
-    return header + payload
-
-
-def write_text(connection: ServerConnection, text: str) -> None:
-    """Queue one text message for one client, without waiting; nothing if it is closing.
-
-    websockets' own ``send()`` and ``broadcast()`` frame the message for each
-    connection. With no compression the frame is the same bytes for everyone, so the
-    hub frames once and writes to the transport. The library's own writes are whole
-    frames too and are flushed at once, so frames never interleave.
-    """
-    if connection.protocol.state is ConnectionState.OPEN:
-        connection.transport.write(text_frame(text))
 
 
 #: A ``clients`` count waits at least this many times as long as the last one took to
@@ -95,7 +73,7 @@ class Hub:
         report_count: Callable[[int], None] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
-        self.clients: set[ServerConnection] = set()
+        self.clients: set[GuardedConnection] = set()
         self.snapshot = initial
         # Each state is encoded once, for every client that gets it.
         self.state_frame = encode(StateMessage(initial))
@@ -104,7 +82,7 @@ class Hub:
         self.send_buffer_limit = send_buffer_limit
         self.stuck_timeout = stuck_timeout
         #: Clients skipped for a full buffer, with the loop time they fell behind.
-        self.lagging: dict[ServerConnection, float] = {}
+        self.lagging: dict[GuardedConnection, float] = {}
         self.count_interval = count_interval
         #: Told this instance's count; the backend answers with the total (set_total).
         self.report_count = report_count
@@ -162,19 +140,19 @@ class Hub:
             },
         )
 
-    def join(self, connection: ServerConnection, hello: str) -> None:
+    def join(self, connection: GuardedConnection, hello: str) -> None:
         """Add a client: it gets ``hello``, the current state and the history at once; it
         and everyone else the new count at once too, or within the count interval in a
         burst."""
         if connection.protocol.state is ConnectionState.OPEN:
-            # One write, one system call, for the three.
-            connection.transport.write(
+            # One write for the three (and the handshake's response, see connection.py).
+            connection.write(
                 text_frame(hello) + text_frame(self.state_frame) + text_frame(self.history_frame)
             )
         self.clients.add(connection)
         self._local_count_changed()
 
-    def leave(self, connection: ServerConnection) -> None:
+    def leave(self, connection: GuardedConnection) -> None:
         """Remove a client; everyone left gets the new count soon."""
         self.lagging.pop(connection, None)
         if connection in self.clients:
@@ -206,10 +184,9 @@ class Hub:
             self.count_interval, len(self.clients) * 0.0001, COUNT_COST_FACTOR * self._count_cost
         )
         wait = self._count_sent_at + interval - loop.time()
-        if wait <= 0:
-            self._announce_count()
-        else:
-            self._count_timer = loop.call_later(wait, self._announce_count)
+        # Never from inside the change: a client joining is sent its hello first, with
+        # the handshake's response, and the count after it.
+        self._count_timer = loop.call_later(max(0.0, wait), self._announce_count)
 
     def _announce_count(self) -> None:
         self._count_timer = None
@@ -244,7 +221,7 @@ class Hub:
                 continue
             if transport.get_write_buffer_size() > limit:
                 lagging[connection] = asyncio.get_running_loop().time()
-                logger.info("client %s is lagging: skipping it", connection.id.hex[:12])
+                logger.info("client %s is lagging: skipping it", connection.short_id)
             elif connection.protocol.state is open_state:
                 transport.write(frame)
                 sent += 1
@@ -259,15 +236,15 @@ class Hub:
             elif connection.transport.get_write_buffer_size() <= self.send_buffer_limit:
                 del self.lagging[connection]
                 # Only the latest state: the ones it missed are out of date anyway.
-                write_text(connection, self.state_frame)
-                write_text(connection, self.history_frame)
-                write_text(connection, self.count_frame())
-                logger.info("client %s caught up", connection.id.hex[:12])
+                connection.send(self.state_frame)
+                connection.send(self.history_frame)
+                connection.send(self.count_frame())
+                logger.info("client %s caught up", connection.short_id)
             elif now - since > self.stuck_timeout:
                 del self.lagging[connection]
                 logger.warning(
                     "client %s stuck for %.0f s with %d bytes unsent: disconnecting it",
-                    connection.id.hex[:12],
+                    connection.short_id,
                     now - since,
                     connection.transport.get_write_buffer_size(),
                 )

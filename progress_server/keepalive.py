@@ -19,24 +19,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import struct
 from collections.abc import Callable, Collection
 
 from websockets.frames import CloseCode
 from websockets.protocol import State as ConnectionState
 
 from .connection import KEEPALIVE_SLICES, GuardedConnection
+from .frames import ping_frame
 
-__all__ = ["Keepalive", "ping_frame"]
+__all__ = ["Keepalive"]
 
 logger = logging.getLogger(__name__)
-
-
-def ping_frame(payload: bytes) -> bytes:
-    """A whole, unmasked ping frame (what a server sends), at most 125 bytes of data."""
-    if len(payload) > 125:
-        raise ValueError("a ping carries at most 125 bytes")
-    return struct.pack("!BB", 0x89, len(payload)) + payload
 
 
 class Keepalive:

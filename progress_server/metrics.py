@@ -73,6 +73,8 @@ class Metrics:
             ["result"],
             registry=registry,
         )
+        #: Its most frequent child, looked up once rather than per connection.
+        self.accepted = self.connections.labels("accepted")
         self.dropped = Counter(
             "progress_clients_dropped",
             "Clients the server cut off, by reason.",

@@ -1,4 +1,4 @@
-"""The HTTP API, served on the WebSocket port through websockets' ``process_request``.
+"""The HTTP API, served on the WebSocket port: every request that is not a handshake.
 
 ``GET /healthz`` (liveness), ``GET /readyz`` (readiness), ``GET /metrics``
 (Prometheus), ``GET /state``, ``GET /history``, ``POST /start`` and ``POST /cancel``;
@@ -14,10 +14,9 @@ import http
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
@@ -30,11 +29,14 @@ from .limits import AddressLimits
 from .metrics import CONTENT_TYPE
 from .service import CalculationService
 
+if TYPE_CHECKING:
+    from .connection import GuardedConnection
+
 __all__ = ["HttpRoutes", "json_response"]
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[Request, ServerConnection], Awaitable[Response]]
+Handler = Callable[[Request, "GuardedConnection"], Awaitable[Response]]
 
 
 def json_response(
@@ -84,16 +86,28 @@ class HttpRoutes:
         # The HTTP actions come on short connections: their budget is per address.
         self.action_limits = AddressLimits(config.rate_limit, config.rate_burst)
 
-    async def process_request(
-        self, connection: ServerConnection, request: Request
-    ) -> Response | None:
-        """websockets' hook: None lets a WebSocket handshake go on, a Response answers."""
+    def process_request(
+        self, connection: GuardedConnection, request: Request
+    ) -> Response | Awaitable[Response] | None:
+        """None lets a WebSocket handshake go on; a Response, or an awaitable of one for
+        the HTTP endpoints, answers. The handshake's path never awaits anything."""
         path = urlsplit(request.path).path
-        response = self._gate(path, request, connection) or await self._route(
-            path, request, connection
-        )
+        response = self._gate(path, request, connection)
         if response is None:
-            return None
+            if path != self.service.config.path:
+                return self._answer(path, request, connection)
+            response = self._websocket(path, request, connection)
+            if response is None:
+                return None
+        return self._finish(path, request, connection, response)
+
+    async def _answer(self, path: str, request: Request, connection: GuardedConnection) -> Response:
+        return self._finish(path, request, connection, await self._route(path, request, connection))
+
+    def _finish(
+        self, path: str, request: Request, connection: GuardedConnection, response: Response
+    ) -> Response:
+        """Count and log an HTTP answer; a HEAD gets the GET's headers only."""
         known = path if path in self.table or path == self.service.config.path else "other"
         self.service.metrics.http_requests.labels(known, str(response.status_code)).inc()
         level = logging.DEBUG if path in self.OPEN_PATHS or path == "/metrics" else logging.INFO
@@ -110,7 +124,7 @@ class HttpRoutes:
             response = Response(response.status_code, response.reason_phrase, response.headers, b"")
         return response
 
-    def _gate(self, path: str, request: Request, connection: ServerConnection) -> Response | None:
+    def _gate(self, path: str, request: Request, connection: GuardedConnection) -> Response | None:
         """Refuse a request for a foreign Host, from a foreign origin, or without the
         token; each refusal is counted and logged with the peer and why, never the token."""
         config = self.service.config
@@ -148,7 +162,7 @@ class HttpRoutes:
                 )
         return None
 
-    def _refused(self, connection: ServerConnection, path: str, result: str, why: str) -> None:
+    def _refused(self, connection: GuardedConnection, path: str, result: str, why: str) -> None:
         self.service.metrics.connections.labels(result).inc()
         peer = _peer(connection)
         logger.info(
@@ -159,22 +173,23 @@ class HttpRoutes:
             extra={"peer": peer, "path": path, "reason": result},
         )
 
-    async def _route(
-        self, path: str, request: Request, connection: ServerConnection
+    def _websocket(
+        self, path: str, request: Request, connection: GuardedConnection
     ) -> Response | None:
-        if path == self.service.config.path:
-            if request.method != "GET":
-                return self._method_not_allowed(request.method, path, "GET")
-            if self.service.full:
-                self._refused(connection, path, "server_full", "the server is full")
-                return error_response(
-                    http.HTTPStatus.SERVICE_UNAVAILABLE,
-                    "server_full",
-                    f"The server is full ({self.service.config.max_clients} clients); "
-                    "try again later.",
-                    headers={"Retry-After": "5"},
-                )
-            return None  # websockets answers 426 to a GET that is not an upgrade.
+        """Refuse a handshake the server cannot take; None lets websockets check it."""
+        if request.method != "GET":
+            return self._method_not_allowed(request.method, path, "GET")
+        if self.service.full:
+            self._refused(connection, path, "server_full", "the server is full")
+            return error_response(
+                http.HTTPStatus.SERVICE_UNAVAILABLE,
+                "server_full",
+                f"The server is full ({self.service.config.max_clients} clients); try again later.",
+                headers={"Retry-After": "5"},
+            )
+        return None  # websockets answers 426 to a GET that is not an upgrade.
+
+    async def _route(self, path: str, request: Request, connection: GuardedConnection) -> Response:
         route = self.table.get(path)
         if route is None:
             return error_response(
@@ -199,7 +214,7 @@ class HttpRoutes:
             )
         return await handler(request, connection)
 
-    def _within_budget(self, connection: ServerConnection) -> bool:
+    def _within_budget(self, connection: GuardedConnection) -> bool:
         return self.action_limits.take(_address(connection), asyncio.get_running_loop().time())
 
     def _method_not_allowed(self, method: str, path: str, allowed: str) -> Response:
@@ -210,7 +225,7 @@ class HttpRoutes:
             headers={"Allow": allowed},
         )
 
-    async def healthz(self, request: Request, connection: ServerConnection) -> Response:
+    async def healthz(self, request: Request, connection: GuardedConnection) -> Response:
         """Liveness: the process answers. A store out of reach does not make it dead:
         restarting it would drop every client and forget the last state it knows (which
         it writes back to a Redis that lost it), so that is /readyz's business; the body
@@ -220,7 +235,7 @@ class HttpRoutes:
             return json_response(http.HTTPStatus.OK, {"status": "ok", "backend": problem})
         return json_response(http.HTTPStatus.OK, {"status": "ok"})
 
-    async def readyz(self, request: Request, connection: ServerConnection) -> Response:
+    async def readyz(self, request: Request, connection: GuardedConnection) -> Response:
         """Readiness: send clients here? Not while starting, stopping, or cut off."""
         reason = self.service.not_ready
         if reason is not None:
@@ -229,7 +244,7 @@ class HttpRoutes:
             )
         return json_response(http.HTTPStatus.OK, {"status": "ready"})
 
-    async def metrics(self, request: Request, connection: ServerConnection) -> Response:
+    async def metrics(self, request: Request, connection: GuardedConnection) -> Response:
         if not self.service.config.metrics:
             return error_response(
                 http.HTTPStatus.NOT_FOUND,
@@ -247,20 +262,20 @@ class HttpRoutes:
         )
         return Response(http.HTTPStatus.OK.value, http.HTTPStatus.OK.phrase, headers, body)
 
-    async def state(self, request: Request, connection: ServerConnection) -> Response:
+    async def state(self, request: Request, connection: GuardedConnection) -> Response:
         return json_response(http.HTTPStatus.OK, to_dict(StateMessage(self.service.snapshot)))
 
-    async def history(self, request: Request, connection: ServerConnection) -> Response:
+    async def history(self, request: Request, connection: GuardedConnection) -> Response:
         return json_response(http.HTTPStatus.OK, to_dict(History(self.service.history)))
 
-    async def start(self, request: Request, connection: ServerConnection) -> Response:
+    async def start(self, request: Request, connection: GuardedConnection) -> Response:
         return await self._perform("start", request, connection)
 
-    async def cancel(self, request: Request, connection: ServerConnection) -> Response:
+    async def cancel(self, request: Request, connection: GuardedConnection) -> Response:
         return await self._perform("cancel", request, connection)
 
     async def _perform(
-        self, action: str, request: Request, connection: ServerConnection
+        self, action: str, request: Request, connection: GuardedConnection
     ) -> Response:
         assert action in ("start", "cancel")
         self.service.metrics.messages.labels(action).inc()
@@ -289,13 +304,13 @@ class HttpRoutes:
         return json_response(http.HTTPStatus.ACCEPTED, to_dict(ack))
 
 
-def _address(connection: ServerConnection) -> str:
+def _address(connection: GuardedConnection) -> str:
     """The peer's IP address, without its port."""
     address = connection.remote_address
     return str(address[0]) if isinstance(address, tuple) and address else "unknown"
 
 
-def _peer(connection: ServerConnection) -> str:
+def _peer(connection: GuardedConnection) -> str:
     address = connection.remote_address
     if isinstance(address, tuple) and len(address) >= 2:
         host = str(address[0])

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import ssl
+from collections.abc import Awaitable
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
+from websockets.protocol import State as ConnectionState
 
 from progress_protocol.messages import (
     Error,
@@ -34,7 +34,7 @@ from .backends import Backend, BackendUnavailable, Change, MemoryBackend, Unsubs
 from .backends.redis import RedisBackend
 from .calculation import ActionRefused, Attribution
 from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
-from .connection import GuardedConnection
+from .connection import CLOSE_TIMEOUT, GuardedConnection
 from .descriptors import DescriptorWatch, clients_that_fit, open_files_limit
 from .hub import Hub
 from .keepalive import Keepalive
@@ -44,6 +44,7 @@ from .routes import HttpRoutes
 from .service import CalculationService
 
 __all__ = [
+    "CLOSE_TIMEOUT",
     "DEFAULT_HOST",
     "DEFAULT_PATH",
     "DEFAULT_PORT",
@@ -57,8 +58,8 @@ logger = logging.getLogger(__name__)
 
 SERVER_NAME = f"progress-server/{__version__}"
 
-#: How long closing waits for a client's close frame, at shutdown in particular.
-CLOSE_TIMEOUT = 1.0
+#: Where a client's id goes in the hello encoded once (ids are 12 hex digits).
+HELLO_ID = "@client-id@"
 
 
 def format_url(scheme: str, host: str, port: int, path: str = "") -> str:
@@ -103,7 +104,11 @@ class ProgressServer:
             interval=self.config.ping_interval,
             timeout=self.config.ping_timeout,
         )
-        self._server: Server | None = None
+        self._listener: asyncio.Server | None = None
+        # Hello differs from one client to the next by the id alone: encoded once.
+        self._hello = encode(Hello(server=SERVER_NAME, client_id=HELLO_ID))
+        #: Set when the last connection is gone once closing began.
+        self._all_closed: asyncio.Event | None = None
         self._unsubscribe: Unsubscribe | None = None
         self._unsubscribe_count: Unsubscribe | None = None
         self._gauges: asyncio.Task[None] | None = None
@@ -157,30 +162,13 @@ class ProgressServer:
         self._unsubscribe_count = self.backend.subscribe_clients(hub.set_total)
         for change in early:
             hub.publish(change)
-        self._server = await serve(
-            self.handle,  # type: ignore[arg-type]  # it gets a GuardedConnection
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(
+            self._new_connection,
             config.host,
             config.port,
-            create_connection=cast(
-                type[ServerConnection],
-                functools.partial(
-                    GuardedConnection,
-                    config=config,
-                    registry=self.connections,
-                    metrics=self.metrics,
-                ),
-            ),
-            process_request=self.routes.process_request,
-            server_header=SERVER_NAME,
-            open_timeout=config.handshake_timeout,
-            close_timeout=CLOSE_TIMEOUT,
-            # One task pings every client (Keepalive), not one task per client.
-            ping_interval=None,
-            max_size=config.max_message_bytes,
             ssl=ssl_context,
-            # Messages are ~150 bytes: deflate saves little and costs ~300 KiB of zlib
-            # state per connection (measured: 109 vs 43 MiB after a 200-client soak).
-            compression=None,
+            ssl_handshake_timeout=config.handshake_timeout if ssl_context else None,
             backlog=4096,  # bursts of new connections (a restart: every client at once)
             reuse_port=config.reuse_port or None,
         )
@@ -191,7 +179,7 @@ class ProgressServer:
             self._gauges = asyncio.get_running_loop().create_task(
                 self.service.refresh_gauges_forever()
             )
-        self.port = self._server.sockets[0].getsockname()[1]
+        self.port = self._listener.sockets[0].getsockname()[1]
         logger.info("listening on %s", self.url)
         logger.info(
             "HTTP endpoints: GET %s/healthz, /readyz, /metrics, /state, /history; "
@@ -225,10 +213,10 @@ class ProgressServer:
             self.hub.stop()
         self.keepalive.stop()
         self.descriptors.stop()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        if self._listener is not None:
+            self._listener.close()  # no new connections; handshakes under way get 503
+            self._listener = None
+            await self._close_connections()
         for unsubscribe in (self._unsubscribe, self._unsubscribe_count):
             if unsubscribe is not None:
                 unsubscribe()
@@ -248,143 +236,192 @@ class ProgressServer:
     ) -> None:
         await self.close()
 
-    async def handle(self, connection: GuardedConnection) -> None:
-        """Serve one WebSocket client for as long as it stays connected."""
-        assert self.hub is not None
-        client_id = connection.short_id
-        peer = _format_peer(connection.remote_address)
-        assert connection.request is not None
-        name = presented_name(connection.request.headers, connection.request.path)
-        # Nothing reads the handshake's headers after this: they need not live as long
-        # as the connection (2 KiB a client). The request stays (websockets tells the
-        # handshake is over by it, and its parser holds it), its headers emptied.
-        connection.request.headers.clear()
-        connection.response = None
-        by = Attribution(client_id, name or client_id)
-        joined = False
+    # What the connections ask of the server (connection.Session).
+
+    def _new_connection(self) -> GuardedConnection:
+        return GuardedConnection(
+            self,
+            config=self.config,
+            registry=self.connections,
+            metrics=self.metrics,
+            server_header=SERVER_NAME,
+        )
+
+    @property
+    def serving(self) -> bool:
+        return self._listener is not None and not self.service.stopping
+
+    def process_request(
+        self, connection: GuardedConnection, request: Request
+    ) -> Response | Awaitable[Response] | None:
+        return self.routes.process_request(connection, request)
+
+    def opened(self, connection: GuardedConnection) -> None:
+        """A client completed its handshake: it joins, or is told the server is full."""
+        hub = self.hub
+        assert hub is not None and connection.request is not None
         metrics = self.metrics
         if self.service.full:  # handshakes that raced past the check in process_request
             metrics.connections.labels("server_full").inc()
-            await connection.close(CloseCode.TRY_AGAIN_LATER, "server full")
+            connection.close(CloseCode.TRY_AGAIN_LATER, "server full")
             return
-        loop = asyncio.get_running_loop()
-        try:
-            self.hub.join(connection, encode(Hello(server=SERVER_NAME, client_id=client_id)))
-            joined = True
-            metrics.connections.labels("accepted").inc()
+        client_id = connection.short_id
+        name = presented_name(connection.request.headers, connection.request.path)
+        connection.by = Attribution(client_id, name or client_id)
+        hub.join(connection, self._hello.replace(HELLO_ID, client_id, 1))
+        metrics.accepted.inc()
+        if logger.isEnabledFor(logging.INFO):
+            peer = _format_peer(connection.remote_address)
             logger.info(
                 "client %s connected from %s%s (now %d connected)",
                 client_id,
                 peer,
                 f" as {name!r}" if name else "",
-                len(self.hub.clients),
+                len(hub.clients),
                 extra={"client_id": client_id, "peer": peer, "client_name": name},
             )
-            async for data in connection:
-                verdict = connection.budget.take(loop.time())
-                if verdict is Verdict.ALLOW:
-                    await self._reply(connection, by, data)
-                elif verdict is Verdict.REFUSE:
-                    metrics.errors.labels(ErrorCode.RATE_LIMITED).inc()
-                    await connection.send(RATE_LIMITED)
-                else:
-                    connection.dropped = "flooding with messages"
-                    metrics.dropped.labels("flood").inc()
-                    logger.warning(
-                        "client %s: closed for flooding (messages)",
-                        client_id,
-                        extra={"client_id": client_id, "peer": peer, "reason": "flood"},
-                    )
-                    await connection.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
-        except ConnectionClosed:
-            pass
-        finally:
-            if joined:
-                self.hub.leave(connection)
-                reason, dropped = _close_reason(connection, self.config.ping_timeout)
-                if dropped is not None:
-                    metrics.dropped.labels(dropped).inc()
+
+    def received(
+        self, connection: GuardedConnection, data: str | bytes, verdict: Verdict
+    ) -> Awaitable[None] | None:
+        """A client's message: answered at once, or an action to await."""
+        if verdict is Verdict.ALLOW:
+            return self._reply(connection, data)
+        self.metrics.errors.labels(ErrorCode.RATE_LIMITED).inc()
+        connection.send(RATE_LIMITED)
+        return None
+
+    def closed(self, connection: GuardedConnection) -> None:
+        """A connection is gone: a client that joined leaves, and the log says why."""
+        hub = self.hub
+        if hub is not None and connection in hub.clients:
+            hub.leave(connection)
+            reason, dropped = _close_reason(connection, self.config.ping_timeout)
+            if dropped is not None:
+                self.metrics.dropped.labels(dropped).inc()
+            if logger.isEnabledFor(logging.INFO):
+                client_id = connection.short_id
                 logger.info(
                     "client %s disconnected, %s (now %d connected)",
                     client_id,
                     reason,
-                    len(self.hub.clients),
+                    len(hub.clients),
                     extra={
                         "client_id": client_id,
-                        "peer": peer,
+                        "peer": _format_peer(connection.remote_address),
                         "code": connection.close_code,
                         "reason": reason,
                     },
                 )
+        if self._all_closed is not None and not self.connections:
+            self._all_closed.set()
 
-    async def _reply(
-        self, connection: GuardedConnection, by: Attribution, data: str | bytes
-    ) -> None:
-        assert self.hub is not None and by.client_id is not None
-        client_id = by.client_id
+    async def _close_connections(self) -> None:
+        """Close every client with 1001, cut handshakes under way, and wait (at most
+        the close timeout and a little) for them all to be gone."""
+        self._all_closed = asyncio.Event()
+        for connection in list(self.connections):
+            if connection.protocol.state is ConnectionState.OPEN:
+                connection.close(CloseCode.GOING_AWAY)
+            elif connection.protocol.state is ConnectionState.CONNECTING:
+                connection.transport.abort()
+        if self.connections:
+            try:
+                async with asyncio.timeout(CLOSE_TIMEOUT + 0.5):
+                    await self._all_closed.wait()
+            except TimeoutError:
+                for connection in list(self.connections):
+                    connection.transport.abort()
+                await asyncio.sleep(0)  # their connection_lost runs
+        self._all_closed = None
+
+    def _reply(self, connection: GuardedConnection, data: str | bytes) -> Awaitable[None] | None:
+        """Answer a status or history request, or an invalid message, at once; return
+        an action (start, cancel) to await."""
+        assert self.hub is not None
         metrics = self.metrics
-        reply: str
         try:
             request = decode_request(data)
-            metrics.messages.labels(request.action).inc()
-            if request.action == "status":
-                reply = self.hub.state_frame
-            elif request.action == "history":
-                reply = self.hub.history_frame
-            else:
-                reply = encode(await self.service.perform(request.action, request.request_id, by))
-                logger.info(
-                    "client %s: %s accepted",
-                    client_id,
-                    request.action,
-                    extra={"client_id": client_id, "client_name": by.name},
-                )
         except ProtocolError as exc:
             metrics.messages.labels("invalid").inc()
             metrics.errors.labels(exc.code).inc()
             logger.info(
                 "client %s: error %s: %s",
-                client_id,
+                connection.short_id,
                 exc.code,
                 exc.message,
-                extra={"client_id": client_id, "code": exc.code},
+                extra={"client_id": connection.short_id, "code": exc.code},
             )
-            reply = encode(exc.to_error())
+            self._send_reply(connection, encode(exc.to_error()))
+            return None
+        except Exception:
+            metrics.errors.labels(ErrorCode.INTERNAL_ERROR).inc()
+            logger.exception(
+                "client %s: unexpected error while handling a message", connection.short_id
+            )
+            connection.send(INTERNAL_ERROR)
+            return None
+        metrics.messages.labels(request.action).inc()
+        if request.action == "status":
+            connection.send(self.hub.state_frame)
+            return None
+        if request.action == "history":
+            connection.send(self.hub.history_frame)
+            return None
+        return self._perform(connection, request.action, request.request_id)
+
+    async def _perform(
+        self, connection: GuardedConnection, action: str, request_id: str | None
+    ) -> None:
+        by: Attribution = connection.by
+        client_id = connection.short_id
+        metrics = self.metrics
+        reply: str
+        try:
+            reply = encode(await self.service.perform(action, request_id, by))  # type: ignore[arg-type]
+            logger.info(
+                "client %s: %s accepted",
+                client_id,
+                action,
+                extra={"client_id": client_id, "client_name": by.name},
+            )
         except ActionRefused as exc:
             metrics.errors.labels(exc.code).inc()
             logger.info(
                 "client %s: %s refused: %s",
                 client_id,
-                request.action,
+                action,
                 exc.code,
                 extra={"client_id": client_id, "code": exc.code},
             )
-            reply = encode(Error(code=exc.code, message=exc.message, request_id=request.request_id))
+            reply = encode(Error(code=exc.code, message=exc.message, request_id=request_id))
         except BackendUnavailable as exc:
             metrics.errors.labels(ErrorCode.UNAVAILABLE).inc()
             logger.info(
                 "client %s: %s refused: the store is unreachable",
                 client_id,
-                request.action,
+                action,
                 extra={"client_id": client_id, "code": ErrorCode.UNAVAILABLE},
             )
             reply = encode(
-                Error(code=ErrorCode.UNAVAILABLE, message=str(exc), request_id=request.request_id)
+                Error(code=ErrorCode.UNAVAILABLE, message=str(exc), request_id=request_id)
             )
         except Exception:
             # A bug must not cost the client its connection, nor anyone else anything.
             metrics.errors.labels(ErrorCode.INTERNAL_ERROR).inc()
             logger.exception("client %s: unexpected error while handling a message", client_id)
             reply = INTERNAL_ERROR
+        self._send_reply(connection, reply)
+
+    @staticmethod
+    def _send_reply(connection: GuardedConnection, reply: str) -> None:
         try:
-            await connection.send(reply)
-        except ConnectionClosed:
-            raise
+            connection.send(reply)
         except Exception:
-            # The reply could not be encoded or written: the client still gets an
-            # answer, and the connection stays up.
-            logger.exception("client %s: the reply could not be sent", client_id)
-            await connection.send(INTERNAL_ERROR)
+            # The reply could not be encoded: the client still gets an answer, and the
+            # connection stays up.
+            logger.exception("client %s: the reply could not be sent", connection.short_id)
+            connection.send(INTERNAL_ERROR)
 
 
 RATE_LIMITED = encode(

@@ -744,7 +744,7 @@ async def test_a_url_refused_for_good_is_left_out_while_others_remain(
             assert server.hub is not None
             for _ in range(2):  # lost twice: the backoff, always on the same URL
                 (connection,) = server.hub.clients
-                await connection.close(1011)
+                connection.close(1011)
                 assert (await next_event(events, Waiting)).url == server.url
                 await next_event(events, StateReceived)
             await client.close()
