@@ -141,6 +141,7 @@ class GuardedConnection(asyncio.Protocol):
         "short_id",
         "slice",
         "transport",
+        "writable",
     )
 
     def __init__(
@@ -164,6 +165,9 @@ class GuardedConnection(asyncio.Protocol):
         self.request: Request | None = None
         self.budget: MessageBudget = None  # type: ignore[assignment]  # connection_made
         self.dropped: str | None = None
+        #: Open and not cut off: frames may be written (the hub's and keepalive's
+        #: loops read this rather than ask websockets' protocol and the transport).
+        self.writable = False
         self.by: Any = None
         #: The payload of the keepalive's last ping, and the loop time of the last pong
         #: that carried it (see :class:`~.keepalive.Keepalive`).
@@ -208,7 +212,7 @@ class GuardedConnection(asyncio.Protocol):
         Raises:
             UnicodeEncodeError: If ``text`` holds a lone surrogate.
         """
-        if self.protocol.state is OPEN:
+        if self.writable:
             self.write(text_frame(text))
             self._check_queue()
 
@@ -224,6 +228,7 @@ class GuardedConnection(asyncio.Protocol):
         finished it within :data:`CLOSE_TIMEOUT`."""
         if self.protocol.state is OPEN:
             self.protocol.send_close(code, reason)
+            self.writable = False
             self.send_data()
         self._arm_close_deadline()
 
@@ -241,6 +246,7 @@ class GuardedConnection(asyncio.Protocol):
         connection is cut after the close timeout if the peer does not close it."""
         if self.protocol.state is OPEN:
             self.protocol.fail(code, reason)
+            self.writable = False
             self.send_data()
         self._arm_close_deadline()
 
@@ -260,6 +266,11 @@ class GuardedConnection(asyncio.Protocol):
                 reason,
                 extra={"client_id": self.short_id, "reason": label},
             )
+        self.abort()
+
+    def abort(self) -> None:
+        """Cut the TCP connection now, discarding whatever is queued."""
+        self.writable = False
         self.transport.abort()
 
     def over_cap(self) -> bool:
@@ -316,6 +327,7 @@ class GuardedConnection(asyncio.Protocol):
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.writable = False
         self.protocol.receive_eof()  # idempotent: the state is CLOSED from now on
         self.registry.discard(self)
         for deadline in (self._handshake_deadline, self._close_deadline):
@@ -336,6 +348,7 @@ class GuardedConnection(asyncio.Protocol):
             self._feed(data)
 
     def eof_received(self) -> None:
+        self.writable = False
         self.protocol.receive_eof()
         events = self.protocol.events_received()
         self.send_data()
@@ -445,6 +458,7 @@ class GuardedConnection(asyncio.Protocol):
         held, self._held = self._held, None
         if protocol.state is OPEN:
             # The 101 and what joining sends (hello, state, history) in one write.
+            self.writable = True
             self._cork = bytearray()
             self.send_data()
             self.session.opened(self)
@@ -504,6 +518,8 @@ class GuardedConnection(asyncio.Protocol):
                 data if len(data) <= FEED_SLICE else data[start : start + FEED_SLICE]
             )
             events = protocol.events_received()
+            if protocol.state is not OPEN:  # a close frame, or a frame websockets refused
+                self.writable = False
             self.send_data()  # pongs, a close frame in answer
             for event in events:
                 self._process_event(event)

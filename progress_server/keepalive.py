@@ -95,17 +95,13 @@ class Keepalive:
         payload = os.urandom(4)
         frame = ping_frame(payload)
         waiting = self.waiting
-        open_state = ConnectionState.OPEN
         sent = 0
         for connection in self.connections():
             if turn is not None and connection.slice != turn:
                 continue
-            if connection in waiting or connection.protocol.state is not open_state:
+            if not connection.writable or connection in waiting:
                 continue
-            transport = connection.transport
-            if transport.is_closing():
-                continue
-            transport.write(frame)
+            connection.transport.write(frame)
             connection.expected_pong = payload
             waiting[connection] = now
             sent += 1

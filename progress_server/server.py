@@ -324,14 +324,14 @@ class ProgressServer:
             if connection.protocol.state is ConnectionState.OPEN:
                 connection.close(CloseCode.GOING_AWAY)
             elif connection.protocol.state is ConnectionState.CONNECTING:
-                connection.transport.abort()
+                connection.abort()
         if self.connections:
             try:
                 async with asyncio.timeout(CLOSE_TIMEOUT + 0.5):
                     await self._all_closed.wait()
             except TimeoutError:
                 for connection in list(self.connections):
-                    connection.transport.abort()
+                    connection.abort()
                 await asyncio.sleep(0)  # their connection_lost runs
         self._all_closed = None
 
