@@ -28,7 +28,6 @@ import asyncio
 import collections
 import contextlib
 import http
-import inspect
 import logging
 import os
 from collections.abc import Awaitable
@@ -415,10 +414,10 @@ class GuardedConnection(asyncio.Protocol):
         except Exception:
             logger.exception("answering a request failed")
             answer = self._internal_error()
-        if inspect.isawaitable(answer):
-            self._busy = asyncio.get_running_loop().create_task(self._respond_later(answer))
-        else:
+        if answer is None or isinstance(answer, Response):
             self._respond(answer)
+        else:
+            self._busy = asyncio.get_running_loop().create_task(self._respond_later(answer))
 
     async def _respond_later(self, answer: Awaitable[Response | None]) -> None:
         try:

@@ -77,6 +77,8 @@ class Hub:
         self.state_frame = encode(StateMessage(initial))
         self.history = history
         self.history_frame = encode(History(history))
+        #: The state and the history, framed, for every client that joins until they change.
+        self._join_frames = text_frame(self.state_frame) + text_frame(self.history_frame)
         self.send_buffer_limit = send_buffer_limit
         self.stuck_timeout = stuck_timeout
         #: Clients skipped for a full buffer, with the loop time they fell behind.
@@ -119,6 +121,7 @@ class Hub:
             self.history_frame = encode(History(change.history))
             # With the state, in the same write: one system call per client, not two.
             frame += text_frame(self.history_frame)
+        self._join_frames = text_frame(self.state_frame) + text_frame(self.history_frame)
         began = time.perf_counter()
         sent = self._send_to_all(frame)
         took = time.perf_counter() - began
@@ -146,9 +149,7 @@ class Hub:
         burst."""
         if connection.writable:
             # One write for the three (and the handshake's response, see connection.py).
-            connection.write(
-                text_frame(hello) + text_frame(self.state_frame) + text_frame(self.history_frame)
-            )
+            connection.write(text_frame(hello) + self._join_frames)
         self.clients.add(connection)
         self._local_count_changed()
 
