@@ -30,7 +30,7 @@ import contextlib
 import http
 import logging
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from typing import Any, Protocol, cast
 
 from websockets.frames import CloseCode, Frame, Opcode
@@ -68,6 +68,10 @@ CHARGED_OPCODES = (Opcode.PING, Opcode.PONG, Opcode.CONT)
 CONNECTING = ConnectionState.CONNECTING
 OPEN = ConnectionState.OPEN
 
+#: Messages held back while one of the client's actions is in flight; past this many,
+#: its socket is not read until they are answered.
+MAX_PENDING = 16
+
 
 class Session(Protocol):
     """What a connection asks of the server it belongs to."""
@@ -92,6 +96,10 @@ class Session(Protocol):
 
     def closed(self, connection: GuardedConnection) -> None:
         """The TCP connection is gone, whether or not the handshake succeeded."""
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``work`` (an HTTP answer, an action) as a task the server waits for when
+        it closes."""
 
 
 class GuardedConnection(asyncio.Protocol):
@@ -124,6 +132,7 @@ class GuardedConnection(asyncio.Protocol):
         "_handshake_deadline",
         "_head",
         "_held",
+        "_paused",
         "_pending",
         "budget",
         "by",
@@ -184,6 +193,8 @@ class GuardedConnection(asyncio.Protocol):
         self._pending: collections.deque[tuple[str | bytes, Verdict]] | None = None
         #: The action (or the HTTP answer) in flight.
         self._busy: asyncio.Task[None] | None = None
+        #: Whether reading is paused for MAX_PENDING messages waiting.
+        self._paused = False
         self._handshake_deadline: asyncio.TimerHandle | None = None
         self._close_deadline: asyncio.TimerHandle | None = None
         #: Made when someone waits for the connection to close.
@@ -305,8 +316,9 @@ class GuardedConnection(asyncio.Protocol):
 
     def _arm_close_deadline(self) -> None:
         # A peer that does not read never completes the closing handshake, and one
-        # that sent its close frame may never close TCP.
-        if self._close_deadline is None and not self.transport.is_closing():
+        # that sent its close frame may never close TCP; a closing transport may wait
+        # for ever for its buffer to drain (TLS waits 30 s for its own shutdown).
+        if self._close_deadline is None and self in self.registry:  # not lost yet
             self._close_deadline = asyncio.get_running_loop().call_later(
                 CLOSE_TIMEOUT, self.transport.abort
             )
@@ -353,7 +365,9 @@ class GuardedConnection(asyncio.Protocol):
         self.send_data()
         for event in events:
             self._process_event(event)
-        # Returning None closes the transport: nothing is written after the peer's EOF.
+        # Returning None closes the transport once what is queued is written, which a
+        # peer that does not read would put off for ever.
+        self._arm_close_deadline()
 
     # The handshake.
 
@@ -385,7 +399,9 @@ class GuardedConnection(asyncio.Protocol):
             self._feed(bytes(head))
             return
         limit = self.config.max_handshake_bytes
-        end = head.find(b"\r\n\r\n", 0, limit)
+        # Only the new bytes and the three before them are searched: a peer sending
+        # its headers a byte at a time costs linear time, not quadratic.
+        end = head.find(b"\r\n\r\n", max(0, len(head) - len(data) - 3), limit)
         if end < 0:
             if len(head) >= limit:
                 self._refuse_handshake()
@@ -417,7 +433,7 @@ class GuardedConnection(asyncio.Protocol):
         if answer is None or isinstance(answer, Response):
             self._respond(answer)
         else:
-            self._busy = asyncio.get_running_loop().create_task(self._respond_later(answer))
+            self._busy = self.session.spawn(self._respond_later(answer))
 
     async def _respond_later(self, answer: Awaitable[Response | None]) -> None:
         try:
@@ -459,9 +475,14 @@ class GuardedConnection(asyncio.Protocol):
             # The 101 and what joining sends (hello, state, history) in one write.
             self.writable = True
             self._cork = bytearray()
-            self.send_data()
-            self.session.opened(self)
-            self._uncork()
+            try:
+                self.send_data()
+                self.session.opened(self)
+            except Exception:
+                logger.exception("client %s: joining failed", self.short_id)
+                self.fail(CloseCode.INTERNAL_ERROR, "")
+            finally:
+                self._uncork()
             # Nothing reads the handshake after this: it need not live as long as the
             # connection (2 KiB a client); websockets' parser still holds the request.
             self.request.headers.clear()
@@ -557,8 +578,8 @@ class GuardedConnection(asyncio.Protocol):
                     self._message(b"".join(parts), text)
 
     def _message(self, data: bytes, text: bool) -> None:
-        if self.protocol.state is not OPEN:
-            return  # after a close frame: not for us to answer
+        if not self.writable:
+            return  # after a close frame, or cut off: not for us to answer
         message: str | bytes = data
         if text:
             try:
@@ -570,19 +591,22 @@ class GuardedConnection(asyncio.Protocol):
         if verdict is Verdict.CLOSE:
             self._close_for_flooding("messages")
             return
-        if self._pending is None and self._busy is None:
+        if self._busy is None:
             self._handle(message, verdict)
-        else:
-            if self._pending is None:
-                self._pending = collections.deque()
-            self._pending.append((message, verdict))
+            return
+        # An action is in flight: its reply goes out first. Pongs and close frames
+        # are still read meanwhile; messages wait, up to MAX_PENDING, then the socket.
+        if self._pending is None:
+            self._pending = collections.deque()
+        self._pending.append((message, verdict))
+        if len(self._pending) >= MAX_PENDING and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
 
     def _handle(self, message: str | bytes, verdict: Verdict) -> None:
         action = self.session.received(self, message, verdict)
         if action is not None:
-            # Its reply goes out before this client's next message is read.
-            self._busy = asyncio.get_running_loop().create_task(self._run(action))
-            self.transport.pause_reading()
+            self._busy = self.session.spawn(self._run(action))
 
     async def _run(self, action: Awaitable[None]) -> None:
         try:
@@ -591,11 +615,14 @@ class GuardedConnection(asyncio.Protocol):
             logger.exception("client %s: an action failed", self.short_id)
         finally:
             self._busy = None
-        while self._pending and self._busy is None and self.protocol.state is OPEN:
-            self._handle(*self._pending.popleft())
-        if self._busy is None:
-            self._pending = None
-            if not self.transport.is_closing():
+        pending = self._pending
+        while pending and self._busy is None and self.writable:
+            self._handle(*pending.popleft())
+        if self._busy is None or not self.writable:
+            self._pending = pending = None
+        if self._paused and (not pending or len(pending) < MAX_PENDING):
+            self._paused = False
+            if self.writable and self.dropped is None:
                 self.transport.resume_reading()
 
     def _close_for_flooding(self, what: str) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import logging
 import ssl
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from types import TracebackType
 from typing import Any
 
@@ -57,6 +57,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SERVER_NAME = f"progress-server/{__version__}"
+
+#: How long closing waits for the clients to go and for answers in flight, each.
+SHUTDOWN_GRACE = CLOSE_TIMEOUT + 0.5
 
 #: Where a client's id goes in the hello encoded once (ids are 12 hex digits).
 HELLO_ID = "@client-id@"
@@ -109,6 +112,8 @@ class ProgressServer:
         self._hello = encode(Hello(server=SERVER_NAME, client_id=HELLO_ID))
         #: Set when the last connection is gone once closing began.
         self._all_closed: asyncio.Event | None = None
+        #: HTTP answers and actions in flight: closing waits for them.
+        self._tasks: set[asyncio.Task[None]] = set()
         self._unsubscribe: Unsubscribe | None = None
         self._unsubscribe_count: Unsubscribe | None = None
         self._gauges: asyncio.Task[None] | None = None
@@ -217,6 +222,10 @@ class ProgressServer:
             self._listener.close()  # no new connections; handshakes under way get 503
             self._listener = None
             await self._close_connections()
+        if self._tasks:  # an action must not outlive the backend it acts on
+            _done, late = await asyncio.wait(self._tasks, timeout=SHUTDOWN_GRACE)
+            for task in late:
+                task.cancel()
         for unsubscribe in (self._unsubscribe, self._unsubscribe_count):
             if unsubscribe is not None:
                 unsubscribe()
@@ -291,6 +300,12 @@ class ProgressServer:
         connection.send(RATE_LIMITED)
         return None
 
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     def closed(self, connection: GuardedConnection) -> None:
         """A connection is gone: a client that joined leaves, and the log says why."""
         hub = self.hub
@@ -317,17 +332,16 @@ class ProgressServer:
             self._all_closed.set()
 
     async def _close_connections(self) -> None:
-        """Close every client with 1001, cut handshakes under way, and wait (at most
-        the close timeout and a little) for them all to be gone."""
+        """Close every client with 1001 and wait, at most SHUTDOWN_GRACE, for them all
+        to be gone; handshakes under way meanwhile get their answer (503 for a
+        WebSocket, the HTTP API's own). Whatever is left then is cut."""
         self._all_closed = asyncio.Event()
         for connection in list(self.connections):
             if connection.protocol.state is ConnectionState.OPEN:
                 connection.close(CloseCode.GOING_AWAY)
-            elif connection.protocol.state is ConnectionState.CONNECTING:
-                connection.abort()
         if self.connections:
             try:
-                async with asyncio.timeout(CLOSE_TIMEOUT + 0.5):
+                async with asyncio.timeout(SHUTDOWN_GRACE):
                     await self._all_closed.wait()
             except TimeoutError:
                 for connection in list(self.connections):

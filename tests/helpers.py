@@ -14,6 +14,9 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from progress_server.backends import MemoryBackend
+from progress_server.calculation import Attribution, StateSnapshot
+
 # Every duration in the tests derives from these, so a slow machine can scale them:
 # PROGRESS_TEST_TIME_FACTOR=3 make test
 TIME_FACTOR = float(
@@ -23,6 +26,28 @@ TIME_FACTOR = float(
 STEP = 0.05 * TIME_FACTOR
 #: How long to await an event that should come promptly before the test fails.
 TIMEOUT = 5.0 * TIME_FACTOR
+
+
+class HeldBackend(MemoryBackend):
+    """The in-memory backend, whose starts wait until :attr:`release` is set: an action
+    held in flight (a slow store) for as long as a test needs. What happened, in order,
+    is in :attr:`events`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.release = asyncio.Event()
+        self.events: list[str] = []
+
+    async def start_calculation(self, by: Attribution | None = None) -> StateSnapshot:
+        self.events.append("start begins")
+        await self.release.wait()
+        snapshot = await super().start_calculation(by)
+        self.events.append("start done")
+        return snapshot
+
+    async def aclose(self) -> None:
+        self.events.append("backend closed")
+        await super().aclose()
 
 
 class FakeClock:

@@ -20,14 +20,18 @@ from progress_protocol.states import State
 from progress_server.server import ProgressServer
 from tests.helpers import (
     STEP,
+    TIME_FACTOR,
     TIMEOUT,
+    HeldBackend,
     ServerProcess,
+    http_request,
     join,
     recv_json,
     recv_type,
     send_json,
     states_until,
 )
+from tests.raw import HANDSHAKE
 
 
 async def test_sigkill_is_detected_and_the_client_comes_back() -> None:
@@ -100,3 +104,49 @@ async def no_error(ws) -> None:  # type: ignore[no-untyped-def]
                 assert (await recv_json(ws))["type"] != "error"
     except TimeoutError:
         pass
+
+
+async def test_closing_lets_answers_in_flight_finish_before_the_store_closes() -> None:
+    """SIGTERM while a POST /start and a WebSocket start wait on a slow store: the HTTP
+    client gets its answer, the WebSocket client 1001 (it reconnects and reads the
+    state), and both actions finish before the backend is closed, not after."""
+    backend = HeldBackend(step_seconds=STEP)
+    server = ProgressServer(port=0, backend=backend)
+    await server.start()
+    ws, _, _ = await join(server.url)
+    posting = asyncio.create_task(http_request(server.port, "POST", "/start"))
+    await send_json(ws, {"action": "start", "request_id": "ws"})
+    async with asyncio.timeout(TIMEOUT):
+        while backend.events.count("start begins") < 2:
+            await asyncio.sleep(0.01)
+    closing = asyncio.create_task(server.close())
+    await asyncio.sleep(0.1 * TIME_FACTOR)  # the server is closing, the store still busy
+    backend.release.set()
+    status, _, body = await posting
+    await closing
+    assert status in (202, 409), body  # whichever start came second was refused
+    await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+    assert ws.close_code == 1001
+    assert backend.events[-1] == "backend closed", backend.events
+    assert backend.events.count("start done") == 1  # the other was refused
+
+
+async def test_a_handshake_under_way_at_shutdown_gets_503() -> None:
+    """A client halfway through its handshake when the server closes is told why."""
+    server = ProgressServer(port=0)
+    await server.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    request = HANDSHAKE.format(path="/progress", port=server.port).encode()
+    writer.write(request[:20])
+    await writer.drain()
+    async with asyncio.timeout(TIMEOUT):
+        while not server.connections:
+            await asyncio.sleep(0.01)
+    closing = asyncio.create_task(server.close())
+    await asyncio.sleep(0.1 * TIME_FACTOR)
+    writer.write(request[20:])
+    response = await asyncio.wait_for(reader.read(), TIMEOUT)
+    await closing
+    assert response.startswith(b"HTTP/1.1 503"), response
+    assert b"shutting down" in response
+    writer.close()

@@ -7,13 +7,14 @@ test_slow_clients.py and test_operations.py, which check the log and the metric 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import struct
 
 from websockets.asyncio.client import connect
 
 from progress_server.server import ProgressServer
-from tests.helpers import TIME_FACTOR, TIMEOUT
+from tests.helpers import TIME_FACTOR, TIMEOUT, HeldBackend
 from tests.raw import RawClient
 
 INTERVAL = 0.1 * TIME_FACTOR
@@ -117,3 +118,27 @@ async def test_closing_the_server_stops_the_keepalive() -> None:
     await asyncio.sleep(0)
     assert task.cancelled() or task.done()
     assert server.keepalive.waiting == {}
+
+
+async def test_a_client_waiting_on_a_slow_action_still_answers_pings() -> None:
+    """While a client's start waits on a slow store, its later messages wait their turn,
+    but its pongs are still read: it is not dropped for silence, and its replies come in
+    the order it asked."""
+    backend = HeldBackend()
+    async with ProgressServer(
+        port=0, ping_interval=INTERVAL, ping_timeout=INTERVAL, backend=backend
+    ) as server:
+        assert server.hub is not None
+        async with connect(server.url, ping_interval=None) as client:
+            async with asyncio.timeout(TIMEOUT):  # hello, state, history, count
+                while json.loads(await client.recv())["type"] != "clients":
+                    pass
+            await client.send('{"action": "start", "request_id": "first"}')
+            await client.send('{"action": "status"}')
+            await asyncio.sleep(10 * INTERVAL)
+            assert len(server.hub.clients) == 1
+            backend.release.set()
+            # The start's ack, then the status's state: not the other way round.
+            async with asyncio.timeout(TIMEOUT):
+                assert json.loads(await client.recv())["type"] == "ack"
+                assert json.loads(await client.recv())["type"] == "state"

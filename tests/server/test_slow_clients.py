@@ -161,3 +161,27 @@ async def test_a_client_over_the_send_buffer_cap_is_dropped_at_once(
         assert f"over the cap of {cap}" in caplog.text
         greedy.close()
         await watcher.close()
+
+
+async def test_a_peer_that_half_closes_with_data_unread_is_cut() -> None:
+    """A client stops reading, then sends FIN without a close frame: the server cannot
+    flush what it queued for it, so closing would wait for ever. It is cut after the
+    close timeout, and leaves the count."""
+    async with ProgressServer(
+        port=0, step_seconds=0.002, send_buffer_limit=LIMIT, stuck_timeout=60
+    ) as server:
+        assert server.hub is not None
+        deaf = await RawClient.connect(server.port, receive_buffer=1024)
+        squeeze(server)
+        (connection,) = server.hub.clients
+        async with asyncio.timeout(TIMEOUT):
+            while connection.transport.get_write_buffer_size() == 0:
+                await run_calculations(server, 1)
+        loop = asyncio.get_running_loop()
+        deaf.sock.shutdown(socket.SHUT_WR)
+        sent = loop.time()
+        async with asyncio.timeout(TIMEOUT):
+            while server.hub.clients:
+                await asyncio.sleep(0.01)
+        assert loop.time() - sent < CLOSE_TIMEOUT + 0.5 * TIME_FACTOR
+        deaf.close()

@@ -13,8 +13,10 @@ import pytest
 import trustme
 
 from progress_client.client import Closed, ProgressClient, StateReceived
-from progress_server.server import ProgressServer
-from tests.helpers import TIMEOUT, ServerProcess, command
+from progress_server.server import CLOSE_TIMEOUT, ProgressServer
+from tests.helpers import TIME_FACTOR, TIMEOUT, ServerProcess, command
+from tests.raw import HANDSHAKE
+from tests.server.test_floods import masked_frame
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +130,25 @@ async def test_a_bad_certificate_file_is_one_line(tmp_path: Path) -> None:
     assert process.returncode == 1
     assert f"cannot use the certificate {bogus}" in err.decode()
     assert "Traceback" not in err.decode()
+
+
+async def test_a_peer_silent_after_its_close_frame_is_cut_over_tls_too(
+    certificate: dict[str, str],
+) -> None:
+    """TLS cannot half-close: the server closes the transport at once, which then waits
+    for its own TLS shutdown (30 s). The close timeout still cuts a silent peer."""
+    context = ssl.create_default_context(cafile=certificate["cafile"])
+    async with ProgressServer(
+        port=0, certfile=certificate["certfile"], keyfile=certificate["keyfile"]
+    ) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=context)
+        writer.write(HANDSHAKE.format(path="/progress", port=server.port).encode())
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        loop = asyncio.get_running_loop()
+        writer.write(masked_frame(0x8, b"\x03\xe8", fin=True))
+        sent = loop.time()
+        async with asyncio.timeout(TIMEOUT):
+            while server.connections:
+                await asyncio.sleep(0.01)
+        assert loop.time() - sent < CLOSE_TIMEOUT + 0.5 * TIME_FACTOR
+        writer.transport.abort()
