@@ -298,8 +298,9 @@ class GuardedConnection(asyncio.Protocol):
                 # uvloop raises RuntimeError on a closing transport.
                 with contextlib.suppress(Exception):
                     self.transport.write_eof()
-            else:  # TLS cannot half-close
+            else:  # TLS cannot half-close; closing waits for the peer's TLS shutdown
                 self.transport.close()
+                self._arm_close_deadline()
 
     def _uncork(self) -> None:
         cork, self._cork = self._cork, None

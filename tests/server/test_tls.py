@@ -146,6 +146,8 @@ async def test_a_peer_silent_after_its_close_frame_is_cut_over_tls_too(
         assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
         loop = asyncio.get_running_loop()
         writer.write(masked_frame(0x8, b"\x03\xe8", fin=True))
+        await writer.drain()
+        writer.transport.pause_reading()  # silent: it answers neither frames nor TLS
         sent = loop.time()
         async with asyncio.timeout(TIMEOUT):
             while server.connections:
