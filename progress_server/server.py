@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import ssl
 from collections.abc import Awaitable, Coroutine
@@ -39,6 +40,7 @@ from .descriptors import DescriptorWatch, clients_that_fit, open_files_limit
 from .hub import Hub
 from .keepalive import Keepalive
 from .limits import Verdict
+from .logs import Burst
 from .metrics import Metrics
 from .routes import HttpRoutes
 from .service import CalculationService
@@ -57,6 +59,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SERVER_NAME = f"progress-server/{__version__}"
+
+#: Clients that come (and go) logged one by one each second; the rest are summed up.
+LOG_EACH = 20
 
 #: How long closing waits for the clients to go and for answers in flight, each.
 SHUTDOWN_GRACE = CLOSE_TIMEOUT + 0.5
@@ -114,6 +119,10 @@ class ProgressServer:
         self._all_closed: asyncio.Event | None = None
         #: HTTP answers and actions in flight: closing waits for them.
         self._tasks: set[asyncio.Task[None]] = set()
+        # A line for each client that comes or goes, up to LOG_EACH a second; past it,
+        # a line a second with how many more did.
+        self._joins = Burst(LOG_EACH, functools.partial(self._log_burst, "connected"))
+        self._leaves = Burst(LOG_EACH, functools.partial(self._log_burst, "disconnected"))
         self._unsubscribe: Unsubscribe | None = None
         self._unsubscribe_count: Unsubscribe | None = None
         self._gauges: asyncio.Task[None] | None = None
@@ -231,6 +240,8 @@ class ProgressServer:
                 unsubscribe()
         self._unsubscribe = self._unsubscribe_count = None
         await self.backend.aclose()
+        self._joins.flush()
+        self._leaves.flush()
         logger.info("server stopped")
 
     async def __aenter__(self) -> ProgressServer:
@@ -279,7 +290,7 @@ class ProgressServer:
         connection.by = Attribution(client_id, name or client_id)
         hub.join(connection, self._hello.replace(HELLO_ID, client_id, 1))
         metrics.accepted.inc()
-        if logger.isEnabledFor(logging.INFO):
+        if logger.isEnabledFor(logging.INFO) and self._joins.allow():
             peer = _format_peer(connection.remote_address)
             logger.info(
                 "client %s connected from %s%s (now %d connected)",
@@ -314,7 +325,9 @@ class ProgressServer:
             reason, dropped = _close_reason(connection, self.config.ping_timeout)
             if dropped is not None:
                 self.metrics.dropped.labels(dropped).inc()
-            if logger.isEnabledFor(logging.INFO):
+            if logger.isEnabledFor(logging.INFO) and (
+                dropped is not None or connection.dropped is not None or self._leaves.allow()
+            ):
                 client_id = connection.short_id
                 logger.info(
                     "client %s disconnected, %s (now %d connected)",
@@ -330,6 +343,16 @@ class ProgressServer:
                 )
         if self._all_closed is not None and not self.connections:
             self._all_closed.set()
+
+    def _log_burst(self, what: str, count: int) -> None:
+        logger.info(
+            "%s more %s (now %d connected), not logged one by one: over %d a second",
+            count,
+            "client " + what if count == 1 else "clients " + what,
+            len(self.hub.clients) if self.hub is not None else 0,
+            LOG_EACH,
+            extra={"clients": count},
+        )
 
     async def _close_connections(self) -> None:
         """Close every client with 1001 and wait, at most SHUTDOWN_GRACE, for them all

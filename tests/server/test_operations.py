@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import socket
 from typing import Any
@@ -13,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from progress_server.server import ProgressServer
+from progress_server.server import LOG_EACH, ProgressServer
 from tests.helpers import (
     STEP,
     TIME_FACTOR,
@@ -268,3 +269,36 @@ async def test_http_actions_are_logged_with_who_asked(
     (record,) = [r for r in caplog.records if "accepted for" in r.getMessage()]
     assert record.getMessage() == "HTTP start accepted for curl-bob"
     assert record.client_name == "curl-bob"  # type: ignore[attr-defined]
+
+
+async def test_a_burst_of_clients_is_summed_up_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    """30 clients at once: 20 a second are logged one by one, then one line says how
+    many more came; the same when they leave. Every one of them is in a line or a sum."""
+    count = LOG_EACH + 10
+
+    def tally(what: str) -> tuple[int, int]:
+        """Clients logged one by one, and in summaries."""
+        messages = [record.getMessage() for record in caplog.records]
+        marker = " connected from " if what == "connected" else " disconnected, "
+        one_by_one = sum(marker in m and m.startswith("client ") for m in messages)
+        pattern = re.compile(
+            rf"(\d+) more clients? {what} \(now \d+ connected\), not logged one by one: "
+            rf"over {LOG_EACH} a second"
+        )
+        summed = sum(int(match[1]) for m in messages if (match := pattern.fullmatch(m)))
+        return one_by_one, summed
+
+    with caplog.at_level("INFO", logger="progress_server.server"):
+        async with ProgressServer(port=0) as server:
+            clients = await asyncio.gather(*(connect(server.url) for _ in range(count)))
+            async with asyncio.timeout(TIMEOUT):
+                while sum(tally("connected")) < count:
+                    await asyncio.sleep(0.05)
+            await asyncio.gather(*(client.close() for client in clients))
+            async with asyncio.timeout(TIMEOUT):
+                while sum(tally("disconnected")) < count:
+                    await asyncio.sleep(0.05)
+    for what in ("connected", "disconnected"):
+        one_by_one, summed = tally(what)
+        assert (one_by_one, summed) != (count, 0), f"no summary of {what}"
+        assert one_by_one + summed == count
