@@ -73,7 +73,11 @@ class StormClient(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
-        self.owner.loop.create_task(self._connect())
+        if self.owner.closing:
+            return
+        task = self.owner.loop.create_task(self._connect())
+        self.owner.tasks.add(task)
+        task.add_done_callback(self.owner.tasks.discard)
 
     async def _connect(self) -> None:
         owner = self.owner
@@ -151,6 +155,8 @@ class StormClient(asyncio.Protocol):
         self._again()
 
     def _again(self) -> None:
+        if self.owner.closing:
+            return
         delay = max(self.policy.next_delay(), self.retry_after)
         self.owner.loop.call_later(delay, self.start)
 
@@ -175,6 +181,9 @@ class _Owner:
         self.in_sync = 0
         self.lost_at: float | None = None  # wall time of the loss, once armed
         self.changed = asyncio.Event()
+        #: Connection attempts under way; none is started once closing.
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.closing = False
 
     def synced(self, client: StormClient) -> None:
         self.in_sync += 1
@@ -217,9 +226,13 @@ async def _work(
             owner.tally.unsynced = len(owner.clients) - owner.in_sync
             pipe.send(owner.tally)
         elif command == "close":
+            owner.closing = True
             for client in owner.clients:
                 if client.transport is not None:
                     client.transport.abort()
+            for task in owner.tasks:
+                task.cancel()
+            await asyncio.gather(*owner.tasks, return_exceptions=True)
             pipe.send(None)
             return
 
