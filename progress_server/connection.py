@@ -7,8 +7,8 @@ websockets' own asyncio connection does, without a task, a queue or a future per
 client: a connection is callbacks until a client asks for an action, and only that
 action runs as a task. What this costs and saves is in docs/performance.md.
 
-Around the parser it bounds what a peer can cost the server before any handler of
-ours runs:
+Around the parser it bounds what a peer can cost the server before any message
+reaches the session (:class:`~progress_server.server.ProgressServer`):
 
 - the handshake, to ``max_handshake_bytes`` (431 past it) and ``handshake_timeout``
   seconds;

@@ -1,12 +1,11 @@
 """Keepalive pings for every client from one task, instead of one task per client.
 
-websockets pings each connection from a task of its own: 10,000 clients mean 10,000
-tasks, each with its coroutine, its sleep and its timer (about 1.5 KiB a client), and a
-ping framed 10,000 times. Here one task pings every client once per ``interval``, a
-twentieth of them at a time with one frame, the same bytes, for all of that slice (the
-documented exception of the hub's broadcast: a whole frame written to the transport),
-and drops those that have not answered within ``timeout`` as websockets would: close
-1011 "keepalive ping timeout".
+websockets' asyncio connection pings from a task of its own: 10,000 clients would mean
+10,000 tasks, each with its coroutine, its sleep and its timer (about 1.5 KiB a client),
+and a ping framed 10,000 times. Here one task pings every client once per
+``interval``, a twentieth of them at a time with one frame, the same bytes, for all of
+that slice (see :mod:`~progress_server.frames`), and drops those that have not
+answered within ``timeout`` as websockets would: close 1011 "keepalive ping timeout".
 
 Only a pong that carries the ping's payload is an answer, as with websockets: it
 proves that the client read the ping, not only that it can send (a client whose

@@ -1,8 +1,9 @@
 """The asyncio server: the WebSocket endpoint and the HTTP routes on one port.
 
-A thin layer: actions go to the :class:`~progress_server.backends.Backend`, changes
-come back through the :class:`~progress_server.hub.Hub`, and messages are read and
-written with :mod:`progress_protocol.messages`.
+A thin layer: each connection (:mod:`~progress_server.connection`) reports to the
+server as its session; actions go to the :class:`~progress_server.backends.Backend`,
+changes come back through the :class:`~progress_server.hub.Hub`, and messages are
+read and written with :mod:`progress_protocol.messages`.
 """
 
 from __future__ import annotations

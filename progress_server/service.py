@@ -1,4 +1,4 @@
-"""What the WebSocket handler and the HTTP routes both offer, in one small object.
+"""What the WebSocket sessions and the HTTP routes both offer, in one small object.
 
 Both act on the calculation, read its state and history, and need to know whether
 there is room for one more client. They get this object, and neither imports the
