@@ -4,8 +4,9 @@ websockets parses the handshake and the frames, answers pings and runs the closi
 handshake (:class:`websockets.server.ServerProtocol`, its documented Sans-I/O layer);
 :class:`GuardedConnection` moves bytes between it and the transport, the way
 websockets' own asyncio connection does, without a task, a queue or a future per
-client: a connection is callbacks until a client asks for an action, and only that
-action runs as a task. What this costs and saves is in docs/performance.md.
+client: a connection is callbacks, and only what must wait on the store runs as a
+task (a client's start or cancel, an HTTP request's answer). What this costs and
+saves is in docs/performance.md.
 
 Around the parser it bounds what a peer can cost the server before any message
 reaches the session (:class:`~progress_server.server.ProgressServer`):
@@ -207,8 +208,13 @@ class GuardedConnection(asyncio.Protocol):
         return self.transport.get_extra_info("peername")
 
     @property
-    def state(self) -> ConnectionState:
-        return self.protocol.state
+    def peer(self) -> str:
+        """The peer's address and port, for the log: ``127.0.0.1:50112``, ``[::1]:50112``."""
+        address = self.remote_address
+        if isinstance(address, tuple) and len(address) >= 2:
+            host = str(address[0])
+            return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+        return "unknown"
 
     @property
     def close_code(self) -> int | None:
@@ -282,10 +288,6 @@ class GuardedConnection(asyncio.Protocol):
         """Cut the TCP connection now, discarding whatever is queued."""
         self.writable = False
         self.transport.abort()
-
-    def over_cap(self) -> bool:
-        """Whether more than ``send_buffer_cap`` bytes wait for this client."""
-        return self.transport.get_write_buffer_size() > self.config.send_buffer_cap
 
     def send_data(self) -> None:
         """Write what websockets has to send; its end of stream half-closes."""
@@ -481,6 +483,7 @@ class GuardedConnection(asyncio.Protocol):
                 self.session.opened(self)
             except Exception:
                 logger.exception("client %s: joining failed", self.short_id)
+                self.dropped = "the server failed to let it join (see the log)"
                 self.fail(CloseCode.INTERNAL_ERROR, "")
             finally:
                 self._uncork()
@@ -508,7 +511,7 @@ class GuardedConnection(asyncio.Protocol):
         self.dropped = f"handshake over {limit} bytes"
         self._head = None
         self.metrics.connections.labels("request_too_large").inc()
-        peer = _peer(self.transport.get_extra_info("peername"))
+        peer = self.peer
         logger.warning(
             "refused a handshake from %s: its headers are over %d bytes",
             peer,
@@ -642,10 +645,3 @@ class GuardedConnection(asyncio.Protocol):
         self._pending = None
         # Nothing more is read: the flood stops costing CPU, and stalls in the kernel.
         self.transport.pause_reading()
-
-
-def _peer(address: object) -> str:
-    if isinstance(address, tuple) and len(address) >= 2:
-        host = str(address[0])
-        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
-    return str(address)

@@ -1,10 +1,10 @@
-"""Whole, unmasked WebSocket frames, built once and written to many transports.
+"""Whole, unmasked WebSocket frames, built here and written to the transports.
 
-websockets frames every message for each connection. With no compression a server's
-frame is the same bytes for everyone, so the hub frames a state once for all its
-clients, and the keepalive a ping once for a slice of them: the one documented place
-where the server writes frames itself. They are written only to open connections and
-only whole, as websockets' own writes are, so frames never interleave.
+websockets' protocol frames the control frames (pongs, close frames); the server frames
+its own messages. With no compression a frame is the same bytes for everyone, so the
+hub frames a state once for all its clients and the keepalive a ping once for a slice
+of them; replies and the hello are framed per client. They are written only to open
+connections and only whole, as websockets' own writes are, so frames never interleave.
 """
 
 from __future__ import annotations

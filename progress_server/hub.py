@@ -77,8 +77,9 @@ class Hub:
         self.state_frame = encode(StateMessage(initial))
         self.history = history
         self.history_frame = encode(History(history))
+        self._history_bytes = text_frame(self.history_frame)
         #: The state and the history, framed, for every client that joins until they change.
-        self._join_frames = text_frame(self.state_frame) + text_frame(self.history_frame)
+        self._join_frames = text_frame(self.state_frame) + self._history_bytes
         self.send_buffer_limit = send_buffer_limit
         self.stuck_timeout = stuck_timeout
         #: Clients skipped for a full buffer, with the loop time they fell behind.
@@ -119,9 +120,12 @@ class Hub:
         if change.history is not None:
             self.history = change.history
             self.history_frame = encode(History(change.history))
+            self._history_bytes = text_frame(self.history_frame)
             # With the state, in the same write: one system call per client, not two.
-            frame += text_frame(self.history_frame)
-        self._join_frames = text_frame(self.state_frame) + text_frame(self.history_frame)
+            self._join_frames = frame + self._history_bytes
+            frame = self._join_frames
+        else:
+            self._join_frames = frame + self._history_bytes
         began = time.perf_counter()
         sent = self._send_to_all(frame)
         took = time.perf_counter() - began

@@ -117,7 +117,7 @@ class HttpRoutes:
             request.method,
             path,
             response.status_code,
-            extra={"peer": _peer(connection), "path": path, "status": response.status_code},
+            extra={"peer": connection.peer, "path": path, "status": response.status_code},
         )
         if request.method == "HEAD":
             # The GET answer's headers, Content-Length included, and no body.
@@ -164,7 +164,7 @@ class HttpRoutes:
 
     def _refused(self, connection: GuardedConnection, path: str, result: str, why: str) -> None:
         self.service.metrics.connections.labels(result).inc()
-        peer = _peer(connection)
+        peer = connection.peer
         logger.info(
             "refused a request from %s for %s: %s",
             peer,
@@ -288,7 +288,7 @@ class HttpRoutes:
                 "HTTP %s accepted for %s",
                 action,
                 by.name,
-                extra={"peer": _peer(connection), "client_name": by.name},
+                extra={"peer": connection.peer, "client_name": by.name},
             )
         except ActionRefused as exc:
             self.service.metrics.errors.labels(exc.code).inc()
@@ -308,11 +308,3 @@ def _address(connection: GuardedConnection) -> str:
     """The peer's IP address, without its port."""
     address = connection.remote_address
     return str(address[0]) if isinstance(address, tuple) and address else "unknown"
-
-
-def _peer(connection: GuardedConnection) -> str:
-    address = connection.remote_address
-    if isinstance(address, tuple) and len(address) >= 2:
-        host = str(address[0])
-        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
-    return "unknown"

@@ -236,6 +236,7 @@ class ProgressServer:
             _done, late = await asyncio.wait(self._tasks, timeout=SHUTDOWN_GRACE)
             for task in late:
                 task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         for unsubscribe in (self._unsubscribe, self._unsubscribe_count):
             if unsubscribe is not None:
                 unsubscribe()
@@ -292,7 +293,7 @@ class ProgressServer:
         hub.join(connection, self._hello.replace(HELLO_ID, client_id, 1))
         metrics.accepted.inc()
         if logger.isEnabledFor(logging.INFO) and self._joins.allow():
-            peer = _format_peer(connection.remote_address)
+            peer = connection.peer
             logger.info(
                 "client %s connected from %s%s (now %d connected)",
                 client_id,
@@ -337,7 +338,7 @@ class ProgressServer:
                     len(hub.clients),
                     extra={
                         "client_id": client_id,
-                        "peer": _format_peer(connection.remote_address),
+                        "peer": connection.peer,
                         "code": connection.close_code,
                         "reason": reason,
                     },
@@ -496,12 +497,6 @@ def _server_ssl_context(config: ServerConfig) -> ssl.SSLContext:
     return context
 
 
-def _format_peer(address: object) -> str:
-    if isinstance(address, tuple) and len(address) >= 2:
-        return format_url("tcp", str(address[0]), int(address[1])).removeprefix("tcp://")
-    return str(address)
-
-
 def _close_reason(connection: GuardedConnection, ping_timeout: float) -> tuple[str, str | None]:
     """Why a client left, for a person; and why it was dropped, for the metrics."""
     if connection.dropped is not None:
@@ -509,7 +504,8 @@ def _close_reason(connection: GuardedConnection, ping_timeout: float) -> tuple[s
     sent = connection.protocol.close_sent
     received = connection.protocol.close_rcvd
     if sent is not None and received is None and sent.code == CloseCode.INTERNAL_ERROR:
-        # websockets closes with 1011 when a keepalive ping goes unanswered.
+        # The keepalive closes with 1011 when a ping goes unanswered (a failed join,
+        # the other 1011, says so in ``dropped``).
         return f"dropped: no pong within {ping_timeout:g} s", "ping_timeout"
     if sent is not None and sent.code == CloseCode.MESSAGE_TOO_BIG:
         return "dropped: a message over --max-message-bytes (1009)", "oversized"

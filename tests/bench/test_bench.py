@@ -164,8 +164,6 @@ def test_a_small_reconnect_storm(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "gave up" in result.stdout and "met (12 s)" in result.stdout
-    # The clients' attempts under way at the end are cancelled, not left to warn.
-    assert "Task was destroyed" not in result.stdout + result.stderr
     (storm,) = json.loads(output.read_text())["storms"]
     assert storm["clients"] == storm["connected"] == 50
     assert storm["gave_up"] == 0

@@ -14,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from progress_server.server import LOG_EACH, ProgressServer
+from progress_server import server as server_module
+from progress_server.server import ProgressServer
 from tests.helpers import (
     STEP,
     TIME_FACTOR,
@@ -271,10 +272,13 @@ async def test_http_actions_are_logged_with_who_asked(
     assert record.client_name == "curl-bob"  # type: ignore[attr-defined]
 
 
-async def test_a_burst_of_clients_is_summed_up_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
-    """30 clients at once: 20 a second are logged one by one, then one line says how
-    many more came; the same when they leave. Every one of them is in a line or a sum."""
-    count = LOG_EACH + 10
+async def test_a_burst_of_clients_is_summed_up_in_the_log(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past LOG_EACH clients a second (3 here), one line a second says how many more
+    came; the same when they leave. Every one of them is in a line or in a sum."""
+    monkeypatch.setattr(server_module, "LOG_EACH", 3)
+    count = 12
 
     def tally(what: str) -> tuple[int, int]:
         """Clients logged one by one, and in summaries."""
@@ -283,7 +287,7 @@ async def test_a_burst_of_clients_is_summed_up_in_the_log(caplog: pytest.LogCapt
         one_by_one = sum(marker in m and m.startswith("client ") for m in messages)
         pattern = re.compile(
             rf"(\d+) more clients? {what} \(now \d+ connected\), not logged one by one: "
-            rf"over {LOG_EACH} a second"
+            r"over 3 a second"
         )
         summed = sum(int(match[1]) for m in messages if (match := pattern.fullmatch(m)))
         return one_by_one, summed
@@ -300,5 +304,5 @@ async def test_a_burst_of_clients_is_summed_up_in_the_log(caplog: pytest.LogCapt
                     await asyncio.sleep(0.05)
     for what in ("connected", "disconnected"):
         one_by_one, summed = tally(what)
-        assert (one_by_one, summed) != (count, 0), f"no summary of {what}"
+        assert summed > 0, f"no summary of {what}"
         assert one_by_one + summed == count
