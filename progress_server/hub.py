@@ -95,12 +95,16 @@ class Hub:
         self._count_cost = 0.0  # seconds the last count took to send
         self._count_timer: asyncio.TimerHandle | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def start(self) -> None:
         """Start watching lagging clients (needs a running event loop)."""
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
     def stop(self) -> None:
+        """Stop the sweeper and the counts: the clients leaving as the server closes
+        are not told each other's departure."""
+        self._stopped = True
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -182,7 +186,7 @@ class Hub:
 
     def _count_changed(self) -> None:
         """Announce the count now, or once count_interval has passed since the last time."""
-        if self._count_timer is not None:
+        if self._count_timer is not None or self._stopped:
             return  # already due: it will carry the latest count
         loop = asyncio.get_running_loop()
         interval = max(
