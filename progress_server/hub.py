@@ -120,18 +120,16 @@ class Hub:
             return
         self.snapshot = snapshot
         self.state_frame = encode(StateMessage(snapshot))
-        frame = text_frame(self.state_frame)
+        state_bytes = text_frame(self.state_frame)
         if change.history is not None:
             self.history = change.history
             self.history_frame = encode(History(change.history))
             self._history_bytes = text_frame(self.history_frame)
-            # With the state, in the same write: one system call per client, not two.
-            self._join_frames = frame + self._history_bytes
-            frame = self._join_frames
-        else:
-            self._join_frames = frame + self._history_bytes
+        self._join_frames = state_bytes + self._history_bytes
         began = time.perf_counter()
-        sent = self._send_to_all(frame)
+        # A new history goes with the state, in the same write: one system call per
+        # client, not two.
+        sent = self._send_to_all(state_bytes if change.history is None else self._join_frames)
         took = time.perf_counter() - began
         if self.metrics is not None:
             # Once per broadcast, never per client: the loop above is the hot path.
@@ -239,14 +237,13 @@ class Hub:
         """Catch up the clients that drained; close those stuck past the timeout."""
         now = asyncio.get_running_loop().time()
         for connection, since in list(self.lagging.items()):
-            if connection.transport.is_closing():
+            if not connection.writable:
                 del self.lagging[connection]
             elif connection.transport.get_write_buffer_size() <= self.send_buffer_limit:
                 del self.lagging[connection]
-                # Only the latest state: the ones it missed are out of date anyway.
-                connection.send(self.state_frame)
-                connection.send(self.history_frame)
-                connection.send(self.count_frame())
+                # Only the latest state, history and count, in one write: what it
+                # missed is out of date anyway.
+                connection.write(self._join_frames + text_frame(self.count_frame()))
                 logger.info("client %s caught up", connection.short_id)
             elif now - since > self.stuck_timeout:
                 del self.lagging[connection]

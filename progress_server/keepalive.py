@@ -21,7 +21,6 @@ import os
 from collections.abc import Callable, Collection
 
 from websockets.frames import CloseCode
-from websockets.protocol import State as ConnectionState
 
 from .connection import KEEPALIVE_SLICES, GuardedConnection
 from .frames import ping_frame
@@ -109,9 +108,7 @@ class Keepalive:
     def check(self, now: float) -> None:
         """Forget the clients that answered or left; drop those past the timeout."""
         for connection, pinged in list(self.waiting.items()):
-            if connection.last_pong >= pinged or connection.protocol.state is not (
-                ConnectionState.OPEN
-            ):
+            if connection.last_pong >= pinged or not connection.writable:
                 del self.waiting[connection]
             elif now - pinged > self.timeout:
                 del self.waiting[connection]
