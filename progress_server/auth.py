@@ -5,8 +5,7 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
-import re
-from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from websockets.datastructures import Headers
 
@@ -15,12 +14,10 @@ from progress_protocol.messages import NAME_HEADER, clean_name
 __all__ = [
     "ANY",
     "NAME_HEADER",
-    "escape_controls",
     "host_allowed",
     "origin_allowed",
     "presented_name",
     "presented_token",
-    "redact",
     "token_matches",
 ]
 
@@ -135,49 +132,3 @@ def _origin_parts(origin: str) -> tuple[str, str, int] | None:
     if scheme not in ("http", "https") or not parts.hostname:
         return None
     return scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80)
-
-
-# Secrets in log lines: "token=..." in a query (its name may be percent-encoded, as in
-# "tok%65n=", which the server decodes and accepts), and "Bearer ..." in a header.
-_QUERY_PARAMETER = re.compile(r"(?P<name>[^\s?&;=\"'<>]+)=(?P<value>[^\s&;\"'<>]*)")
-# Not the challenge 'WWW-Authenticate: Bearer realm="progress"', which holds no secret.
-_BEARER = re.compile(r"(Bearer\s+)(?!realm=)[^\s\"',]+", re.IGNORECASE)
-_REDACTED = "<redacted>"
-
-
-def redact(text: str, *, secrets: tuple[str, ...] = ()) -> str:
-    """Hide tokens in a log line or a traceback.
-
-    Args:
-        text: The text to clean.
-        secrets: Values to hide wherever they appear, in clear or percent-encoded
-            (the server's own token): what no pattern can foresee.
-    """
-    for secret in secrets:
-        for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
-            if form:
-                text = text.replace(form, _REDACTED)
-    if "=" not in text and "bearer" not in text.lower():
-        return text  # nothing either pattern could match (most log lines)
-    text = _BEARER.sub(lambda m: m.group(1) + _REDACTED, text)
-
-    def parameter(match: re.Match[str]) -> str:
-        if unquote(match.group("name")).strip().lower() != "token":
-            return match.group(0)
-        return f"{match.group('name')}={_REDACTED}"
-
-    return _QUERY_PARAMETER.sub(parameter, text)
-
-
-def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
-    r"""Show every character that is not printable as an escape (``\x1b``, ``\r``,
-    ``\u202e``), so that what a peer sent can neither forge log lines nor drive, or
-    reorder (bidi overrides), the terminal that shows the log."""
-    if text.isprintable():
-        return text
-    return "".join(
-        char
-        if char.isprintable() or (keep_newlines and char == "\n")
-        else char.encode("unicode_escape").decode("ascii")
-        for char in text
-    )

@@ -2,8 +2,9 @@
 
 Every record goes through :class:`SafeFormatter`, whoever logged it (websockets' debug
 lines show request lines and headers; a traceback can quote a malformed request):
-tokens are replaced with ``<redacted>``, and control characters sent by a peer are
-escaped, so that nobody can forge a log line or drive the operator's terminal.
+credentials are replaced with ``<redacted>`` (:func:`~.redaction.redact`), and control
+characters sent by a peer are escaped, so that nobody can forge a log line or drive the
+operator's terminal.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .auth import escape_controls, redact
+from .redaction import escape_controls, redact
 
 __all__ = ["FIELDS", "LOG_FORMAT", "Burst", "JsonFormatter", "SafeFormatter"]
 
@@ -23,7 +24,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 class SafeFormatter(logging.Formatter):
-    """A formatter that redacts tokens and escapes control characters in everything.
+    """A formatter that redacts credentials and escapes control characters in everything.
 
     Args:
         fmt: The format of a line.

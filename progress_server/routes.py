@@ -27,6 +27,7 @@ from .backends import BackendUnavailable
 from .calculation import ActionRefused, Attribution
 from .limits import AddressLimits
 from .metrics import CONTENT_TYPE
+from .redaction import safe_path
 from .service import CalculationService
 
 if TYPE_CHECKING:
@@ -111,18 +112,25 @@ class HttpRoutes:
         known = path if path in self.table or path == self.service.config.path else "other"
         self.service.metrics.http_requests.labels(known, str(response.status_code)).inc()
         level = logging.DEBUG if path in self.OPEN_PATHS or path == "/metrics" else logging.INFO
-        logger.log(
-            level,
-            "HTTP %s %s -> %d",
-            request.method,
-            path,
-            response.status_code,
-            extra={"peer": connection.peer, "path": path, "status": response.status_code},
-        )
+        if logger.isEnabledFor(level):
+            shown = self._shown(path)
+            logger.log(
+                level,
+                "HTTP %s %s -> %d",
+                request.method,
+                shown,
+                response.status_code,
+                extra={"peer": connection.peer, "path": shown, "status": response.status_code},
+            )
         if request.method == "HEAD":
             # The GET answer's headers, Content-Length included, and no body.
             response = Response(response.status_code, response.reason_phrase, response.headers, b"")
         return response
+
+    def _shown(self, path: str) -> str:
+        """The path as the log shows it: decoded, bounded, the token masked."""
+        token = self.service.config.token
+        return safe_path(path, secrets=(token,) if token else ())
 
     def _gate(self, path: str, request: Request, connection: GuardedConnection) -> Response | None:
         """Refuse a request for a foreign Host, from a foreign origin, or without the
@@ -165,12 +173,13 @@ class HttpRoutes:
     def _refused(self, connection: GuardedConnection, path: str, result: str, why: str) -> None:
         self.service.metrics.connections.labels(result).inc()
         peer = connection.peer
+        shown = self._shown(path)
         logger.info(
             "refused a request from %s for %s: %s",
             peer,
-            path,
+            shown,
             why,
-            extra={"peer": peer, "path": path, "reason": result},
+            extra={"peer": peer, "path": shown, "reason": result},
         )
 
     def _websocket(
