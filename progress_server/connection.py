@@ -116,6 +116,8 @@ class GuardedConnection(asyncio.Protocol):
     Attributes:
         protocol: websockets' Sans-I/O protocol of this connection.
         transport: Set once the TCP (or TLS) connection is made.
+        remote_address: The peer's address, as ``getpeername()`` gave it when the
+            connection was made.
         short_id: 12 random hex digits that name the client.
         request: The handshake request, until the handshake is over.
         budget: Messages and control frames share it.
@@ -144,6 +146,7 @@ class GuardedConnection(asyncio.Protocol):
         "metrics",
         "protocol",
         "registry",
+        "remote_address",
         "request",
         "server_header",
         "session",
@@ -169,6 +172,7 @@ class GuardedConnection(asyncio.Protocol):
         self.server_header = server_header
         self.protocol = ServerProtocol(max_size=config.max_message_bytes, logger=WEBSOCKETS_LOGGER)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # connection_made
+        self.remote_address: Any = None
         #: Names the client in the log and to other clients; not a secret.
         self.short_id = os.urandom(6).hex()
         self.request: Request | None = None
@@ -202,10 +206,6 @@ class GuardedConnection(asyncio.Protocol):
         self._closed: asyncio.Future[None] | None = None
         #: What is written while the handshake's response is held back, to go with it.
         self._cork: bytearray | None = None
-
-    @property
-    def remote_address(self) -> Any:
-        return self.transport.get_extra_info("peername")
 
     @property
     def peer(self) -> str:
@@ -330,6 +330,9 @@ class GuardedConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        # Read now, once: uvloop's transport raises ValueError when asked once closed,
+        # and an HTTP answer is logged after the peer may have gone.
+        self.remote_address = transport.get_extra_info("peername")
         loop = asyncio.get_running_loop()
         config = self.config
         self.budget = MessageBudget(
@@ -457,7 +460,17 @@ class GuardedConnection(asyncio.Protocol):
     def _respond(self, response: Response | None) -> None:
         protocol = self.protocol
         if protocol.state is not CONNECTING or self.transport.is_closing():
-            return  # the peer left, or was cut off, while the answer was made
+            # The peer left, or was cut off, while the answer was made: not the server's
+            # fault, and anyone can do it, so not worth more than a debug line.
+            if logger.isEnabledFor(logging.DEBUG):
+                peer = self.peer
+                logger.debug(
+                    "%s left before its answer%s",
+                    peer,
+                    "" if response is None else f" ({response.status_code})",
+                    extra={"peer": peer},
+                )
+            return
         assert self.request is not None
         if response is None:
             response = protocol.accept(self.request)

@@ -314,6 +314,7 @@ class HttpRoutes:
 
 
 def _address(connection: GuardedConnection) -> str:
-    """The peer's IP address, without its port."""
+    """The peer's IP address, without its port (read when it connected: the peer may be
+    gone by the time its answer is ready)."""
     address = connection.remote_address
     return str(address[0]) if isinstance(address, tuple) and address else "unknown"

@@ -81,3 +81,20 @@ class RawClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+async def open_socket(port: int) -> socket.socket:
+    """A non-blocking TCP socket connected to the server."""
+    sock = socket.socket()
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return sock
+
+
+async def send_then_reset(port: int, data: bytes) -> None:
+    """Send ``data`` on a new connection and reset it at once (SO_LINGER 0: an RST, not
+    a FIN), as a peer that crashed or gave up right after its request."""
+    sock = await open_socket(port)
+    await asyncio.get_running_loop().sock_sendall(sock, data)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
