@@ -136,6 +136,7 @@ class GuardedConnection(asyncio.Protocol):
         "_head",
         "_held",
         "_paused",
+        "_peer_eof",
         "_pending",
         "budget",
         "by",
@@ -204,6 +205,8 @@ class GuardedConnection(asyncio.Protocol):
         self._close_deadline: asyncio.TimerHandle | None = None
         #: Made when someone waits for the connection to close.
         self._closed: asyncio.Future[None] | None = None
+        #: The peer half-closed while its HTTP answer was being made.
+        self._peer_eof = False
         #: What is written while the handshake's response is held back, to go with it.
         self._cork: bytearray | None = None
 
@@ -364,7 +367,18 @@ class GuardedConnection(asyncio.Protocol):
         else:
             self._feed(data)
 
-    def eof_received(self) -> None:
+    def eof_received(self) -> bool | None:
+        if (
+            self._busy is not None
+            and self.protocol.state is CONNECTING
+            and self.transport.can_write_eof()
+        ):
+            # The peer half-closed after its request (HTTP/1.1 allows it: `nc -N`, some
+            # proxies) while its answer is being made, an action perhaps: the answer
+            # still goes out, then the connection closes (_respond). TLS has no
+            # half-close: there the peer's close ends the connection, answer or not.
+            self._peer_eof = True
+            return True
         self.writable = False
         self.protocol.receive_eof()
         events = self.protocol.events_received()
@@ -374,6 +388,7 @@ class GuardedConnection(asyncio.Protocol):
         # Returning None closes the transport once what is queued is written, which a
         # peer that does not read would put off for ever.
         self._arm_close_deadline()
+        return None
 
     # The handshake.
 
@@ -510,6 +525,8 @@ class GuardedConnection(asyncio.Protocol):
             # An HTTP answer: websockets half-closes; the client closes in turn.
             self.send_data()
             self.request = None
+            if self._peer_eof:
+                self.transport.close()  # it closed its side already: nothing more to read
             self._arm_close_deadline()
 
     def _handshake_timed_out(self) -> None:

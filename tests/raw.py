@@ -98,3 +98,16 @@ async def send_then_reset(port: int, data: bytes) -> None:
     await asyncio.get_running_loop().sock_sendall(sock, data)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
+
+
+async def read_to_end(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes (an RST ends it too)."""
+    loop = asyncio.get_running_loop()
+    received = b""
+    async with asyncio.timeout(TIMEOUT):
+        try:
+            while chunk := await loop.sock_recv(sock, 65536):
+                received += chunk
+        except ConnectionResetError:
+            pass
+    return received

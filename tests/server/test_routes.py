@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import socket
+
 import pytest
 
+from progress_server.connection import GuardedConnection
 from progress_server.server import ProgressServer
-from tests.helpers import TIME_FACTOR, http_request, join, recv_type, states_until
+from tests.helpers import (
+    STEP,
+    TIME_FACTOR,
+    TIMEOUT,
+    HeldBackend,
+    http_request,
+    join,
+    recv_type,
+    states_until,
+)
+from tests.raw import open_socket, read_to_end
 
 
 async def test_healthz(server: ProgressServer) -> None:
@@ -116,3 +131,36 @@ async def test_plain_get_on_the_websocket_path_is_426(server: ProgressServer) ->
     status, headers, _ = await http_request(server.port, "GET", "/progress")
     assert status == 426
     assert headers["upgrade"] == "websocket"
+
+
+async def test_a_request_then_a_half_close_still_gets_its_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """POST /start, then FIN (legal in HTTP/1.1: `nc -N`, some proxies) while the start
+    waits on the store: the start is performed and answered 202, then the server closes."""
+    eof_seen = asyncio.Event()
+    eof_received = GuardedConnection.eof_received
+
+    def noting_eof(connection: GuardedConnection) -> bool | None:
+        try:
+            return eof_received(connection)
+        finally:
+            eof_seen.set()
+
+    monkeypatch.setattr(GuardedConnection, "eof_received", noting_eof)
+    backend = HeldBackend(step_seconds=STEP)
+    async with ProgressServer(port=0, backend=backend) as server:
+        sock = await open_socket(server.port)
+        request = b"POST /start HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        await asyncio.get_running_loop().sock_sendall(sock, request)
+        sock.shutdown(socket.SHUT_WR)
+        await asyncio.wait_for(eof_seen.wait(), TIMEOUT)
+        assert "start done" not in backend.events  # the FIN came first
+        backend.release.set()
+        response = await read_to_end(sock)
+        sock.close()
+        head, _, body = response.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 202"), response
+        ack = json.loads(body)
+        assert ack["type"] == "ack" and ack["action"] == "start"
+        assert (await backend.snapshot()).calculation_id == ack["calculation_id"]
