@@ -18,6 +18,8 @@ __all__ = [
     "origin_allowed",
     "presented_name",
     "presented_token",
+    "request_hosts",
+    "split_target",
     "token_matches",
 ]
 
@@ -58,33 +60,56 @@ def token_matches(expected: str, presented: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), (presented or "").encode())
 
 
-def origin_allowed(allowed: tuple[str, ...], headers: Headers, *, tls: bool) -> bool:
+def split_target(target: str) -> tuple[str | None, str]:
+    """The authority and the path of a request target: ``(None, "/state")`` for
+    ``/state?x=1``; ``("name:80", "/state")`` for the absolute form
+    ``http://name:80/state`` (the userinfo left out, an empty path made ``/``)."""
+    if not target.startswith("/"):
+        scheme, separator, rest = target.partition("://")
+        if separator and scheme[:1].isalpha():
+            rest = rest.partition("#")[0].partition("?")[0]
+            authority, slash, path = rest.partition("/")
+            return authority.rpartition("@")[2], slash + path if slash else "/"
+    # The origin form, the usual one: even "//name/state" is a path, not an authority.
+    return None, target.partition("#")[0].partition("?")[0]
+
+
+def request_hosts(headers: Headers, authority: str | None) -> list[str]:
+    """The host a request is for: the authority of an absolute-form target, which
+    replaces Host (RFC 9112, section 3.2.2), else its Host headers (usually one)."""
+    return headers.get_all("Host") if authority is None else [authority]
+
+
+def origin_allowed(
+    allowed: tuple[str, ...], headers: Headers, *, hosts: list[str], tls: bool
+) -> bool:
     """Whether a request may come from the web page that sent it.
 
     A request without Origin is not from a browser and passes. A browser's passes when
-    its origin is the server's own (the scheme and the Host it asked for), when it is
-    listed in ``allowed``, or when ``allowed`` holds ``*``. Browsers send Origin on
-    every WebSocket handshake and every cross-site POST, so a page on another site can
-    neither open the WebSocket nor submit a form to /start.
+    its origin is the server's own (the scheme and the host it asked for, ``hosts``
+    from :func:`request_hosts`), when it is listed in ``allowed``, or when ``allowed``
+    holds ``*``. Browsers send Origin on every WebSocket handshake and every cross-site
+    POST, so a page on another site can neither open the WebSocket nor submit a form
+    to /start.
     """
     origins = headers.get_all("Origin")
     if not origins or ANY in allowed:
         return True
-    own = _own_origin(headers, tls=tls)
+    own = _own_origin(hosts, tls=tls)
     return all(origin in allowed or _same_origin(origin, own) for origin in origins)
 
 
-def host_allowed(allowed: tuple[str, ...], headers: Headers, *, loopback: bool) -> bool:
-    """Whether the Host a request names is one this server answers to.
+def host_allowed(allowed: tuple[str, ...], hosts: list[str], *, loopback: bool) -> bool:
+    """Whether the host a request names (``hosts`` from :func:`request_hosts`) is one
+    this server answers to.
 
     On a loopback address only loopback names pass (localhost, 127.0.0.1, [::1], with
     or without a port), plus those in ``allowed``: a DNS-rebinding page reaches
     127.0.0.1 through a name of its own, and that name is in its Host header. On
-    another address any Host passes, unless ``allowed`` lists some.
+    another address any host passes, unless ``allowed`` lists some.
     """
     if ANY in allowed or (not loopback and not allowed):
         return True
-    hosts = headers.get_all("Host")
     if not hosts:
         return True  # not a browser: every browser sends Host
     names = {name.lower() for name in allowed}
@@ -109,8 +134,7 @@ def _is_loopback_name(name: str) -> bool:
         return False
 
 
-def _own_origin(headers: Headers, *, tls: bool) -> tuple[str, str, int] | None:
-    hosts = headers.get_all("Host")
+def _own_origin(hosts: list[str], *, tls: bool) -> tuple[str, str, int] | None:
     if len(hosts) != 1:
         return None  # none, or ambiguous: no page can claim to be the server's own
     scheme = "https" if tls else "http"

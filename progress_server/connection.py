@@ -414,10 +414,17 @@ class GuardedConnection(asyncio.Protocol):
             return
         head += data
         if not head[:1].isupper():
-            # Not an HTTP request line at all (a TLS hello on a plain port, garbage):
-            # websockets refuses it at once, rather than wait for headers to end.
+            # Not an HTTP request line at all: every method starts with a capital letter.
+            # A TLS hello on the plain port (0x16) would otherwise wait for a line end
+            # that never comes, until the handshake timeout: it is cut at once.
             self._head = None
-            self._feed(bytes(head))
+            peer = self.peer
+            logger.debug(
+                "dropped a connection from %s: it does not speak HTTP (TLS on the plain port?)",
+                peer,
+                extra={"peer": peer, "reason": "not_http"},
+            )
+            self.abort()
             return
         limit = self.config.max_handshake_bytes
         # Only the new bytes and the three before them are searched: a peer sending

@@ -15,14 +15,21 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from progress_protocol.messages import Error, ErrorCode, History, StateMessage, to_dict
 
-from .auth import host_allowed, origin_allowed, presented_name, presented_token, token_matches
+from .auth import (
+    host_allowed,
+    origin_allowed,
+    presented_name,
+    presented_token,
+    request_hosts,
+    split_target,
+    token_matches,
+)
 from .backends import BackendUnavailable
 from .calculation import ActionRefused, Attribution
 from .limits import AddressLimits
@@ -92,8 +99,8 @@ class HttpRoutes:
     ) -> Response | Awaitable[Response] | None:
         """None lets a WebSocket handshake go on; a Response, or an awaitable of one for
         the HTTP endpoints, answers. The handshake's path never awaits anything."""
-        path = urlsplit(request.path).path
-        response = self._gate(path, request, connection)
+        authority, path = split_target(request.path)
+        response = self._gate(path, authority, request, connection)
         if response is None:
             if path != self.service.config.path:
                 return self._answer(path, request, connection)
@@ -132,20 +139,28 @@ class HttpRoutes:
         token = self.service.config.token
         return safe_path(path, secrets=(token,) if token else ())
 
-    def _gate(self, path: str, request: Request, connection: GuardedConnection) -> Response | None:
-        """Refuse a request for a foreign Host, from a foreign origin, or without the
-        token; each refusal is counted and logged with the peer and why, never the token."""
+    def _gate(
+        self, path: str, authority: str | None, request: Request, connection: GuardedConnection
+    ) -> Response | None:
+        """Refuse a request for a foreign host, from a foreign origin, or without the
+        token; each refusal is counted and logged with the peer and why, never the token.
+
+        The host is the target's own when it is in absolute form (``GET http://name/``),
+        else Host's: a request cannot name one host to the check and another to the
+        server.
+        """
         config = self.service.config
-        if not host_allowed(config.allowed_hosts, request.headers, loopback=config.loopback):
-            host = ", ".join(request.headers.get_all("Host"))
-            self._refused(connection, path, "forbidden_host", f"the Host {host!r} is not allowed")
+        hosts = request_hosts(request.headers, authority)
+        if not host_allowed(config.allowed_hosts, hosts, loopback=config.loopback):
+            host = ", ".join(hosts)
+            self._refused(connection, path, "forbidden_host", f"the host {host!r} is not allowed")
             return error_response(
                 http.HTTPStatus.FORBIDDEN,
                 "forbidden_host",
                 f"This server answers to localhost only, not to {host!r}; start it with "
                 "--allow-host NAME to answer to another name.",
             )
-        if not origin_allowed(config.allowed_origins, request.headers, tls=config.tls):
+        if not origin_allowed(config.allowed_origins, request.headers, hosts=hosts, tls=config.tls):
             origin = ", ".join(request.headers.get_all("Origin"))
             self._refused(
                 connection, path, "forbidden_origin", f"the Origin {origin!r} is not allowed"

@@ -197,6 +197,32 @@ async def test_a_foreign_origin_cannot_post_either() -> None:
 
 
 @pytest.mark.parametrize(
+    ("target", "host", "status"),
+    [
+        ("http://evil.example/state", "127.0.0.1", 403),
+        ("http://evil.example:80/progress", "localhost", 403),  # the WebSocket's path
+        ("HTTP://user@evil.example/start", "[::1]", 403),
+        ("http://127.0.0.1/state", "evil.example", 200),
+        ("http://localhost:1/state?x=1", "evil.example", 200),
+    ],
+)
+async def test_an_absolute_form_target_names_the_host(
+    server: ProgressServer, target: str, host: str, status: int
+) -> None:
+    """RFC 9112, section 3.2.2: the authority of an absolute-form target
+    (``GET http://name/state``) replaces Host, so the Host check applies to it: a
+    foreign name there is refused 403 whatever Host says; a loopback one passes."""
+    method = "POST" if target.endswith("/start") else "GET"
+    request = f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n\r\n"
+    head, _, body = (await raw_request(server.port, request.encode())).partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status} ".encode()), head
+    if status == 403:
+        assert json.loads(body)["code"] == "forbidden_host"
+        assert b"evil.example" in body
+    assert server.hub is not None and server.hub.snapshot.seq == 0  # nothing started
+
+
+@pytest.mark.parametrize(
     "line",
     [
         "GET /progress?token=abc HTTP/1.1",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 
 import pytest
 from websockets.asyncio.client import connect
@@ -12,6 +13,7 @@ from websockets.exceptions import ConnectionClosed
 
 from progress_server.server import ProgressServer
 from tests.helpers import TIMEOUT, http_request, join, recv_json, recv_type, send_json
+from tests.raw import open_socket, read_to_end
 
 
 async def closed_with(ws, code: int) -> None:  # type: ignore[no-untyped-def]
@@ -65,6 +67,32 @@ async def test_garbage_on_the_tcp_port_drops_that_connection_only(
     assert (await recv_type(watcher, "state"))["state"] == "IDLE"
     await watcher.close()
     await assert_server_still_works(server)
+
+
+def client_hello() -> bytes:
+    """What a TLS client (a wss:// or https:// URL) sends first: a ClientHello."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ssl.create_default_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+async def test_a_tls_hello_on_the_plain_port_is_dropped_at_once() -> None:
+    """A TLS ClientHello cannot be the start of an HTTP request: the connection is cut
+    as its first bytes arrive, not left waiting for the end of a request line (up to the
+    handshake timeout) while the client waits for the server's hello."""
+    hello = client_hello()
+    async with ProgressServer(port=0, handshake_timeout=10 * TIMEOUT) as server:
+        sock = await open_socket(server.port)
+        # Up to its first line end: all of it, for a hello that holds none.
+        await asyncio.get_running_loop().sock_sendall(sock, hello[: hello.index(b"\n")])
+        assert await read_to_end(sock) == b""  # within TIMEOUT, a tenth of the limit
+        async with asyncio.timeout(TIMEOUT):
+            for connection in list(server.connections):
+                await connection.wait_closed()
+        sock.close()
+        await assert_server_still_works(server)
 
 
 async def test_a_half_sent_handshake_does_not_block_others(server: ProgressServer) -> None:
