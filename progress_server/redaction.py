@@ -63,6 +63,7 @@ _URL_WITH_USERINFO = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]*@[^\s\"
 #: 'WWW-Authenticate: Bearer realm="progress"', which holds no secret.
 _CREDENTIALS = re.compile(r"\b(Bearer|Basic)(\s+)(?!realm=)[^\s\"',]+", re.IGNORECASE)
 _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
+_MARKER = re.compile(re.escape(REDACTED))
 #: Percent-encoding undone this many times at most: once is what a server does, more
 #: is what a mistake (or someone hiding from a filter) does.
 _DECODINGS = 3
@@ -173,16 +174,15 @@ def _hide_parameter(match: re.Match[str]) -> str:
 def _hide_secret(text: str, secret: str) -> str:
     """``text`` with every spelling of ``secret``, and every run of SECRET_RUN of its
     characters, replaced with REDACTED."""
-    text = text.replace(secret, REDACTED)
-    runs = _runs_of(secret)
+    runs, anchors = _runs_of(secret)
     plus = " " in secret and "+" in text  # a form's space
     if (
         "%" not in text
         and not plus
         and (text.isascii() or secret.isascii())  # then the text is its own decoded view
-        and runs.search(text) is None
+        and not any(anchor in text for anchor in anchors)
     ):
-        return text  # the usual case: one search, in C
+        return text  # the usual case: a few substring searches, in C
     found: list[tuple[int, int]] = []
     # A form's space is "+" (and "%2B" a "+"): read the text both ways, of one length.
     for each, spans in map(_decoded_view, (text, text.replace("+", " ")) if plus else (text,)):
@@ -192,6 +192,9 @@ def _hide_secret(text: str, secret: str) -> str:
             position = match.start() + 1  # runs overlap: a longer piece is hidden whole
     if not found:
         return text
+    # What an earlier pass hid stays as it is, should the secret be part of the marker.
+    hidden = [marker.span() for marker in _MARKER.finditer(text)]
+    found = [(a, b) for a, b in found if not any(c <= a and b <= d for c, d in hidden)]
     merged: list[list[int]] = []
     for start, end in sorted(found):
         if merged and start <= merged[-1][1]:
@@ -208,13 +211,19 @@ def _hide_secret(text: str, secret: str) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _runs_of(secret: str) -> re.Pattern[str]:
-    """Matches any run of SECRET_RUN characters of ``secret`` (the whole of a shorter
-    one), compared byte for byte as percent-decoding yields them."""
+def _runs_of(secret: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
+    """A pattern matching any run of SECRET_RUN characters of ``secret`` (the whole of
+    a shorter one), compared byte for byte as percent-decoding yields them; and pieces
+    of it one of which every such run holds, to rule most text out without the pattern.
+    """
     raw = secret.encode().decode("latin-1")  # one character a byte, as in a decoded view
     size = min(SECRET_RUN, len(raw))
     pieces = {raw[start : start + size] for start in range(len(raw) - size + 1)}
-    return re.compile("|".join(re.escape(piece) for piece in sorted(pieces)))
+    # A run of `size` from any offset holds the piece of `step` at the next multiple of
+    # `step`, since 2 * step <= size.
+    step = max(1, size // 2)
+    anchors = tuple({raw[start : start + step] for start in range(0, len(raw) - step + 1, step)})
+    return re.compile("|".join(re.escape(piece) for piece in sorted(pieces))), anchors
 
 
 def _decoded_view(text: str) -> tuple[str, list[tuple[int, int]]]:
