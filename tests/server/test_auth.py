@@ -298,6 +298,17 @@ def test_redact_hides_the_token_however_it_is_spelled(spelling: str) -> None:
         assert "<redacted>" in redact(line, secrets=(TOKEN,))
 
 
+def test_redact_hides_any_8_characters_of_the_token_in_a_row() -> None:
+    """A piece of the token (websockets' debug line of a long frame keeps its two ends
+    only) is hidden wherever it is cut; a shorter token only whole."""
+    for start in range(len(TOKEN) - 7):
+        piece = TOKEN[start : start + 8]
+        assert redact(f"< TEXT '...{piece}\"}}' [80 bytes]", secrets=(TOKEN,)) == (
+            "< TEXT '...<redacted>\"}' [80 bytes]"
+        )
+    assert redact("t0k3n t0k t0k3n", secrets=("t0k3n",)) == "<redacted> t0k <redacted>"
+
+
 def test_redact_hides_basic_credentials() -> None:
     """Basic credentials are hidden like Bearer ones, whatever they encode."""
     basic = base64.b64encode(f"alice:{TOKEN}".encode()).decode()
