@@ -27,7 +27,7 @@ from .descriptors import raise_open_files_limit
 from .logs import LOG_FORMAT, JsonFormatter, SafeFormatter
 from .routes import HttpRoutes
 from .server import ProgressServer, SetupError
-from .workers import WORKER_VARIABLE, Supervisor, reserve_port
+from .workers import WORKER_TIMEOUT, WORKER_VARIABLE, Supervisor, join_supervisor, reserve_port
 
 __all__ = ["main"]
 
@@ -179,6 +179,10 @@ def _websocket_path(ctx: click.Context, param: click.Parameter, value: str) -> s
     "dies is restarted.",
 )
 @click.option("--reuse-port", is_flag=True, hidden=True)  # set by --workers for each worker
+# Seconds a worker may go without a heartbeat before it is replaced (shorter in tests).
+@click.option(
+    "--worker-timeout", type=click.FloatRange(0.1, 3600), default=WORKER_TIMEOUT, hidden=True
+)
 @setting(
     "--certfile",
     type=click.Path(exists=True, dir_okay=False),
@@ -210,7 +214,7 @@ def main(**options: Any) -> None:
             f"must be a redis:// or rediss:// URL, not {safe_url(redis_url)!r}.",
             param_hint="--redis-url",
         )
-    workers = options.pop("workers")
+    workers, worker_timeout = options.pop("workers"), options.pop("worker_timeout")
     if workers > 1 and redis_url is None:
         raise click.UsageError(
             "--workers above 1 needs --redis-url: each worker is a process of its own, "
@@ -225,15 +229,19 @@ def main(**options: Any) -> None:
         json_lines=log_format == "json",
     )
     if workers > 1:
-        sys.exit(_supervise(workers, config, json_lines=log_format == "json"))
+        sys.exit(
+            _supervise(workers, config, json_lines=log_format == "json", timeout=worker_timeout)
+        )
+    heartbeat = join_supervisor()  # a worker of --workers: it dies with its supervisor
     raise_open_files_limit()
     tune_garbage_collector()
     backend: Backend | None = None
     if redis_url is not None:
         backend = RedisBackend(redis_url, prefix=redis_prefix, step_seconds=config.step_seconds)
     server = ProgressServer(config, backend=backend)
+    serving = _serve_until_signal(server)
     try:
-        run(_serve_until_signal(server))
+        run(serving if heartbeat is None else heartbeat.beside(serving))
     except (SetupError, BackendUnavailable) as exc:
         _fatal(str(exc), json_lines=log_format == "json")
     except OSError as exc:
@@ -324,7 +332,7 @@ async def _serve_until_signal(server: ProgressServer) -> None:
         logger.info("%s: stopping, closing every client with 1001 (going away)", received[0])
 
 
-def _supervise(workers: int, config: ServerConfig, *, json_lines: bool) -> int:
+def _supervise(workers: int, config: ServerConfig, *, json_lines: bool, timeout: float) -> int:
     """Reserve the port, run the workers on it until a signal; the exit status."""
     try:
         holder = reserve_port(config.host, config.port)
@@ -336,6 +344,6 @@ def _supervise(workers: int, config: ServerConfig, *, json_lines: bool) -> int:
     # The workers take the same options; the last ones given win.
     arguments = [*sys.argv[1:], "--workers", "1", "--port", str(port), "--reuse-port"]
     try:
-        return asyncio.run(Supervisor(workers, arguments).run())
+        return asyncio.run(Supervisor(workers, arguments, timeout=timeout).run())
     finally:
         holder.close()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
+from pathlib import Path
 
 import psutil
 from websockets.asyncio.client import connect
 
-from tests.helpers import TIMEOUT, ServerProcess, http_request, recv_type
+from tests.helpers import TIME_FACTOR, TIMEOUT, ServerProcess, http_request, recv_type
 from tests.server.test_operations import samples, value
 
 
@@ -128,3 +130,130 @@ async def test_a_taken_port_stops_the_workers_with_one_sentence(
         assert await server.wait() == 1
     assert any("address already in use" in line.lower() for line in server.lines)
     assert not any("Traceback" in line for line in server.lines)
+
+
+def workers_of(server: ServerProcess) -> list[psutil.Process]:
+    """The supervisor's worker processes, as they are now."""
+    assert server.process is not None
+    return psutil.Process(server.process.pid).children()
+
+
+def running(process: psutil.Process) -> bool:
+    # A zombie has exited: only its new parent (init, or whoever adopted it) has yet
+    # to reap it.
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+async def until_exited(processes: list[psutil.Process]) -> None:
+    async with asyncio.timeout(TIMEOUT):
+        while any(running(process) for process in processes):
+            await asyncio.sleep(0.02)
+
+
+def kill_leftovers(processes: list[psutil.Process]) -> None:
+    """Kill what a failed test left behind: a worker that outlived its supervisor."""
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+
+
+async def healthz(port: int) -> int | None:
+    """GET /healthz on a new connection: the status, or None without an answer."""
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                writer.write(
+                    b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                )
+                status_line = await reader.readline()
+            finally:
+                writer.close()
+    except (TimeoutError, OSError):
+        return None
+    parts = status_line.split()
+    return int(parts[1]) if len(parts) >= 2 else None
+
+
+async def test_workers_stop_with_their_supervisor(
+    redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """SIGKILL to the supervisor: its workers close their clients with 1001 and exit,
+    and the port is free for the next server."""
+    args = ("--workers", "2", "--redis-url", redis_url, "--redis-prefix", redis_prefix)
+    # The killed supervisor's metrics directory goes there, not in the shared /tmp.
+    async with ServerProcess(*args, env={"TMPDIR": str(tmp_path)}) as server:
+        await until_logged(server, "listening on", 2)
+        clients = [await connect(server.url) for _ in range(8)]
+        for ws in clients:
+            await recv_type(ws, "hello")
+        workers = workers_of(server)
+        assert len(workers) == 2
+        try:
+            server.signal(signal.SIGKILL)
+            await until_exited(workers)
+        finally:
+            kill_leftovers(workers)
+        assert await server.wait() == -signal.SIGKILL
+        assert server.process is not None
+        gone = f"the supervisor (pid {server.process.pid}) is gone"
+        assert len([line for line in server.lines if gone in line]) == 2
+        for ws in clients:
+            async with asyncio.timeout(TIMEOUT):
+                await ws.wait_closed()
+        assert [ws.close_code for ws in clients] == [1001] * len(clients)
+        with socket.socket() as sock:
+            # SO_REUSEADDR, as servers set it: only a listener, not the connections
+            # closing, keeps the port taken.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", server.port))
+            sock.listen()
+
+
+async def test_a_hung_worker_is_replaced(redis_url: str, redis_prefix: str, tmp_path: Path) -> None:
+    """A worker whose event loop stops (SIGSTOP) sends no more heartbeats: the supervisor
+    says so, kills it and starts another, and every new request is answered again."""
+    args = ("--workers", "2", "--redis-url", redis_url, "--redis-prefix", redis_prefix)
+    timeout = str(1.0 * TIME_FACTOR)
+    env = {"TMPDIR": str(tmp_path)}  # the supervisor is killed at the end
+    async with ServerProcess(*args, "--worker-timeout", timeout, env=env) as server:
+        await until_logged(server, "listening on", 2)
+        victim = workers_of(server)[0]
+        try:
+            victim.suspend()
+            await until_logged(server, f"(pid {victim.pid}) sent no heartbeat")
+            await until_exited([victim])
+            await until_logged(server, "listening on", 3)
+        finally:
+            kill_leftovers([victim])
+        assert len(workers_of(server)) == 2
+        statuses = await asyncio.gather(*(healthz(server.port) for _ in range(40)))
+        assert statuses == [200] * 40
+
+
+async def test_stale_metrics_directories_are_removed(
+    redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """A supervisor removes the metrics directory a killed one left behind (the pid in
+    its name is gone), keeps a running one's, and removes its own when it stops."""
+    gone = await asyncio.create_subprocess_exec("true")
+    await gone.wait()
+    stale = tmp_path / f"progress-metrics-{gone.pid}-x1y2z3"
+    stale.mkdir()
+    (stale / "counter_123.db").write_bytes(b"\0" * 16)
+    alive = tmp_path / f"progress-metrics-{os.getpid()}-a1b2c3"  # this test's process
+    alive.mkdir()
+    args = ("--workers", "2", "--redis-url", redis_url, "--redis-prefix", redis_prefix)
+    async with ServerProcess(*args, env={"TMPDIR": str(tmp_path)}) as server:
+        await until_logged(server, "listening on", 2)
+        assert not stale.exists()
+        assert alive.exists()
+        assert server.process is not None
+        own = f"progress-metrics-{server.process.pid}-"
+        assert [name for name in os.listdir(tmp_path) if name.startswith(own)] != []
+        server.signal(signal.SIGTERM)
+        assert await server.wait() == 0
+    assert os.listdir(tmp_path) == [alive.name]
