@@ -20,11 +20,13 @@ from progress_protocol.options import check_token, setting
 
 from . import __version__
 from .backends import Backend, BackendUnavailable
-from .backends.redis import DEFAULT_PREFIX, RedisBackend, safe_url
+from .backends.redis import DEFAULT_PREFIX, RedisBackend
+from .backends.redis import DEFAULT_TIMEOUT as DEFAULT_REDIS_TIMEOUT
 from .calculation import DEFAULT_STEP_SECONDS
 from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
 from .descriptors import raise_open_files_limit
 from .logs import LOG_FORMAT, JsonFormatter, SafeFormatter
+from .redaction import safe_url
 from .routes import HttpRoutes
 from .server import ProgressServer, SetupError
 from .workers import WORKER_TIMEOUT, WORKER_VARIABLE, Supervisor, join_supervisor, reserve_port
@@ -37,6 +39,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 #: Shorter steps than this are not a calculation anyone can follow; the longest is
 #: what every client accepts (the protocol's bound).
 MIN_STEP_SECONDS = 0.001
+#: An action gets twice the Redis timeout: it must be answered before the 5 s a
+#: request (or a handshake) may take.
+MAX_REDIS_TIMEOUT = 2.0
 
 
 def _step(ctx: click.Context, param: click.Parameter, value: float) -> float:
@@ -171,6 +176,14 @@ def _websocket_path(ctx: click.Context, param: click.Parameter, value: str) -> s
     help="Put before every Redis key and channel, so that deployments can share a Redis.",
 )
 @setting(
+    "--redis-timeout",
+    type=click.FloatRange(0.05, MAX_REDIS_TIMEOUT),
+    default=DEFAULT_REDIS_TIMEOUT,
+    help="Seconds one round trip to Redis may take before it counts as failed; an action "
+    "gets twice this, and is answered 'unavailable' past it (so within the 5 s a request "
+    f"may take, hence at most {MAX_REDIS_TIMEOUT:g}).",
+)
+@setting(
     "--workers",
     type=click.IntRange(1, 64),
     default=1,
@@ -209,6 +222,7 @@ def main(**options: Any) -> None:
         raise click.UsageError("--keyfile needs --certfile.")
     check_token(options["token"])
     redis_url, redis_prefix = options.pop("redis_url"), options.pop("redis_prefix")
+    redis_timeout = options.pop("redis_timeout")
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://")):
         raise click.BadParameter(
             f"must be a redis:// or rediss:// URL, not {safe_url(redis_url)!r}.",
@@ -237,7 +251,12 @@ def main(**options: Any) -> None:
     tune_garbage_collector()
     backend: Backend | None = None
     if redis_url is not None:
-        backend = RedisBackend(redis_url, prefix=redis_prefix, step_seconds=config.step_seconds)
+        backend = RedisBackend(
+            redis_url,
+            prefix=redis_prefix,
+            step_seconds=config.step_seconds,
+            timeout=redis_timeout,
+        )
     server = ProgressServer(config, backend=backend)
     serving = _serve_until_signal(server)
     try:

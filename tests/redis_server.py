@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -66,6 +67,16 @@ class RedisServer:
                 except OSError:
                     pass
                 await asyncio.sleep(0.02)
+
+    def pause(self) -> None:
+        """SIGSTOP: it accepts connections (the kernel does) and answers nothing."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: it answers everything that waited."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
 
     async def stop(self, *, kill: bool = False) -> None:
         """Stop it: SIGTERM saves the data when ``keep_data``; SIGKILL loses it."""

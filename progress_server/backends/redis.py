@@ -1,24 +1,35 @@
 """The Redis backend: one calculation shared by every server instance that uses it.
 
 The record (:class:`~progress_server.calculation.Record`) lives under one key. Every
-change is an optimistic transaction: WATCH the key, read it and Redis's clock, apply
-the same pure transition the memory backend applies, then MULTI / SET / PUBLISH /
-EXEC. If another instance changed the key in between, EXEC fails and the transition is
-computed again from what it wrote; so of two starts at the same moment exactly one
-wins, seq grows by one per change across the cluster, and a change is published in
-the same atomic step that stores it. The rules stay in Python, written once: there is
-no Lua copy of them to drift.
+change is a compare-and-set: read the key and Redis's clock in one round trip, apply
+the same pure transition the memory backend applies, then hand Redis the new record
+with the exact text it replaces (:data:`CAS_SCRIPT`, a few lines of Lua that compare,
+store and publish in one atomic step, and know nothing of the rules). If another
+instance changed the key in between, the script answers with what it holds now and
+Redis's time, and the transition is computed again from that, one round trip per try:
+so of two starts at the same moment exactly one wins, seq grows by one per change
+across the cluster, and a change is published in the same atomic step that stores it.
+The rules stay in Python, written once.
+
+An outcome that cannot be known is never guessed. Each action carries an id that the
+script stores with the change (under its own key, for a minute); when Redis's answer
+is lost (a timeout, a dropped connection), the next try first looks the id up: found,
+the action landed and its caller is acknowledged; not found, the try stores the record
+anew, which also fences off the lost write (it compared against a text that is gone).
+When the store does not answer within the action's budget (:attr:`RedisBackend.timeout`
+twice), the caller hears ``unavailable``, never a refusal it did not earn.
 
 Deadlines are times on Redis's clock (``TIME``), stored in the record, so every
 instance computes the same ones whatever its own clock says. Every instance arms a
-timer for the next deadline and tries to advance when it fires: the first EXEC wins,
-the others find nothing due. No instance is special, so losing any of them loses no
-transition.
+timer for the next deadline and tries to advance when it fires: the first write wins,
+the others find nothing due and hand their clients what the winner stored. No instance
+is special, so losing any of them loses no transition.
 
 Every instance hears the changes on one channel, in commit order, and hands them to
-its listeners; after a gap (its subscription was lost) it reads the record and hands
-over the latest state. If Redis forgets the record (restarted without persistence),
-the instances write back the newest one they know: seq never goes backwards.
+its listeners; after a gap (its subscription was lost, or answered no ping) it reads
+the record and hands over the latest state. If Redis forgets the record (restarted
+without persistence), the instances write back the newest one they know: seq never
+goes backwards.
 """
 
 from __future__ import annotations
@@ -28,9 +39,9 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from .. import calculation
 from ..calculation import (
@@ -45,6 +56,7 @@ from ..calculation import (
     snapshot_from_json,
     snapshot_to_json,
 )
+from ..redaction import safe_url
 from .base import (
     BackendUnavailable,
     Change,
@@ -60,30 +72,63 @@ try:
     from redis.asyncio.client import PubSub
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-    from redis.exceptions import RedisError, WatchError
+    from redis.exceptions import RedisError
 except ImportError:  # pragma: no cover - the extra is not installed
     aioredis = None  # type: ignore[assignment]
 
-__all__ = ["DEFAULT_PREFIX", "RedisBackend", "safe_url"]
+__all__ = ["CAS_SCRIPT", "DEFAULT_PREFIX", "DEFAULT_TIMEOUT", "RedisBackend"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "progress:"
+
+#: How long one round trip to Redis may take before it counts as failed. An action
+#: gets twice this in all (a try, and the look-up that resolves a lost answer), which
+#: keeps its answer well inside the 5 s an HTTP request or a handshake may take.
+DEFAULT_TIMEOUT = 1.5
 
 #: How often an instance says how many clients it has, and how long a count is
 #: believed without news (an instance that died stops counting after that).
 HEARTBEAT_SECONDS = 2.0
 COUNT_TTL_SECONDS = 10.0
 
+#: While Redis is out of reach, how often it is tried again: readiness comes back
+#: within this of Redis's return.
+PROBE_SECONDS = 0.25
 
-def safe_url(url: str) -> str:
-    """The URL without its password, for logs and error sentences."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+#: How long the id of an action stays in Redis after it landed: far longer than any
+#: caller waits to learn whether it did.
+ACTION_ID_TTL_MS = 60_000
+
+#: What the subscription's pings carry, to tell their pongs from anything else.
+PING_PAYLOAD = "progress-subscription"
+
+#: Compare-and-set of the record, with its announcement and the action's id, in one
+#: atomic step. KEYS: the record, the action's id key. ARGV: the text it must still
+#: hold ("" for none), the new text, the channel, the message ("" for none), the
+#: action's id ("" for none), what the id key holds, its time to live in ms.
+#: Answers {1} when stored; {2, held} when the action had landed already (an earlier
+#: try whose answer was lost); {0, text, seconds, microseconds} when the record is no
+#: longer the one expected: what it is, and Redis's time, to try again at once.
+CAS_SCRIPT = """
+if ARGV[5] ~= '' then
+  local landed = redis.call('GET', KEYS[2])
+  if landed then return {2, landed} end
+end
+local stored = redis.call('GET', KEYS[1])
+if (stored or '') ~= ARGV[1] then
+  local now = redis.call('TIME')
+  return {0, stored or '', now[1], now[2]}
+end
+redis.call('SET', KEYS[1], ARGV[2])
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[7]) end
+return {1}
+"""
+
+
+class _SubscriptionLost(Exception):
+    """The subscription answered no ping in time: it is torn down and made again."""
 
 
 class RedisBackend:
@@ -94,6 +139,7 @@ class RedisBackend:
         prefix: Put before every key and channel, so deployments can share a Redis.
         step_seconds: The step of a calculation this instance creates; a record that
             already exists keeps its own.
+        timeout: Seconds one round trip to Redis may take; an action gets twice this.
         clock: For tests only: a clock to use instead of Redis's.
         new_id: Makes the id of each new calculation.
         instance: This instance's name in the clients count (unique by default).
@@ -105,6 +151,7 @@ class RedisBackend:
         *,
         prefix: str = DEFAULT_PREFIX,
         step_seconds: float = DEFAULT_STEP_SECONDS,
+        timeout: float = DEFAULT_TIMEOUT,
         clock: Clock | None = None,
         new_id: Callable[[], str] = new_calculation_id,
         instance: str | None = None,
@@ -115,6 +162,7 @@ class RedisBackend:
             )
         self.url = url
         self.prefix = prefix
+        self.timeout = timeout
         self._step_seconds = step_seconds
         self._clock = clock
         self._new_id = new_id
@@ -122,22 +170,27 @@ class RedisBackend:
         self._key = f"{prefix}record"
         self._channel = f"{prefix}events"
         self._clients_key = f"{prefix}clients"
-        # Fail fast: the backend reconnects by itself, with its own backoff.
+        self._actions_prefix = f"{prefix}action:"
+        # Fail fast: the backend tries again by itself, within its own budget. No
+        # health-check PING before each command: a dead connection shows on use, and
+        # the subscription has pings of its own whose answers are awaited.
         self._redis = aioredis.from_url(
             url,
-            socket_connect_timeout=2.0,
-            socket_timeout=5.0,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
-            health_check_interval=5,
+            health_check_interval=0,
         )
+        self._cas = self._redis.register_script(CAS_SCRIPT)
         self._pubsub: PubSub | None = None
         self._known: Record | None = None  # the newest record seen
         self._delivered = -1  # the seq of the last change handed to the listeners
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        # While an action is under way, what the channel brings waits: the action's
-        # own changes must reach the listeners after its caller has resumed.
-        self._acting = 0
-        self._held: list[Change] = []
+        # The ids of this instance's actions whose callers have not resumed yet: their
+        # changes (and whatever follows them) wait in _held, so that a reply goes out
+        # before its broadcast. Nothing else waits: not for an action's retries.
+        self._in_flight: set[str] = set()
+        self._held: list[tuple[Change, str | None]] = []
         self._listeners: list[Listener] = []
         self._count_listeners: list[CountListener] = []
         self._local_count = 0
@@ -150,14 +203,18 @@ class RedisBackend:
         self._count_write: asyncio.TimerHandle | None = None
         self._closed = False
         self._closing = asyncio.Event()
-        # Set when a transaction went through: Redis is back, resubscribe now rather
+        # Set when a round trip went through: Redis is back, subscribe again now rather
         # than at the end of the backoff.
         self._reachable = asyncio.Event()
+        # Health: why the last round trip failed (None: it went through), whether the
+        # subscription is up, and the problem last logged (each way logged once).
+        self._started = False
+        self._store_trouble: str | None = None
+        self._subscribed = False
+        self._logged_problem: str | None = None
         #: Told how long each transaction took (the server's latency histogram).
         self.latency_observer: Callable[[float], None] | None = None
         self.on_commit: CommitListener | None = None
-        #: Why the store cannot be used now; None while it can.
-        self.problem: str | None = "not started"
 
     @property
     def step_seconds(self) -> float:
@@ -168,6 +225,18 @@ class RedisBackend:
         """The newest record this instance has seen."""
         return self._known
 
+    @property
+    def problem(self) -> str | None:
+        """Why the store cannot be used now; None while it can: the last round trip
+        went through and the subscription answers its pings."""
+        if not self._started:
+            return "not started"
+        if self._store_trouble is not None:
+            return f"Redis at {safe_url(self.url)} is unreachable: {self._store_trouble}"
+        if not self._subscribed:
+            return f"not subscribed to the changes at Redis at {safe_url(self.url)}"
+        return None
+
     # Lifecycle.
 
     async def start(self) -> None:
@@ -177,13 +246,23 @@ class RedisBackend:
             BackendUnavailable: With a sentence, if Redis cannot be reached.
         """
         try:
-            await self._redis.ping()
-            await self._subscribe()
-            outcome = await self._transact(calculation.advance)
-        except (RedisError, OSError) as exc:
+            async with asyncio.timeout(2 * self.timeout):
+                await self._redis.ping()
+                await self._subscribe()
+        except (RedisError, OSError, _SubscriptionLost) as exc:
+            await self._close_pubsub()
             raise BackendUnavailable(
                 f"cannot reach Redis at {safe_url(self.url)}: {_reason(exc)}"
             ) from None
+        try:
+            outcome = await self._transact(calculation.advance)
+        except BackendUnavailable:
+            await self._close_pubsub()
+            reason = self._store_trouble or "no answer"
+            raise BackendUnavailable(
+                f"cannot reach Redis at {safe_url(self.url)}: {reason}"
+            ) from None
+        assert isinstance(outcome, Outcome)
         if outcome.record.snapshot.step_seconds != self._step_seconds:
             logger.warning(
                 "the shared calculation's step is %g s, not the %g s asked for: "
@@ -192,12 +271,15 @@ class RedisBackend:
                 self._step_seconds,
             )
         self._delivered = outcome.record.seq
-        self.problem = None
+        self._started = True
+        self._subscribed = True
         logger.info("sharing the calculation through Redis at %s", safe_url(self.url))
         self._reader = asyncio.get_running_loop().create_task(self._read_forever())
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat_forever())
 
     async def aclose(self) -> None:
+        """Stop every timer and task, say this instance has gone: within about a second
+        and a half, whether Redis answers or not."""
         self._closed = True
         self._closing.set()
         self._reachable.set()
@@ -213,35 +295,45 @@ class RedisBackend:
         if tasks:
             # redis-py can swallow a cancellation in the middle of a command; the loops
             # also stop on _closed, and none is waited for long.
-            await asyncio.wait(tasks, timeout=1.0)
+            await asyncio.wait(tasks, timeout=0.5)
+        # A stalled Redis must not hold the shutdown: saying goodbye is a courtesy (the
+        # count expires on its own), and closing the pool only drops sockets.
         with contextlib.suppress(RedisError, OSError):
-            await self._redis.hdel(self._clients_key, self.instance)
-            await self._redis.publish(self._channel, json.dumps({"kind": "clients"}))
+            async with asyncio.timeout(min(self.timeout, 0.5)):
+                await self._redis.hdel(self._clients_key, self.instance)
+                await self._redis.publish(self._channel, json.dumps({"kind": "clients"}))
         with contextlib.suppress(RedisError, OSError):
-            await self._redis.aclose()
+            async with asyncio.timeout(0.5):
+                await self._redis.aclose()
         self._listeners.clear()
         self._count_listeners.clear()
 
     # The calculation.
 
     async def snapshot(self) -> StateSnapshot:
-        return (await self._checked(calculation.advance)).record.snapshot
+        return (await self._read_through()).snapshot
 
     async def history(self) -> tuple[Run, ...]:
-        return (await self._checked(calculation.advance)).record.history
+        return (await self._read_through()).history
 
     async def start_calculation(self, by: Attribution | None = None) -> StateSnapshot:
         new_id = self._new_id()
         return await self._act(
-            lambda record, now: calculation.start(record, now, calculation_id=new_id, by=by)
+            "start",
+            lambda record, now: calculation.start(record, now, calculation_id=new_id, by=by),
         )
 
     async def cancel_calculation(self, by: Attribution | None = None) -> StateSnapshot:
-        return await self._act(lambda record, now: calculation.cancel(record, now, by=by))
+        return await self._act("cancel", lambda record, now: calculation.cancel(record, now, by=by))
 
     def subscribe(self, listener: Listener) -> Unsubscribe:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    async def _read_through(self) -> Record:
+        outcome = await self._transact(calculation.advance)
+        assert isinstance(outcome, Outcome)  # no action: nothing landed before
+        return outcome.record
 
     # The clients count, over every instance.
 
@@ -262,125 +354,230 @@ class RedisBackend:
         self._spawn(self._publish_count())
 
     async def _publish_count(self) -> None:
-        with contextlib.suppress(RedisError, OSError):
-            now = await self._now(self._redis)
-            await self._redis.hset(
-                self._clients_key, self.instance, json.dumps([self._local_count, now])
-            )
-            await self._redis.publish(self._channel, json.dumps({"kind": "clients"}))
+        try:
+            async with asyncio.timeout(self.timeout):
+                now = await self._now(self._redis)
+                await self._redis.hset(
+                    self._clients_key, self.instance, json.dumps([self._local_count, now])
+                )
+                await self._redis.publish(self._channel, json.dumps({"kind": "clients"}))
+        except (RedisError, OSError) as exc:
+            self._round_trip_failed(exc)
+        else:
+            self._round_trip_ok()
 
     async def _recount(self) -> None:
         """Sum the counts that are fresh; forget those of instances gone quiet."""
-        with contextlib.suppress(RedisError, OSError, ValueError, TypeError):
-            entries = await self._redis.hgetall(self._clients_key)
-            now = await self._now(self._redis)
-            total, stale = 0, []
-            for instance, value in entries.items():
-                count, at = json.loads(value)
-                if now - float(at) > COUNT_TTL_SECONDS:
-                    stale.append(instance)
-                else:
-                    total += max(0, int(count))
-            if stale:
-                await self._redis.hdel(self._clients_key, *stale)
-            if total != self._total:
-                self._total = total
-                for listener in list(self._count_listeners):
-                    listener(total)
+        try:
+            async with asyncio.timeout(self.timeout):
+                entries = await self._redis.hgetall(self._clients_key)
+                now = await self._now(self._redis)
+                total, stale = 0, []
+                for instance, value in entries.items():
+                    try:
+                        count, at = json.loads(value)
+                        fresh = now - float(at) <= COUNT_TTL_SECONDS
+                    except (ValueError, TypeError):
+                        fresh = False  # not ours to read: forgotten like a stale one
+                    if fresh:
+                        total += max(0, int(count))
+                    else:
+                        stale.append(instance)
+                if stale:
+                    await self._redis.hdel(self._clients_key, *stale)
+        except (RedisError, OSError) as exc:
+            self._round_trip_failed(exc)
+            return
+        self._round_trip_ok()
+        if total != self._total:
+            self._total = total
+            for listener in list(self._count_listeners):
+                listener(total)
 
     async def _beat_forever(self) -> None:
+        """Say this instance's count, and read the total; while Redis is out of reach,
+        try it every PROBE_SECONDS, so that readiness comes back soon after it does."""
         while not self._closed:
             await self._publish_count()
             await self._recount()
+            pause = PROBE_SECONDS if self._store_trouble is not None else HEARTBEAT_SECONDS
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), HEARTBEAT_SECONDS)
+                await asyncio.wait_for(self._closing.wait(), pause)
 
     # Transactions.
 
-    async def _checked(self, step: Callable[[Record, float], Outcome]) -> Outcome:
-        try:
-            return await self._transact(step)
-        except (RedisError, OSError) as exc:
-            self._went_down(exc)
-            raise BackendUnavailable(self._sentence()) from None
+    async def _act(self, verb: str, step: Callable[[Record, float], Outcome]) -> StateSnapshot:
+        """Apply an action; its changes reach the listeners once its caller resumed.
 
-    async def _act(self, step: Callable[[Record, float], Outcome]) -> StateSnapshot:
-        self._acting += 1
+        Raises:
+            ActionRefused: If the state does not allow it (after the transitions it
+                caught up with reached the listeners).
+            BackendUnavailable: If Redis did not answer in time; then it cannot be
+                known whether the action was applied, and the sentence says so.
+        """
+        action = uuid.uuid4().hex
+        self._in_flight.add(action)
         try:
-            outcome = await self._checked(step)
+            result = await self._transact(step, action=action, verb=verb)
         finally:
-            self._acting -= 1
-        if outcome.refused is not None:
+            self._in_flight.discard(action)
+            asyncio.get_running_loop().call_soon(self._release)
+        if isinstance(result, StateSnapshot):
+            return result  # an earlier try landed: this is its state
+        if result.refused is not None:
             # The transitions it caught up with reach every listener before the
-            # refusal reaches its caller (they come back through the channel).
+            # refusal reaches its caller.
             self._release()
-            if outcome.changes:
-                await self._delivery_of(outcome.changes[-1].seq)
-            raise outcome.refused
-        # An accepted action's changes follow once its caller has resumed.
-        asyncio.get_running_loop().call_soon(self._release)
-        return outcome.record.snapshot
+            await self._delivery_of(result.record.seq)
+            raise result.refused
+        return result.record.snapshot
 
-    def _release(self) -> None:
-        if self._acting == 0 and self._held:
-            held, self._held = self._held, []
-            self._deliver(held)
+    async def _transact(
+        self,
+        step: Callable[[Record, float], Outcome],
+        *,
+        action: str | None = None,
+        verb: str = "",
+    ) -> Outcome | StateSnapshot:
+        """Apply ``step`` to the stored record atomically, trying again on a conflict or
+        a lost answer, for twice :attr:`timeout` at most.
 
-    async def _transact(self, step: Callable[[Record, float], Outcome]) -> Outcome:
-        """Apply ``step`` to the stored record atomically; retried on a conflict."""
+        Returns:
+            The outcome applied (or computed, when it changed nothing); for an action
+            whose earlier try landed unheard, the state that try stored.
+
+        Raises:
+            BackendUnavailable: Redis did not answer in time.
+        """
         began = time.perf_counter()
         try:
-            return await self._transact_once(step)
+            return await self._transact_within(step, action, verb)
         finally:
             if self.latency_observer is not None:
                 self.latency_observer(time.perf_counter() - began)
 
-    async def _transact_once(self, step: Callable[[Record, float], Outcome]) -> Outcome:
+    async def _transact_within(
+        self, step: Callable[[Record, float], Outcome], action: str | None, verb: str
+    ) -> Outcome | StateSnapshot:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2 * self.timeout
+        unknown = False  # a write of ours may have landed without our hearing it
+        read: tuple[str | None, float] | None = None
         while True:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(self._key)
-                    stored = self._decode(await pipe.get(self._key))
-                    now = await self._now(pipe)
-                    record = self._newest(stored, now)
-                    restored = (record is not stored and stored is not None) or (
-                        stored is None and record.seq > 0
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                if unknown and action is not None:
+                    raise BackendUnavailable(
+                        f"The shared state store did not answer in time: the {verb} may "
+                        "or may not have been applied; the state everyone is sent will "
+                        "tell."
                     )
+                raise BackendUnavailable(UNREACHABLE)
+            writing = False
+            try:
+                async with asyncio.timeout(min(self.timeout, remaining)):
+                    if read is None:
+                        raw, now, landed = await self._read(action)
+                        self._round_trip_ok()
+                        if landed is not None:
+                            return landed
+                        read = (raw, now)
+                    raw, now = read
+                    stored = self._decode(raw)
+                    if action is None:
+                        self._catch_up(stored)
+                    record = self._newest(stored, now)
                     outcome = step(record, now)
                     if stored is not None and stored == outcome.record:
-                        await pipe.unwatch()  # type: ignore[no-untyped-call]  # nothing to do
-                        self._reachable.set()
                         self._learn(outcome.record)
-                        return outcome
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.set(self._key, json.dumps(outcome.record.to_json()))
-                    if outcome.changes:
-                        pipe.publish(self._channel, _payload(outcome))
-                    await pipe.execute()
-                except WatchError:
-                    continue  # another instance changed it first: again, from its record
-            self._reachable.set()
-            if outcome.changes and self.on_commit is not None:
-                self.on_commit(outcome.changes)  # committed here, counted here only
-            if outcome.changes and outcome.changes[0].seq == self._delivered + 1:
-                # This instance's own changes reach its clients at once, not only
-                # through the channel: while the subscription is down (Redis came back
-                # a moment ago), the transitions its timers apply are not lost. The
-                # channel's copy is then dropped as already seen; a change that does
-                # not follow the last one delivered waits for the channel, in order.
-                self._deliver(changes_of(outcome))
-            if restored:
-                # Only now is it sure: the key did not change under us, so Redis really
-                # had lost the newer state (a restart without persistence, a failover).
-                logger.warning(
-                    "Redis %s: restored the last state known here (seq %d)",
-                    "had lost the calculation"
-                    if stored is None
-                    else f"held an older state of the calculation (seq {stored.seq})",
-                    record.seq,
-                )
-            self._learn(outcome.record)
-            return outcome
+                        return outcome  # nothing to write
+                    writing = True
+                    reply = await self._cas(
+                        keys=[self._key, self._actions_prefix + (action or "")],
+                        args=[
+                            raw or "",
+                            json.dumps(outcome.record.to_json()),
+                            self._channel,
+                            _payload(outcome, action) if outcome.changes else "",
+                            action if action is not None and outcome.refused is None else "",
+                            json.dumps(snapshot_to_json(outcome.record.snapshot)),
+                            ACTION_ID_TTL_MS,
+                        ],
+                    )
+                    self._round_trip_ok()
+            except (RedisError, OSError) as exc:  # OSError: TimeoutError included
+                self._round_trip_failed(exc)
+                unknown = unknown or writing
+                read = None
+                # A refused connection fails at once: not a busy loop until the deadline.
+                await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
+                continue
+            kind = int(reply[0])
+            if kind == 2:
+                return snapshot_from_json(json.loads(reply[1]))
+            if kind == 0:
+                # Another instance wrote first: again, at once, from what it wrote.
+                read = (_text(reply[1]) or None, self._time_of(reply[2], reply[3]))
+                continue
+            return self._committed(outcome, stored, record, action)
+
+    def _committed(
+        self, outcome: Outcome, stored: Record | None, record: Record, action: str | None
+    ) -> Outcome:
+        """What follows a write that went through."""
+        if outcome.changes and self.on_commit is not None:
+            self.on_commit(outcome.changes)  # committed here, counted here only
+        if outcome.changes and outcome.changes[0].seq == self._delivered + 1:
+            # This instance's own changes reach its clients at once, not only through
+            # the channel: while the subscription is down (Redis came back a moment
+            # ago), the transitions its timers apply are not lost. The channel's copy
+            # is then dropped as already seen; a change that does not follow the last
+            # one delivered waits for the channel, in order.
+            self._deliver(changes_of(outcome), action=action if outcome.refused is None else None)
+        if (stored is not None and record is not stored) or (stored is None and record.seq > 0):
+            # Only now is it sure: the record was still what was read, so Redis really
+            # had lost the newer state (a restart without persistence, a failover).
+            logger.warning(
+                "Redis %s: restored the last state known here (seq %d)",
+                "had lost the calculation"
+                if stored is None
+                else f"held an older state of the calculation (seq {stored.seq})",
+                record.seq,
+            )
+        self._learn(outcome.record)
+        return outcome
+
+    async def _read(self, action: str | None) -> tuple[str | None, float, StateSnapshot | None]:
+        """The record as stored (its exact text), Redis's time, and, for an action, the
+        state it stored if an earlier try of it landed: one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._key)
+            pipe.time()
+            if action is not None:
+                pipe.get(self._actions_prefix + action)
+            before = time.monotonic()
+            replies = await pipe.execute()
+            after = time.monotonic()
+        raw = _text(replies[0]) if replies[0] is not None else None
+        seconds, microseconds = replies[1]
+        now = self._clocked(seconds + microseconds / 1_000_000, before, after)
+        landed = None
+        if action is not None and replies[2] is not None:
+            landed = snapshot_from_json(json.loads(replies[2]))
+        return raw, now, landed
+
+    def _time_of(self, seconds: Any, microseconds: Any) -> float:
+        """Redis's time as the script read it."""
+        if self._clock is not None:
+            return self._clock.now()
+        return int(seconds) + int(microseconds) / 1_000_000
+
+    def _clocked(self, redis_now: float, before: float, after: float) -> float:
+        """The shared time: Redis's (and its offset from ours), or the test's clock."""
+        if self._clock is not None:
+            return self._clock.now()
+        self._offset = redis_now - (before + after) / 2
+        return redis_now
 
     def _newest(self, stored: Record | None, now: float) -> Record:
         """What the transition starts from: the stored record, unless this instance
@@ -392,7 +589,7 @@ class RedisBackend:
             return known
         return calculation.initial_record(self._step_seconds, now)
 
-    def _decode(self, raw: bytes | str | None) -> Record | None:
+    def _decode(self, raw: str | None) -> Record | None:
         if raw is None:
             return None
         try:
@@ -408,62 +605,97 @@ class RedisBackend:
         before = time.monotonic()
         seconds, microseconds = await redis.time()
         after = time.monotonic()
-        now = seconds + microseconds / 1_000_000
-        self._offset = now - (before + after) / 2
-        return float(now)
+        return self._clocked(seconds + microseconds / 1_000_000, before, after)
 
     def _shared_now(self) -> float:
         if self._clock is not None:
             return self._clock.now()
         return time.monotonic() + self._offset
 
+    def _catch_up(self, stored: Record | None) -> None:
+        """A record read that holds the change after the last one delivered: another
+        instance committed it (a deadline this instance also tried to apply). Its
+        clients get it now, not only when the channel brings it: a subscription that
+        died in silence costs them nothing while the timers run."""
+        if stored is None or stored.seq != self._delivered + 1 or not self._started:
+            return
+        self._learn(stored)
+        snapshot = stored.snapshot
+        self._deliver([Change(snapshot, stored.history if snapshot.state.is_final else None)])
+
     # Changes, from the channel to the listeners.
 
     async def _subscribe(self) -> None:
+        """Subscribe, and wait for Redis to confirm it."""
         pubsub = self._redis.pubsub()
-        await pubsub.subscribe(self._channel)
         self._pubsub = pubsub
+        await pubsub.subscribe(self._channel)
+        async with asyncio.timeout(self.timeout):
+            while True:
+                message = await pubsub.get_message(timeout=self.timeout)
+                if message is not None and message.get("type") == "subscribe":
+                    return
 
     async def _close_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
+            # A black-holed connection must not hold this up: closing only drops it.
             with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
+                async with asyncio.timeout(0.5):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     async def _read_forever(self) -> None:
-        """Hand every published change to the listeners; after a loss, reconnect with
-        backoff, read the record, and carry on from it."""
+        """Hand every published change to the listeners. A subscription silent for
+        :attr:`timeout` is pinged; one that stays silent another :attr:`timeout` is
+        dead, even if its socket says nothing (a black hole, a stalled Redis): it is
+        made again with backoff, and the record read to carry on from it."""
+        loop = asyncio.get_running_loop()
         delay = 0.1
+        heard = loop.time()
+        pinged = False
         while not self._closed:
             try:
                 if self._pubsub is None:
-                    await self._subscribe()
+                    async with asyncio.timeout(self.timeout):
+                        await self._subscribe()
                     await self._resync()
-                    self._came_back()
-                    delay = 0.1
+                    self._set_subscribed(True)
+                    delay, heard, pinged = 0.1, loop.time(), False
                 assert self._pubsub is not None
+                silent = loop.time() - heard
+                if silent >= 2 * self.timeout:
+                    raise _SubscriptionLost(f"the subscription answered no ping for {silent:.1f} s")
+                if silent >= self.timeout and not pinged:
+                    await self._pubsub.ping(PING_PAYLOAD)
+                    pinged = True
+                wait = (2 if pinged else 1) * self.timeout - silent
                 message = await self._pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=1.0
+                    ignore_subscribe_messages=True, timeout=max(0.01, wait)
                 )
-                if message is not None and message.get("type") == "message":
+                if message is None:
+                    continue
+                heard, pinged = loop.time(), False
+                self._round_trip_ok()
+                if message.get("type") == "message":
                     self._on_message(message["data"])
-            except (RedisError, OSError) as exc:
-                self._went_down(exc)
+            except (RedisError, OSError, BackendUnavailable, _SubscriptionLost) as exc:
+                if self._closed:
+                    return
+                self._round_trip_failed(exc)
+                self._set_subscribed(False)
                 await self._close_pubsub()
                 self._reachable.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._reachable.wait(), delay)
-                delay = min(delay * 2, 2.0)
+                delay = min(delay * 2, 1.0)
             except Exception:  # a bug must not end the subscription for good
                 logger.exception("handling a message from Redis failed")
 
     async def _resync(self) -> None:
-        outcome = await self._transact(calculation.advance)
-        latest = outcome.record
+        """After a gap: the latest state, whatever came in between."""
+        latest = await self._read_through()
         if latest.seq > self._delivered:
-            # What came in between is gone: the latest state is what matters.
-            history = latest.history
-            self._deliver([Change(latest.snapshot, history)])
+            self._deliver([Change(latest.snapshot, latest.history)])
         await self._recount()
 
     def _on_message(self, data: bytes) -> None:
@@ -473,19 +705,33 @@ class RedisBackend:
             return
         record = Record.from_json(payload["record"])
         changes = tuple(snapshot_from_json(change) for change in payload["changes"])
+        action = payload.get("action")
         self._learn(record)
-        self._deliver(changes_of(Outcome(record, changes)))
+        self._deliver(
+            changes_of(Outcome(record, changes)), action=action if isinstance(action, str) else None
+        )
 
-    def _deliver(self, changes: list[Change]) -> None:
-        if self._acting:
-            self._held.extend(changes)
+    def _deliver(self, changes: list[Change], *, action: str | None = None) -> None:
+        """Hand changes to the listeners, in seq order, each once; those of an action
+        whose caller has not resumed wait, and so does whatever follows them."""
+        if self._held or (action is not None and action in self._in_flight):
+            self._held.extend((change, action) for change in changes)
             return
-        if self._held:
-            # Held for an action whose caller has not resumed yet: they come first, or
-            # a later change from the channel would overtake them and they would be
-            # dropped as already seen.
-            changes = sorted([*self._held, *changes], key=lambda change: change.snapshot.seq)
-            self._held = []
+        self._hand_over(changes)
+
+    def _release(self) -> None:
+        """Hand over what waited, up to the first change of an action still in flight."""
+        if not self._held:
+            return
+        # The channel's copy and the committer's own may both be here, in any order.
+        held = sorted(self._held, key=lambda item: item[0].snapshot.seq)
+        ready = 0
+        while ready < len(held) and held[ready][1] not in self._in_flight:
+            ready += 1
+        self._held = held[ready:]
+        self._hand_over([change for change, _ in held[:ready]])
+
+    def _hand_over(self, changes: list[Change]) -> None:
         for change in changes:
             if change.snapshot.seq <= self._delivered:
                 continue
@@ -506,7 +752,7 @@ class RedisBackend:
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append((seq, waiter))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waiter, 2.0)
+            await asyncio.wait_for(waiter, self.timeout)
 
     def _learn(self, record: Record) -> None:
         if self._known is None or record.seq >= self._known.seq:
@@ -534,10 +780,11 @@ class RedisBackend:
     async def _advance_at_deadline(self) -> None:
         try:
             await self._transact(calculation.advance)
-        except (RedisError, OSError) as exc:
-            self._went_down(exc)
+        except BackendUnavailable:
             if not self._closed:  # tried again once Redis is back, or in a moment
-                self._timer = asyncio.get_running_loop().call_later(0.5, self._on_deadline)
+                self._timer = asyncio.get_running_loop().call_later(
+                    PROBE_SECONDS, self._on_deadline
+                )
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -546,31 +793,57 @@ class RedisBackend:
 
     # Health.
 
-    def _went_down(self, exc: BaseException) -> None:
-        if self.problem is None and not self._closed:
-            self.problem = f"Redis at {safe_url(self.url)} is unreachable: {_reason(exc)}"
-            logger.error("%s; actions are refused until it is back", self.problem)
+    def _round_trip_ok(self) -> None:
+        if self._store_trouble is not None:
+            self._store_trouble = None
+            self._reachable.set()
+            self._health_changed()
 
-    def _came_back(self) -> None:
-        if self.problem is not None:
-            self.problem = None
+    def _round_trip_failed(self, exc: BaseException) -> None:
+        if self._store_trouble is None and not self._closed:
+            self._store_trouble = _reason(exc)
+            self._health_changed()
+
+    def _set_subscribed(self, subscribed: bool) -> None:
+        if subscribed != self._subscribed:
+            self._subscribed = subscribed
+            self._health_changed()
+
+    def _health_changed(self) -> None:
+        """Log the store's health once each way: lost, then back."""
+        if not self._started or self._closed:
+            return
+        problem = self.problem
+        if problem is not None and self._logged_problem is None:
+            logger.error("%s; actions are refused until it is back", problem)
+        elif problem is None and self._logged_problem is not None:
             logger.warning("Redis at %s is reachable again", safe_url(self.url))
-
-    def _sentence(self) -> str:
-        return "The shared state store is unreachable; try again shortly."
+        self._logged_problem = problem
 
 
-def _payload(outcome: Outcome) -> str:
-    """What the channel carries: the changes, and the record after them."""
+#: What an action gets while Redis cannot be reached.
+UNREACHABLE = "The shared state store is unreachable; try again shortly."
+
+
+def _payload(outcome: Outcome, action: str | None) -> str:
+    """What the channel carries: the changes, the record after them, and the id of the
+    action that made them (its instance holds them until the caller has its reply)."""
     return json.dumps(
         {
             "kind": "change",
             "record": outcome.record.to_json(),
             "changes": [snapshot_to_json(snapshot) for snapshot in outcome.changes],
+            "action": action if outcome.refused is None else None,
         }
     )
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return "no answer in time"
     text = str(exc).strip().rstrip(".")
     return text[:200] or type(exc).__name__

@@ -413,12 +413,6 @@ async def test_a_redis_password_in_the_url_never_reaches_the_log(
     assert password not in log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="backends/redis.py words 'cannot reach Redis' with its own safe_url, which hides "
-    "the userinfo only, and cli.py prints that sentence itself (not through the log's "
-    "formatter): both are to use progress_server.redaction.safe_url; then drop this mark",
-)
 async def test_a_redis_password_is_not_in_the_sentence_that_ends_the_server() -> None:
     """Redis out of reach at startup: the sentence on stderr hides the password."""
     password = f"pw-{uuid.uuid4().hex}"

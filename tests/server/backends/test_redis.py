@@ -1,0 +1,375 @@
+"""The Redis backend at the edges of its timeouts: a real redis-server behind a proxy
+that delays, holds, stalls or black-holes what passes (tests/proxy.py), and real
+servers and clients in front of it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from websockets.asyncio.client import ClientConnection
+
+from progress_server.backends.redis import DEFAULT_TIMEOUT, RedisBackend
+from progress_server.config import ServerConfig
+from progress_server.server import ProgressServer
+from tests.helpers import (
+    TIME_FACTOR,
+    TIMEOUT,
+    ServerProcess,
+    http_request,
+    join,
+    recv_json,
+    send_json,
+)
+from tests.proxy import Proxy
+from tests.redis_server import RedisServer
+
+#: The round-trip budget of the instances behind the proxy: short, so that the tests
+#: are, but far above a round trip on a busy machine.
+REDIS_TIMEOUT = 0.3 * TIME_FACTOR
+
+#: What commits a change: the compare-and-set script (EXEC, of a transaction, before it).
+COMMITS = (b"EVALSHA", b"EXEC")
+
+
+async def instance(
+    url: str, prefix: str, *, step: float, timeout: float = DEFAULT_TIMEOUT, **overrides: Any
+) -> ProgressServer:
+    backend = RedisBackend(url, prefix=prefix, step_seconds=step, timeout=timeout)
+    server = ProgressServer(port=0, backend=backend, rate_limit=1000, **overrides)
+    await server.start()
+    return server
+
+
+def redis_port(url: str) -> int:
+    port = urlsplit(url).port
+    assert port is not None
+    return port
+
+
+class Watcher:
+    """A client that reads everything: the states, and the replies in order."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.messages: list[dict[str, Any]] = []
+        self.arrived: list[float] = []  # wall-clock time of each message
+        self._more = asyncio.Event()
+        self.task = asyncio.create_task(self._read())
+
+    @classmethod
+    async def on(cls, server: ProgressServer) -> Watcher:
+        return cls((await join(server.url))[0])
+
+    async def _read(self) -> None:
+        async for raw in self.ws:
+            self.messages.append(json.loads(raw))
+            self.arrived.append(time.time())
+            self._more.set()
+
+    @property
+    def states(self) -> list[dict[str, Any]]:
+        return [message for message in self.messages if message["type"] == "state"]
+
+    async def until(
+        self, kind: str | tuple[str, ...], timeout: float = TIMEOUT, **fields: Any
+    ) -> dict[str, Any]:
+        """The first message of ``kind`` (or of one of the kinds) with ``fields``."""
+        kinds = (kind,) if isinstance(kind, str) else kind
+        async with asyncio.timeout(timeout):
+            while True:
+                for message in self.messages:
+                    if message["type"] in kinds and all(
+                        message.get(name) == value for name, value in fields.items()
+                    ):
+                        return message
+                self._more.clear()
+                await self._more.wait()
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self.task
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[AsyncExitStack]:
+    async with AsyncExitStack() as stack:
+        yield stack
+
+
+async def started(stack: AsyncExitStack, server: ProgressServer) -> ProgressServer:
+    stack.push_async_callback(server.close)
+    return server
+
+
+def one_path(states: list[dict[str, Any]], calculation_id: str) -> list[str]:
+    """The states one calculation went through, as a client saw them."""
+    return [s["state"] for s in states if s["calculation_id"] == calculation_id]
+
+
+def test_an_action_is_answered_before_a_request_times_out() -> None:
+    """The default budget of an action (two round trips' worth) ends well before the
+    time a handshake or an HTTP request may take: the answer always goes out."""
+    assert ServerConfig().handshake_timeout - 1 > 2 * DEFAULT_TIMEOUT
+
+
+async def test_readiness_comes_back_within_a_second_of_redis(
+    redis_url: str, redis_prefix: str, stack: AsyncExitStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis stalls past the round-trip timeout in the middle of a run: /readyz says
+    503 while it does, and 200 again within a second of its return; the loss and the
+    return are logged once each; the run ends as it should."""
+    caplog.set_level(logging.INFO, "progress_server")
+    proxy = await stack.enter_async_context(Proxy(redis_port(redis_url)))
+    server = await started(
+        stack,
+        await instance(proxy.url(), redis_prefix, step=0.5 * TIME_FACTOR, timeout=REDIS_TIMEOUT),
+    )
+    watcher = await Watcher.on(server)
+    stack.push_async_callback(watcher.close)
+    _, _, ack = await http_request(server.port, "POST", "/start")
+    await watcher.until("state", state="IN_PROGRESS")
+    proxy.stall()
+    async with asyncio.timeout(TIMEOUT):
+        while (await http_request(server.port, "GET", "/readyz"))[0] != 503:
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(2 * REDIS_TIMEOUT)  # well past the timeout: every read failed
+    proxy.resume()
+    back = time.monotonic()
+    async with asyncio.timeout(TIMEOUT):
+        while (await http_request(server.port, "GET", "/readyz"))[0] != 200:
+            await asyncio.sleep(0.02)
+    took = time.monotonic() - back
+    assert took < 1.0 * TIME_FACTOR, f"/readyz was 200 again {took:.2f} s after Redis"
+    await watcher.until("state", state="SUCCESS", calculation_id=ack["calculation_id"])
+    assert caplog.text.count("is unreachable") == 1, caplog.text
+    assert caplog.text.count("is reachable again") == 1, caplog.text
+
+
+@pytest.mark.parametrize("action", ["start", "cancel"])
+async def test_an_answer_lost_after_the_write_is_resolved_not_retried(
+    redis_url: str, redis_prefix: str, stack: AsyncExitStack, action: str
+) -> None:
+    """Redis applies an action but its answer is held past the timeout: the instance
+    looks the action up, finds it landed, and acknowledges it. One path per
+    calculation, seq without a repeat, and never already_running or not_running for an
+    action of one's own."""
+    step = 0.5 * TIME_FACTOR
+    proxy = await stack.enter_async_context(Proxy(redis_port(redis_url)))
+    direct = await started(stack, await instance(redis_url, redis_prefix, step=step))
+    slow = await started(
+        stack, await instance(proxy.url(), redis_prefix, step=step, timeout=REDIS_TIMEOUT)
+    )
+    watcher = await Watcher.on(direct)
+    actor = await Watcher.on(slow)
+    stack.push_async_callback(watcher.close)
+    stack.push_async_callback(actor.close)
+    if action == "cancel":
+        await send_json(actor.ws, {"action": "start", "request_id": "first"})
+        await actor.until("state", state="STARTING")
+    held = proxy.hold_reply(COMMITS, 3 * REDIS_TIMEOUT)
+    await send_json(actor.ws, {"action": action, "request_id": "mine"})
+    reply = await actor.until("ack", request_id="mine")
+    assert held.is_set(), "the proxy never held the answer: the test proved nothing"
+    assert not [m for m in actor.messages if m["type"] == "error"], actor.messages
+    calculation_id = reply["calculation_id"]
+    final = "SUCCESS" if action == "start" else "CANCELED"
+    await watcher.until("state", state=final, calculation_id=calculation_id)
+    await actor.until("state", state=final, calculation_id=calculation_id)
+    for client in (watcher, actor):
+        seqs = [s["seq"] for s in client.states]
+        assert seqs == sorted(set(seqs)), f"a seq came twice or out of order: {seqs}"
+        path = one_path(client.states, calculation_id)
+        assert path.count("STARTING") == 1, path
+        assert path[-1] == final, path
+    # The reply came before the state it caused, as always.
+    mine = next(
+        i
+        for i, m in enumerate(actor.messages)
+        if m["type"] == "state"
+        and m["calculation_id"] == calculation_id
+        and m["state"] == ("STARTING" if action == "start" else "CANCELED")
+    )
+    assert actor.messages.index(reply) < mine
+
+
+async def test_an_answer_that_cannot_be_known_is_unavailable_not_a_guess(
+    redis_url: str, redis_prefix: str, stack: AsyncExitStack
+) -> None:
+    """Redis applies a start, then nothing answers at all until the budget is spent:
+    the requester hears `unavailable` saying it may or may not have been applied (not
+    an ack, not a refusal), and the run it started is there for everyone after."""
+    proxy = await stack.enter_async_context(Proxy(redis_port(redis_url)))
+    server = await started(
+        stack,
+        await instance(proxy.url(), redis_prefix, step=0.5 * TIME_FACTOR, timeout=REDIS_TIMEOUT),
+    )
+    actor = await Watcher.on(server)
+    stack.push_async_callback(actor.close)
+    held = proxy.hold_reply(COMMITS, 60)
+    await send_json(actor.ws, {"action": "start", "request_id": "mine"})
+    async with asyncio.timeout(TIMEOUT):
+        await held.wait()
+    proxy.stall()
+    error = await actor.until("error", request_id="mine")
+    assert error["code"] == "unavailable"
+    assert "may or may not have been applied" in error["message"]
+    proxy.resume()
+    state = await actor.until("state", state="STARTING")
+    assert state["calculation_id"] is not None
+
+
+async def test_http_actions_during_a_stall_get_503_in_time(
+    redis_url: str, redis_prefix: str, stack: AsyncExitStack
+) -> None:
+    """Redis accepts and does not answer: POST /start and /cancel are answered 503
+    `unavailable` with Retry-After before the request's own time runs out, and a
+    WebSocket start gets `unavailable` too."""
+    proxy = await stack.enter_async_context(Proxy(redis_port(redis_url)))
+    handshake_timeout = 4 * REDIS_TIMEOUT  # the budget of an action is 2 x the timeout
+    server = await started(
+        stack,
+        await instance(
+            proxy.url(),
+            redis_prefix,
+            step=0.5 * TIME_FACTOR,
+            timeout=REDIS_TIMEOUT,
+            handshake_timeout=handshake_timeout,
+        ),
+    )
+    ws, _, _ = await join(server.url)
+    proxy.stall()
+    for path in ("/start", "/cancel"):
+        status, headers, body = await http_request(server.port, "POST", path)
+        assert (status, body["code"]) == (503, "unavailable"), body
+        assert headers["retry-after"] == "1"
+    await send_json(ws, {"action": "start", "request_id": "r"})
+    async with asyncio.timeout(TIMEOUT):
+        while (message := await recv_json(ws))["type"] != "error":
+            pass
+    assert (message["code"], message["request_id"]) == ("unavailable", "r")
+    proxy.resume()
+    await ws.close()
+
+
+async def test_a_subscription_dead_in_silence_is_noticed_and_made_again(
+    redis_url: str, redis_prefix: str, stack: AsyncExitStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The connection an instance hears the changes on is black-holed (no RST, no FIN):
+    the instance notices within its ping timeout, says it is not ready, subscribes
+    again and resyncs its clients to the run another instance drives."""
+    caplog.set_level(logging.INFO, "progress_server")
+    proxy = await stack.enter_async_context(Proxy(redis_port(redis_url)))
+    step = 0.3 * TIME_FACTOR
+    driver = await started(stack, await instance(redis_url, redis_prefix, step=step))
+    deaf = await started(
+        stack, await instance(proxy.url(), redis_prefix, step=step, timeout=REDIS_TIMEOUT)
+    )
+    watcher = await Watcher.on(deaf)
+    stack.push_async_callback(watcher.close)
+    assert proxy.blackhole(lambda link: b"SUBSCRIBE" in link.sent), "no subscription found"
+    _, _, ack = await http_request(driver.port, "POST", "/start")
+    final = await watcher.until(
+        "state", state="SUCCESS", calculation_id=ack["calculation_id"], timeout=TIMEOUT
+    )
+    _, _, state = await http_request(deaf.port, "GET", "/state")
+    assert state["seq"] >= final["seq"]
+    assert "answered no ping" in caplog.text
+    async with asyncio.timeout(TIMEOUT):
+        while (await http_request(deaf.port, "GET", "/readyz"))[0] != 200:
+            await asyncio.sleep(0.02)
+
+
+async def test_a_deadline_another_instance_committed_reaches_the_clients_anyway(
+    redis_url: str, redis_prefix: str, stack: AsyncExitStack
+) -> None:
+    """An instance whose subscription died in silence still follows a run it knows:
+    at each deadline its own transaction finds the change another instance committed,
+    and hands that to its clients, before the dead subscription is even noticed."""
+    proxy = await stack.enter_async_context(Proxy(redis_port(redis_url)))
+    proxy.latency = 0.02  # the far instance loses every deadline to the near one
+    step = 0.2 * TIME_FACTOR
+    near = await started(stack, await instance(redis_url, redis_prefix, step=step))
+    far = await started(
+        stack, await instance(proxy.url(), redis_prefix, step=step, timeout=5 * TIME_FACTOR)
+    )
+    watcher = await Watcher.on(far)
+    stack.push_async_callback(watcher.close)
+    await send_json(watcher.ws, {"action": "start", "request_id": "go"})
+    ack = await watcher.until("ack", request_id="go")
+    await watcher.until("state", state="STARTING")
+    assert proxy.blackhole(lambda link: b"SUBSCRIBE" in link.sent)
+    # The far instance notices the silence only after 10 s; the run takes 3 steps.
+    await watcher.until("state", state="SUCCESS", calculation_id=ack["calculation_id"])
+    assert one_path(watcher.states, ack["calculation_id"]) == [
+        "STARTING",
+        "IN_PROGRESS",
+        "ALMOST_DONE",
+        "SUCCESS",
+    ]
+    assert near.hub is not None and near.hub.snapshot.state.value == "SUCCESS"
+
+
+async def test_an_instance_far_from_redis_can_cancel_and_hears_on_time(
+    redis_url: str, redis_prefix: str, stack: AsyncExitStack
+) -> None:
+    """An instance 40 ms from Redis each way, beside two near ones that commit every
+    deadline first: its cancels land (none lost to the timers for good), and its
+    clients get each transition about a round trip after its deadline, not held while
+    an action of its own retries."""
+    proxy = await stack.enter_async_context(Proxy(redis_port(redis_url)))
+    proxy.latency = 0.04
+    step = 0.3 * TIME_FACTOR
+    near = [await started(stack, await instance(redis_url, redis_prefix, step=step)) for _ in "ab"]
+    far = await started(stack, await instance(proxy.url(), redis_prefix, step=step))
+    watcher = await Watcher.on(far)
+    stack.push_async_callback(watcher.close)
+    accepted = 0
+    for round_ in range(5):
+        _, _, ack = await http_request(near[round_ % 2].port, "POST", "/start")
+        await watcher.until("state", state="STARTING", calculation_id=ack["calculation_id"])
+        await send_json(watcher.ws, {"action": "cancel", "request_id": f"c{round_}"})
+        reply = await watcher.until(("ack", "error"), request_id=f"c{round_}")
+        accepted += reply["type"] == "ack"
+        await watcher.until("state", calculation_id=ack["calculation_id"], state="CANCELED")
+    assert accepted == 5, [m for m in watcher.messages if m["type"] in ("ack", "error")]
+    # Lateness of the deadline transitions the far instance's client saw.
+    late = [
+        arrived - message["changed_at"]
+        for message, arrived in zip(watcher.messages, watcher.arrived, strict=True)
+        if message["type"] == "state" and message["state"] in ("IN_PROGRESS", "ALMOST_DONE")
+    ]
+    assert max(late, default=0.0) < 0.5 * TIME_FACTOR, late
+
+
+async def test_shutdown_is_bounded_while_redis_is_stalled(redis_prefix: str) -> None:
+    """Redis stops answering (SIGSTOP) and the server is told to stop: it exits within
+    a few seconds, its clients closed, instead of waiting on Redis's timeouts."""
+    async with (
+        RedisServer() as redis,
+        ServerProcess(
+            "--redis-url", redis.url, "--redis-prefix", redis_prefix, "--redis-timeout", "2"
+        ) as server,
+    ):
+        ws, _, _ = await join(server.url)
+        redis.pause()
+        try:
+            began = time.monotonic()
+            server.signal(signal.SIGTERM)
+            assert await server.wait(timeout=TIMEOUT) == 0
+            took = time.monotonic() - began
+            assert took < 1.5 * TIME_FACTOR, f"stopping took {took:.1f} s"
+            async with asyncio.timeout(TIMEOUT):
+                async for _ in ws:  # what came before the close frame
+                    pass
+            assert ws.close_code == 1001
+        finally:
+            redis.resume()
