@@ -96,6 +96,11 @@ COUNT_TTL_SECONDS = 10.0
 #: within this of Redis's return.
 PROBE_SECONDS = 0.25
 
+#: Failed tries after which a change that cannot have landed gives up before its
+#: budget is spent: a refused connection is answered at once, not after seconds. One
+#: whose write may have landed tries to learn whether it did until the budget's end.
+MAX_FAILURES = 3
+
 #: How long the id of an action stays in Redis after it landed: far longer than any
 #: caller waits to learn whether it did.
 ACTION_ID_TTL_MS = 60_000
@@ -462,10 +467,11 @@ class RedisBackend:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 2 * self.timeout
         unknown = False  # a write of ours may have landed without our hearing it
+        failures = 0
         read: tuple[str | None, float] | None = None
         while True:
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or (failures >= MAX_FAILURES and not unknown):
                 if unknown and action is not None:
                     raise BackendUnavailable(
                         f"The shared state store did not answer in time: the {verb} may "
@@ -508,6 +514,7 @@ class RedisBackend:
             except (RedisError, OSError) as exc:  # OSError: TimeoutError included
                 self._round_trip_failed(exc)
                 unknown = unknown or writing
+                failures += 1
                 read = None
                 # A refused connection fails at once: not a busy loop until the deadline.
                 await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
