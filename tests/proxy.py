@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 #: Bytes a link keeps of what its client sent, for rules that pick links by it.
 KEPT = 64 * 1024
@@ -105,6 +106,13 @@ class Proxy:
         self.links: list[Link] = []
         self._server: asyncio.Server | None = None
         self._holds: list[tuple[tuple[bytes, ...], float, asyncio.Event]] = []
+
+    @classmethod
+    def before(cls, url: str) -> Proxy:
+        """A proxy to the server of a ``redis://host:port/db`` URL (not yet started)."""
+        port = urlsplit(url).port
+        assert port is not None, url
+        return cls(port)
 
     def url(self, database: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{database}"

@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from websockets.asyncio.client import ClientConnection
@@ -47,12 +46,6 @@ async def instance(
     server = ProgressServer(port=0, backend=backend, rate_limit=1000, **overrides)
     await server.start()
     return server
-
-
-def redis_port(url: str) -> int:
-    port = urlsplit(url).port
-    assert port is not None
-    return port
 
 
 class Watcher:
@@ -128,7 +121,7 @@ async def test_readiness_comes_back_within_a_second_of_redis(
     503 while it does, and 200 again within a second of its return; the loss and the
     return are logged once each; the run ends as it should."""
     caplog.set_level(logging.INFO, "progress_server")
-    proxy = await stack.enter_async_context(Proxy(redis_port(redis_url)))
+    proxy = await stack.enter_async_context(Proxy.before(redis_url))
     server = await started(
         stack,
         await instance(proxy.url(), redis_prefix, step=0.5 * TIME_FACTOR, timeout=REDIS_TIMEOUT),
@@ -163,7 +156,7 @@ async def test_an_answer_lost_after_the_write_is_resolved_not_retried(
     calculation, seq without a repeat, and never already_running or not_running for an
     action of one's own."""
     step = 0.5 * TIME_FACTOR
-    proxy = await stack.enter_async_context(Proxy(redis_port(redis_url)))
+    proxy = await stack.enter_async_context(Proxy.before(redis_url))
     direct = await started(stack, await instance(redis_url, redis_prefix, step=step))
     slow = await started(
         stack, await instance(proxy.url(), redis_prefix, step=step, timeout=REDIS_TIMEOUT)
@@ -207,7 +200,7 @@ async def test_an_answer_that_cannot_be_known_is_unavailable_not_a_guess(
     """Redis applies a start, then nothing answers at all until the budget is spent:
     the requester hears `unavailable` saying it may or may not have been applied (not
     an ack, not a refusal), and the run it started is there for everyone after."""
-    proxy = await stack.enter_async_context(Proxy(redis_port(redis_url)))
+    proxy = await stack.enter_async_context(Proxy.before(redis_url))
     server = await started(
         stack,
         await instance(proxy.url(), redis_prefix, step=0.5 * TIME_FACTOR, timeout=REDIS_TIMEOUT),
@@ -233,7 +226,7 @@ async def test_http_actions_during_a_stall_get_503_in_time(
     """Redis accepts and does not answer: POST /start and /cancel are answered 503
     `unavailable` with Retry-After before the request's own time runs out, and a
     WebSocket start gets `unavailable` too."""
-    proxy = await stack.enter_async_context(Proxy(redis_port(redis_url)))
+    proxy = await stack.enter_async_context(Proxy.before(redis_url))
     handshake_timeout = 4 * REDIS_TIMEOUT  # the budget of an action is 2 x the timeout
     server = await started(
         stack,
@@ -267,7 +260,7 @@ async def test_a_subscription_dead_in_silence_is_noticed_and_made_again(
     the instance notices within its ping timeout, says it is not ready, subscribes
     again and resyncs its clients to the run another instance drives."""
     caplog.set_level(logging.INFO, "progress_server")
-    proxy = await stack.enter_async_context(Proxy(redis_port(redis_url)))
+    proxy = await stack.enter_async_context(Proxy.before(redis_url))
     step = 0.3 * TIME_FACTOR
     driver = await started(stack, await instance(redis_url, redis_prefix, step=step))
     deaf = await started(
@@ -294,7 +287,7 @@ async def test_a_deadline_another_instance_committed_reaches_the_clients_anyway(
     """An instance whose subscription died in silence still follows a run it knows:
     at each deadline its own transaction finds the change another instance committed,
     and hands that to its clients, before the dead subscription is even noticed."""
-    proxy = await stack.enter_async_context(Proxy(redis_port(redis_url)))
+    proxy = await stack.enter_async_context(Proxy.before(redis_url))
     proxy.latency = 0.02  # the far instance loses every deadline to the near one
     step = 0.2 * TIME_FACTOR
     near = await started(stack, await instance(redis_url, redis_prefix, step=step))
@@ -325,7 +318,7 @@ async def test_an_instance_far_from_redis_can_cancel_and_hears_on_time(
     deadline first: its cancels land (none lost to the timers for good), and its
     clients get each transition about a round trip after its deadline, not held while
     an action of its own retries."""
-    proxy = await stack.enter_async_context(Proxy(redis_port(redis_url)))
+    proxy = await stack.enter_async_context(Proxy.before(redis_url))
     proxy.latency = 0.04
     step = 0.3 * TIME_FACTOR
     near = [await started(stack, await instance(redis_url, redis_prefix, step=step)) for _ in "ab"]
