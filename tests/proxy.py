@@ -28,6 +28,7 @@ class Link:
         self.black = False
         self.hold_until = 0.0
         self._writers: list[asyncio.StreamWriter] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def run(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.append(writer)
@@ -68,6 +69,7 @@ class Link:
                     writer.write_eof()
 
         writing = asyncio.create_task(write())
+        self._tasks.append(writing)
         try:
             while data := await reader.read(65536):
                 if upward:
@@ -84,6 +86,8 @@ class Link:
     def abort(self) -> None:
         for writer in self._writers:
             writer.transport.abort()
+        for task in self._tasks:
+            task.cancel()
 
 
 class Proxy:
@@ -106,6 +110,7 @@ class Proxy:
         self.links: list[Link] = []
         self._server: asyncio.Server | None = None
         self._holds: list[tuple[tuple[bytes, ...], float, asyncio.Event]] = []
+        self._accepting: set[asyncio.Task[None]] = set()
 
     @classmethod
     def before(cls, url: str) -> Proxy:
@@ -126,6 +131,9 @@ class Proxy:
         self.flowing.set()
         for link in self.links:
             link.abort()
+        for task in self._accepting:
+            task.cancel()
+        await asyncio.gather(*self._accepting, return_exceptions=True)
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -139,7 +147,13 @@ class Proxy:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         link = Link(self)
         self.links.append(link)
-        await link.run(reader, writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._accepting.add(task)
+        try:
+            await link.run(reader, writer)
+        finally:
+            self._accepting.discard(task)
 
     # What a test asks for.
 
