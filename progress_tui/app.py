@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from contextlib import aclosing
 from functools import partial
 from typing import ClassVar, Literal
 
 from rich.cells import cell_len
-from textual import on
+from textual import constants, on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Container, Horizontal, Vertical
@@ -46,7 +47,8 @@ from progress_protocol import __version__
 from progress_protocol.messages import ErrorCode
 from progress_protocol.states import Run, State, StateSnapshot
 
-from .messages import ClientEventReceived
+from .mailbox import Mailbox, QuietState, Summary
+from .messages import NewsArrived
 from .run import RunView, lost_on_resync, name_of, short_id
 from .screens import HelpScreen
 from .widgets import (
@@ -69,6 +71,16 @@ PENDING_TIMEOUT = 5.0
 
 #: Client ids remembered as this app's own (one per connection; the oldest go first).
 MAX_IDS = 64
+
+#: The least time between two takes from the mailbox, at most the screen's refresh
+#: rate: what comes in between waits, and newer states replace older ones there. A
+#: take that changes the state costs a layout of the screen (about 20 ms on a busy
+#: 2-core machine), and no one reads more than 20 states a second.
+TAKE_PERIOD = max(1 / 20, 1 / constants.MAX_FPS)
+#: Events the network worker handles before it lets the rest of the app run.
+WORKER_TURN = 16
+#: Redraws of the Footer's keys (Start or Cancel dimmed or not) in any second.
+KEYS_EACH = 4
 
 #: The keys, for the help screen (the Footer shows them from BINDINGS).
 KEYS: tuple[tuple[str, str], ...] = (
@@ -207,6 +219,18 @@ class ProgressApp(App[None]):
         self._said: dict[tuple[str, str], float] = {}
         #: Whether start and cancel can be sent, as the controls show it.
         self._can: tuple[bool, bool] | None = None
+        #: What the network worker has for the screen and the screen has not taken.
+        self.mailbox = Mailbox()
+        #: The loop time before which the mailbox is not taken again.
+        self._next_take = 0.0
+        self._take_timer: Timer | None = None
+        #: The end of the mailbox's window a timer sums up, and that timer.
+        self._summary_due: float | None = None
+        self._summary_timer: Timer | None = None
+        #: When the Footer's keys were redrawn last (at most KEYS_EACH times), and the
+        #: timer of a redraw held back.
+        self._keys_drawn: deque[float] = deque(maxlen=KEYS_EACH)
+        self._keys_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Header(icon="")
@@ -250,42 +274,107 @@ class ProgressApp(App[None]):
         self.run_worker(self._follow_server(), name="connection", exclusive=True)
 
     async def _follow_server(self) -> None:
-        """The network worker: the client's events become messages for the UI.
+        """The network worker: the client's events go to the mailbox, and the app is
+        woken when there is news (never more than one wake-up in Textual's queue).
 
         Its boundary: an error of the loop itself is logged and shown as the loop
         stopping, which ``r`` starts again; it never reaches Textual.
         """
+        loop = asyncio.get_running_loop()
+        count = 0
         try:
             async with aclosing(self.client.events()) as events:
                 async for event in events:
-                    self.post_message(ClientEventReceived(event))
+                    # Too many replies waiting (a hostile server): stop reading.
+                    await self.mailbox.room()
+                    self._post(event, loop.time())
+                    count += 1
+                    if count % WORKER_TURN == 0:
+                        # One read from the socket may hold thousands of messages,
+                        # decoded without a pause: let the screen have its turn.
+                        await asyncio.sleep(0)
         except Exception as exc:
             logger.exception("the connection loop failed")
             where = f" ({self.log_path})" if self.log_path else ""
             reason = f"an unexpected error, {describe_exception(exc)}; see the log file{where}"
-            self.post_message(ClientEventReceived(Closed(reason)))
+            self._post(Closed(reason), loop.time())
+
+    def _post(self, event: ClientEvent, now: float) -> None:
+        if self.mailbox.put(event, now):
+            self.post_message(NewsArrived())
 
     # What the server says.
 
-    @on(ClientEventReceived)
-    def _on_client_event(self, message: ClientEventReceived) -> None:
+    @on(NewsArrived)
+    def _news_arrived(self) -> None:
+        """Take the news now, or once TAKE_PERIOD has passed since the last take."""
+        wait = self._next_take - asyncio.get_running_loop().time()
+        if wait <= 0:
+            self._take_news()
+        elif self._take_timer is None:
+            self._take_timer = self.set_timer(wait, self._take_news)
+
+    def _take_news(self) -> None:
+        """Apply everything in the mailbox, in order."""
+        self._take_timer = None
         if not self.query(EventLog):  # not while the app is shutting down
             return
-        try:
-            self.apply(message.event)
-        except Exception:
-            # A bug, or server data the screen cannot take: this connection is given up
-            # and retried with the backoff, rather than the app stopped.
-            logger.exception("cannot show %r", message.event)
-            self.client.abandon(
-                "an unexpected error while showing the server's data; see the log file"
-            )
+        self._next_take = asyncio.get_running_loop().time() + TAKE_PERIOD
+        for entry in self.mailbox.take():
+            try:
+                match entry:
+                    case QuietState(received=received):
+                        self.apply(received, listed=False)
+                    case Summary():
+                        self._sum_up(entry)
+                    case _:
+                        self.apply(entry)
+            except Exception:
+                # A bug, or server data the screen cannot take: this connection is given
+                # up and retried with the backoff, rather than the app stopped.
+                logger.exception("cannot show %r", entry)
+                self.client.abandon(
+                    "an unexpected error while showing the server's data; see the log file"
+                )
+        self._arm_summary()
+
+    def _arm_summary(self) -> None:
+        """A burst that stops is summed up at the end of its window, not at the next
+        change, which may never come."""
+        due = self.mailbox.summary_due
+        if due is None or due == self._summary_due:
+            return
+        if self._summary_timer is not None:
+            self._summary_timer.stop()
+        self._summary_due = due
+        # (Not 0: a Textual timer of no interval fails when it is stopped.)
+        delay = max(due - asyncio.get_running_loop().time(), 0.001)
+        self._summary_timer = self.set_timer(delay, partial(self._end_window, due))
+
+    def _end_window(self, due: float) -> None:
+        self._summary_timer = self._summary_due = None
+        if self.mailbox.end_window(due):
+            self.post_message(NewsArrived())
+        self._arm_summary()
+
+    def _sum_up(self, summary: Summary) -> None:
+        changes = "change" if summary.changes == 1 else "changes"
+        self.query_one(EventLog).add(
+            f"{summary.changes} more {changes} in {summary.seconds:g} s, "
+            f"the last: {self._describe_change(summary.last)}",
+            _style(summary.last.state),
+            at=summary.last.changed_at,
+        )
 
     async def on_unmount(self) -> None:
+        self.mailbox.close()
         await self.client.close()
 
-    def apply(self, event: ClientEvent) -> None:
+    def apply(self, event: ClientEvent, *, listed: bool = True) -> None:
         """Update the screen's facts from one client event.
+
+        A state changed is listed in the event log, unless ``listed`` is False (the
+        mailbox sums it up with others: see :mod:`progress_tui.mailbox`).
 
         Every text from the server (its name, ids, names, error sentences, close
         reasons) is shown as plain text: widgets get ``Content``/``Text``, notifications
@@ -311,7 +400,7 @@ class ProgressApp(App[None]):
                 previous = self.snapshot
                 self.snapshot = snapshot
                 self.frozen_at = None
-                if previous is None or previous != snapshot:
+                if listed and (previous is None or previous != snapshot):
                     # At the server's time of the change: a client that saw it happen
                     # and one that joined later write the same line.
                     log.add(
@@ -547,6 +636,9 @@ class ProgressApp(App[None]):
         self.push_screen(HelpScreen(title=f"progress-tui {__version__}", keys=KEYS, about=about))
 
     async def action_quit(self) -> None:
+        # Nothing more is taken; a worker held back by a full mailbox reads on, so that
+        # the server's close frame is read.
+        self.mailbox.close()
         await self.client.close()
         self.exit()
 
@@ -736,7 +828,31 @@ class ProgressApp(App[None]):
         self._can = can
         self.query_one("#start", Button).disabled = not can[0]
         self.query_one("#cancel", Button).disabled = not can[1]
+        self._refresh_keys()
+
+    def _refresh_keys(self) -> None:
+        """Redraw the keys in the Footer (which rebuilds it) at most KEYS_EACH times in
+        any second; one over that waits its turn, showing what is true by then. Runs
+        that follow each other faster (a flood) would rebuild it at every frame."""
+        if self._keys_timer is not None:  # a redraw is due: it will show this too
+            return
+        now = asyncio.get_running_loop().time()
+        drawn = self._keys_drawn
+        if len(drawn) == drawn.maxlen and now - drawn[0] < 1.0:
+            self._keys_timer = self.set_timer(drawn[0] + 1.0 - now, self._keys_due)
+            return
+        drawn.append(now)
+        # Textual's Footer keeps a watcher for every key it ever drew, and lets go of
+        # those of removed keys only when its `compact` changes: make it so, or each
+        # redraw would keep its keys for ever.
+        for footer in self.query(Footer):
+            footer.mutate_reactive(Footer.compact)
         self.refresh_bindings()
+
+    def _keys_due(self) -> None:
+        self._keys_timer = None
+        if self.screen_stack:  # not once the app is shutting down
+            self._refresh_keys()
 
     def _sync_panels(self, size: Size | None = None) -> None:
         """Show the event log and the history where they fit, or as the user chose."""

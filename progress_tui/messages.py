@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from progress_client.client import ClientEvent
-
-__all__ = ["ClientEventReceived"]
+__all__ = ["NewsArrived"]
 
 
-class ClientEventReceived(Message):
-    """The connection worker met a client event; the app applies it to its state."""
-
-    def __init__(self, event: ClientEvent) -> None:
-        super().__init__()
-        self.event = event
+class NewsArrived(Message):
+    """The app's mailbox has news: take it. The worker posts one only while none is
+    pending, so that a fast server never fills Textual's queue (which has no bound)."""

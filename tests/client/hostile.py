@@ -6,13 +6,17 @@ be refused first, each with a scripted HTTP response (:class:`Refusal`). The fra
 JSON text built here, so that they can carry what no honest server sends: a 400-digit
 integer, 1e300, escapes of control characters and lone surrogates. CASES holds one
 script per kind of hostility, with what a client must make of it.
+
+:class:`FloodServer` is another kind: every message valid, but more of them a second
+than any screen can draw.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -28,9 +32,11 @@ from tests.helpers import TIMEOUT
 __all__ = [
     "CASES",
     "COMBINED_CASES",
+    "FLOOD_LAST",
     "HUGE",
     "REQUEST_ID",
     "Case",
+    "FloodServer",
     "HostileServer",
     "Refusal",
     "Script",
@@ -381,3 +387,124 @@ COMBINED_CASES: dict[str, Case] = {
     ),
     "invalid after a valid state": CASES["invalid after a valid state"],
 }
+
+
+#: The calculation id of the state a :class:`FloodServer` ends its flood on.
+FLOOD_LAST = "the-last-one"
+
+#: States a flood sends ahead of what the client has read (its pongs say how far).
+FLOOD_AHEAD = 2000
+
+#: The states of one run, in order: a flood goes through them, a new run each time.
+_RUN_STATES = ("STARTING", "IN_PROGRESS", "ALMOST_DONE", "SUCCESS")
+
+
+class FloodServer:
+    """A WebSocket server sending valid states as fast as it can, until :meth:`stop`.
+
+    It runs in a thread with its own event loop, as a real server runs beside its
+    client rather than taking turns in the client's loop. Each connection gets hello,
+    then runs of STARTING, IN_PROGRESS, ALMOST_DONE and SUCCESS (a new calculation
+    each, seq 1, 2, 3...) while the flood lasts; once stopped, one last state (SUCCESS
+    of :data:`FLOOD_LAST`), and then nothing: the connection stays open until the
+    client closes it.
+
+    Attributes:
+        sent: The states sent so far, on every connection (read from any thread).
+    """
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self._flooding = threading.Event()
+        self._flooding.set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: Server | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._ends: list[asyncio.Future[int]] = []
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        port = int(self._server.sockets[0].getsockname()[1])
+        return f"ws://127.0.0.1:{port}/progress"
+
+    async def _flood(self, connection: ServerConnection) -> None:
+        """Hello, states as fast as the connection takes them, then the last one."""
+        try:
+            await connection.send(hello())
+            seq = 0
+            # What the client has read is known by its pongs: at most FLOOD_AHEAD states
+            # are on their way, so that the flood goes at the client's pace and the
+            # last state is not behind megabytes in the system's buffers.
+            read: Awaitable[float] | None = None
+            while self._flooding.is_set():
+                if seq % (FLOOD_AHEAD // 2) == 0:
+                    if read is not None:
+                        await read
+                    read = await connection.ping()
+                seq += 1
+                run, step = divmod(seq - 1, len(_RUN_STATES))
+                calculation_id = f"run{run:09d}"
+                await connection.send(
+                    state(
+                        _RUN_STATES[step],
+                        seq,
+                        calculation_id=calculation_id,
+                        started_at=1_700_000_000.0,
+                    )
+                )
+                self.sent += 1
+                if seq % 64 == 0:
+                    # send() waits only while the socket is full: let the loop read
+                    # the client's frames (pongs, its close) now and then.
+                    await asyncio.sleep(0)
+            seq += 1
+            await connection.send(state("SUCCESS", seq, calculation_id=FLOOD_LAST))
+            self._ended(seq)
+            await connection.wait_closed()
+        except ConnectionClosed:
+            pass
+
+    def _ended(self, seq: int) -> None:
+        for end in self._ends:
+            end.get_loop().call_soon_threadsafe(end.set_result, seq)
+        self._ends.clear()
+
+    async def stop(self) -> int:
+        """End the flood; returns the seq of the last state, once it is sent to the
+        client connected."""
+        end: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._ends.append, end)
+        self._loop.call_soon_threadsafe(self._flooding.clear)
+        async with asyncio.timeout(TIMEOUT):
+            return await end
+
+    def _run(self) -> None:
+        async def serve_until_closed() -> None:
+            self._loop = asyncio.get_running_loop()
+            async with serve(self._flood, "127.0.0.1", 0) as server:
+                self._server = server
+                self._ready.set()
+                await server.wait_closed()
+
+        asyncio.run(serve_until_closed())
+
+    async def __aenter__(self) -> FloodServer:
+        self._thread = threading.Thread(target=self._run, name="flood-server", daemon=True)
+        self._thread.start()
+        if not await asyncio.to_thread(self._ready.wait, TIMEOUT):
+            raise RuntimeError("the flood server did not start")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._loop is not None and self._server is not None and self._thread is not None
+        self._flooding.clear()
+        self._loop.call_soon_threadsafe(self._server.close)
+        await asyncio.to_thread(self._thread.join, TIMEOUT)

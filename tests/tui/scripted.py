@@ -22,6 +22,7 @@ from progress_client.client import (
     StateReceived,
 )
 from progress_protocol.states import State, StateSnapshot
+from progress_tui.app import ProgressApp
 from tests.helpers import TIMEOUT
 
 URL = "ws://127.0.0.1:3003/progress"
@@ -62,7 +63,11 @@ class ScriptedClient(ProgressClient):
 
     async def played(self, pilot: Pilot[None]) -> None:
         """Until the app has applied every event played so far."""
-        while not self.queue.empty():
+        assert isinstance(pilot.app, ProgressApp)
+        mailbox = pilot.app.mailbox
+        # Taken from the queue, then from the app's mailbox (at most at the screen's
+        # refresh rate: maybe after a timer).
+        while not self.queue.empty() or mailbox:
             await asyncio.sleep(0.001)
         await pilot.pause()  # until the app, which got them all, is idle
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import re
 import signal
@@ -14,7 +15,9 @@ from contextlib import AsyncExitStack
 import pytest
 from rich.text import Text
 from textual.content import Content
+from textual.events import Key
 from textual.pilot import Pilot
+from textual.widget import Widget
 from textual.widgets import Button, Label
 from textual.widgets._progress_bar import Bar
 
@@ -33,6 +36,7 @@ from progress_client.reconnect import ReconnectPolicy
 from progress_protocol.states import State, StateSnapshot
 from progress_server.server import ProgressServer
 from progress_tui.app import ProgressApp
+from progress_tui.mailbox import KEPT_LIMIT, LISTED_EACH
 from progress_tui.run import RunView
 from progress_tui.screens import HelpScreen
 from progress_tui.widgets import (
@@ -44,7 +48,15 @@ from progress_tui.widgets import (
     StateBanner,
     StepList,
 )
-from tests.client.hostile import CASES, HostileServer, Refusal, Script, state
+from tests.client.hostile import (
+    CASES,
+    FLOOD_LAST,
+    FloodServer,
+    HostileServer,
+    Refusal,
+    Script,
+    state,
+)
 from tests.client.servers import instances
 from tests.helpers import TIME_FACTOR, TIMEOUT, ServerProcess, free_port, http_request
 from tests.tui.scripted import URL, ScriptedClient, connected_client, rendered, until
@@ -825,3 +837,122 @@ async def test_failing_over_to_a_server_without_the_run_says_so() -> None:
         assert f"Failing over to {second} (attempt 1): {first}: the connection was lost" in (
             log_text(app)
         )
+
+
+# A server faster than any screen.
+
+#: States a flood has sent before the app is looked at: a second or so of it.
+FLOODED = 3000
+#: The messages waiting in the app's and its widgets' Textual queues at any moment,
+#: under a flood: a few dozen at most with the mailbox (thousands without).
+MAX_QUEUED = 100
+#: Redraws of the Footer's keys to await under a flood (Start and Cancel flip with
+#: every run): 2 s of them (8 keys each).
+KEY_REDRAWS = 8
+#: Widgets alive but not shown any more after them: the keys of the Footer's last
+#: redraw or two, on their way out (measured: 9 to 16; 57 to 99 when the Footer kept
+#: every key it drew, or was redrawn at every frame).
+MAX_UNSHOWN = 40
+
+LISTED = re.compile(r"\d\d:\d\d:\d\d (?:STARTING|IN_PROGRESS|ALMOST_DONE|SUCCESS) \S+")
+SUMMED = re.compile(r"\d\d:\d\d:\d\d (\d+) more changes? in 1 s, the last: .+")
+
+
+def queued(app: ProgressApp) -> int:
+    """The messages waiting in the Textual queues of the app and its screen's widgets."""
+    pumps = [app, app.screen, *app.screen.walk_children()]
+    return sum(pump.message_queue_size for pump in pumps)
+
+
+def widgets_alive() -> int:
+    """The Textual widgets in memory, shown or not, once the garbage is collected."""
+    gc.collect()
+    return sum(1 for thing in gc.get_objects() if isinstance(thing, Widget))
+
+
+def press_now(app: ProgressApp, key: str) -> None:
+    """A key, posted as the terminal's driver posts it. (Pilot's press() also waits for
+    the process to be idle, which it never is under a flood.)"""
+    app.post_message(Key(key, key))
+
+
+async def test_keys_and_q_are_handled_at_once_under_a_flood() -> None:
+    """A server sending valid states as fast as the app reads them (thousands a second):
+    what waits for the screen stays a few messages, memory holds no more widgets than a
+    few the screen just let go, a key is handled and q quits, each within a generous
+    bound (before the mailbox, q did not quit within 60 s)."""
+    async with FloodServer() as flood:
+        app = make_app(flood.url)
+        async with app.run_test(size=SIZE) as pilot:
+            await connected(pilot)
+            before = widgets_alive()
+            redraws = 0
+
+            def redrawn(screen: object) -> None:
+                nonlocal redraws
+                redraws += 1
+
+            app.screen.bindings_updated_signal.subscribe(app, redrawn)
+            waiting: list[int] = []
+
+            def flooded() -> bool:
+                waiting.append(queued(app))
+                return flood.sent >= FLOODED
+
+            await until(pilot, flooded)
+            assert max(waiting) <= MAX_QUEUED, waiting
+            # Entries that nothing replaces are bounded; of states, one at a time.
+            assert app.mailbox.peak <= KEPT_LIMIT + 3
+            await until(pilot, lambda: redraws >= KEY_REDRAWS)
+            assert widgets_alive() - before <= MAX_UNSHOWN
+            history = app.query_one(HistoryTable)
+            assert not history.display
+            press_now(app, "h")
+            await until(pilot, lambda: history.display)
+            press_now(app, "q")
+            await until(pilot, lambda: not app.is_running)
+
+
+async def test_after_a_flood_the_screen_shows_the_last_state_and_the_log_sums_up() -> None:
+    """Thousands of states, then the server's last one: the screen shows that last one;
+    the log lists the first few changes of each second and sums up the others ("2345
+    more changes in 1 s, the last: ..."), every change counted once."""
+    async with FloodServer() as flood:
+        app = make_app(flood.url)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: flood.sent >= FLOODED)
+            last = await flood.stop()
+            await until(pilot, lambda: FLOOD_LAST in rendered(app, "#details"))
+            assert app.snapshot is not None and app.snapshot.seq == last
+            assert state_of(app) is State.SUCCESS
+
+            def counted() -> tuple[int, list[int]]:
+                """Changes listed one by one, and the counts of the summaries."""
+                lines = [entry.plain for entry in app.query_one(EventLog).entries]
+                listed = sum(1 for line in lines if LISTED.fullmatch(line))
+                summed = [int(match[1]) for line in lines if (match := SUMMED.fullmatch(line))]
+                return listed, summed
+
+            # The last second is summed up when it ends. Every state of the flood is a
+            # change (seq 1 to last, one connection).
+            await until(pilot, lambda: counted()[0] + sum(counted()[1]) == last)
+            listed, summed = counted()
+            assert summed, "no summary"
+            assert listed <= LISTED_EACH * (len(summed) + 1)
+            assert "Connection lost" not in log_text(app)
+
+
+async def test_a_run_at_the_shortest_step_still_lists_each_state() -> None:
+    """Four states within 3 ms (--step-seconds 0.001) are no flood: the log lists each
+    one, as at any ordinary pace, and sums nothing up."""
+    async with ProgressServer(port=0, step_seconds=0.001) as server:
+        app = make_app(server.url)
+        async with app.run_test(size=SIZE) as pilot:
+            await connected(pilot)
+            await pilot.press("s")
+            await until(pilot, lambda: state_of(app) is State.SUCCESS)
+            states = re.findall(
+                r"\b(IDLE|STARTING|IN_PROGRESS|ALMOST_DONE|SUCCESS)\b", log_text(app)
+            )
+            assert states == ["IDLE", "STARTING", "IN_PROGRESS", "ALMOST_DONE", "SUCCESS"]
+            assert "more change" not in log_text(app)
