@@ -9,6 +9,7 @@ import os
 import re
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from progress_server.backends import MemoryBackend
 from progress_server.calculation import Attribution, StateSnapshot
+from progress_server.server import ProgressServer
 
 # Every duration in the tests derives from these, so a slow machine can scale them:
 # PROGRESS_TEST_TIME_FACTOR=3 make test
@@ -64,6 +66,30 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self._now += seconds
+
+
+class SteppedServer(ProgressServer):
+    """A real server on a free port whose calculation moves only when the test says so:
+    its clock is a :class:`FakeClock`, so a state lasts until :meth:`step`, however
+    busy the machine. For tests of what is seen in a state, not of timing.
+
+    Args:
+        overrides: :class:`ServerConfig` fields, as for :class:`ProgressServer`.
+    """
+
+    #: The step as clients are told it (the elapsed and left they show).
+    STEP = 60.0
+
+    def __init__(self, **overrides: Any) -> None:
+        self.clock = FakeClock(time.time())
+        backend = MemoryBackend(step_seconds=self.STEP, clock=self.clock)
+        super().__init__(port=overrides.pop("port", 0), backend=backend, **overrides)
+
+    async def step(self, steps: int = 1) -> None:
+        """Move the calculation on by ``steps`` steps, now (each change is broadcast)."""
+        for _ in range(steps):
+            self.clock.advance(self.STEP)
+            await self.backend.snapshot()  # catches up with the clock: the transition
 
 
 def free_port() -> int:
