@@ -20,9 +20,17 @@ URL2 = ws://127.0.0.1:$(PORT2)/progress
 BENCH_ARGS ?=
 TUI_ARGS ?=
 ARGS ?=
+# Test processes at once (pytest-xdist): more than the cores, since most tests wait on
+# timers and sockets. JOBS=0 runs the suite in this process alone.
+JOBS ?= 4
+# `make test-stress`: how many runs of the suite under load.
+RUNS ?= 1
+# `make test-oldest`: a venv of the lowest versions pyproject.toml allows.
+OLDEST := .venv-oldest
+OLDEST_STAMP := $(OLDEST)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run run-cluster server tui test coverage lint style types bench screenshot clean
+.PHONY: help install run run-cluster server tui test-deps test test-stress test-oldest coverage lint style types bench screenshot clean
 
 help: ## List the targets
 	@awk -F ':.*## ' 'BEGIN { n = 0; width = 0 } \
@@ -92,7 +100,9 @@ tui: $(STAMP) ## Start only a TUI, e.g. in another terminal (TUI_ARGS="..." pass
 	@mkdir -p $(LOG_DIR)
 	$(BIN)/progress-tui --log-file $(LOG_DIR)/tui.log $(if $(PROGRESS_URL)$(findstring --url,$(TUI_ARGS)),,--url $(URL)) $(TUI_ARGS)
 
-test: $(STAMP) ## Run the whole test suite (ARGS="..." passes pytest options)
+# What the tests need from the system: tmux (the end-to-end TUI test) and redis-server
+# (the Redis tests start private ones); installed with apt-get when missing (CI is root).
+test-deps:
 	@missing=""; command -v tmux >/dev/null || missing="tmux"; \
 	  command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	  if [ -n "$$missing" ]; then \
@@ -102,14 +112,38 @@ test: $(STAMP) ## Run the whole test suite (ARGS="..." passes pytest options)
 	    if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2>/dev/null; then \
 	      echo "note: the redis-server package started a system Redis; the tests use private ones on free ports"; fi; \
 	  fi
-	$(BIN)/pytest $(ARGS)
 
-coverage: $(STAMP) ## The suite under coverage, the CLIs and servers it starts included; total and htmlcov/
+test: $(STAMP) test-deps ## The whole suite, JOBS processes at once, in random order (ARGS="..." passes pytest options)
+	$(BIN)/pytest -n $(JOBS) $(ARGS)
+
+test-stress: $(STAMP) test-deps ## The suite RUNS times while a CPU hog keeps every core busy, as on a shared CI machine
+	@hogs=""; for core in $$(seq $$(nproc)); do \
+	    $(BIN)/python -c 'while True: pass' & hogs="$$hogs $$!"; done; \
+	  trap 'kill $$hogs 2>/dev/null' EXIT INT TERM; \
+	  for run in $$(seq $(RUNS)); do \
+	    echo "run $$run of $(RUNS), with $$(nproc) CPU hogs beside it"; \
+	    PROGRESS_TEST_TIME_FACTOR=$${PROGRESS_TEST_TIME_FACTOR:-2} $(BIN)/pytest -n $(JOBS) -q $(ARGS) || exit 1; \
+	  done
+
+$(OLDEST_STAMP): pyproject.toml $(STAMP)
+	rm -rf $(OLDEST)
+	$(BIN)/uv venv -q --python $(PYTHON) $(OLDEST)
+	$(BIN)/uv pip install -q --python $(OLDEST)/bin/python --resolution lowest-direct -e '.[dev]'
+	touch $(OLDEST_STAMP)
+
+test-oldest: $(OLDEST_STAMP) test-deps ## The suite on the lowest version of every dependency pyproject.toml allows (but the look: snapshots)
+	@$(OLDEST)/bin/python -c 'import importlib.metadata as m; print("oldest:", ", ".join(f"{n} {m.version(n)}" for n in ("websockets", "textual", "click", "redis", "psutil", "prometheus-client", "uvloop")))'
+	$(OLDEST)/bin/pytest -n $(JOBS) -q --ignore=tests/tui/test_snapshots.py --ignore=tests/bench $(ARGS)
+
+coverage: $(STAMP) test-deps ## The suite under coverage, the CLIs and servers it starts included; total and htmlcov/
 	@$(BIN)/coverage erase
-	$(BIN)/coverage run -m pytest $(ARGS)
-	@$(BIN)/coverage combine -q
-	@$(BIN)/coverage report | tail -n 25
-	@$(BIN)/coverage html -q && echo "report: htmlcov/index.html"
+	@# Measuring slows the code down about twice: the tests' timings scale with it.
+	PROGRESS_TEST_TIME_FACTOR=$${PROGRESS_TEST_TIME_FACTOR:-3} $(BIN)/coverage run -m pytest -n $(JOBS) -q $(ARGS); \
+	  status=$$?; \
+	  $(BIN)/coverage combine -q; \
+	  $(BIN)/coverage report | tail -n 25; \
+	  $(BIN)/coverage html -q && echo "report: htmlcov/index.html"; \
+	  exit $$status
 
 lint: $(STAMP) ## ruff check and ruff format --check
 	$(BIN)/ruff check .
@@ -130,4 +164,4 @@ screenshot: $(STAMP) ## Save docs/images/progress-tui.svg from a real run
 	$(BIN)/python docs/screenshot.py
 
 clean: ## Remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(LOG_DIR) *.egg-info .coverage .coverage.* htmlcov
+	rm -rf $(VENV) $(OLDEST) .pytest_cache .mypy_cache .ruff_cache $(LOG_DIR) *.egg-info .coverage .coverage.* htmlcov
