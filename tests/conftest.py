@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from progress_server.server import ProgressServer
-from tests.helpers import STEP
+from tests.helpers import STEP, SteppedServer
 from tests.redis_server import running_redis
 
 
@@ -14,6 +14,15 @@ from tests.redis_server import running_redis
 async def server() -> AsyncIterator[ProgressServer]:
     """A real server on a free port, with tiny steps."""
     async with ProgressServer(port=0, step_seconds=STEP) as running:
+        yield running
+
+
+@pytest.fixture
+async def stepped() -> AsyncIterator[SteppedServer]:
+    """A real server on a free port whose calculation moves only at ``await
+    stepped.step()``: for a test that acts within a state, however busy the machine."""
+    running = SteppedServer()
+    async with running:
         yield running
 
 

@@ -6,14 +6,17 @@ import asyncio
 import http.client
 import json
 import os
+import random
 import re
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from progress_server.backends import MemoryBackend
 from progress_server.calculation import Attribution, StateSnapshot
@@ -92,10 +95,40 @@ class SteppedServer(ProgressServer):
             await self.backend.snapshot()  # catches up with the clock: the transition
 
 
+#: Where :func:`free_port` picks ports: below Linux's ephemeral range (32768-60999), from
+#: which the kernel takes the port of every socket bound to port 0 and of every outgoing
+#: connection, so that none of those takes a port between the moment it is picked and
+#: the moment a server binds it. Each xdist worker has a window of its own, and each
+#: process starts at a random place in its window (another test run may share the machine).
+PORTS_START, PORTS_END = 20_000, 32_000
+PORTS_WINDOW = 1_000
+
+
+def _ports() -> Iterator[int]:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    windows = (PORTS_END - PORTS_START) // PORTS_WINDOW
+    first = PORTS_START + (int(worker) % windows if worker.isdigit() else 0) * PORTS_WINDOW
+    offset = random.randrange(PORTS_WINDOW)
+    while True:
+        for index in range(PORTS_WINDOW):
+            yield first + (offset + index) % PORTS_WINDOW
+
+
+_PORTS = _ports()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on, for a server that must be told its port before it
+    starts (or restarts on it): never one the kernel hands out for port 0."""
+    for _ in range(PORTS_WINDOW):
+        port = next(_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port from {PORTS_START} to {PORTS_END}")
 
 
 async def recv_json(ws: ClientConnection, timeout: float = TIMEOUT) -> dict[str, Any]:
@@ -152,6 +185,100 @@ async def join(url: str) -> tuple[ClientConnection, dict[str, Any], dict[str, An
 
 async def send_json(ws: ClientConnection, payload: dict[str, Any]) -> None:
     await ws.send(json.dumps(payload))
+
+
+class Watcher:
+    """A real client that reads every message as it comes and keeps them all, so that a
+    test awaits the message it needs (:meth:`until`) however short the state it carries
+    lasted: every message is looked at, not only the last one.
+
+    Attributes:
+        messages: Every message received, decoded, in order.
+        arrived: The wall-clock time each one arrived (``changed_at`` is wall time too).
+    """
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.messages: list[dict[str, Any]] = []
+        self.arrived: list[float] = []
+        self._more = asyncio.Event()
+        self.task = asyncio.create_task(self._read())
+
+    @classmethod
+    async def join(cls, url: str) -> Watcher:
+        """A new client of ``url``; its hello and first state are in :attr:`messages`."""
+        return cls(await connect(url, open_timeout=TIMEOUT))
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                self.messages.append(json.loads(raw))
+                self.arrived.append(time.time())
+                self._more.set()
+        except ConnectionClosed:
+            pass  # what came before is kept; close_code says how it ended
+        finally:
+            self._more.set()  # wakes an until() that waits on a closed connection
+
+    @property
+    def states(self) -> list[dict[str, Any]]:
+        return [message for message in self.messages if message["type"] == "state"]
+
+    @property
+    def counts(self) -> list[int]:
+        """The clients counts received, in order."""
+        return [message["count"] for message in self.messages if message["type"] == "clients"]
+
+    async def until(
+        self,
+        kind: str | tuple[str, ...],
+        *,
+        after: int = 0,
+        timeout: float = TIMEOUT,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """The first message of ``kind`` (or of one of the kinds) whose ``fields`` have
+        these values, among those from index ``after`` on, waiting for it if need be.
+
+        Raises:
+            AssertionError: If none comes within ``timeout``, or the connection ends;
+                the message lists what came.
+        """
+        kinds = (kind,) if isinstance(kind, str) else kind
+        checked = after
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    for message in self.messages[checked:]:
+                        if message["type"] in kinds and all(
+                            message.get(name) == value for name, value in fields.items()
+                        ):
+                            return message
+                    checked = max(checked, len(self.messages))
+                    if self.task.done():
+                        break
+                    self._more.clear()
+                    await self._more.wait()
+        except TimeoutError:
+            pass
+        got = [_brief(message) for message in self.messages[after:]]
+        raise AssertionError(
+            f"no {'/'.join(kinds)} message with {fields} within {timeout:g} s"
+            f"{' (the connection ended)' if self.task.done() else ''}; got: {got}"
+        )
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self.task
+
+
+def _brief(message: dict[str, Any]) -> str:
+    """A message in a few words, for a failure's explanation."""
+    if message["type"] == "state":
+        return f"{message['state']} seq {message['seq']}"
+    if message["type"] == "clients":
+        return f"clients {message['count']}"
+    return str(message.get("code") or message["type"])
 
 
 async def http_request(
