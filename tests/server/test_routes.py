@@ -15,6 +15,7 @@ from tests.helpers import (
     TIME_FACTOR,
     TIMEOUT,
     HeldBackend,
+    SteppedServer,
     http_request,
     join,
     recv_type,
@@ -66,15 +67,15 @@ async def _start_then_cancel(server: ProgressServer) -> None:
         assert (await states_until(ws, "CANCELED"))[-1]["calculation_id"] == ack["calculation_id"]
 
 
-async def test_start_while_running_is_409(server: ProgressServer) -> None:
+async def test_start_while_running_is_409(stepped: SteppedServer) -> None:
     """A second POST /start gets 409 with the already_running error; the run goes on."""
-    _, _, first = await http_request(server.port, "POST", "/start")
-    status, _, error = await http_request(server.port, "POST", "/start")
+    _, _, first = await http_request(stepped.port, "POST", "/start")
+    status, _, error = await http_request(stepped.port, "POST", "/start")
     assert status == 409
     assert error["type"] == "error"
     assert error["code"] == "already_running"
     assert error["message"].endswith(".")
-    _, _, state = await http_request(server.port, "GET", "/state")
+    _, _, state = await http_request(stepped.port, "GET", "/state")
     assert state["calculation_id"] == first["calculation_id"]
 
 
