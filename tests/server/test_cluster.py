@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import signal
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -17,8 +15,10 @@ from websockets.asyncio.client import ClientConnection
 from progress_server.backends.redis import RedisBackend
 from progress_server.server import ProgressServer
 from tests.helpers import (
+    TIME_FACTOR,
     TIMEOUT,
     ServerProcess,
+    Watcher,
     http_request,
     join,
     recv_json,
@@ -27,8 +27,13 @@ from tests.helpers import (
 )
 from tests.redis_server import RedisServer
 
-#: Short steps: the cluster's tests aim actions at deadlines, and a run is three steps.
+#: Short steps, for the test that aims actions at deadlines (a run is three steps).
 STEP = 0.03
+#: A step no test waits for: a state lasts until the test has acted in it, however busy
+#: the machine (Redis's clock drives these instances, so no clock of the test's can).
+LONG_STEP = 60.0
+
+MakeCluster = Callable[..., Awaitable[list[ProgressServer]]]
 
 
 async def instance(url: str, prefix: str, **overrides: Any) -> ProgressServer:
@@ -39,56 +44,33 @@ async def instance(url: str, prefix: str, **overrides: Any) -> ProgressServer:
 
 
 @pytest.fixture
-async def cluster(redis_url: str, redis_prefix: str) -> AsyncIterator[list[ProgressServer]]:
-    """Three instances on one Redis."""
-    servers = [await instance(redis_url, redis_prefix) for _ in range(3)]
-    yield servers
+async def make_cluster(redis_url: str, redis_prefix: str) -> AsyncIterator[MakeCluster]:
+    """Makes three instances on one Redis, with the step asked for; closes them after."""
+    servers: list[ProgressServer] = []
+
+    async def make(*, step: float) -> list[ProgressServer]:
+        servers.extend([await instance(redis_url, redis_prefix, step=step) for _ in range(3)])
+        return servers
+
+    yield make
     for server in servers:
         await server.close()
 
 
-class Watcher:
-    """A client that reads everything and keeps the states it saw."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.states: list[dict[str, Any]] = []
-        self.received: list[float] = []  # wall-clock time each state arrived
-        self.counts: list[int] = []
-        self.task = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for data in self.ws:
-            message = json.loads(data)
-            if message["type"] == "state":
-                self.states.append(message)
-                self.received.append(time.time())
-            elif message["type"] == "clients":
-                self.counts.append(message["count"])
-
-    async def close(self) -> None:
-        await self.ws.close()
-        await self.task
-
-
-async def test_one_calculation_across_instances(cluster: list[ProgressServer]) -> None:
+async def test_one_calculation_across_instances(make_cluster: MakeCluster) -> None:
     """A start on one instance and a cancel on another reach the clients of all three,
     identical; the clients count is the total over the instances."""
-    watchers = []
-    for server in cluster:
-        ws, _, _ = await join(server.url)
-        watchers.append(Watcher(ws))
+    cluster = await make_cluster(step=LONG_STEP)
+    watchers = [await Watcher.join(server.url) for server in cluster]
     a, b, c = cluster
-    await http_request(a.port, "POST", "/start", headers={"X-Progress-Name": "alice"})
-    async with asyncio.timeout(TIMEOUT):
-        while not all(w.states and w.states[-1]["state"] == "STARTING" for w in watchers):
-            await asyncio.sleep(0.01)
-    await http_request(b.port, "POST", "/cancel", headers={"X-Progress-Name": "bob"})
-    async with asyncio.timeout(TIMEOUT):
-        while not all(w.states and w.states[-1]["state"] == "CANCELED" for w in watchers):
-            await asyncio.sleep(0.01)
-        while not all(w.counts and w.counts[-1] == 3 for w in watchers):
-            await asyncio.sleep(0.01)
+    _, _, ack = await http_request(a.port, "POST", "/start", headers={"X-Progress-Name": "alice"})
+    for watcher in watchers:
+        await watcher.until("state", state="STARTING", calculation_id=ack["calculation_id"])
+    status, _, _ = await http_request(b.port, "POST", "/cancel", headers={"X-Progress-Name": "bob"})
+    assert status == 202
+    for watcher in watchers:
+        await watcher.until("state", state="CANCELED", calculation_id=ack["calculation_id"])
+        await watcher.until("clients", count=3)
     first = watchers[0].states
     assert all(w.states == first for w in watchers)
     assert first[-1]["by"]["name"] == "bob" and first[-1]["started_by"]["name"] == "alice"
@@ -98,8 +80,9 @@ async def test_one_calculation_across_instances(cluster: list[ProgressServer]) -
         await watcher.close()
 
 
-async def test_two_starts_at_once_exactly_one_wins(cluster: list[ProgressServer]) -> None:
+async def test_two_starts_at_once_exactly_one_wins(make_cluster: MakeCluster) -> None:
     """Starts on every instance at the same moment: one ack, the others already_running."""
+    cluster = await make_cluster(step=LONG_STEP)
     clients = [(await join(server.url))[0] for server in cluster]
     for ws in clients:
         await send_json(ws, {"action": "start", "request_id": "go"})
@@ -118,26 +101,39 @@ async def recv_type_any(ws: ClientConnection, kinds: tuple[str, ...]) -> dict[st
                 return message
 
 
-async def test_random_actions_from_random_instances_agree(
-    cluster: list[ProgressServer],
-) -> None:
-    """Hundreds of starts and cancels from random instances, some aimed at deadlines: for
-    every seq every client saw the same content, each client's seq strictly increases,
-    and all end on the state Redis holds."""
-    rng = random.Random(10)
-    watchers = [Watcher((await join(server.url))[0]) for server in cluster for _ in range(2)]
+#: Actions each instance's actor sends in the random test, all three at once.
+ACTIONS = 67
+
+
+async def test_random_actions_from_random_instances_agree(make_cluster: MakeCluster) -> None:
+    """Hundreds of starts and cancels from every instance at once, some aimed at
+    deadlines: for every seq every client saw the same content, each client's seq
+    strictly increases, and all end on the state Redis holds."""
+    cluster = await make_cluster(step=STEP)
+    watchers = [await Watcher.join(server.url) for server in cluster for _ in range(2)]
     # They read what they are sent, like any client: one that never read would hold up
     # its own closing handshake.
-    actors = [Watcher((await join(server.url))[0]) for server in cluster]
-    for _ in range(200):
-        actor = rng.choice(actors)
-        await send_json(actor.ws, {"action": rng.choice(["start", "cancel"])})
-        await asyncio.sleep(rng.choice([0, 0.001, STEP / 2, STEP]))
-    await asyncio.sleep(4 * STEP)  # the last calculation ends, if one runs
-    _, _, final = await http_request(cluster[0].port, "GET", "/state")
-    async with asyncio.timeout(TIMEOUT):
-        while not all(w.states and w.states[-1]["seq"] == final["seq"] for w in watchers):
-            await asyncio.sleep(0.01)
+    actors = [await Watcher.join(server.url) for server in cluster]
+
+    async def act(number: int, actor: Watcher) -> None:
+        rng = random.Random(10 + number)
+        for index in range(ACTIONS):
+            action = rng.choice(["start", "cancel"])
+            await send_json(actor.ws, {"action": action, "request_id": f"{number}-{index}"})
+            await asyncio.sleep(rng.choice([0, 0.001, STEP / 2, STEP]))
+        # Every action was performed (accepted or refused) once its answer is here.
+        for index in range(ACTIONS):
+            await actor.until(("ack", "error"), request_id=f"{number}-{index}")
+
+    await asyncio.gather(*(act(number, actor) for number, actor in enumerate(actors)))
+    async with asyncio.timeout(TIMEOUT):  # the last calculation ends, if one runs
+        while True:
+            _, _, final = await http_request(cluster[0].port, "GET", "/state")
+            if final["state"] in ("IDLE", "SUCCESS", "CANCELED"):
+                break
+            await asyncio.sleep(STEP)
+    for watcher in watchers:
+        await watcher.until("state", seq=final["seq"])
     by_seq: dict[int, dict[str, Any]] = {}
     for watcher in watchers:
         seqs = [state["seq"] for state in watcher.states]
@@ -145,6 +141,8 @@ async def test_random_actions_from_random_instances_agree(
         for state in watcher.states:
             assert by_seq.setdefault(state["seq"], state) == state, "one seq, two contents"
         assert watcher.states[-1] == final
+    refusals = {m["code"] for actor in actors for m in actor.messages if m["type"] == "error"}
+    assert refusals <= {"already_running", "not_running"}, refusals
     assert final["seq"] > 50
     backend = cluster[0].backend
     assert isinstance(backend, RedisBackend) and backend.record is not None
@@ -156,32 +154,36 @@ async def test_random_actions_from_random_instances_agree(
 async def test_a_run_survives_the_loss_of_the_instance_that_drove_it(
     redis_url: str, redis_prefix: str
 ) -> None:
-    """SIGKILL the instance the run was started on, in each running state: another one
-    drives the rest, on time, and its clients see every state once."""
-    step = 0.3
-    args = ("--redis-url", redis_url, "--redis-prefix", redis_prefix, "--step-seconds", str(step))
-    for killed_in in ("STARTING", "IN_PROGRESS", "ALMOST_DONE"):
+    """SIGKILL the instance the run was started on, in each running state (as soon as a
+    client hears of that state): another one drives the rest, on time, and its clients
+    see every state once. The three cases run side by side, each on keys of its own."""
+    step = 0.3 * TIME_FACTOR
+
+    async def kill_in(killed_in: str) -> None:
+        prefix = f"{redis_prefix}{killed_in}:"
+        args = ("--redis-url", redis_url, "--redis-prefix", prefix, "--step-seconds", str(step))
         async with AsyncExitStack() as stack:
-            first = await stack.enter_async_context(ServerProcess(*args))
-            second = await stack.enter_async_context(ServerProcess(*args))
-            watcher = Watcher((await join(second.url))[0])
+            first, second = await asyncio.gather(
+                stack.enter_async_context(ServerProcess(*args)),
+                stack.enter_async_context(ServerProcess(*args)),
+            )
+            watcher = await Watcher.join(second.url)
+            stack.push_async_callback(watcher.close)
             _, _, ack = await http_request(first.port, "POST", "/start")
-            async with asyncio.timeout(TIMEOUT):
-                while not (watcher.states and watcher.states[-1]["state"] == killed_in):
-                    await asyncio.sleep(0.005)
+            calculation_id = ack["calculation_id"]
+            await watcher.until("state", state=killed_in, calculation_id=calculation_id)
             first.signal(signal.SIGKILL)
-            async with asyncio.timeout(TIMEOUT):
-                while watcher.states[-1]["state"] != "SUCCESS":
-                    await asyncio.sleep(0.005)
-            run = [s for s in watcher.states if s["calculation_id"] == ack["calculation_id"]]
+            await watcher.until("state", state="SUCCESS", calculation_id=calculation_id)
+            run = [s for s in watcher.states if s["calculation_id"] == calculation_id]
             assert [s["state"] for s in run] == [
                 "STARTING",
                 "IN_PROGRESS",
                 "ALMOST_DONE",
                 "SUCCESS",
-            ]
+            ], f"killed in {killed_in}"
             assert run[-1]["changed_at"] == pytest.approx(run[0]["started_at"] + 3 * step)
-            await watcher.close()
+
+    await asyncio.gather(*(kill_in(state) for state in ("STARTING", "IN_PROGRESS", "ALMOST_DONE")))
 
 
 @pytest.mark.parametrize("keep_data", [False, True], ids=["empty", "with-its-data"])
@@ -259,19 +261,20 @@ async def test_a_redis_outage_mid_run_loses_no_state_of_this_instance(redis_pref
     async with RedisServer() as redis:
         server = await instance(redis.url, redis_prefix, step=step)
         try:
-            watcher = Watcher((await join(server.url))[0])
-            await http_request(server.port, "POST", "/start")
-            async with asyncio.timeout(TIMEOUT):
-                while not (watcher.states and watcher.states[-1]["state"] == "STARTING"):
-                    await asyncio.sleep(0.005)
+            watcher = await Watcher.join(server.url)
+            _, _, ack = await http_request(server.port, "POST", "/start")
+            await watcher.until("state", state="STARTING")
             await redis.stop(kill=True)
             await asyncio.sleep(2 * step)  # IN_PROGRESS comes due while Redis is away
             await redis.start()
-            async with asyncio.timeout(TIMEOUT):
-                while watcher.states[-1]["state"] != "SUCCESS":
-                    await asyncio.sleep(0.005)
-            states = [s["state"] for s in watcher.states]
-            assert states == ["STARTING", "IN_PROGRESS", "ALMOST_DONE", "SUCCESS"]
+            await watcher.until("state", state="SUCCESS")
+            run = [s for s in watcher.states if s["calculation_id"] == ack["calculation_id"]]
+            assert [s["state"] for s in run] == [
+                "STARTING",
+                "IN_PROGRESS",
+                "ALMOST_DONE",
+                "SUCCESS",
+            ]
             seqs = [s["seq"] for s in watcher.states]
             assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
             await watcher.close()

@@ -5,7 +5,6 @@ servers and clients in front of it."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import time
@@ -14,7 +13,6 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection
 
 from progress_server.backends.redis import DEFAULT_TIMEOUT, RedisBackend
 from progress_server.config import ServerConfig
@@ -23,6 +21,7 @@ from tests.helpers import (
     TIME_FACTOR,
     TIMEOUT,
     ServerProcess,
+    Watcher,
     http_request,
     join,
     recv_json,
@@ -46,50 +45,6 @@ async def instance(
     server = ProgressServer(port=0, backend=backend, rate_limit=1000, **overrides)
     await server.start()
     return server
-
-
-class Watcher:
-    """A client that reads everything: the states, and the replies in order."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.messages: list[dict[str, Any]] = []
-        self.arrived: list[float] = []  # wall-clock time of each message
-        self._more = asyncio.Event()
-        self.task = asyncio.create_task(self._read())
-
-    @classmethod
-    async def on(cls, server: ProgressServer) -> Watcher:
-        return cls((await join(server.url))[0])
-
-    async def _read(self) -> None:
-        async for raw in self.ws:
-            self.messages.append(json.loads(raw))
-            self.arrived.append(time.time())
-            self._more.set()
-
-    @property
-    def states(self) -> list[dict[str, Any]]:
-        return [message for message in self.messages if message["type"] == "state"]
-
-    async def until(
-        self, kind: str | tuple[str, ...], timeout: float = TIMEOUT, **fields: Any
-    ) -> dict[str, Any]:
-        """The first message of ``kind`` (or of one of the kinds) with ``fields``."""
-        kinds = (kind,) if isinstance(kind, str) else kind
-        async with asyncio.timeout(timeout):
-            while True:
-                for message in self.messages:
-                    if message["type"] in kinds and all(
-                        message.get(name) == value for name, value in fields.items()
-                    ):
-                        return message
-                self._more.clear()
-                await self._more.wait()
-
-    async def close(self) -> None:
-        await self.ws.close()
-        await self.task
 
 
 @pytest.fixture
@@ -126,7 +81,7 @@ async def test_readiness_comes_back_within_a_second_of_redis(
         stack,
         await instance(proxy.url(), redis_prefix, step=0.5 * TIME_FACTOR, timeout=REDIS_TIMEOUT),
     )
-    watcher = await Watcher.on(server)
+    watcher = await Watcher.join(server.url)
     stack.push_async_callback(watcher.close)
     _, _, ack = await http_request(server.port, "POST", "/start")
     await watcher.until("state", state="IN_PROGRESS")
@@ -161,8 +116,8 @@ async def test_an_answer_lost_after_the_write_is_resolved_not_retried(
     slow = await started(
         stack, await instance(proxy.url(), redis_prefix, step=step, timeout=REDIS_TIMEOUT)
     )
-    watcher = await Watcher.on(direct)
-    actor = await Watcher.on(slow)
+    watcher = await Watcher.join(direct.url)
+    actor = await Watcher.join(slow.url)
     stack.push_async_callback(watcher.close)
     stack.push_async_callback(actor.close)
     if action == "cancel":
@@ -205,7 +160,7 @@ async def test_an_answer_that_cannot_be_known_is_unavailable_not_a_guess(
         stack,
         await instance(proxy.url(), redis_prefix, step=0.5 * TIME_FACTOR, timeout=REDIS_TIMEOUT),
     )
-    actor = await Watcher.on(server)
+    actor = await Watcher.join(server.url)
     stack.push_async_callback(actor.close)
     held = proxy.hold_reply(COMMITS, 60)
     await send_json(actor.ws, {"action": "start", "request_id": "mine"})
@@ -266,7 +221,7 @@ async def test_a_subscription_dead_in_silence_is_noticed_and_made_again(
     deaf = await started(
         stack, await instance(proxy.url(), redis_prefix, step=step, timeout=REDIS_TIMEOUT)
     )
-    watcher = await Watcher.on(deaf)
+    watcher = await Watcher.join(deaf.url)
     stack.push_async_callback(watcher.close)
     assert proxy.blackhole(lambda link: b"SUBSCRIBE" in link.sent), "no subscription found"
     _, _, ack = await http_request(driver.port, "POST", "/start")
@@ -294,7 +249,7 @@ async def test_a_deadline_another_instance_committed_reaches_the_clients_anyway(
     far = await started(
         stack, await instance(proxy.url(), redis_prefix, step=step, timeout=5 * TIME_FACTOR)
     )
-    watcher = await Watcher.on(far)
+    watcher = await Watcher.join(far.url)
     stack.push_async_callback(watcher.close)
     await send_json(watcher.ws, {"action": "start", "request_id": "go"})
     ack = await watcher.until("ack", request_id="go")
@@ -323,7 +278,7 @@ async def test_an_instance_far_from_redis_can_cancel_and_hears_on_time(
     step = 0.3 * TIME_FACTOR
     near = [await started(stack, await instance(redis_url, redis_prefix, step=step)) for _ in "ab"]
     far = await started(stack, await instance(proxy.url(), redis_prefix, step=step))
-    watcher = await Watcher.on(far)
+    watcher = await Watcher.join(far.url)
     stack.push_async_callback(watcher.close)
     accepted = 0
     for round_ in range(5):
