@@ -6,8 +6,9 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator
+from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection
@@ -19,7 +20,9 @@ from tests.helpers import TIMEOUT, http_request, join, recv_type, send_json
 #: the race tighter); the aim is a few ms around each deadline.
 RACE_STEP = 0.02
 CLIENTS = 50
-RUNS = 100
+#: Runs on each of SERVERS servers, side by side (each run lasts a few steps).
+RUNS = 50
+SERVERS = 2
 
 
 @dataclass
@@ -27,7 +30,7 @@ class Watcher:
     """A real client that reads every message and keeps the states it saw."""
 
     ws: ClientConnection
-    states: list[dict[str, object]] = field(default_factory=list)
+    states: list[dict[str, Any]] = field(default_factory=list)
     reader: asyncio.Task[None] | None = None
 
     async def read(self) -> None:
@@ -37,76 +40,76 @@ class Watcher:
                 self.states.append(message)
 
 
-@pytest.fixture
-async def race_server() -> AsyncIterator[ProgressServer]:
-    # The driver acts faster than the default rate limit allows.
-    async with ProgressServer(port=0, step_seconds=RACE_STEP, rate_limit=1000) as running:
-        yield running
-
-
 async def at_wall_time(when: float) -> None:
     """Sleep until the wall-clock time `when` (the deadlines are announced in wall time)."""
     await asyncio.sleep(max(0.0, when - time.time()))
 
 
-async def test_actions_aimed_at_deadlines_lose_no_transition(race_server: ProgressServer) -> None:
-    """50 clients; 100 runs, each hit by a cancel or a start a few ms before or after a
-    deadline. Every run ends (no client is left on a running state), every client sees
-    strictly increasing seq with no gap, and at the end every client, GET /state and a
-    fresh joiner agree."""
-    rng = random.Random(8)
-    watchers = []
-    for _ in range(CLIENTS):
-        ws, _, _ = await join(race_server.url)
-        watcher = Watcher(ws)
-        watcher.reader = asyncio.create_task(watcher.read())
-        watchers.append(watcher)
-    driver, _, _ = await join(race_server.url)
-    aims = [("cancel", 3), ("start", 2), ("start", 1), ("cancel", 2), ("cancel", 1)]
-    outcomes: dict[str, int] = {}
-    try:
-        for run in range(RUNS):
-            await send_json(driver, {"action": "start"})
-            started = await recv_type(driver, "state")
-            assert started["state"] == "STARTING", f"run {run}: {started}"
-            action, deadline = aims[0] if run % 2 == 0 else rng.choice(aims)
-            aim = started["changed_at"] + deadline * RACE_STEP + rng.uniform(-0.003, 0.003)
-            await at_wall_time(aim)
-            await send_json(driver, {"action": action})
-            message = started
-            try:
-                async with asyncio.timeout(3 * RACE_STEP + TIMEOUT):
-                    while message["state"] not in ("SUCCESS", "CANCELED"):
-                        message = await recv_type(driver, "state")
-            except TimeoutError:
-                pytest.fail(
-                    f"run {run}: after a {action} aimed at deadline {deadline}, the "
-                    f"clients stayed on {message['state']} (seq {message['seq']})"
-                )
-            outcome = f"{action}@{deadline} -> {message['state']}"
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
-        # Both outcomes of the aim at the last deadline happened: the race was real.
-        assert outcomes.get("cancel@3 -> SUCCESS") and outcomes.get("cancel@3 -> CANCELED"), (
-            outcomes
-        )
+async def race(seed: int) -> Counter[str]:
+    """50 clients of a new server; RUNS runs, each hit by a cancel or a start a few ms
+    before or after a deadline; checks that no client missed anything. Returns how
+    often each aim had each outcome."""
+    rng = random.Random(seed)
+    outcomes: Counter[str] = Counter()
+    # The driver acts faster than the default rate limit allows.
+    async with ProgressServer(port=0, step_seconds=RACE_STEP, rate_limit=1000) as server:
+        watchers = []
+        for _ in range(CLIENTS):
+            ws, _, _ = await join(server.url)
+            watcher = Watcher(ws)
+            watcher.reader = asyncio.create_task(watcher.read())
+            watchers.append(watcher)
+        driver, _, _ = await join(server.url)
+        aims = [("cancel", 3), ("start", 2), ("start", 1), ("cancel", 2), ("cancel", 1)]
+        try:
+            for run in range(RUNS):
+                await send_json(driver, {"action": "start"})
+                started = await recv_type(driver, "state")
+                assert started["state"] == "STARTING", f"run {run}: {started}"
+                action, deadline = aims[0] if run % 2 == 0 else rng.choice(aims)
+                aim = started["changed_at"] + deadline * RACE_STEP + rng.uniform(-0.003, 0.003)
+                await at_wall_time(aim)
+                await send_json(driver, {"action": action})
+                message = started
+                try:
+                    async with asyncio.timeout(3 * RACE_STEP + TIMEOUT):
+                        while message["state"] not in ("SUCCESS", "CANCELED"):
+                            message = await recv_type(driver, "state")
+                except TimeoutError:
+                    pytest.fail(
+                        f"run {run}: after a {action} aimed at deadline {deadline}, the "
+                        f"clients stayed on {message['state']} (seq {message['seq']})"
+                    )
+                outcomes[f"{action}@{deadline} -> {message['state']}"] += 1
 
-        _, _, final = await http_request(race_server.port, "GET", "/state")
-        assert final["state"] in ("SUCCESS", "CANCELED")
-        async with asyncio.timeout(TIMEOUT):
-            while any(w.states[-1]["seq"] != final["seq"] for w in watchers):
-                await asyncio.sleep(0.01)
-        fresh, _, joined = await join(race_server.url)
-        await fresh.close()
-        assert joined == final
-        for number, watcher in enumerate(watchers):
-            seqs = [state["seq"] for state in watcher.states]
-            assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), (
-                f"client {number} saw a gap or a repeat in seq"
-            )
-            assert watcher.states[-1] == final
-    finally:
-        await driver.close()
-        for watcher in watchers:
-            await watcher.ws.close()
-            assert watcher.reader is not None
-            watcher.reader.cancel()
+            _, _, final = await http_request(server.port, "GET", "/state")
+            assert final["state"] in ("SUCCESS", "CANCELED")
+            async with asyncio.timeout(TIMEOUT):
+                while any(w.states[-1]["seq"] != final["seq"] for w in watchers):
+                    await asyncio.sleep(0.01)
+            fresh, _, joined = await join(server.url)
+            await fresh.close()
+            assert joined == final
+            for number, watcher in enumerate(watchers):
+                seqs = [state["seq"] for state in watcher.states]
+                assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), (
+                    f"client {number} saw a gap or a repeat in seq"
+                )
+                assert watcher.states[-1] == final
+        finally:
+            await driver.close()
+            for watcher in watchers:
+                await watcher.ws.close()
+                assert watcher.reader is not None
+                watcher.reader.cancel()
+    return outcomes
+
+
+async def test_actions_aimed_at_deadlines_lose_no_transition() -> None:
+    """Two servers side by side, each with 50 clients and 50 runs, each run hit by a
+    cancel or a start a few ms before or after a deadline. Every run ends (no client is
+    left on a running state), every client sees strictly increasing seq with no gap, and
+    at the end every client, GET /state and a fresh joiner agree."""
+    outcomes = sum(await asyncio.gather(*(race(seed) for seed in range(8, 8 + SERVERS))), Counter())
+    # Both outcomes of the aim at the last deadline happened: the race was real.
+    assert outcomes["cancel@3 -> SUCCESS"] and outcomes["cancel@3 -> CANCELED"], outcomes
