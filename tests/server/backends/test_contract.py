@@ -111,15 +111,21 @@ async def test_listeners_hear_of_a_change_after_the_caller_resumed(
 
 
 async def test_no_transition_follows_cancel(make_backend: MakeBackend) -> None:
-    """cancel ends the calculation: nothing comes after CANCELED."""
-    backend = await make_backend()
+    """cancel ends the calculation: nothing comes after CANCELED, however late."""
+    clock = FakeClock()  # the cancel comes while STARTING, however busy the machine
+    backend = await make_backend(clock=clock)
     heard = Heard(backend)
     await backend.start_calculation()
     canceled = await backend.cancel_calculation()
     assert canceled.canceled_during is State.STARTING
     await heard.until_state(State.CANCELED)
-    await asyncio.sleep(4 * STEP)
-    assert heard.states == [State.STARTING, State.CANCELED]
+    clock.advance(4 * STEP)
+    await backend.snapshot()  # catches up with the clock: every deadline has passed
+    # Listeners hear every change in order: one announced after CANCELED would come
+    # before this start's STARTING.
+    await backend.start_calculation()
+    await heard.until(lambda h: len(h.changes) >= 3)
+    assert heard.states[:3] == [State.STARTING, State.CANCELED, State.STARTING]
 
 
 async def test_a_refusal_with_nothing_due_announces_nothing(make_backend: MakeBackend) -> None:
@@ -131,8 +137,11 @@ async def test_a_refusal_with_nothing_due_announces_nothing(make_backend: MakeBa
     heard = Heard(backend)
     with pytest.raises(AlreadyRunning):
         await backend.start_calculation()
-    await asyncio.sleep(0.05)
-    assert [seq for seq in heard.seqs if seq != started.seq] == []
+    # Listeners hear every change in order: one announced by the refusal would come
+    # before this cancel's CANCELED.
+    canceled = await backend.cancel_calculation()
+    await heard.until(lambda h: canceled.seq in h.seqs)
+    assert [seq for seq in heard.seqs if seq != started.seq] == [canceled.seq]
 
 
 async def test_a_failing_listener_does_not_stop_the_others(
@@ -215,7 +224,7 @@ async def test_an_action_at_a_deadline_announces_every_transition_first(
 async def test_the_end_of_a_calculation_carries_the_history(make_backend: MakeBackend) -> None:
     """The change that ends a calculation carries the history, newest first, with who
     started and who canceled; the others carry none."""
-    backend = await make_backend()
+    backend = await make_backend(clock=FakeClock())  # the cancel comes while STARTING
     heard = Heard(backend)
     alice, bob = Attribution("c1", "alice"), Attribution(None, "bob")
     started = await backend.start_calculation(alice)
