@@ -49,6 +49,8 @@ async def churn(url: str, rng: random.Random, deadline: float, seen: list[list[i
         client = SoakClient(ws)
         reader = asyncio.create_task(client.read())
         for _ in range(rng.randint(0, 6)):
+            if loop.time() >= deadline:
+                break  # the churn is over: no tail of late actions
             action = rng.choice(["start", "cancel", "status", "start"])
             try:
                 await ws.send(json.dumps({"action": action}))
@@ -85,10 +87,13 @@ async def test_soak_200_clients() -> None:
             *(churn(server.url, rng, deadline, seen) for _ in range(CLIENTS - STAYING))
         )
         final = await quiet(server.port)
-        await asyncio.sleep(0.2)
+        async with asyncio.timeout(TIMEOUT):  # the last state is on its way to them
+            while any(
+                client.last is None or client.last["seq"] < final["seq"] for client in staying
+            ):
+                await asyncio.sleep(0.01)
 
         for client in staying:
-            assert client.last is not None
             assert client.last == final
             await client.ws.close()
         await asyncio.gather(*readers)
