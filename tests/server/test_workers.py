@@ -64,7 +64,18 @@ async def test_two_workers_share_the_port_the_clients_and_a_graceful_stop(
         assert value(found, "progress_connections_total", result="accepted") == 16
         # A run is counted once, by the worker whose transaction made each change,
         # although both announce it.
-        await http_request(server.port, "POST", "/start")
+        _, _, ack = await http_request(server.port, "POST", "/start")
+        # Both workers have clients: once every client has the SUCCESS, both workers
+        # have heard of every change of the run.
+        for ws in clients:
+            async with asyncio.timeout(TIMEOUT):
+                while True:
+                    state = await recv_type(ws, "state")
+                    if (state["calculation_id"], state["state"]) == (
+                        ack["calculation_id"],
+                        "SUCCESS",
+                    ):
+                        break
         async with asyncio.timeout(TIMEOUT):
             while True:
                 _, _, body = await http_request(server.port, "GET", "/metrics")
@@ -72,9 +83,6 @@ async def test_two_workers_share_the_port_the_clients_and_a_graceful_stop(
                 if value(found, "progress_calculations_total", outcome="SUCCESS") >= 1:
                     break
                 await asyncio.sleep(0.1)
-        await asyncio.sleep(0.3)  # the other worker has heard of every change by now
-        _, _, body = await http_request(server.port, "GET", "/metrics")
-        found = samples(body.decode())
         assert value(found, "progress_calculations_total", outcome="SUCCESS") == 1
         assert value(found, "progress_state_changes_total", state="STARTING") == 1
 
