@@ -13,7 +13,16 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.helpers import TIMEOUT, ServerProcess, command, join, recv_type, send_json
+from tests.helpers import (
+    TIME_FACTOR,
+    TIMEOUT,
+    ServerProcess,
+    command,
+    free_port,
+    join,
+    recv_type,
+    send_json,
+)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -147,13 +156,15 @@ async def test_signal_closes_clients_with_1001_and_exits_0(signum: int) -> None:
                         await ws.recv()
             assert ws.close_code == 1001
         assert await server.wait() == 0
-        assert loop.time() - asked < 2.0
+        took = loop.time() - asked
+        assert took < 2.0 * TIME_FACTOR, f"the server took {took:.2f} s to exit"
         assert not [line for line in server.lines if "Traceback" in line or "ERROR" in line]
 
 
 async def test_stopped_server_refuses_new_clients() -> None:
     """After SIGTERM nothing listens any more."""
-    async with ServerProcess() as server:
+    # Not port 0: another test's server may get the same port from the kernel once free.
+    async with ServerProcess("--port", str(free_port())) as server:
         server.signal(signal.SIGTERM)
         assert await server.wait() == 0
         with pytest.raises(OSError):
