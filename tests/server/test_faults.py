@@ -20,7 +20,6 @@ from progress_protocol.states import State
 from progress_server.server import ProgressServer
 from tests.helpers import (
     STEP,
-    TIME_FACTOR,
     TIMEOUT,
     HeldBackend,
     ServerProcess,
@@ -126,6 +125,13 @@ async def test_closing_waits_for_an_action_before_the_store_closes() -> None:
     assert backend.events == ["start begins", "start done", "backend closed"]
 
 
+async def waiting_for_its_connections(server: ProgressServer) -> None:
+    """Until a closing server has stopped listening and waits for its connections."""
+    async with asyncio.timeout(TIMEOUT):
+        while server._all_closed is None:
+            await asyncio.sleep(0)
+
+
 async def test_closing_answers_an_http_request_in_flight() -> None:
     """SIGTERM while a POST /start waits on a slow store: the caller gets its 202."""
     backend = HeldBackend(step_seconds=STEP)
@@ -136,7 +142,7 @@ async def test_closing_answers_an_http_request_in_flight() -> None:
         while "start begins" not in backend.events:
             await asyncio.sleep(0.01)
     closing = asyncio.create_task(server.close())
-    await asyncio.sleep(0.1 * TIME_FACTOR)  # the server is closing, the store still busy
+    await waiting_for_its_connections(server)  # the store still busy
     backend.release.set()
     status, _, body = await posting
     await closing
@@ -157,7 +163,7 @@ async def test_a_handshake_under_way_at_shutdown_gets_503() -> None:
         while not server.connections:
             await asyncio.sleep(0.01)
     closing = asyncio.create_task(server.close())
-    await asyncio.sleep(0.1 * TIME_FACTOR)
+    await waiting_for_its_connections(server)
     writer.write(request[20:])
     response = await asyncio.wait_for(reader.read(), TIMEOUT)
     await closing
