@@ -4,10 +4,16 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from progress_server.server import ProgressServer
 from tests.helpers import STEP, SteppedServer
 from tests.redis_server import running_redis
+
+# A busy machine slows the making of examples down, not the code under test: the health
+# check that fails a test when they come slowly would fail it for the machine.
+settings.register_profile("progress", suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("progress")
 
 
 @pytest.fixture
