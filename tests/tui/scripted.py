@@ -84,13 +84,39 @@ def connected_client() -> ScriptedClient:
 
 
 async def until(
-    pilot: Pilot[None], predicate: Callable[[], bool], timeout: float = TIMEOUT
+    pilot: Pilot[None], predicate: Callable[[], bool], timeout: float = TIMEOUT, what: str = ""
 ) -> None:
-    """Let the app run until `predicate` holds; fails the test after `timeout`."""
+    """Let the app run until `predicate` holds; fails the test after `timeout`, saying
+    `what` was awaited.
+
+    For a fact that stays once true (a state that lasts until the test moves on, a
+    connection, a line in the log), never for one that may come and go meanwhile.
+    """
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"still not true after {timeout} s")
+            raise AssertionError(f"{what or 'still not true'}: not after {timeout:g} s")
+        await pilot.pause(0.01)
+
+
+async def eventually(
+    pilot: Pilot[None], check: Callable[[], object], timeout: float = TIMEOUT
+) -> None:
+    """Let the app run until ``check`` (which asserts) passes; after ``timeout``, its
+    failure is the test's.
+
+    For what is drawn after a key, a resize or a notification: the layout that follows
+    takes a frame or two (a widget redraws for its new size on the Resize the layout
+    sends it), more on a busy machine, and ``pilot.pause()`` waits for the first only.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            check()
+            return
+        except AssertionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
         await pilot.pause(0.01)
 
 

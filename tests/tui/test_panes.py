@@ -32,7 +32,7 @@ from progress_tui.widgets import (
     StateBanner,
 )
 from progress_tui.widgets.history_table import COLUMNS
-from tests.tui.scripted import URL, ScriptedClient, rendered, until
+from tests.tui.scripted import URL, ScriptedClient, eventually, rendered, until
 
 # Times on screen are local time: the same everywhere (tests/tui/conftest.py).
 pytestmark = pytest.mark.usefixtures("utc")
@@ -81,7 +81,10 @@ def essentials(app: ProgressApp) -> list[str]:
     ]
 
 
-def assert_essentials_shown(app: ProgressApp) -> None:
+def assert_essentials_shown(app: ProgressApp, *, log_rows: int = 0) -> None:
+    """The state's name, the progress and the status are whole on screen (and the log
+    has ``log_rows`` rows at least)."""
+    assert app.query_one(EventLog).region.height >= log_rows
     state, progress, status = essentials(app)
     assert "▶ IN_PROGRESS" in state
     assert progress.rstrip().endswith("%")
@@ -103,10 +106,13 @@ async def test_l_and_h_show_the_panels_a_small_pane_hides(size: tuple[int, int])
         keys = rendered(app, app.query_one(KeyBar))
         assert "l Log" in keys and "h History" in keys
         await pilot.press("l")
-        await pilot.pause()
-        assert log.display and log.region.height >= 5
-        assert "Connected to" in rendered(app, log)
-        assert_essentials_shown(app)
+
+        def log_shown() -> None:
+            assert log.display and log.region.height >= 5
+            assert "Connected to" in rendered(app, log)
+            assert_essentials_shown(app)
+
+        await eventually(pilot, log_shown)
         await pilot.press("h")
         await pilot.pause()
         assert history.display and history.region.height >= 4
@@ -116,15 +122,16 @@ async def test_l_and_h_show_the_panels_a_small_pane_hides(size: tuple[int, int])
             await pilot.pause()
             assert log.display and not history.display
             await pilot.press("h")
-            await pilot.pause()
         else:
-            assert log.region.height >= 4
-            assert_essentials_shown(app)
+            await eventually(pilot, lambda: assert_essentials_shown(app, log_rows=4))
             await pilot.press("l")
-            await pilot.pause()
-        assert not log.display and history.region.height >= 5
-        assert "✘ IN_PROGRESS" in rendered(app, history)
-        assert_essentials_shown(app)
+
+        def history_alone() -> None:
+            assert not log.display and history.region.height >= 5
+            assert "✘ IN_PROGRESS" in rendered(app, history)
+            assert_essentials_shown(app)
+
+        await eventually(pilot, history_alone)
 
 
 @pytest.mark.parametrize("size", [(40, 12), (40, 16), (45, 25), (60, 20), (80, 24)])
@@ -137,12 +144,16 @@ async def test_the_history_fits_a_narrow_pane(size: tuple[int, int]) -> None:
     async with app.run_test(size=size) as pilot:
         await client.played(pilot)
         await pilot.press("h")
-        await pilot.pause()
         history = app.query_one(HistoryTable)
-        assert history.max_scroll_x == 0
-        assert history.virtual_size.width <= history.scrollable_content_region.width
+
+        def fitted() -> None:
+            assert history.max_scroll_x == 0
+            assert history.virtual_size.width <= history.scrollable_content_region.width
+            assert "Outcome" in rendered(app, history)
+            assert "✘ IN_PROGRESS" in rendered(app, history)
+
+        await eventually(pilot, fitted)
         text = rendered(app, history)
-        assert "Outcome" in text and "✘ IN_PROGRESS" in text
         assert time.strftime("%H:%M:%S", time.localtime(RUNS[0].started_at)) in text
         words = text.replace("│", " ").split()
         assert "alice@laptop" in words or ("alice@" in words and "laptop" in words)
@@ -203,10 +214,13 @@ async def test_a_long_notification_leaves_the_state_and_progress_in_view(
         message = "A calculation is already running: cancel it with c, or wait for it to end."
         client.play(ServerError(Error(ErrorCode.ALREADY_RUNNING, message)))
         await client.played(pilot)
-        await pilot.pause()
         assert [n.title for n in app._notifications] == ["Already running"]
-        screen = rendered(app, app.screen)
-        assert "Already running" in screen and "details in the log: l" in screen
+
+        def toast_shown() -> None:
+            screen = rendered(app, app.screen)
+            assert "Already running" in screen and "details in the log: l" in screen
+
+        await eventually(pilot, toast_shown)
         assert essentials(app)[0] == before[0]
         assert "▶ IN_PROGRESS" in essentials(app)[0]
         assert essentials(app)[2] == before[2]
