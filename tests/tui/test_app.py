@@ -9,8 +9,7 @@ import logging
 import re
 import signal
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import AsyncExitStack
+from collections.abc import AsyncGenerator
 
 import pytest
 from rich.text import Text
@@ -48,6 +47,8 @@ from progress_tui.widgets import (
     StateBanner,
     StepList,
 )
+from progress_tui.widgets.spinner import Spinner
+from progress_tui.widgets.state_banner import SYMBOLS
 from tests.client.hostile import (
     CASES,
     FLOOD_LAST,
@@ -58,26 +59,43 @@ from tests.client.hostile import (
     state,
 )
 from tests.client.servers import instances
-from tests.helpers import TIME_FACTOR, TIMEOUT, ServerProcess, free_port, http_request
-from tests.tui.scripted import URL, ScriptedClient, connected_client, rendered, until
+from tests.helpers import (
+    TIME_FACTOR,
+    TIMEOUT,
+    ServerProcess,
+    SteppedServer,
+    free_port,
+    http_request,
+    join,
+    states_until,
+)
+from tests.tui.scripted import (
+    URL,
+    ScriptedClient,
+    connected_client,
+    eventually,
+    rendered,
+    until,
+)
 
-#: Steps long enough for a key press to land inside a given state.
-APP_STEP = 0.5 * TIME_FACTOR
+#: The apps' backoff: the first wait before reconnecting at most, and the longest.
+BACKOFF_INITIAL = 0.05
 CAP = 0.5 * TIME_FACTOR
 SIZE = (100, 30)
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[ProgressServer]:
-    async with ProgressServer(port=0, step_seconds=APP_STEP) as running:
-        yield running
+def server(stepped: SteppedServer) -> SteppedServer:
+    """A real server whose calculation moves on only at ``await server.step()``: each
+    state lasts as long as the test needs to act or look within it."""
+    return stepped
 
 
 def make_app(
     url: str, *, token: str | None = None, name: str | None = "alice@laptop", **kwargs: object
 ) -> ProgressApp:
     client = ProgressClient(
-        url, policy=ReconnectPolicy(initial=0.05, cap=CAP), token=token, name=name
+        url, policy=ReconnectPolicy(initial=BACKOFF_INITIAL, cap=CAP), token=token, name=name
     )
     return ProgressApp(client, **kwargs)  # type: ignore[arg-type]
 
@@ -112,7 +130,20 @@ def reconnect_attempt(app: ProgressApp) -> int:
 async def connected(pilot: Pilot[None]) -> None:
     app = pilot.app
     assert isinstance(app, ProgressApp)
-    await until(pilot, lambda: app.connected and app.snapshot is not None)
+    await until(pilot, lambda: app.connected and app.snapshot is not None, what="connected")
+
+
+async def showing(pilot: Pilot[None], state: State) -> None:
+    """Until the app has ``state`` and its banner, as drawn, names it (for a state that
+    lasts until the test moves on: a :class:`SteppedServer`'s, or a final one)."""
+    app = pilot.app
+    assert isinstance(app, ProgressApp)
+    caption = f"{SYMBOLS[state]} {state.value}"
+    await until(
+        pilot,
+        lambda: state_of(app) is state and rendered(app, "#caption").strip() == caption,
+        what=f"the screen showing {caption}",
+    )
 
 
 def history_rows(app: ProgressApp) -> list[str]:
@@ -123,17 +154,20 @@ def history_rows(app: ProgressApp) -> list[str]:
     ]
 
 
-async def test_s_runs_through_every_state_to_success(server: ProgressServer) -> None:
-    """s starts a calculation; the screen goes through each state and ends on SUCCESS,
-    which comes first in the history."""
+async def test_s_runs_through_every_state_to_success(server: SteppedServer) -> None:
+    """s starts a calculation; the screen shows each state in turn and ends on SUCCESS,
+    which comes first in the history (three steps: 3 min by the server's clock)."""
     app = make_app(server.url)
     async with app.run_test(size=SIZE) as pilot:
         await connected(pilot)
         assert history_rows(app) == []
         await pilot.press("s")
-        await until(pilot, lambda: state_of(app) is State.SUCCESS)
-        await until(pilot, lambda: len(history_rows(app)) == 1)
-        assert re.fullmatch(r"\d\d:\d\d:\d\d \d+\.\d s ✔ SUCCESS you ", history_rows(app)[0])
+        await showing(pilot, State.STARTING)
+        for state in (State.IN_PROGRESS, State.ALMOST_DONE, State.SUCCESS):
+            await server.step()
+            await showing(pilot, state)
+        await until(pilot, lambda: len(history_rows(app)) == 1, what="a run in the history")
+        assert re.fullmatch(r"\d\d:\d\d:\d\d 3 min ✔ SUCCESS you ", history_rows(app)[0])
         states = re.findall(r"\b(IDLE|STARTING|IN_PROGRESS|ALMOST_DONE|SUCCESS)\b", log_text(app))
         assert states == ["IDLE", "STARTING", "IN_PROGRESS", "ALMOST_DONE", "SUCCESS"]
         assert "STARTING" in log_text(app) and "by alice@laptop (you)" in log_text(app)
@@ -141,16 +175,18 @@ async def test_s_runs_through_every_state_to_success(server: ProgressServer) -> 
         assert app.query_one(StateBanner).has_class("-success")
 
 
-async def test_c_during_in_progress_ends_on_canceled(server: ProgressServer) -> None:
+async def test_c_during_in_progress_ends_on_canceled(server: SteppedServer) -> None:
     """c while IN_PROGRESS cancels: the screen ends on CANCELED, marked as such, and the
     history shows it first, live."""
     app = make_app(server.url)
     async with app.run_test(size=SIZE) as pilot:
         await connected(pilot)
         await pilot.press("s")
-        await until(pilot, lambda: state_of(app) is State.IN_PROGRESS)
+        await showing(pilot, State.STARTING)
+        await server.step()
+        await showing(pilot, State.IN_PROGRESS)
         await pilot.press("c")
-        await until(pilot, lambda: state_of(app) is State.CANCELED)
+        await showing(pilot, State.CANCELED)
         assert app.snapshot is not None and app.snapshot.canceled_during is State.IN_PROGRESS
         assert app.query_one(StateBanner).caption() == "✘ CANCELED"
         assert app.query_one(StateBanner).has_class("-canceled")
@@ -161,32 +197,32 @@ async def test_c_during_in_progress_ends_on_canceled(server: ProgressServer) -> 
         assert history_rows(app)[0].endswith(" ✘ CANCELED (IN_PROGRESS) you you")
 
 
-async def test_keys_typed_quickly_are_sent_or_refused_aloud() -> None:
+async def test_keys_typed_quickly_are_sent_or_refused_aloud(server: SteppedServer) -> None:
     """s s s c c typed at once: start and cancel are both sent (the cancel is not lost),
-    the calculation ends CANCELED, and each key not sent says why in a notification."""
-    async with ProgressServer(port=0, step_seconds=2.0 * TIME_FACTOR) as server:
-        app = make_app(server.url)
-        sent: list[str] = []
-        async with app.run_test(size=SIZE) as pilot:
-            await connected(pilot)
-            send = app.client.send
+    the calculation ends CANCELED, and each key not sent says why in a notification.
+    (The calculation never moves on by itself here: the cancel always finds it running.)"""
+    app = make_app(server.url)
+    sent: list[str] = []
+    async with app.run_test(size=SIZE) as pilot:
+        await connected(pilot)
+        send = app.client.send
 
-            async def counting_send(action):  # type: ignore[no-untyped-def]
-                sent.append(action)
-                return await send(action)
+        async def counting_send(action):  # type: ignore[no-untyped-def]
+            sent.append(action)
+            return await send(action)
 
-            app.client.send = counting_send  # type: ignore[method-assign]
-            await pilot.press("s", "s", "s", "c", "c")
-            await until(pilot, lambda: state_of(app) is State.CANCELED and not app.in_flight)
-            assert sent == ["start", "cancel"]
-            shown = toasts(app)
-            assert any(text.startswith("Already running: ") for text in shown)
-            assert any(text.startswith("Not running: ") for text in shown)
-            # A repeated refusal is one notification while it is on screen.
-            assert len(shown) == 2
+        app.client.send = counting_send  # type: ignore[method-assign]
+        await pilot.press("s", "s", "s", "c", "c")
+        await until(pilot, lambda: state_of(app) is State.CANCELED and not app.in_flight)
+        assert sent == ["start", "cancel"]
+        shown = toasts(app)
+        assert any(text.startswith("Already running: ") for text in shown)
+        assert any(text.startswith("Not running: ") for text in shown)
+        # A repeated refusal is one notification while it is on screen.
+        assert len(shown) == 2
 
 
-async def test_controls_follow_the_state(server: ProgressServer) -> None:
+async def test_controls_follow_the_state(server: SteppedServer) -> None:
     """Start only when idle or done; Cancel only while running; Footer dims the others."""
     app = make_app(server.url)
     async with app.run_test(size=SIZE) as pilot:
@@ -195,48 +231,56 @@ async def test_controls_follow_the_state(server: ProgressServer) -> None:
         assert (start.disabled, cancel.disabled) == (False, True)
         assert (app.check_action("start", ()), app.check_action("cancel", ())) == (True, None)
         await pilot.click("#start")
-        await until(pilot, lambda: app.running and not app.in_flight)
+        await until(pilot, lambda: app.running and not app.in_flight, what="running, answered")
         assert (start.disabled, cancel.disabled) == (True, False)
         assert (app.check_action("start", ()), app.check_action("cancel", ())) == (None, True)
         await pilot.click("#cancel")
-        await until(pilot, lambda: state_of(app) is State.CANCELED)
+        await showing(pilot, State.CANCELED)
         assert (start.disabled, cancel.disabled) == (False, True)
 
 
 async def test_no_answer_is_said_after_the_timeout() -> None:
-    """A server that stops answering: after the timeout, a notification says so."""
+    """A server that stops answering: the start waits, the spinner turning; after the
+    timeout, a notification says so, and nothing waits any more."""
     async with ServerProcess() as server:
         app = make_app(server.url, pending_timeout=0.3 * TIME_FACTOR)
         async with app.run_test(size=SIZE) as pilot:
             await connected(pilot)
+            spinner = app.query_one(Spinner)
+            # Each change of what waits, and the spinner then (the timeout may come
+            # before the test looks, on a busy machine).
+            seen: list[tuple[list[str], bool]] = []
+
+            def changed(in_flight: tuple[tuple[str, str], ...]) -> None:
+                seen.append(([action for _, action in in_flight], spinner.active))
+
+            app.watch(app, "in_flight", changed, init=False)
             server.signal(signal.SIGSTOP)
             try:
                 await pilot.press("s")
-                assert [action for _, action in app.in_flight] == ["start"]
-                assert app.query_one("Spinner").active  # type: ignore[attr-defined]
                 await until(
                     pilot,
                     lambda: any("No answer from the server to start" in t for t in toasts(app)),
+                    what="the notification",
                 )
-                assert not app.in_flight
+                assert seen == [(["start"], True), ([], False)]
             finally:
                 server.signal(signal.SIGCONT)
 
 
-async def test_a_lost_connection_freezes_the_screen_at_that_moment() -> None:
-    """Server gone mid-run: Start and Cancel dimmed, the state marked stale, the spinner
-    stopped and the clock frozen at the moment of the loss."""
-    port = free_port()
-    server = ProgressServer(port=port, step_seconds=2.0 * TIME_FACTOR)
-    await server.start()
+async def test_a_lost_connection_freezes_the_screen_at_that_moment(
+    server: SteppedServer,
+) -> None:
+    """Server gone mid-run (while STARTING lasts): Start and Cancel dimmed, the state
+    marked stale, the spinner stopped and the clock frozen at the moment of the loss."""
     app = make_app(server.url)
     async with app.run_test(size=SIZE) as pilot:
         await connected(pilot)
         await pilot.press("s")
-        await until(pilot, lambda: state_of(app) is State.STARTING)
+        await showing(pilot, State.STARTING)
         before = time.time()
         await server.close()
-        await until(pilot, lambda: not app.connected)
+        await until(pilot, lambda: not app.connected, what="the loss")
         assert app.frozen_at is not None and before <= app.frozen_at <= time.time()
         assert app.check_action("start", ()) is None and app.check_action("cancel", ()) is None
         banner = app.query_one(StateBanner)
@@ -245,11 +289,12 @@ async def test_a_lost_connection_freezes_the_screen_at_that_moment() -> None:
         assert view.now() == app.frozen_at
         timing = str(app.query_one("#timing", Label).render())
         await pilot.pause(0.3)
+        view.tick()  # drawn again now, 0.3 s later: "0.5 s elapsed" would move on
         assert str(app.query_one("#timing", Label).render()) == timing
-        assert not app.query_one("Spinner").active  # type: ignore[attr-defined]
+        assert not app.query_one(Spinner).active
 
 
-async def test_server_errors_are_titled_for_people(server: ProgressServer) -> None:
+async def test_server_errors_are_titled_for_people(server: SteppedServer) -> None:
     """The server's refusal is a notification titled "Not running", its sentence below,
     and a line in the log."""
     app = make_app(server.url)
@@ -265,33 +310,36 @@ async def test_reconnects_with_a_countdown_and_says_the_calculation_was_lost() -
     """Server stopped mid-run: countdown and attempt in the bar. A new server: connected,
     resynced, and the calculation that was running is said lost, in the log and in a
     notification."""
-    port = free_port()
-    first = ProgressServer(port=port, step_seconds=APP_STEP)
-    await first.start()
-    app = make_app(first.url)
-    async with app.run_test(size=SIZE) as pilot:
-        await connected(pilot)
-        await pilot.press("s")
-        await until(pilot, lambda: state_of(app) is State.STARTING)
-        assert app.snapshot is not None and app.snapshot.calculation_id is not None
-        lost = f"calculation {app.snapshot.calculation_id[:4]}… was lost: the server restarted"
-        await first.close()
-        await until(pilot, lambda: reconnect_attempt(app) >= 2)
-        assert "going away (1001)" in log_text(app)
-        assert app.query_one(ConnectionStatusBar).has_class("-reconnecting")
+    # Not port 0: once free, the kernel may give that port to another test's server.
+    first = SteppedServer(port=free_port())
+    async with first:
+        app = make_app(first.url)
+        async with app.run_test(size=SIZE) as pilot:
+            await connected(pilot)
+            await pilot.press("s")
+            await showing(pilot, State.STARTING)  # until the server closes
+            assert app.snapshot is not None and app.snapshot.calculation_id is not None
+            lost = f"calculation {app.snapshot.calculation_id[:4]}… was lost: the server restarted"
+            await first.close()
+            await until(pilot, lambda: reconnect_attempt(app) >= 2, what="a countdown to try 2")
+            assert "going away (1001)" in log_text(app)
+            assert app.query_one(ConnectionStatusBar).has_class("-reconnecting")
 
-        async with ProgressServer(port=port, step_seconds=APP_STEP):
-            await until(pilot, lambda: app.connected, timeout=CAP + TIMEOUT / 5)
-            await until(pilot, lambda: state_of(app) is State.IDLE)
-            await until(pilot, lambda: lost in log_text(app))
-            assert any(lost in text for text in toasts(app))
-            assert not app.query_one(StateBanner).has_class("-stale")
-            assert bar_text(app).startswith(f"● Connected to {first.url} - 1 client")
-            await pilot.press("q")
+            async with SteppedServer(port=first.port):
+                # Within the longest wait (CAP) of the backoff, and a moment to connect.
+                await until(
+                    pilot, lambda: app.connected, timeout=CAP + TIMEOUT / 5, what="reconnected"
+                )
+                await showing(pilot, State.IDLE)
+                await until(pilot, lambda: lost in log_text(app), what="the run said lost")
+                assert any(lost in text for text in toasts(app))
+                assert not app.query_one(StateBanner).has_class("-stale")
+                assert bar_text(app).startswith(f"● Connected to {first.url} - 1 client")
+                await pilot.press("q")
 
 
 async def test_r_on_a_healthy_connection_resynchronises_without_reconnecting(
-    server: ProgressServer,
+    server: SteppedServer,
 ) -> None:
     """r while connected keeps the connection (no other client sees a count change) and
     asks again for the state and the history; held down, it still never reconnects."""
@@ -369,7 +417,7 @@ async def test_a_failing_connection_loop_is_caught_at_the_worker(
     assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records)
 
 
-async def test_a_refused_token_stops_with_the_reason(server: ProgressServer) -> None:
+async def test_a_refused_token_stops_with_the_reason() -> None:
     """A server with a token refuses ours: stopped, the reason in the bar and a
     notification; Start dimmed."""
     async with ProgressServer(port=0, token="t0ken") as guarded:
@@ -381,16 +429,19 @@ async def test_a_refused_token_stops_with_the_reason(server: ProgressServer) -> 
             assert app.check_action("start", ()) is None
 
 
-async def test_two_apps_see_the_same_sequence(server: ProgressServer) -> None:
-    """Two terminals on one server: both show the same states, in the same order."""
+async def test_two_apps_see_the_same_sequence(server: SteppedServer) -> None:
+    """Two terminals on one server: both show the same states, in the same order (the
+    three steps come at once: the log lists each change, however close together)."""
     one, two = make_app(server.url), make_app(server.url, name="bob@desk")
     async with one.run_test(size=SIZE) as pilot_one, two.run_test(size=SIZE) as pilot_two:
         await connected(pilot_one)
         await connected(pilot_two)
-        await until(pilot_one, lambda: one.clients == 2)
+        await until(pilot_one, lambda: one.clients == 2, what="2 clients")
         await pilot_one.press("s")
-        await until(pilot_two, lambda: state_of(two) is State.SUCCESS)
-        await until(pilot_one, lambda: state_of(one) is State.SUCCESS)
+        await showing(pilot_two, State.STARTING)
+        await server.step(3)
+        await showing(pilot_two, State.SUCCESS)
+        await showing(pilot_one, State.SUCCESS)
 
         def states(app: ProgressApp) -> list[tuple[str, str]]:
             return re.findall(r"(STARTING|IN_PROGRESS|ALMOST_DONE|SUCCESS) (\w+)", log_text(app))
@@ -423,101 +474,63 @@ def panel_parts(app: ProgressApp) -> list[str]:
 
 
 def panel(app: ProgressApp) -> str:
-    """The calculation panel as drawn (once :func:`tick` drew it at the test's clock)."""
+    """The calculation panel as drawn (after its last tick, and the layout that follows)."""
     return rendered(app, "#calculation", within="#body")
 
 
-async def tick(pilot: Pilot[None]) -> None:
-    """Draw the calculation panel at the clock's time now, and let it be painted."""
-    pilot.app.query_one(CalculationView).tick()
-    await pilot.pause()
-
-
-class LateClient(ProgressClient):
-    """A client whose app is up but which connects only when :meth:`join` is called:
-    it has seen nothing of the server before that moment."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url, name="dave@box")
-        self.joining = asyncio.Event()
-
-    def join(self) -> None:
-        self.joining.set()
-
-    async def events(self) -> AsyncGenerator[ClientEvent, None]:
-        await self.joining.wait()
-        async with contextlib.aclosing(super().events()) as events:
-            async for event in events:
-                yield event
-
-
-async def test_a_late_joiner_draws_the_same_panel() -> None:
+async def test_a_late_joiner_draws_the_same_panel(server: SteppedServer) -> None:
     """A TUI that watched and one that joined later draw the same calculation panel, in
-    every state, after SUCCESS and after a cancel in each step (same clock for both;
-    the actions come from a third client, so that no panel says "you")."""
+    every state, after SUCCESS and after a cancel in each step (same clock for both, the
+    server's; the actions come from a third client, so that no panel says "you").
+
+    Each state lasts until the test moves on: the watcher shows it, a new TUI joins, and
+    both panels are compared, as the widgets render them and as painted."""
     running = [State.STARTING, State.IN_PROGRESS, State.ALMOST_DONE]
-    now = [time.time()]
+    clock = server.clock.time
 
-    def clock() -> float:
-        return now[0]
+    async def act(action: str) -> None:
+        status, _, _ = await http_request(
+            server.port, "POST", f"/{action}", headers={"X-Progress-Name": "carol@ci"}
+        )
+        assert status < 300
 
-    async with ProgressServer(port=0, step_seconds=0.4 * TIME_FACTOR) as server:
+    compared: list[tuple[State, State | None]] = []
+    watcher = make_app(server.url, clock=clock, animate=False)
 
-        async def act(action: str) -> None:
-            status, _, _ = await http_request(
-                server.port, "POST", f"/{action}", headers={"X-Progress-Name": "carol@ci"}
-            )
-            assert status < 300
-
-        compared: list[tuple[State, State | None]] = []
-
-        async def compare(joiner: ProgressApp, joining: Pilot[None]) -> None:
+    async def join_now_and_compare() -> None:
+        joiner = make_app(server.url, clock=clock, animate=False, name="dave@box")
+        async with joiner.run_test(size=(60, 20)) as joining:
             await until(
                 joining,
                 lambda: (joiner.snapshot, joiner.history) == (watcher.snapshot, watcher.history),
+                what="the joiner in the watcher's state",
             )
-            now[0] = time.time()
             for app in (watcher, joiner):
                 app.query_one(CalculationView).tick()
             assert panel_parts(joiner) == panel_parts(watcher)
+            # As painted, once each screen has laid out what it renders (a frame or so).
+            with contextlib.suppress(AssertionError):
+                await until(joining, lambda: panel(joiner) == panel(watcher))
+            assert panel(joiner) == panel(watcher)  # the difference, if they never agree
             assert watcher.snapshot is not None
             compared.append((watcher.snapshot.state, watcher.snapshot.canceled_during))
 
-        async def join_now_and_compare() -> None:
-            joiner = make_app(server.url, clock=clock, animate=False, name="dave@box")
-            async with joiner.run_test(size=(60, 20)) as joining:
-                await compare(joiner, joining)
-                # A final state stays: time to compare the panels as painted, too.
-                await joining.pause()
-                assert panel(joiner) == panel(watcher)
-
-        watcher = make_app(server.url, clock=clock, animate=False)
-        async with watcher.run_test(size=(60, 20)) as watching:
-            async with AsyncExitStack() as stack:
-                # Up before the run, each joins at its moment: quick enough to land
-                # within a step.
-                late = [
-                    ProgressApp(LateClient(server.url), clock=clock, animate=False) for _ in running
-                ]
-                pilots = [
-                    await stack.enter_async_context(app.run_test(size=(60, 20))) for app in late
-                ]
-                await connected(watching)
-                await act("start")
-                for moment, joiner, joining in zip(running, late, pilots, strict=True):
-                    await until(watching, lambda moment=moment: state_of(watcher) is moment)  # type: ignore[misc]
-                    joiner.client.join()  # type: ignore[attr-defined]
-                    await compare(joiner, joining)
-            await until(watching, lambda: state_of(watcher) is State.SUCCESS)
+    async with watcher.run_test(size=(60, 20)) as watching:
+        await connected(watching)
+        await act("start")
+        for steps, moment in enumerate([*running, State.SUCCESS]):
+            await server.step(min(steps, 1))
+            await showing(watching, moment)
             await join_now_and_compare()
-            for during in running:
-                await act("start")
-                await until(watching, lambda during=during: state_of(watcher) is during)  # type: ignore[misc]
-                await act("cancel")
-                await until(watching, lambda: state_of(watcher) is State.CANCELED)
-                await join_now_and_compare()
-            text = " ".join(panel(watcher).split())
-            assert "started by carol@ci · canceled by carol@ci during ALMOST_DONE" in text
+        for steps, during in enumerate(running):
+            await act("start")
+            await server.step(steps)
+            await showing(watching, during)
+            await act("cancel")
+            await showing(watching, State.CANCELED)
+            await join_now_and_compare()
+        text = " ".join(panel(watcher).split())
+        assert "started by carol@ci · canceled by carol@ci during ALMOST_DONE" in text
     assert compared == [
         *((moment, None) for moment in running),
         (State.SUCCESS, None),
@@ -526,7 +539,7 @@ async def test_a_late_joiner_draws_the_same_panel() -> None:
 
 
 @pytest.mark.parametrize("key", ["q", "ctrl+c"])
-async def test_q_and_ctrl_c_close_the_websocket_with_1000(server: ProgressServer, key: str) -> None:
+async def test_q_and_ctrl_c_close_the_websocket_with_1000(server: SteppedServer, key: str) -> None:
     """q, and ctrl+c likewise, close the connection cleanly and quit."""
     app = make_app(server.url)
     async with app.run_test(size=SIZE) as pilot:
@@ -548,26 +561,29 @@ async def test_help_shows_the_keys_the_server_and_the_name(key: str) -> None:
         await client.played(pilot)
         await pilot.press(key)
         assert isinstance(app.screen, HelpScreen)
-        await pilot.pause()
-        text = rendered(app, app.screen.query_one("VerticalScroll"))
-        for words in (
-            "s  ",
-            "Start a calculation",
-            "Cancel the running calculation",
-            "Show or hide the history",
-            URL,
-            "progress-server/9.8.7",
-            "alice@laptop",
-            "/tmp/tui.log",
-        ):
-            assert words in text
+
+        def everything_said() -> None:
+            text = rendered(app, app.screen.query_one("VerticalScroll"))
+            for words in (
+                "s  ",
+                "Start a calculation",
+                "Cancel the running calculation",
+                "Show or hide the history",
+                URL,
+                "progress-server/9.8.7",
+                "alice@laptop",
+                "/tmp/tui.log",
+            ):
+                assert words in text
+
+        await eventually(pilot, everything_said)
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
         # No static icon in the header that would look like a stuck spinner.
         assert "◔" not in rendered(app, app.screen)
 
 
-async def test_the_command_palette_offers_the_apps_commands(server: ProgressServer) -> None:
+async def test_the_command_palette_offers_the_apps_commands(server: SteppedServer) -> None:
     """The palette lists the app's commands first; its Start starts a calculation."""
     app = make_app(server.url)
     async with app.run_test(size=SIZE) as pilot:
@@ -585,7 +601,7 @@ async def test_the_command_palette_offers_the_apps_commands(server: ProgressServ
         ]
         assert titles.count("Quit") == 1
         await commands[0].callback()  # type: ignore[misc]
-        await until(pilot, lambda: state_of(app) is State.STARTING)
+        await showing(pilot, State.STARTING)
 
 
 async def test_a_notification_never_hides_the_status_bar() -> None:
@@ -599,11 +615,15 @@ async def test_a_notification_never_hides_the_status_bar() -> None:
         app.notify("a long notification " * 5, title="Test")
         await pilot.pause()
         assert app._notifications
-        screen = rendered(app, app.screen).splitlines()
         bar, keys = app.query_one(ConnectionStatusBar), app.query_one(KeyBar)
-        assert screen[bar.region.y].strip() == bar.describe(bar.size.width)
-        assert screen[keys.region.y].startswith(" s Start c Cancel")
-        assert "notification" in "".join(screen[: bar.region.y])
+
+        def above_the_bar() -> None:
+            screen = rendered(app, app.screen).splitlines()
+            assert screen[bar.region.y].strip() == bar.describe(bar.size.width)
+            assert screen[keys.region.y].startswith(" s Start c Cancel")
+            assert "notification" in "".join(screen[: bar.region.y])
+
+        await eventually(pilot, above_the_bar)
 
 
 async def test_resizing_back_and_forth_restores_everything() -> None:
@@ -619,12 +639,16 @@ async def test_resizing_back_and_forth_restores_everything() -> None:
         for size in ((60, 40), (40, 12), (120, 36)):
             await pilot.resize_terminal(*size)
             await pilot.pause()
-        await until(pilot, lambda: log.scroll_y == log.max_scroll_y)
-        assert log.display and app.query_one(HistoryTable).display
-        assert log.max_scroll_x == 0 and not log.show_horizontal_scrollbar
-        assert log.virtual_size.width <= log.scrollable_content_region.width
-        tail = " ".join(rendered(app, log).replace("│", " ").split())
-        assert "entry 59 " + "word " * 11 + "word" in tail
+
+        def restored() -> None:
+            assert log.scroll_y == log.max_scroll_y
+            assert log.display and app.query_one(HistoryTable).display
+            assert log.max_scroll_x == 0 and not log.show_horizontal_scrollbar
+            assert log.virtual_size.width <= log.scrollable_content_region.width
+            tail = " ".join(rendered(app, log).replace("│", " ").split())
+            assert "entry 59 " + "word " * 11 + "word" in tail
+
+        await eventually(pilot, restored)
 
 
 # Against a hostile server.
@@ -662,10 +686,17 @@ async def test_a_hostile_stream_means_reconnecting_with_backoff() -> None:
     up and retried, the attempts counting up (hello does not reset the backoff); the app
     never crashes nor stops retrying, and shows none of the invalid texts."""
     cases = [case for case in CASES.values() if case.invalid]
+    # make_app's backoff: the longest the waits can add up to, on top of the work.
+    backoff = sum(min(CAP, BACKOFF_INITIAL * 2**attempt) for attempt in range(len(cases) + 1))
     async with HostileServer(*(case.script for case in cases)) as server:
         app = make_app(server.url)
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: reconnect_attempt(app) > len(cases))
+            await until(
+                pilot,
+                lambda: reconnect_attempt(app) > len(cases),
+                TIMEOUT + backoff,
+                what=f"a countdown to attempt {len(cases) + 1}",
+            )
             assert app.query_one(ConnectionStatusBar).has_class("-reconnecting")
             log = log_text(app)
             lost = log.count("Connection lost: the server sent invalid messages (")
@@ -706,7 +737,7 @@ async def test_unknown_message_types_are_ignored(caplog: pytest.LogCaptureFixtur
 
 
 async def test_an_error_while_showing_a_state_costs_the_connection_not_the_app(
-    server: ProgressServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    server: SteppedServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A bug in the UI on some data: logged with its traceback, the connection given up
     and retried; the app goes on."""
@@ -729,7 +760,7 @@ async def test_an_error_while_showing_a_state_costs_the_connection_not_the_app(
 
 
 async def test_wss_against_a_plain_port_is_said_in_the_status_bar(
-    server: ProgressServer,
+    server: SteppedServer,
 ) -> None:
     """A wss:// URL on a ws:// port: the sentence in the status bar, retried."""
     app = make_app(server.url.replace("ws://", "wss://"))
@@ -741,14 +772,20 @@ async def test_wss_against_a_plain_port_is_said_in_the_status_bar(
 # Several URLs: failover.
 
 
+#: The step of the failover test: the TUI has one to come back on the second instance
+#: and still see STARTING, two to see every state.
+FAILOVER_STEP = 0.5 * TIME_FACTOR
+
+
 async def test_a_sigkilled_instance_hands_its_tui_to_the_next(
     redis_url: str, redis_prefix: str
 ) -> None:
     """Two instances sharing the calculation, the TUI given both URLs and on the first;
-    SIGKILL the first mid-run: the TUI moves to the second at once (its backoff is far
-    longer than the test) and follows the same run to SUCCESS, showing the second URL,
-    every state once and no "lost" calculation."""
-    async with instances(2, redis_url, redis_prefix, step=0.3 * TIME_FACTOR) as servers:
+    SIGKILL the first the moment it announces STARTING: the TUI moves to the second at
+    once (its backoff is far longer than the test) and follows the same run to SUCCESS,
+    showing the second URL, every state once and no "lost" calculation."""
+    loop = asyncio.get_running_loop()
+    async with instances(2, redis_url, redis_prefix, step=FAILOVER_STEP) as servers:
         first, second = servers
         never = ReconnectPolicy(initial=10 * TIMEOUT, cap=10 * TIMEOUT, random=lambda: 1.0)
         client = ProgressClient([first.url, second.url], policy=never, name="alice@laptop")
@@ -756,14 +793,22 @@ async def test_a_sigkilled_instance_hands_its_tui_to_the_next(
         async with app.run_test(size=SIZE) as pilot:
             await connected(pilot)
             assert app.connection.url == first.url and app.sub_title == first.url
-            await pilot.press("s")
-            await until(pilot, lambda: state_of(app) is State.IN_PROGRESS)
-            assert app.snapshot is not None
-            calculation_id = app.snapshot.calculation_id
-            first.signal(signal.SIGKILL)
-            await until(pilot, lambda: app.connected and app.connection.url == second.url)
-            await until(pilot, lambda: state_of(app) is State.SUCCESS)
-            assert app.snapshot.calculation_id == calculation_id
+            # Another client of the first instance: the STARTING it gets is the moment.
+            observer, _, _ = await join(first.url)
+            async with observer:
+                await pilot.press("s")
+                *_, starting = await states_until(observer, "STARTING")
+                first.signal(signal.SIGKILL)
+                killed = loop.time()
+            calculation_id = starting["calculation_id"]
+            await until(
+                pilot,
+                lambda: app.connected and app.connection.url == second.url,
+                what=f"connected to {second.url}",
+            )
+            failover = loop.time() - killed
+            await showing(pilot, State.SUCCESS)
+            assert app.snapshot is not None and app.snapshot.calculation_id == calculation_id
             assert not app.stale
             assert bar_text(app).startswith(f"● Connected to {second.url} - ")
             assert app.sub_title == second.url
@@ -772,19 +817,24 @@ async def test_a_sigkilled_instance_hands_its_tui_to_the_next(
             assert f"Failing over to {second.url} (attempt 1): {first.url}: " in log
             assert f"Connected to {second.url} (progress-server/" in log
             states = re.findall(rf"\b([A-Z_]+) {calculation_id}\b", log)
-            assert states == ["STARTING", "IN_PROGRESS", "ALMOST_DONE", "SUCCESS"]
+            assert states == ["STARTING", "IN_PROGRESS", "ALMOST_DONE", "SUCCESS"], (
+                f"the failover took {failover:.2f} s, steps of {FAILOVER_STEP:g} s"
+            )
             assert not any("was lost" in text for text in toasts(app))
             await pilot.press("question_mark")
-            await pilot.pause()
-            about = " ".join(rendered(app, app.screen.query_one("VerticalScroll")).split())
-            assert f"URL {second.url}" in about and f"Fails over to {first.url}" in about
+
+            def both_urls_said() -> None:
+                about = " ".join(rendered(app, app.screen.query_one("VerticalScroll")).split())
+                assert f"URL {second.url}" in about and f"Fails over to {first.url}" in about
+
+            await eventually(pilot, both_urls_said)
 
 
 async def test_a_url_refused_for_good_is_said_and_left_out() -> None:
     """Of two URLs, the first refused for good (a wrong path): a notification and the
     log say it is left out, and the app connects through the second."""
     async with (
-        ProgressServer(port=0, step_seconds=APP_STEP) as server,
+        ProgressServer(port=0) as server,
         HostileServer(refusals=[Refusal.error(404, "Wrong path.")] * 9) as wrong,
     ):
         client = ProgressClient(
@@ -844,8 +894,13 @@ async def test_failing_over_to_a_server_without_the_run_says_so() -> None:
 #: States a flood has sent before the app is looked at: a second or so of it.
 FLOODED = 3000
 #: The messages waiting in the app's and its widgets' Textual queues at any moment,
-#: under a flood: a few dozen at most with the mailbox (thousands without).
-MAX_QUEUED = 100
+#: under a flood: a few dozen at most with the mailbox (thousands without). They are
+#: Textual's own (layouts, screen updates, the Footer's callbacks), more of them on a
+#: slower machine.
+MAX_QUEUED = 100 * TIME_FACTOR
+#: How long the flood may take to reach FLOODED states (a deadline, not a measure: the
+#: flood goes at the pace the app reads, slower on a busy machine).
+FLOOD_DEADLINE = 2 * TIMEOUT
 #: Redraws of the Footer's keys to await under a flood (Start and Cancel flip with
 #: every run): 2 s of them (8 keys each).
 KEY_REDRAWS = 8
@@ -899,8 +954,8 @@ async def test_keys_and_q_are_handled_at_once_under_a_flood() -> None:
                 waiting.append(queued(app))
                 return flood.sent >= FLOODED
 
-            await until(pilot, flooded)
-            assert max(waiting) <= MAX_QUEUED, waiting
+            await until(pilot, flooded, FLOOD_DEADLINE, what=f"{FLOODED} states sent")
+            assert max(waiting) <= MAX_QUEUED, f"messages waiting, as sampled: {waiting}"
             # Entries that nothing replaces are bounded; of states, one at a time.
             assert app.mailbox.peak <= KEPT_LIMIT + 3
             await until(pilot, lambda: redraws >= KEY_REDRAWS)
@@ -920,7 +975,7 @@ async def test_after_a_flood_the_screen_shows_the_last_state_and_the_log_sums_up
     async with FloodServer() as flood:
         app = make_app(flood.url)
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: flood.sent >= FLOODED)
+            await until(pilot, lambda: flood.sent >= FLOODED, FLOOD_DEADLINE, what="the flood")
             last = await flood.stop()
             await until(pilot, lambda: FLOOD_LAST in rendered(app, "#details"))
             assert app.snapshot is not None and app.snapshot.seq == last
