@@ -1,5 +1,10 @@
 """End to end in real terminals: the installed progress-tui in tmux, twice, side by side
-at two sizes, against one real server process."""
+at two sizes, against one real server.
+
+The server runs in the test (a :class:`SteppedServer`): each state of its calculation
+lasts until the test moves it on, so a key pressed in a state lands in that state
+however busy the machine. Every wait is on what a screen shows, with a deadline.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TIME_FACTOR, TIMEOUT, ServerProcess, command
+from tests.helpers import TIME_FACTOR, TIMEOUT, SteppedServer, command, free_port
 
 #: "✔ Starting", "✘ In progress"...: the step marks of the calculation panel.
 STEP_MARKS = re.compile(r"([✔✘▶·]) (Starting|In progress|Almost done|Success|Canceled)\b")
+#: The TUIs' longest wait before reconnecting (--reconnect-cap): the new server is
+#: found within it.
+RECONNECT_CAP = 0.5 * TIME_FACTOR
 
 
 class Terminal:
@@ -27,50 +35,57 @@ class Terminal:
         self.socket, self.name = socket, name
         self.width, self.height = width, height
 
-    def tmux(self, *args: str) -> str:
-        result = subprocess.run(
-            ["tmux", "-L", self.socket, *args],
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=True,
+    async def tmux(self, *args: str, check: bool = True) -> tuple[int, str]:
+        """Run a tmux command (without blocking the server, which runs in this loop);
+        returns its exit status and output."""
+        process = await asyncio.create_subprocess_exec(
+            "tmux",
+            "-L",
+            self.socket,
+            *args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
-        return result.stdout
+        async with asyncio.timeout(TIMEOUT):
+            out, err = await process.communicate()
+        assert process.returncode is not None
+        if check and process.returncode != 0:
+            raise AssertionError(f"tmux {' '.join(args)}: {err.decode(errors='replace')}")
+        return process.returncode, out.decode(errors="replace")
 
-    def open(self, shell_command: str) -> None:
+    async def open(self, shell_command: str) -> None:
         size = ("-x", str(self.width), "-y", str(self.height))
-        self.tmux("new-session", "-d", "-s", self.name, *size, shell_command)
+        await self.tmux("new-session", "-d", "-s", self.name, *size, shell_command)
 
-    def screen(self) -> str:
-        return self.tmux("capture-pane", "-p", "-t", self.name)
+    async def screen(self) -> str:
+        return (await self.tmux("capture-pane", "-p", "-t", self.name))[1]
 
-    def press(self, *keys: str) -> None:
-        self.tmux("send-keys", "-t", self.name, *keys)
+    async def press(self, *keys: str) -> None:
+        await self.tmux("send-keys", "-t", self.name, *keys)
 
-    def alive(self) -> bool:
-        result = subprocess.run(
-            ["tmux", "-L", self.socket, "has-session", "-t", self.name],
-            capture_output=True,
-            timeout=TIMEOUT,
-        )
-        return result.returncode == 0
+    async def alive(self) -> bool:
+        status, _ = await self.tmux("has-session", "-t", self.name, check=False)
+        return status == 0
 
     async def shows(self, *texts: str, timeout: float = TIMEOUT) -> str:
         """Wait until the screen shows every one of `texts`; returns the screen."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            screen = self.screen()
+            screen = await self.screen()
             if all(text in screen for text in texts):
                 return screen
             if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"{self.name} never showed {texts}:\n{screen}")
+                never = f"{self.name} never showed {texts} in {timeout:g} s"
+                raise AssertionError(f"{never}:\n{screen}")
             await asyncio.sleep(0.05)
 
     async def closed(self) -> None:
+        """Wait until the program in it has quit (tmux closes the session then)."""
         deadline = asyncio.get_running_loop().time() + TIMEOUT
-        while self.alive() and asyncio.get_running_loop().time() < deadline:
+        while await self.alive() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
-        assert not self.alive(), f"progress-tui did not quit in {self.name}"
+        assert not await self.alive(), f"progress-tui did not quit in {self.name}"
 
 
 @pytest.fixture
@@ -86,7 +101,8 @@ def tui_command(url: str, name: str, log_file: Path) -> str:
     # COLUMNS and LINES, if the test runner has them, would override the pane's size.
     env = "env -u COLUMNS -u LINES LANG=C.UTF-8 TERM=xterm-256color"
     tui = shlex.quote(command("progress-tui"))
-    return f"{env} {tui} --url {url} --name {name} --log-file {log_file}"
+    backoff = f"--reconnect-initial 0.05 --reconnect-cap {RECONNECT_CAP:g}"
+    return f"{env} {tui} --url {url} --name {name} --log-file {log_file} {backoff}"
 
 
 def step_marks(screen: str) -> list[tuple[str, str]]:
@@ -96,24 +112,29 @@ def step_marks(screen: str) -> list[tuple[str, str]]:
 async def test_two_tuis_side_by_side_show_the_same_calculation(
     tmux_socket: str, tmp_path: Path
 ) -> None:
-    """alice's TUI at 60x20 starts, bob's at 120x36 cancels: both panes show the same
-    state, step marks and "started by alice@laptop". The server stops: both go stale and
-    reconnect to the next one; each log file holds the connect and the loss; q quits
-    with a clean close."""
+    """alice's TUI at 60x20 starts, bob's at 120x36 cancels during IN_PROGRESS: both
+    panes show the same state, step marks and "started by alice@laptop". The server
+    goes away (1001): both go stale and reconnect to the next one on its port; each log
+    file holds the connect and the loss; q quits with a clean close (1000)."""
     narrow = Terminal(tmux_socket, "alice", 60, 20)
     wide = Terminal(tmux_socket, "bob", 120, 36)
+    terminals = (narrow, wide)
     logs = {"alice": tmp_path / "alice.log", "bob": tmp_path / "bob.log"}
-    step = str(1.0 * TIME_FACTOR)
-    async with ServerProcess("--step-seconds", step) as server:
-        narrow.open(tui_command(server.url, "alice@laptop", logs["alice"]))
-        wide.open(tui_command(server.url, "bob@desk", logs["bob"]))
-        for terminal in (narrow, wide):
+    # Not port 0: once free, the kernel may give that port to another test's server.
+    server = SteppedServer(port=free_port())
+    async with server:
+        await narrow.open(tui_command(server.url, "alice@laptop", logs["alice"]))
+        await wide.open(tui_command(server.url, "bob@desk", logs["bob"]))
+        for terminal in terminals:
             await terminal.shows("● Connected", "○ IDLE", "2 clients")
 
-        narrow.press("s")
+        await narrow.press("s")
+        for terminal in terminals:
+            await terminal.shows("▶ STARTING")
+        await server.step()
         await wide.shows("▶ IN_PROGRESS")
-        wide.press("c")
-        screens = [await terminal.shows("✘ CANCELED", "✘ Canceled") for terminal in (narrow, wide)]
+        await wide.press("c")
+        screens = [await terminal.shows("✘ CANCELED", "✘ Canceled") for terminal in terminals]
         marks = [("✔", "Starting"), ("✘", "In progress"), ("·", "Almost done"), ("✘", "Canceled")]
         for screen in screens:
             assert step_marks(screen) == marks
@@ -122,14 +143,14 @@ async def test_two_tuis_side_by_side_show_the_same_calculation(
         assert "alice@laptop (you)" in screens[0] and "bob@desk (you)" in screens[1]
         await wide.shows("History", "✘ IN_PROGRESS", "✘ you")  # who canceled, and when
 
-        server.signal(15)  # SIGTERM: going away
-        assert await server.wait() == 0
-        for terminal in (narrow, wide):
+        await server.close()  # going away (1001), as on SIGTERM
+        for terminal in terminals:
             await terminal.shows("✘ CANCELED (stale)", "Reconnecting in")
 
-    async with ServerProcess("--port", str(server.port), "--step-seconds", step) as again:
-        for terminal in (narrow, wide):
-            screen = await terminal.shows("● Connected", "○ IDLE", timeout=TIMEOUT + 10)
+    again = SteppedServer(port=server.port)
+    async with again:
+        for terminal in terminals:
+            screen = await terminal.shows("● Connected", "○ IDLE", "2 clients")
             assert "stale" not in screen
         for name, log in logs.items():
             text = log.read_text()
@@ -137,9 +158,13 @@ async def test_two_tuis_side_by_side_show_the_same_calculation(
             assert "lost" in text.lower(), f"{name}'s log file says nothing of the loss"
             assert "Traceback" not in text
 
-        for terminal in (narrow, wide):
-            terminal.press("q")
-        for terminal in (narrow, wide):
+        assert again.hub is not None
+        connections = list(again.hub.clients)
+        assert len(connections) == 2
+        for terminal in terminals:
+            await terminal.press("q")
+        for terminal in terminals:
             await terminal.closed()
-        await asyncio.sleep(0.2)
-        assert sum("disconnected, code 1000" in line for line in again.lines) == 2
+        for connection in connections:
+            await asyncio.wait_for(connection.wait_closed(), TIMEOUT)
+        assert [connection.close_code for connection in connections] == [1000, 1000]
