@@ -22,6 +22,7 @@ from . import __version__
 from .backends import Backend, BackendUnavailable
 from .backends.redis import DEFAULT_PREFIX, RedisBackend
 from .backends.redis import DEFAULT_TIMEOUT as DEFAULT_REDIS_TIMEOUT
+from .backends.redis import check_url as check_redis_url
 from .calculation import DEFAULT_STEP_SECONDS
 from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
 from .descriptors import raise_open_files_limit
@@ -242,6 +243,13 @@ def main(**options: Any) -> None:
         worker=worker,
         json_lines=log_format == "json",
     )
+    if redis_url is not None:
+        try:
+            check_redis_url(redis_url)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--redis-url") from None
+        except BackendUnavailable as exc:  # the extra is not installed
+            _fatal(str(exc), json_lines=log_format == "json")
     if workers > 1:
         sys.exit(
             _supervise(workers, config, json_lines=log_format == "json", timeout=worker_timeout)

@@ -231,6 +231,13 @@ class ProgressServer:
         if self._listener is not None:
             self._listener.close()  # no new connections; handshakes under way get 503
             self._listener = None
+            if self._tasks:
+                # What is in flight is answered first, before the clients are closed:
+                # an HTTP request gets its answer, and a start or cancel already on
+                # its way to the store finishes (within the store's own budget) and
+                # its client hears how.
+                grace = max(SHUTDOWN_GRACE, self.backend.action_seconds + 0.5)
+                await asyncio.wait(set(self._tasks), timeout=grace)
             await self._close_connections()
         if self._tasks:  # an action must not outlive the backend it acts on
             _done, late = await asyncio.wait(self._tasks, timeout=SHUTDOWN_GRACE)

@@ -96,6 +96,12 @@ class Backend(Protocol):
     @property
     def step_seconds(self) -> float: ...
 
+    @property
+    def action_seconds(self) -> float:
+        """The longest an action may take before its caller is answered (a store that
+        does not answer costs this much, then ``unavailable``)."""
+        ...
+
     async def start(self) -> None:
         """Get ready: connect, subscribe. Listeners subscribed before hear every change
         from then on, so a server subscribes, then reads the first snapshot."""

@@ -65,6 +65,11 @@ class MemoryBackend:
         return self._record.snapshot.step_seconds
 
     @property
+    def action_seconds(self) -> float:
+        """An action here is answered at once."""
+        return 0.0
+
+    @property
     def problem(self) -> str | None:
         """Always None: memory cannot be out of reach."""
         return None

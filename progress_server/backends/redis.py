@@ -12,12 +12,17 @@ across the cluster, and a change is published in the same atomic step that store
 The rules stay in Python, written once.
 
 An outcome that cannot be known is never guessed. Each action carries an id that the
-script stores with the change (under its own key, for a minute); when Redis's answer
-is lost (a timeout, a dropped connection), the next try first looks the id up: found,
-the action landed and its caller is acknowledged; not found, the try stores the record
-anew, which also fences off the lost write (it compared against a text that is gone).
-When the store does not answer within the action's budget (:attr:`RedisBackend.timeout`
-twice), the caller hears ``unavailable``, never a refusal it did not earn.
+script stores with the change, in the record (the last :data:`RECENT_ACTIONS`) and under
+a key of its own (for a minute); when Redis's answer is lost (a timeout, a dropped
+connection), the next try first looks the id up: found, the action landed and its
+caller is acknowledged; not found, the try stores the record anew, which also fences
+off the lost write (it compared against a text that is gone). When the store does not
+answer within the action's budget (:attr:`RedisBackend.timeout` twice), the caller hears
+``unavailable``, never a refusal it did not earn.
+
+The actions that arrive while one is under way wait, and go together in the next write:
+a hundred clients pressing start at once cost one round trip, not a hundred racing
+each other for Redis.
 
 Deadlines are times on Redis's clock (``TIME``), stored in the record, so every
 instance computes the same ones whatever its own clock says. Every instance arms a
@@ -36,11 +41,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import calculation
@@ -72,11 +79,11 @@ try:
     from redis.asyncio.client import PubSub
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisError, ResponseError
 except ImportError:  # pragma: no cover - the extra is not installed
     aioredis = None  # type: ignore[assignment]
 
-__all__ = ["CAS_SCRIPT", "DEFAULT_PREFIX", "DEFAULT_TIMEOUT", "RedisBackend"]
+__all__ = ["CAS_SCRIPT", "DEFAULT_PREFIX", "DEFAULT_TIMEOUT", "RedisBackend", "check_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,20 +112,30 @@ MAX_FAILURES = 3
 #: caller waits to learn whether it did.
 ACTION_ID_TTL_MS = 60_000
 
+#: Accepted actions whose ids the record keeps, newest first: an action whose answer
+#: was lost is found there even if Redis lost the keys of the ids (a restart).
+RECENT_ACTIONS = 32
+
+#: Actions that wait while one is under way go together, this many at most a write.
+MAX_BATCH = 256
+
+#: Connections to Redis at most: actions take one at a time (they go together), the
+#: subscription one, the timers and the count a few.
+MAX_CONNECTIONS = 16
+
 #: What the subscription's pings carry, to tell their pongs from anything else.
 PING_PAYLOAD = "progress-subscription"
 
-#: Compare-and-set of the record, with its announcement and the action's id, in one
-#: atomic step. KEYS: the record, the action's id key. ARGV: the text it must still
-#: hold ("" for none), the new text, the channel, the message ("" for none), the
-#: action's id ("" for none), what the id key holds, its time to live in ms.
-#: Answers {1} when stored; {2, held} when the action had landed already (an earlier
-#: try whose answer was lost); {0, text, seconds, microseconds} when the record is no
-#: longer the one expected: what it is, and Redis's time, to try again at once.
+#: Compare-and-set of the record, with its announcement and the ids of the actions it
+#: applies, in one atomic step. KEYS: the record, then a key per action id. ARGV: the
+#: text the record must still hold ("" for none), the new text, the channel, the
+#: message ("" for none), the ids' time to live in ms, then what each id key holds.
+#: Answers {1} when stored; {2} when one of the actions had landed already (an earlier
+#: try whose answer was lost: look them up); {0, text, seconds, microseconds} when the
+#: record is no longer the one expected: what it is, and Redis's time, to try again.
 CAS_SCRIPT = """
-if ARGV[5] ~= '' then
-  local landed = redis.call('GET', KEYS[2])
-  if landed then return {2, landed} end
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return {2} end
 end
 local stored = redis.call('GET', KEYS[1])
 if (stored or '') ~= ARGV[1] then
@@ -127,13 +144,49 @@ if (stored or '') ~= ARGV[1] then
 end
 redis.call('SET', KEYS[1], ARGV[2])
 if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
-if ARGV[5] ~= '' then redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[7]) end
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i + 4], 'PX', ARGV[5])
+end
 return {1}
 """
 
 
+def check_url(url: str) -> None:
+    """Check that ``url`` can be used, before anything starts.
+
+    Raises:
+        BackendUnavailable: The redis package is not installed (the extra).
+        ValueError: The URL cannot be read; the sentence shows none of it.
+    """
+    if aioredis is None:
+        raise BackendUnavailable("--redis-url needs the redis extra: pip install 'progress[redis]'")
+    try:
+        aioredis.BlockingConnectionPool.from_url(url)
+    except (ValueError, TypeError):
+        # redis-py's own sentence quotes the part it could not read: maybe a password.
+        raise ValueError(
+            "cannot read its host, port and database; a password holding '/', '?', '#' "
+            "or '@' must be percent-encoded (%2F, %3F, %23, %40)."
+        ) from None
+
+
 class _SubscriptionLost(Exception):
     """The subscription answered no ping in time: it is torn down and made again."""
+
+
+#: The ids of recent accepted actions, newest first, with the state each left.
+Landed = tuple[tuple[str, StateSnapshot], ...]
+
+
+@dataclass(eq=False)
+class _Request:
+    """An action waiting for its write: its id, its rule, and its caller's future."""
+
+    verb: str
+    step: Callable[[Record, float], Outcome]
+    deadline: float
+    future: asyncio.Future[Outcome | StateSnapshot]
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 class RedisBackend:
@@ -178,24 +231,34 @@ class RedisBackend:
         self._actions_prefix = f"{prefix}action:"
         # Fail fast: the backend tries again by itself, within its own budget. No
         # health-check PING before each command: a dead connection shows on use, and
-        # the subscription has pings of its own whose answers are awaited.
-        self._redis = aioredis.from_url(
+        # the subscription has pings of its own whose answers are awaited. A
+        # connection made costs no round trip more than it must (far from Redis, each
+        # is felt). Past MAX_CONNECTIONS, a command waits for one, within the timeout.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=timeout,
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
+            **_lean_connections(),
         )
+        self._redis = aioredis.Redis(connection_pool=pool)
         self._cas = self._redis.register_script(CAS_SCRIPT)
         self._pubsub: PubSub | None = None
         self._known: Record | None = None  # the newest record seen
+        self._known_actions: Landed = ()  # the ids it holds
+        # Actions waiting for the write under way, and the task that makes the writes.
+        self._queue: list[_Request] = []
+        self._committer: asyncio.Task[None] | None = None
         self._delivered = -1  # the seq of the last change handed to the listeners
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         # The ids of this instance's actions whose callers have not resumed yet: their
         # changes (and whatever follows them) wait in _held, so that a reply goes out
         # before its broadcast. Nothing else waits: not for an action's retries.
         self._in_flight: set[str] = set()
-        self._held: list[tuple[Change, str | None]] = []
+        self._held: list[tuple[Change, tuple[str, ...]]] = []
         self._listeners: list[Listener] = []
         self._count_listeners: list[CountListener] = []
         self._local_count = 0
@@ -211,10 +274,12 @@ class RedisBackend:
         # Set when a round trip went through: Redis is back, subscribe again now rather
         # than at the end of the backoff.
         self._reachable = asyncio.Event()
-        # Health: why the last round trip failed (None: it went through), whether the
-        # subscription is up, and the problem last logged (each way logged once).
+        # Health: why the last round trip failed (None: it went through), why Redis
+        # refuses writes (None: the last one went through), whether the subscription
+        # is up, and the problem last logged (each way logged once).
         self._started = False
         self._store_trouble: str | None = None
+        self._write_trouble: str | None = None
         self._subscribed = False
         self._logged_problem: str | None = None
         #: Told how long each transaction took (the server's latency histogram).
@@ -224,6 +289,12 @@ class RedisBackend:
     @property
     def step_seconds(self) -> float:
         return self._known.snapshot.step_seconds if self._known else self._step_seconds
+
+    @property
+    def action_seconds(self) -> float:
+        """An action's budget: twice the timeout (a try, and the look-up of a lost
+        answer)."""
+        return 2 * self.timeout
 
     @property
     def record(self) -> Record | None:
@@ -238,6 +309,8 @@ class RedisBackend:
             return "not started"
         if self._store_trouble is not None:
             return f"Redis at {safe_url(self.url)} is unreachable: {self._store_trouble}"
+        if self._write_trouble is not None:
+            return f"Redis at {safe_url(self.url)} refuses changes: {self._write_trouble}"
         if not self._subscribed:
             return f"not subscribed to the changes at Redis at {safe_url(self.url)}"
         return None
@@ -267,7 +340,7 @@ class RedisBackend:
             raise BackendUnavailable(
                 f"cannot reach Redis at {safe_url(self.url)}: {reason}"
             ) from None
-        assert isinstance(outcome, Outcome)
+        assert outcome is not None
         if outcome.record.snapshot.step_seconds != self._step_seconds:
             logger.warning(
                 "the shared calculation's step is %g s, not the %g s asked for: "
@@ -288,13 +361,18 @@ class RedisBackend:
         self._closed = True
         self._closing.set()
         self._reachable.set()
+        for request in self._queue:  # their writes never began: nothing was applied
+            _settle(request, BackendUnavailable(UNREACHABLE))
+        self._queue.clear()
         # First the subscription: a read waiting on it ends at once.
         await self._close_pubsub()
         if self._timer is not None:
             self._timer.cancel()
         if self._count_write is not None:
             self._count_write.cancel()
-        tasks = [task for task in (self._reader, self._heartbeat, *self._tasks) if task]
+        tasks = [
+            task for task in (self._reader, self._heartbeat, self._committer, *self._tasks) if task
+        ]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -337,7 +415,7 @@ class RedisBackend:
 
     async def _read_through(self) -> Record:
         outcome = await self._transact(calculation.advance)
-        assert isinstance(outcome, Outcome)  # no action: nothing landed before
+        assert outcome is not None
         return outcome.record
 
     # The clients count, over every instance.
@@ -359,24 +437,33 @@ class RedisBackend:
         self._spawn(self._publish_count())
 
     async def _publish_count(self) -> None:
+        """Say this instance's count, on the shared clock: one round trip, a write."""
         try:
             async with asyncio.timeout(self.timeout):
-                now = await self._now(self._redis)
-                await self._redis.hset(
-                    self._clients_key, self.instance, json.dumps([self._local_count, now])
-                )
-                await self._redis.publish(self._channel, json.dumps({"kind": "clients"}))
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.hset(
+                        self._clients_key,
+                        self.instance,
+                        json.dumps([self._local_count, self._shared_now()]),
+                    )
+                    pipe.publish(self._channel, json.dumps({"kind": "clients"}))
+                    await pipe.execute()
         except (RedisError, OSError) as exc:
             self._round_trip_failed(exc)
         else:
-            self._round_trip_ok()
+            self._round_trip_ok(wrote=True)
 
     async def _recount(self) -> None:
         """Sum the counts that are fresh; forget those of instances gone quiet."""
         try:
             async with asyncio.timeout(self.timeout):
-                entries = await self._redis.hgetall(self._clients_key)
-                now = await self._now(self._redis)
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.hgetall(self._clients_key)
+                    pipe.time()
+                    before = time.monotonic()
+                    entries, (seconds, microseconds) = await pipe.execute()
+                    after = time.monotonic()
+                now = self._clocked(seconds + microseconds / 1_000_000, before, after)
                 total, stale = 0, []
                 for instance, value in entries.items():
                     try:
@@ -400,16 +487,18 @@ class RedisBackend:
                 listener(total)
 
     async def _beat_forever(self) -> None:
-        """Say this instance's count, and read the total; while Redis is out of reach,
-        try it every PROBE_SECONDS, so that readiness comes back soon after it does."""
+        """Say this instance's count, and read the total; while Redis is out of reach
+        or refuses writes, try it every PROBE_SECONDS, so that readiness comes back
+        soon after it does."""
         while not self._closed:
             await self._publish_count()
             await self._recount()
-            pause = PROBE_SECONDS if self._store_trouble is not None else HEARTBEAT_SECONDS
+            troubled = self._store_trouble is not None or self._write_trouble is not None
+            pause = PROBE_SECONDS if troubled else HEARTBEAT_SECONDS
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), pause)
 
-    # Transactions.
+    # Actions: they wait for the write under way, then go together in the next.
 
     async def _act(self, verb: str, step: Callable[[Record, float], Outcome]) -> StateSnapshot:
         """Apply an action; its changes reach the listeners once its caller resumed.
@@ -417,16 +506,23 @@ class RedisBackend:
         Raises:
             ActionRefused: If the state does not allow it (after the transitions it
                 caught up with reached the listeners).
-            BackendUnavailable: If Redis did not answer in time; then it cannot be
-                known whether the action was applied, and the sentence says so.
+            BackendUnavailable: If Redis did not answer within the budget (then it
+                may not be known whether the action was applied, and the sentence
+                says so), or refuses changes.
         """
-        action = uuid.uuid4().hex
-        self._in_flight.add(action)
+        loop = asyncio.get_running_loop()
+        if self._closed:
+            raise BackendUnavailable(UNREACHABLE)
+        request = _Request(verb, step, loop.time() + self.action_seconds, loop.create_future())
+        self._in_flight.add(request.id)
+        self._queue.append(request)
+        if self._committer is None:
+            self._committer = loop.create_task(self._commit_queued())
         try:
-            result = await self._transact(step, action=action, verb=verb)
+            result = await request.future
         finally:
-            self._in_flight.discard(action)
-            asyncio.get_running_loop().call_soon(self._release)
+            self._in_flight.discard(request.id)
+            loop.call_soon(self._release)
         if isinstance(result, StateSnapshot):
             return result  # an earlier try landed: this is its state
         if result.refused is not None:
@@ -437,80 +533,112 @@ class RedisBackend:
             raise result.refused
         return result.record.snapshot
 
+    async def _commit_queued(self) -> None:
+        """Write the waiting actions, MAX_BATCH at a time, until none waits."""
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                try:
+                    await self._transact(requests=batch)
+                except BackendUnavailable as exc:
+                    for request in batch:
+                        _settle(request, exc)
+                except Exception as exc:  # a bug: the callers hear of it, as their own
+                    logger.exception("writing %d actions to Redis failed", len(batch))
+                    for request in batch:
+                        _settle(request, exc)
+        finally:
+            self._committer = None
+
+    # Transactions.
+
     async def _transact(
         self,
-        step: Callable[[Record, float], Outcome],
+        step: Callable[[Record, float], Outcome] | None = None,
         *,
-        action: str | None = None,
-        verb: str = "",
-    ) -> Outcome | StateSnapshot:
-        """Apply ``step`` to the stored record atomically, trying again on a conflict or
-        a lost answer, for twice :attr:`timeout` at most.
+        requests: list[_Request] | None = None,
+    ) -> Outcome | None:
+        """Apply ``step``, or the actions of ``requests`` one after the other, to the
+        stored record atomically, trying again on a conflict or a lost answer, within
+        twice :attr:`timeout` (the requests' own budget, when they waited).
 
         Returns:
-            The outcome applied (or computed, when it changed nothing); for an action
-            whose earlier try landed unheard, the state that try stored.
+            The outcome of ``step`` (computed, when it changed nothing); None for
+            requests, whose callers get each their own outcome.
 
         Raises:
-            BackendUnavailable: Redis did not answer in time.
+            BackendUnavailable: Redis did not answer in time, or refuses changes.
         """
         began = time.perf_counter()
         try:
-            return await self._transact_within(step, action, verb)
+            return await self._transact_within(step, requests or [])
         finally:
             if self.latency_observer is not None:
                 self.latency_observer(time.perf_counter() - began)
 
     async def _transact_within(
-        self, step: Callable[[Record, float], Outcome], action: str | None, verb: str
-    ) -> Outcome | StateSnapshot:
+        self, step: Callable[[Record, float], Outcome] | None, requests: list[_Request]
+    ) -> Outcome | None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 2 * self.timeout
+        deadline = min(
+            (request.deadline for request in requests), default=loop.time() + self.action_seconds
+        )
+        pending = [request for request in requests if not request.future.done()]
         unknown = False  # a write of ours may have landed without our hearing it
         failures = 0
         read: tuple[str | None, float] | None = None
         while True:
+            if requests and not pending:
+                return None
             remaining = deadline - loop.time()
             if remaining <= 0 or (failures >= MAX_FAILURES and not unknown):
-                if unknown and action is not None:
-                    raise BackendUnavailable(
-                        f"The shared state store did not answer in time: the {verb} may "
-                        "or may not have been applied; the state everyone is sent will "
-                        "tell."
-                    )
-                raise BackendUnavailable(UNREACHABLE)
+                raise self._unavailable(unknown and bool(requests), pending)
             writing = False
             try:
                 async with asyncio.timeout(min(self.timeout, remaining)):
                     if read is None:
-                        raw, now, landed = await self._read(action)
+                        raw, now, landed = await self._read([r.id for r in pending])
                         self._round_trip_ok()
-                        if landed is not None:
-                            return landed
+                        pending = self._resolve_landed(pending, raw, landed)
                         read = (raw, now)
+                        continue
                     raw, now = read
-                    stored = self._decode(raw)
-                    if action is None:
-                        self._catch_up(stored)
+                    stored, stored_actions = self._decode(raw)
+                    if not requests:
+                        self._catch_up(stored, stored_actions)
                     record = self._newest(stored, now)
-                    outcome = step(record, now)
+                    actions = stored_actions if record is stored else self._known_actions
+                    outcome, each = _apply(step, pending, record, now)
                     if stored is not None and stored == outcome.record:
-                        self._learn(outcome.record)
+                        self._learn(outcome.record, actions)
+                        _settle_all(pending, each)
                         return outcome  # nothing to write
+                    accepted = [r for r, o in zip(pending, each, strict=True) if o.refused is None]
+                    text = _stored_text(outcome.record, _landed(actions, pending, each))
                     writing = True
                     reply = await self._cas(
-                        keys=[self._key, self._actions_prefix + (action or "")],
+                        keys=[self._key, *(self._actions_prefix + r.id for r in accepted)],
                         args=[
                             raw or "",
-                            json.dumps(outcome.record.to_json()),
+                            text,
                             self._channel,
-                            _payload(outcome, action) if outcome.changes else "",
-                            action if action is not None and outcome.refused is None else "",
-                            json.dumps(snapshot_to_json(outcome.record.snapshot)),
+                            _payload(text, outcome, accepted) if outcome.changes else "",
                             ACTION_ID_TTL_MS,
+                            *(
+                                json.dumps(snapshot_to_json(o.record.snapshot))
+                                for r, o in zip(pending, each, strict=True)
+                                if o.refused is None
+                            ),
                         ],
                     )
-                    self._round_trip_ok()
+                    self._round_trip_ok(wrote=True)
+            except ResponseError as exc:
+                # Redis answered, and refused (out of memory, a read-only replica):
+                # nothing was written, and trying again now would not help.
+                self._writes_refused(exc)
+                raise BackendUnavailable(
+                    f"The shared state store refuses changes ({_reason(exc)}); try again shortly."
+                ) from None
             except (RedisError, OSError) as exc:  # OSError: TimeoutError included
                 self._round_trip_failed(exc)
                 unknown = unknown or writing
@@ -521,16 +649,56 @@ class RedisBackend:
                 continue
             kind = int(reply[0])
             if kind == 2:
-                return snapshot_from_json(json.loads(reply[1]))
+                read = None  # one of them landed unheard: look them up
+                continue
             if kind == 0:
                 # Another instance wrote first: again, at once, from what it wrote.
                 read = (_text(reply[1]) or None, self._time_of(reply[2], reply[3]))
                 continue
-            return self._committed(outcome, stored, record, action)
+            self._committed(outcome, stored, record, text, accepted)
+            _settle_all(pending, each)
+            return outcome
+
+    def _unavailable(self, unknown: bool, pending: list[_Request]) -> BackendUnavailable:
+        """Why the budget ran out, truthfully: an action written without an answer may
+        or may not have been applied."""
+        if unknown and pending:
+            verbs = " and ".join(sorted({request.verb for request in pending}))
+            return BackendUnavailable(
+                f"The shared state store did not answer in time: the {verbs} may or may "
+                "not have been applied; the state everyone is sent will tell."
+            )
+        return BackendUnavailable(UNREACHABLE)
+
+    def _resolve_landed(
+        self, pending: list[_Request], raw: str | None, landed: dict[str, StateSnapshot]
+    ) -> list[_Request]:
+        """Acknowledge the requests an earlier try wrote unheard; the others go on.
+        An id is looked for under its own key, in the record Redis holds, and, if
+        Redis lost that (restarted empty), in the newest record this instance knows."""
+        if not pending:
+            return pending
+        stored, stored_actions = self._decode(raw)
+        found = dict(stored_actions)
+        if stored is None or (self._known is not None and stored.seq < self._known.seq):
+            found.update(self._known_actions)
+        found.update(landed)
+        remaining = []
+        for request in pending:
+            if request.id in found:
+                _settle(request, found[request.id])
+            else:
+                remaining.append(request)
+        return remaining
 
     def _committed(
-        self, outcome: Outcome, stored: Record | None, record: Record, action: str | None
-    ) -> Outcome:
+        self,
+        outcome: Outcome,
+        stored: Record | None,
+        record: Record,
+        text: str,
+        accepted: list[_Request],
+    ) -> None:
         """What follows a write that went through."""
         if outcome.changes and self.on_commit is not None:
             self.on_commit(outcome.changes)  # committed here, counted here only
@@ -540,7 +708,7 @@ class RedisBackend:
             # ago), the transitions its timers apply are not lost. The channel's copy
             # is then dropped as already seen; a change that does not follow the last
             # one delivered waits for the channel, in order.
-            self._deliver(changes_of(outcome), action=action if outcome.refused is None else None)
+            self._deliver(changes_of(outcome), actions=tuple(r.id for r in accepted))
         if (stored is not None and record is not stored) or (stored is None and record.seq > 0):
             # Only now is it sure: the record was still what was read, so Redis really
             # had lost the newer state (a restart without persistence, a failover).
@@ -551,26 +719,28 @@ class RedisBackend:
                 else f"held an older state of the calculation (seq {stored.seq})",
                 record.seq,
             )
-        self._learn(outcome.record)
-        return outcome
+        _, actions = self._decode(text)
+        self._learn(outcome.record, actions)
 
-    async def _read(self, action: str | None) -> tuple[str | None, float, StateSnapshot | None]:
-        """The record as stored (its exact text), Redis's time, and, for an action, the
-        state it stored if an earlier try of it landed: one round trip."""
+    async def _read(self, ids: list[str]) -> tuple[str | None, float, dict[str, StateSnapshot]]:
+        """The record as stored (its exact text), Redis's time, and the state each of
+        ``ids`` left if an earlier try of it landed: one round trip."""
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.get(self._key)
             pipe.time()
-            if action is not None:
-                pipe.get(self._actions_prefix + action)
+            if ids:
+                pipe.mget([self._actions_prefix + each for each in ids])
             before = time.monotonic()
             replies = await pipe.execute()
             after = time.monotonic()
         raw = _text(replies[0]) if replies[0] is not None else None
         seconds, microseconds = replies[1]
         now = self._clocked(seconds + microseconds / 1_000_000, before, after)
-        landed = None
-        if action is not None and replies[2] is not None:
-            landed = snapshot_from_json(json.loads(replies[2]))
+        landed = {}
+        if ids:
+            for each, value in zip(ids, replies[2], strict=True):
+                if value is not None:
+                    landed[each] = snapshot_from_json(json.loads(value))
         return raw, now, landed
 
     def _time_of(self, seconds: Any, microseconds: Any) -> float:
@@ -596,37 +766,31 @@ class RedisBackend:
             return known
         return calculation.initial_record(self._step_seconds, now)
 
-    def _decode(self, raw: str | None) -> Record | None:
+    def _decode(self, raw: str | None) -> tuple[Record | None, Landed]:
+        """The record in a stored text, and the ids of the recent actions it holds."""
         if raw is None:
-            return None
+            return None, ()
         try:
-            return Record.from_json(json.loads(raw))
+            payload = json.loads(raw)
+            record = Record.from_json(payload)
         except ValueError as exc:
             logger.error("the record in Redis is unreadable (%s): it is replaced", exc)
-            return None
-
-    async def _now(self, redis: Any) -> float:
-        """Redis's clock (the one every instance shares), and its offset from ours."""
-        if self._clock is not None:
-            return self._clock.now()
-        before = time.monotonic()
-        seconds, microseconds = await redis.time()
-        after = time.monotonic()
-        return self._clocked(seconds + microseconds / 1_000_000, before, after)
+            return None, ()
+        return record, _recent_actions(payload.get("actions"))
 
     def _shared_now(self) -> float:
         if self._clock is not None:
             return self._clock.now()
         return time.monotonic() + self._offset
 
-    def _catch_up(self, stored: Record | None) -> None:
+    def _catch_up(self, stored: Record | None, actions: Landed) -> None:
         """A record read that holds the change after the last one delivered: another
         instance committed it (a deadline this instance also tried to apply). Its
         clients get it now, not only when the channel brings it: a subscription that
         died in silence costs them nothing while the timers run."""
         if stored is None or stored.seq != self._delivered + 1 or not self._started:
             return
-        self._learn(stored)
+        self._learn(stored, actions)
         snapshot = stored.snapshot
         self._deliver([Change(snapshot, stored.history if snapshot.state.is_final else None)])
 
@@ -712,17 +876,16 @@ class RedisBackend:
             return
         record = Record.from_json(payload["record"])
         changes = tuple(snapshot_from_json(change) for change in payload["changes"])
-        action = payload.get("action")
-        self._learn(record)
-        self._deliver(
-            changes_of(Outcome(record, changes)), action=action if isinstance(action, str) else None
-        )
+        actions = payload.get("actions")
+        ids = tuple(a for a in actions if isinstance(a, str)) if isinstance(actions, list) else ()
+        self._learn(record, _recent_actions(payload["record"].get("actions")))
+        self._deliver(changes_of(Outcome(record, changes)), actions=ids)
 
-    def _deliver(self, changes: list[Change], *, action: str | None = None) -> None:
-        """Hand changes to the listeners, in seq order, each once; those of an action
-        whose caller has not resumed wait, and so does whatever follows them."""
-        if self._held or (action is not None and action in self._in_flight):
-            self._held.extend((change, action) for change in changes)
+    def _deliver(self, changes: list[Change], *, actions: tuple[str, ...] = ()) -> None:
+        """Hand changes to the listeners, in seq order, each once; those of actions
+        whose callers have not resumed wait, and so does whatever follows them."""
+        if self._held or any(each in self._in_flight for each in actions):
+            self._held.extend((change, actions) for change in changes)
             return
         self._hand_over(changes)
 
@@ -733,7 +896,7 @@ class RedisBackend:
         # The channel's copy and the committer's own may both be here, in any order.
         held = sorted(self._held, key=lambda item: item[0].snapshot.seq)
         ready = 0
-        while ready < len(held) and held[ready][1] not in self._in_flight:
+        while ready < len(held) and not any(each in self._in_flight for each in held[ready][1]):
             ready += 1
         self._held = held[ready:]
         self._hand_over([change for change, _ in held[:ready]])
@@ -761,8 +924,11 @@ class RedisBackend:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(waiter, self.timeout)
 
-    def _learn(self, record: Record) -> None:
+    def _learn(self, record: Record, actions: Landed | None = None) -> None:
+        """The newest record seen (and the ids of the actions it holds, when known)."""
         if self._known is None or record.seq >= self._known.seq:
+            if actions is not None or self._known is None or record.seq > self._known.seq:
+                self._known_actions = actions or ()
             self._known = record
             self._reschedule()
 
@@ -800,15 +966,28 @@ class RedisBackend:
 
     # Health.
 
-    def _round_trip_ok(self) -> None:
-        if self._store_trouble is not None:
+    def _round_trip_ok(self, *, wrote: bool = False) -> None:
+        """Redis answered (and, ``wrote``, took a write): what was wrong is over."""
+        if self._store_trouble is not None or (wrote and self._write_trouble is not None):
             self._store_trouble = None
+            if wrote:
+                self._write_trouble = None
             self._reachable.set()
             self._health_changed()
 
     def _round_trip_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, ResponseError):
+            self._writes_refused(exc)  # it answered: not out of reach
+            return
         if self._store_trouble is None and not self._closed:
             self._store_trouble = _reason(exc)
+            self._health_changed()
+
+    def _writes_refused(self, exc: BaseException) -> None:
+        """Redis answers, but refuses changes (out of memory, a read-only replica):
+        not ready until a write goes through again."""
+        if self._write_trouble is None and not self._closed:
+            self._write_trouble = _reason(exc)
             self._health_changed()
 
     def _set_subscribed(self, subscribed: bool) -> None:
@@ -832,17 +1011,114 @@ class RedisBackend:
 UNREACHABLE = "The shared state store is unreachable; try again shortly."
 
 
-def _payload(outcome: Outcome, action: str | None) -> str:
-    """What the channel carries: the changes, the record after them, and the id of the
-    action that made them (its instance holds them until the caller has its reply)."""
+def _payload(text: str, outcome: Outcome, accepted: list[_Request]) -> str:
+    """What the channel carries: the changes, the stored text after them (the record and
+    its recent actions), and the ids of the actions that made them (their instance
+    holds them until each caller has its reply)."""
     return json.dumps(
         {
             "kind": "change",
-            "record": outcome.record.to_json(),
+            "record": json.loads(text),
             "changes": [snapshot_to_json(snapshot) for snapshot in outcome.changes],
-            "action": action if outcome.refused is None else None,
+            "actions": [request.id for request in accepted],
         }
     )
+
+
+def _stored_text(record: Record, actions: Landed) -> str:
+    """What the record's key holds: the record, and the recent actions' ids."""
+    return json.dumps(
+        {
+            **record.to_json(),
+            "actions": [[each, snapshot_to_json(state)] for each, state in actions],
+        }
+    )
+
+
+def _recent_actions(value: Any) -> Landed:
+    """Read the recent actions of a stored text; anything unreadable is left out."""
+    if not isinstance(value, list):
+        return ()
+    found = []
+    for item in value[:RECENT_ACTIONS]:
+        try:
+            each, state = item
+            if isinstance(each, str):
+                found.append((each, snapshot_from_json(state)))
+        except (ValueError, TypeError):
+            continue
+    return tuple(found)
+
+
+def _landed(actions: Landed, requests: list[_Request], outcomes: list[Outcome]) -> Landed:
+    """The recent actions after a write: those it accepts first, newest first."""
+    new = [
+        (request.id, outcome.record.snapshot)
+        for request, outcome in zip(requests, outcomes, strict=True)
+        if outcome.refused is None
+    ]
+    return (*reversed(new), *actions)[:RECENT_ACTIONS]
+
+
+def _apply(
+    step: Callable[[Record, float], Outcome] | None,
+    requests: list[_Request],
+    record: Record,
+    now: float,
+) -> tuple[Outcome, list[Outcome]]:
+    """``step``, or each request's action in turn, from ``record``: the outcome of them
+    all (its changes in order), and each request's own."""
+    if step is not None:
+        return step(record, now), []
+    each: list[Outcome] = []
+    changes: list[StateSnapshot] = []
+    for request in requests:
+        outcome = request.step(record, now)
+        each.append(outcome)
+        changes.extend(outcome.changes)
+        record = outcome.record
+    if not each:
+        return calculation.advance(record, now), []
+    return Outcome(record, tuple(changes)), each
+
+
+def _settle(request: _Request, result: Outcome | StateSnapshot | BaseException) -> None:
+    """Give a request's caller its outcome (or the reason it has none)."""
+    if request.future.done():
+        return  # its caller gave up waiting
+    if isinstance(result, BaseException):
+        request.future.set_exception(result)
+    else:
+        request.future.set_result(result)
+
+
+def _settle_all(requests: list[_Request], outcomes: list[Outcome]) -> None:
+    for request, outcome in zip(requests, outcomes, strict=True):
+        _settle(request, outcome)
+
+
+def _lean_connections() -> dict[str, Any]:
+    """Connection options that save round trips when a connection is made: RESP2 (no
+    HELLO), no CLIENT SETINFO, no maintenance notifications. An instance far from
+    Redis pays each of them, and pays them again for each connection made after a
+    timeout. Only what the installed redis-py knows of."""
+    parameters: set[str] = set()
+    for cls in aioredis.Connection.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            parameters.update(inspect.signature(inspect.unwrap(init)).parameters)
+    options: dict[str, Any] = {}
+    if "protocol" in parameters:
+        options["protocol"] = 2
+    if "driver_info" in parameters:
+        options["driver_info"] = None
+    elif "lib_name" in parameters:
+        options["lib_name"] = options["lib_version"] = None
+    if "maint_notifications_config" in parameters:
+        from redis.maint_notifications import MaintNotificationsConfig
+
+        options["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+    return options
 
 
 def _text(value: bytes | str) -> str:
@@ -852,5 +1128,6 @@ def _text(value: bytes | str) -> str:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError) and not str(exc):
         return "no answer in time"
-    text = str(exc).strip().rstrip(".")
+    # Redis names the script that met an error: of no use to a person.
+    text = str(exc).split(". script: ")[0].strip().rstrip(".")
     return text[:200] or type(exc).__name__
