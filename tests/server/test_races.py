@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from progress_server.server import ProgressServer
-from tests.helpers import TIMEOUT, http_request, join, recv_type, send_json
+from tests.helpers import TIMEOUT, http_request, join, recv_json, recv_type, send_json
 
 #: Short steps, so that a hundred runs take seconds (not scaled: a slow machine only makes
 #: the race tighter); the aim is a few ms around each deadline.
@@ -23,6 +23,7 @@ CLIENTS = 50
 #: Runs on each of SERVERS servers, side by side (each run lasts a few steps).
 RUNS = 50
 SERVERS = 2
+FINAL = ("SUCCESS", "CANCELED")
 
 
 @dataclass
@@ -69,18 +70,34 @@ async def race(seed: int) -> Counter[str]:
                 action, deadline = aims[0] if run % 2 == 0 else rng.choice(aims)
                 aim = started["changed_at"] + deadline * RACE_STEP + rng.uniform(-0.003, 0.003)
                 await at_wall_time(aim)
-                await send_json(driver, {"action": action})
-                message = started
+                request_id = f"run {run}"
+                await send_json(driver, {"action": action, "request_id": request_id})
+                # Until the action is answered and the run ends; a start that came too
+                # late for the run aimed at (a stall) starts one more, awaited too.
+                reply: dict[str, Any] | None = None
+                ended: dict[str, Any] | None = None  # how the run aimed at ended
+                message, awaited = started, started["calculation_id"]
                 try:
                     async with asyncio.timeout(3 * RACE_STEP + TIMEOUT):
-                        while message["state"] not in ("SUCCESS", "CANCELED"):
-                            message = await recv_type(driver, "state")
+                        while reply is None or not (
+                            message["state"] in FINAL and message["calculation_id"] == awaited
+                        ):
+                            received = await recv_json(driver)
+                            if received["type"] == "state":
+                                message = received
+                                if ended is None and message["state"] in FINAL:
+                                    ended = message
+                            elif received.get("request_id") == request_id:
+                                reply = received
+                                if reply["type"] == "ack" and action == "start":
+                                    awaited = reply["calculation_id"]
                 except TimeoutError:
                     pytest.fail(
                         f"run {run}: after a {action} aimed at deadline {deadline}, the "
                         f"clients stayed on {message['state']} (seq {message['seq']})"
                     )
-                outcomes[f"{action}@{deadline} -> {message['state']}"] += 1
+                assert ended is not None and ended["calculation_id"] == started["calculation_id"]
+                outcomes[f"{action}@{deadline} -> {ended['state']}"] += 1
 
             _, _, final = await http_request(server.port, "GET", "/state")
             assert final["state"] in ("SUCCESS", "CANCELED")

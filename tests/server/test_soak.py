@@ -16,8 +16,23 @@ from tests.helpers import TIME_FACTOR, TIMEOUT, ServerProcess, http_request
 
 CLIENTS = 200
 STAYING = 20  # connected from start to end; the rest come and go
-#: How long the churn lasts: a load, not a timeout, so a slow machine does not stretch it.
+#: How long the churn lasts: a load, not a timeout, so a slow machine does not stretch it,
+#: but for the connections each round makes at least (where the clients' own reading takes
+#: the CPU, a slow machine makes few in that time).
 SECONDS = 4.0
+
+
+class Round:
+    """A round of churn: until its deadline, and until ``at_least`` sessions began."""
+
+    def __init__(self, seconds: float, at_least: int) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.deadline = self.loop.time() + seconds
+        self.at_least = at_least
+        self.sessions = 0
+
+    def over(self) -> bool:
+        return self.sessions >= self.at_least and self.loop.time() >= self.deadline
 
 
 class SoakClient:
@@ -40,17 +55,18 @@ class SoakClient:
             pass
 
 
-async def churn(url: str, rng: random.Random, deadline: float, seen: list[list[int]]) -> None:
-    """One client slot: connect, act at random, leave (cleanly or not), again, until the end."""
-    loop = asyncio.get_running_loop()
-    while loop.time() < deadline:
+async def churn(url: str, rng: random.Random, round_: Round, seen: list[list[int]]) -> None:
+    """One client slot: connect, act at random, leave (cleanly or not), again, until the
+    round is over."""
+    while not round_.over():
+        round_.sessions += 1
         async with asyncio.timeout(TIMEOUT):
             ws = await connect(url, open_timeout=TIMEOUT)
         client = SoakClient(ws)
         reader = asyncio.create_task(client.read())
         for _ in range(rng.randint(0, 6)):
-            if loop.time() >= deadline:
-                break  # the churn is over: no tail of late actions
+            if round_.over():
+                break  # no tail of late actions
             action = rng.choice(["start", "cancel", "status", "start"])
             try:
                 await ws.send(json.dumps({"action": action}))
@@ -71,20 +87,19 @@ async def test_soak_200_clients() -> None:
     rng = random.Random(20261126)
     async with ServerProcess("--step-seconds", str(0.05 * TIME_FACTOR)) as server:
         process = psutil.Process(server.process.pid)  # type: ignore[union-attr]
-        loop = asyncio.get_running_loop()
 
         # A first, short round warms up the allocator; memory is measured after it.
         seen: list[list[int]] = []
-        warm_deadline = loop.time() + 1.5
-        await asyncio.gather(*(churn(server.url, rng, warm_deadline, seen) for _ in range(CLIENTS)))
+        warm_up = Round(1.5, at_least=CLIENTS)
+        await asyncio.gather(*(churn(server.url, rng, warm_up, seen) for _ in range(CLIENTS)))
         await quiet(server.port)
         rss_before = process.memory_info().rss
 
         staying = [SoakClient(await connect(server.url)) for _ in range(STAYING)]
         readers = [asyncio.create_task(client.read()) for client in staying]
-        deadline = loop.time() + SECONDS
+        soak = Round(SECONDS, at_least=2 * (CLIENTS - STAYING))
         await asyncio.gather(
-            *(churn(server.url, rng, deadline, seen) for _ in range(CLIENTS - STAYING))
+            *(churn(server.url, rng, soak, seen) for _ in range(CLIENTS - STAYING))
         )
         final = await quiet(server.port)
         async with asyncio.timeout(TIMEOUT):  # the last state is on its way to them
