@@ -185,7 +185,14 @@ def _hide_secret(text: str, secret: str) -> str:
         return text  # the usual case: a few substring searches, in C
     found: list[tuple[int, int]] = []
     # A form's space is "+" (and "%2B" a "+"): read the text both ways, of one length.
-    for each, spans in map(_decoded_view, (text, text.replace("+", " ")) if plus else (text,)):
+    # Each stage of decoding is searched, the text as it is too: a secret that holds a
+    # "%41" of its own is found as written, not only as decoded.
+    views = [
+        view
+        for source in ((text, text.replace("+", " ")) if plus else (text,))
+        for view in _decoded_views(source)
+    ]
+    for each, spans in views:
         position = 0
         while match := runs.search(each, position):
             found.append((spans[match.start()][0], spans[match.end() - 1][1]))
@@ -226,9 +233,9 @@ def _runs_of(secret: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
     return re.compile("|".join(re.escape(piece) for piece in sorted(pieces))), anchors
 
 
-def _decoded_view(text: str) -> tuple[str, list[tuple[int, int]]]:
-    """``text`` percent-decoded up to _DECODINGS times, one character a byte, and for
-    each character of the result the span of ``text`` it came from."""
+def _decoded_views(text: str) -> list[tuple[str, list[tuple[int, int]]]]:
+    """``text`` as it is, then percent-decoded once, twice, up to _DECODINGS times, one
+    character a byte, each with the span of ``text`` every character came from."""
     if text.isascii():
         view = text
         spans = [(index, index + 1) for index in range(len(text))]
@@ -239,6 +246,7 @@ def _decoded_view(text: str) -> tuple[str, list[tuple[int, int]]]:
             for index, char in enumerate(text)
             for _ in char.encode("utf-8", "surrogatepass")
         ]
+    views = [(view, spans)]
     for _ in range(_DECODINGS):
         if "%" not in view:
             break
@@ -257,4 +265,5 @@ def _decoded_view(text: str) -> tuple[str, list[tuple[int, int]]]:
         decoded.append(view[last:])
         decoded_spans.extend(spans[last:])
         view, spans = "".join(decoded), decoded_spans
-    return view, spans
+        views.append((view, spans))
+    return views
