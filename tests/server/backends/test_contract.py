@@ -141,7 +141,8 @@ async def test_a_refusal_with_nothing_due_announces_nothing(make_backend: MakeBa
     # before this cancel's CANCELED.
     canceled = await backend.cancel_calculation()
     await heard.until(lambda h: canceled.seq in h.seqs)
-    assert [seq for seq in heard.seqs if seq != started.seq] == [canceled.seq]
+    # STARTING is heard once if it was still on its way when the listener came.
+    assert heard.seqs in ([canceled.seq], [started.seq, canceled.seq]), heard.seqs
 
 
 async def test_a_failing_listener_does_not_stop_the_others(
