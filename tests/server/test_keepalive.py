@@ -11,6 +11,7 @@ import json
 import os
 import struct
 
+import pytest
 from websockets.asyncio.client import connect
 
 from progress_server.server import ProgressServer
@@ -142,11 +143,14 @@ async def test_a_client_waiting_on_a_slow_action_still_answers_pings() -> None:
             # first. Unread, none would be, and it would be dropped.
             (connection,) = server.connections
             pongs = [connection.last_pong]
-            async with asyncio.timeout(TIMEOUT):
-                while len(pongs) <= 3:
-                    await asyncio.sleep(INTERVAL / 4)
-                    if connection.last_pong != pongs[-1]:
-                        pongs.append(connection.last_pong)
+            try:
+                async with asyncio.timeout(TIMEOUT):
+                    while len(pongs) <= 3:
+                        await asyncio.sleep(INTERVAL / 4)
+                        if connection.last_pong != pongs[-1]:
+                            pongs.append(connection.last_pong)
+            except TimeoutError:
+                pytest.fail(f"{len(pongs) - 1} pongs read in {TIMEOUT:g} s while the start waited")
             assert len(server.hub.clients) == 1
             assert backend.events == ["start begins"]  # the start still waits
             backend.release.set()
