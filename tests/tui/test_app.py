@@ -34,7 +34,7 @@ from progress_client.client import (
 from progress_client.reconnect import ReconnectPolicy
 from progress_protocol.states import State, StateSnapshot
 from progress_server.server import ProgressServer
-from progress_tui.app import ProgressApp
+from progress_tui.app import TAKE_PERIOD, ProgressApp
 from progress_tui.mailbox import KEPT_LIMIT, LISTED_EACH
 from progress_tui.run import RunView
 from progress_tui.screens import HelpScreen
@@ -901,6 +901,11 @@ MAX_QUEUED = 100 * TIME_FACTOR
 #: How long the flood may take to reach FLOODED states (a deadline, not a measure: the
 #: flood goes at the pace the app reads, slower on a busy machine).
 FLOOD_DEADLINE = 2 * TIMEOUT
+#: The states the app shows in any second, at most, however many come: a take from the
+#: mailbox each TAKE_PERIOD with one state in the place of those it had no time for
+#: (and one more after each summary), and the LISTED_EACH states the log lists. A bound
+#: by design, on any machine; without the mailbox, each of thousands is shown.
+SHOWN_EACH = round(1 / TAKE_PERIOD) + 1 + LISTED_EACH
 #: Redraws of the Footer's keys to await under a flood (Start and Cancel flip with
 #: every run): 2 s of them (8 keys each).
 KEY_REDRAWS = 8
@@ -933,9 +938,10 @@ def press_now(app: ProgressApp, key: str) -> None:
 
 async def test_keys_and_q_are_handled_at_once_under_a_flood() -> None:
     """A server sending valid states as fast as the app reads them (thousands a second):
-    what waits for the screen stays a few messages, memory holds no more widgets than a
-    few the screen just let go, a key is handled and q quits, each within a generous
-    bound (before the mailbox, q did not quit within 60 s)."""
+    the screen shows a few dozen of them a second, what waits for it stays a few
+    messages, memory holds no more widgets than a few the screen just let go, a key is
+    handled and q quits, each within a generous bound (before the mailbox, q did not
+    quit within 60 s)."""
     async with FloodServer() as flood:
         app = make_app(flood.url)
         async with app.run_test(size=SIZE) as pilot:
@@ -948,6 +954,15 @@ async def test_keys_and_q_are_handled_at_once_under_a_flood() -> None:
                 redraws += 1
 
             app.screen.bindings_updated_signal.subscribe(app, redrawn)
+            shown = 0
+
+            def new_state(snapshot: object) -> None:
+                nonlocal shown
+                shown += 1
+
+            app.watch(app, "snapshot", new_state, init=False)
+            loop = asyncio.get_running_loop()
+            began = loop.time()
             waiting: list[int] = []
 
             def flooded() -> bool:
@@ -955,6 +970,10 @@ async def test_keys_and_q_are_handled_at_once_under_a_flood() -> None:
                 return flood.sent >= FLOODED
 
             await until(pilot, flooded, FLOOD_DEADLINE, what=f"{FLOODED} states sent")
+            took = loop.time() - began
+            assert shown <= SHOWN_EACH * (took + 1), (
+                f"{shown} states shown in {took:.1f} s, of {flood.sent} sent"
+            )
             assert max(waiting) <= MAX_QUEUED, f"messages waiting, as sampled: {waiting}"
             # Entries that nothing replaces are bounded; of states, one at a time.
             assert app.mailbox.peak <= KEPT_LIMIT + 3
