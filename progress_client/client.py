@@ -393,6 +393,9 @@ class ProgressClient:
         self.open_timeout = open_timeout
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
+        #: How long closing waits for the server's close frame before it drops the
+        #: connection (a UI quitting sets it short).
+        self.close_timeout = 2.0
         self.status = ConnectionStatus.DISCONNECTED
         #: The latest state and clients count the server sent; kept across reconnections.
         self.snapshot: StateSnapshot | None = None
@@ -468,7 +471,7 @@ class ProgressClient:
                     open_timeout=self.open_timeout,
                     ping_interval=self.ping_interval,
                     ping_timeout=self.ping_timeout,
-                    close_timeout=2.0,
+                    close_timeout=self.close_timeout,
                     user_agent_header=f"progress-client/{__version__}",
                     additional_headers=self._headers(),
                     # websockets refuses a TLS context for a ws:// URL.
@@ -698,11 +701,13 @@ class ProgressClient:
             self._closer = asyncio.get_running_loop().create_task(connection.close())
 
     async def close(self) -> None:
-        """Close the connection (code 1000) and end :meth:`events`."""
+        """Close the connection (code 1000) and end :meth:`events`: the close frame
+        goes out at once, and the server's is awaited :attr:`close_timeout` at most."""
         self._closing = True
         self._wake.set()
         connection = self._connection
         if connection is not None:
+            connection.close_timeout = self.close_timeout
             await connection.close()
 
 

@@ -47,7 +47,7 @@ from progress_protocol import __version__
 from progress_protocol.messages import ErrorCode
 from progress_protocol.states import Run, State, StateSnapshot
 
-from .mailbox import Mailbox, QuietState, Summary
+from .mailbox import FoldedReplies, Mailbox, QuietState, Summary
 from .messages import NewsArrived
 from .run import RunView, lost_on_resync, name_of, short_id
 from .screens import HelpScreen
@@ -65,6 +65,9 @@ from .widgets.connection_bar import ConnectionInfo
 __all__ = ["ERROR_TITLES", "KEYS", "ProgressApp"]
 
 logger = logging.getLogger(__name__)
+
+#: How long quitting waits for the server to answer the close frame.
+QUIT_CLOSE_TIMEOUT = 0.1
 
 #: How long an action may wait for its answer before the user is told.
 PENDING_TIMEOUT = 5.0
@@ -217,6 +220,8 @@ class ProgressApp(App[None]):
         #: The local refusals on screen (title, message) and until when: a held key
         #: repeats none of them.
         self._said: dict[tuple[str, str], float] = {}
+        #: Until when no notification nobody here asked for is shown (one a second).
+        self._unasked_until = float("-inf")
         #: Whether start and cancel can be sent, as the controls show it.
         self._can: tuple[bool, bool] | None = None
         #: What the network worker has for the screen and the screen has not taken.
@@ -327,6 +332,8 @@ class ProgressApp(App[None]):
                         self.apply(received, listed=False)
                     case Summary():
                         self._sum_up(entry)
+                    case FoldedReplies(count=count, last=last):
+                        self._say_folded(count, last)
                     case _:
                         self.apply(entry)
             except Exception:
@@ -364,6 +371,28 @@ class ProgressApp(App[None]):
             f"the last: {self._describe_change(summary.last)}",
             _style(summary.last.state),
             at=summary.last.changed_at,
+        )
+
+    def _may_interrupt(self) -> bool:
+        """Whether a notification nobody here asked for may be shown now: one a second
+        at most, whatever a server sends."""
+        now = self.now()
+        if now < self._unasked_until:
+            return False
+        self._unasked_until = now + 1.0
+        return True
+
+    def _say_folded(self, count: int, last: ActionAccepted | ServerError) -> None:
+        """Replies nobody here asked for, too many to show each: one line for them."""
+        if isinstance(last, ServerError):
+            title = ERROR_TITLES.get(last.error.code, "Refused")
+            what = f"{title}: {last.error.message}"
+        else:
+            what = f"{last.ack.action} accepted"
+        replies = "reply" if count == 1 else "replies"
+        self.query_one(EventLog).add(
+            f"{count} more {replies} from the server, asked by nobody here (the last: {what})",
+            "red",
         )
 
     async def on_unmount(self) -> None:
@@ -432,7 +461,10 @@ class ProgressApp(App[None]):
                 self._settle(error.request_id)
             case ServerError(error=error):
                 title = ERROR_TITLES.get(error.code, "Refused")
-                self._toast(error.message, title=title, severity="error")
+                if self._action_of(error.request_id) is not None or self._may_interrupt():
+                    # A notification answers a key of this app's; of what nobody here
+                    # asked for (a server flooding errors), one a second at most.
+                    self._toast(error.message, title=title, severity="error")
                 log.add(f"Refused: {error.message}", "red")
                 self._settle(error.request_id)
             case ConnectionLost(url=url, reason=reason):
@@ -639,6 +671,9 @@ class ProgressApp(App[None]):
         # Nothing more is taken; a worker held back by a full mailbox reads on, so that
         # the server's close frame is read.
         self.mailbox.close()
+        # The close frame goes out at once; what the server still has to say (behind a
+        # flood, megabytes) is not waited for long: quitting is instant.
+        self.client.close_timeout = QUIT_CLOSE_TIMEOUT
         await self.client.close()
         self.exit()
 
@@ -677,6 +712,7 @@ class ProgressApp(App[None]):
         except NotConnected as exc:
             self._say("Not connected", f"Cannot {action}: {exc}.")
             return
+        self.mailbox.expect(request_id)
         self._answer_timers[request_id] = self.set_timer(
             self.pending_timeout, partial(self._no_answer, request_id)
         )
@@ -695,6 +731,7 @@ class ProgressApp(App[None]):
         """The answer to one request came (or will never come)."""
         if request_id is None:
             return
+        self.mailbox.settled(request_id)
         timer = self._answer_timers.pop(request_id, None)
         if timer is not None:
             timer.stop()

@@ -16,6 +16,10 @@ it the reading of the socket.
 The event log lists up to :data:`LISTED_EACH` changes a second one by one, as they came:
 those are never folded. Past that, the changes are counted, and one :class:`Summary` a
 second says how many the log did not list.
+
+Replies are kept when this app awaits them (:meth:`Mailbox.expect`); of those nobody
+asked for (a server that floods errors), :data:`LISTED_EACH` a second are kept, and the
+rest are counted in one :class:`FoldedReplies` that the screen says in one line.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import asyncio
 from dataclasses import dataclass
 
 from progress_client.client import (
+    ActionAccepted,
     ClientEvent,
     ClientsChanged,
     Closed,
@@ -31,18 +36,32 @@ from progress_client.client import (
     Connecting,
     ConnectionLost,
     HistoryReceived,
+    ServerError,
     StateReceived,
     Waiting,
 )
 from progress_protocol.states import StateSnapshot
 
-__all__ = ["KEPT_LIMIT", "LISTED_EACH", "Entry", "Mailbox", "QuietState", "Summary"]
+__all__ = [
+    "KEPT_LIMIT",
+    "LISTED_EACH",
+    "Entry",
+    "FoldedReplies",
+    "Mailbox",
+    "QuietState",
+    "Summary",
+]
 
 #: Changes a second the event log lists one by one; the others are summed up.
 LISTED_EACH = 10
 #: Entries that nothing replaces (connection events, replies, listed states) waiting
 #: at once before the worker is held back.
 KEPT_LIMIT = 64
+#: Events put between two takes before the worker is held back until the next: the
+#: screen takes at most 20 times a second, so reading (and decoding) what a flood
+#: sends costs a bounded share of the CPU, and keys stay quick. A server that sends
+#: more waits on TCP (ours conflates for a slow reader).
+PER_TAKE = 250
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +81,15 @@ class Summary:
     last: StateSnapshot
 
 
-Entry = ClientEvent | QuietState | Summary
+@dataclass(frozen=True, slots=True)
+class FoldedReplies:
+    """Replies nobody here asked for, past the ones kept: how many, and the last."""
+
+    count: int
+    last: ActionAccepted | ServerError
+
+
+Entry = ClientEvent | QuietState | Summary | FoldedReplies
 
 #: Events after which what comes is another story: states, counts and histories are
 #: never folded across them (the first state after a connection is its resync point,
@@ -109,14 +136,21 @@ class Mailbox:
         self._unlisted_last: StateSnapshot | None = None
         self._room = asyncio.Event()
         self._room.set()
+        #: Events put since the last take.
+        self.since_take = 0
+        #: The request ids whose replies the owner awaits: those are always kept.
+        self._expected: set[str] = set()
+        self._reply_window_end = float("-inf")
+        self._replies_kept = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
     @property
     def full(self) -> bool:
-        """Too many entries that nothing replaces wait: the worker should wait too."""
-        return self._kept >= self.limit and not self.closed
+        """Too many entries that nothing replaces wait, or too many events came since
+        the screen last took them: the worker should wait."""
+        return (self._kept >= self.limit or self.since_take >= PER_TAKE) and not self.closed
 
     @property
     def summary_due(self) -> float | None:
@@ -130,11 +164,14 @@ class Mailbox:
         """
         if self.closed:
             return False
+        self.since_take += 1
         match event:
             case StateReceived(snapshot=snapshot):
                 self._put_state(event, snapshot, now)
             case ClientsChanged() | HistoryReceived():
                 self._replace(type(event), event)
+            case ActionAccepted() | ServerError():
+                self._put_reply(event, now)
             case _ if isinstance(event, _BARRIERS):
                 # The changes before a loss are summed up before it is said.
                 self._sum_up()
@@ -169,6 +206,33 @@ class Mailbox:
             self._keep(entry)
         else:
             self._replace(QuietState, entry)
+
+    def expect(self, request_id: str) -> None:
+        """The owner sent a request: its reply is kept, whatever else comes."""
+        self._expected.add(request_id)
+
+    def settled(self, request_id: str | None) -> None:
+        """The owner has the reply to that request, or stopped waiting for it."""
+        self._expected.discard(request_id or "")
+
+    def _put_reply(self, event: ActionAccepted | ServerError, now: float) -> None:
+        request_id = (
+            event.ack.request_id if isinstance(event, ActionAccepted) else event.error.request_id
+        )
+        if request_id is not None and request_id in self._expected:
+            self._keep(event)
+            return
+        if now >= self._reply_window_end:
+            self._reply_window_end = now + self.window
+            self._replies_kept = 0
+        if self._replies_kept < self.listed_each:
+            self._replies_kept += 1
+            self._keep(event)
+            return
+        index = self._slots.get(FoldedReplies)
+        folded = self._entries[index] if index is not None else None
+        count = folded.count + 1 if isinstance(folded, FoldedReplies) else 1
+        self._replace(FoldedReplies, FoldedReplies(count, event))
 
     def _keep(self, entry: Entry) -> None:
         self._entries.append(entry)
@@ -215,6 +279,7 @@ class Mailbox:
         self._entries = []
         self._slots.clear()
         self._kept = 0
+        self.since_take = 0
         self.woken = False
         self._room.set()
         return entries
