@@ -18,6 +18,10 @@ A worker must not outlive its supervisor either (it would serve an old version b
 the next supervisor's workers): the kernel sends it SIGTERM when the supervisor dies
 (Linux's ``PR_SET_PDEATHSIG``), and a heartbeat that finds the pipe's other end closed
 does the same where that is missing. Either way the worker stops as on any SIGTERM.
+A worker that cannot stop by itself (its loop hangs) is ended by a thread of its own
+:data:`STOP_SECONDS` after its supervisor died; and one that cannot run at all (stopped
+with SIGSTOP, frozen) is killed by the next supervisor on its port, before that one
+starts its own workers.
 """
 
 from __future__ import annotations
@@ -33,10 +37,13 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
 from prometheus_client import multiprocess as prometheus_multiprocess
 
 from .metrics import MULTIPROCESS_VARIABLE
@@ -111,6 +118,7 @@ class Heartbeat:
 
     async def beside(self, main: Coroutine[Any, Any, None]) -> None:
         """Run ``main`` (the server, until it stopped) while beating."""
+        threading.Thread(target=self._outlive_no_supervisor, daemon=True).start()
         beating = asyncio.get_running_loop().create_task(self._beat())
         try:
             await main
@@ -122,6 +130,20 @@ class Heartbeat:
                     "the supervisor (pid %d) is gone: this worker stopped with it",
                     self.supervisor,
                 )
+
+    def _outlive_no_supervisor(self) -> None:
+        """A thread: once the supervisor is gone, the worker has STOP_SECONDS to stop as
+        on SIGTERM; one whose loop hangs (and so cannot) is ended then. A thread runs
+        even while the loop is stuck in Python."""
+        while os.getppid() == self.supervisor:
+            time.sleep(self.interval)
+        time.sleep(STOP_SECONDS)
+        logger.error(
+            "the supervisor (pid %d) is gone and this worker did not stop within %.0f s: ending it",
+            self.supervisor,
+            STOP_SECONDS,
+        )
+        os._exit(1)
 
     async def _beat(self) -> None:
         # From the event loop, not a thread: a loop that hangs must fall silent.
@@ -210,6 +232,7 @@ class Supervisor:
         self.timeout = timeout
         self.interval = timeout / 10
         remove_stale_metrics_directories()
+        kill_orphaned_workers(_port_of(self.arguments))
         # Every worker counts into prometheus-client's files here, so that whichever
         # worker answers GET /metrics reports all of them.
         self.metrics_directory = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
@@ -399,6 +422,53 @@ def _drain(fd: int | None) -> bool | None:
         if not data:
             return None
         heard = True
+
+
+def kill_orphaned_workers(port: int | None) -> None:
+    """Kill the workers on ``port`` whose supervisor is gone: they would share it with
+    this supervisor's. One that could stop by itself has (SIGTERM came with its
+    supervisor's death); what is left cannot run its own stop: stopped (SIGSTOP), or
+    hung. Only this user's ``progress_server`` workers are looked at."""
+    if port is None:
+        return
+    me = os.getuid()
+    for process in psutil.process_iter(["pid", "uids", "cmdline"]):
+        try:
+            info = process.info
+            command = info.get("cmdline") or []
+            uids = info.get("uids")
+            if (
+                uids is None
+                or uids.real != me
+                or "progress_server" not in command
+                or "--reuse-port" not in command
+                or _port_of(command) != port
+            ):
+                continue
+            supervisor = int(process.environ().get(SUPERVISOR_VARIABLE, "0"))
+            if supervisor <= 0 or (_running(supervisor) and process.ppid() == supervisor):
+                continue  # not a worker of ours, or one whose supervisor lives
+            process.kill()  # SIGKILL: the one signal a stopped process obeys
+            logger.warning(
+                "killed worker pid %d, left on port %d by a supervisor that is gone (pid %d)",
+                process.pid,
+                port,
+                supervisor,
+            )
+        except (psutil.Error, ValueError, OSError):
+            continue
+
+
+def _port_of(arguments: Sequence[str]) -> int | None:
+    """The port a worker's arguments name (the last ``--port`` wins, as for click)."""
+    port = None
+    for index, argument in enumerate(arguments[:-1]):
+        if argument == "--port":
+            port = arguments[index + 1]
+    try:
+        return int(port) if port is not None else None
+    except ValueError:
+        return None
 
 
 def remove_stale_metrics_directories() -> None:
