@@ -84,10 +84,13 @@ def connected_client() -> ScriptedClient:
 
 
 async def until(
-    pilot: Pilot[None], predicate: Callable[[], bool], timeout: float = TIMEOUT, what: str = ""
+    pilot: Pilot[None],
+    predicate: Callable[[], bool],
+    timeout: float = TIMEOUT,
+    what: str | Callable[[], str] = "",
 ) -> None:
     """Let the app run until `predicate` holds; fails the test after `timeout`, saying
-    `what` was awaited.
+    `what` was awaited (a callable: what it says then, e.g. what the app has instead).
 
     For a fact that stays once true (a state that lasts until the test moves on, a
     connection, a line in the log), never for one that may come and go meanwhile.
@@ -95,7 +98,8 @@ async def until(
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what or 'still not true'}: not after {timeout:g} s")
+            said = what() if callable(what) else what
+            raise AssertionError(f"{said or 'still not true'}: not after {timeout:g} s")
         await pilot.pause(0.01)
 
 

@@ -142,7 +142,10 @@ async def showing(pilot: Pilot[None], state: State) -> None:
     await until(
         pilot,
         lambda: state_of(app) is state and rendered(app, "#caption").strip() == caption,
-        what=f"the screen showing {caption}",
+        what=lambda: (
+            f"the screen showing {caption} (it shows {rendered(app, '#caption').strip()!r}; "
+            f"the log: {log_text(app)[-300:]!r})"
+        ),
     )
 
 
@@ -230,11 +233,13 @@ async def test_controls_follow_the_state(server: SteppedServer) -> None:
         start, cancel = app.query_one("#start", Button), app.query_one("#cancel", Button)
         assert (start.disabled, cancel.disabled) == (False, True)
         assert (app.check_action("start", ()), app.check_action("cancel", ())) == (True, None)
-        await pilot.click("#start")
+        await pilot.pause()  # laid out: the click lands where the button is drawn
+        assert await pilot.click("#start"), "the click missed Start"
         await until(pilot, lambda: app.running and not app.in_flight, what="running, answered")
         assert (start.disabled, cancel.disabled) == (True, False)
         assert (app.check_action("start", ()), app.check_action("cancel", ())) == (None, True)
-        await pilot.click("#cancel")
+        await pilot.pause()
+        assert await pilot.click("#cancel"), "the click missed Cancel"
         await showing(pilot, State.CANCELED)
         assert (start.disabled, cancel.disabled) == (False, True)
 
@@ -686,7 +691,7 @@ async def test_a_hostile_stream_means_reconnecting_with_backoff() -> None:
     up and retried, the attempts counting up (hello does not reset the backoff); the app
     never crashes nor stops retrying, and shows none of the invalid texts."""
     cases = [case for case in CASES.values() if case.invalid]
-    # make_app's backoff: the longest the waits can add up to, on top of the work.
+    # make_app's backoff: the longest its waits can add up to.
     backoff = sum(min(CAP, BACKOFF_INITIAL * 2**attempt) for attempt in range(len(cases) + 1))
     async with HostileServer(*(case.script for case in cases)) as server:
         app = make_app(server.url)
@@ -694,8 +699,8 @@ async def test_a_hostile_stream_means_reconnecting_with_backoff() -> None:
             await until(
                 pilot,
                 lambda: reconnect_attempt(app) > len(cases),
-                TIMEOUT + backoff,
-                what=f"a countdown to attempt {len(cases) + 1}",
+                2 * TIMEOUT + backoff,  # a deadline, not a measure: a connection each
+                what=lambda: f"a countdown to attempt {len(cases) + 1} ({bar_text(app)!r})",
             )
             assert app.query_one(ConnectionStatusBar).has_class("-reconnecting")
             log = log_text(app)
