@@ -195,7 +195,8 @@ async def test_redis_lost_and_back(
     comes back, empty or with its data: seq never goes backwards (an empty Redis gets
     the last state the instance knew), and actions work again."""
     async with RedisServer(keep_data=keep_data) as redis:
-        server = await instance(redis.url, redis_prefix)
+        # The cancel comes while the run is on, however busy the machine.
+        server = await instance(redis.url, redis_prefix, step=LONG_STEP)
         try:
             ws, _, _ = await join(server.url)
             await send_json(ws, {"action": "start"})
