@@ -192,9 +192,9 @@ async def test_each_error_code_keeps_the_connection_usable(
         assert state["state"] == "IDLE" and state["seq"] == 0
 
 
-async def test_already_running_echoes_the_request_id(server: ProgressServer) -> None:
+async def test_already_running_echoes_the_request_id(stepped: SteppedServer) -> None:
     """A second start is refused with already_running; the run goes on unchanged."""
-    ws, _, _ = await join(server.url)
+    ws, _, _ = await join(stepped.url)
     async with ws:
         await send_json(ws, {"action": "start"})
         ack = await recv_type(ws, "ack")
@@ -202,6 +202,7 @@ async def test_already_running_echoes_the_request_id(server: ProgressServer) -> 
         error = await recv_type(ws, "error")
         assert error["code"] == "already_running"
         assert error["request_id"] == "again"
+        await stepped.step(3)
         run = await states_until(ws, "SUCCESS")
         assert {m["calculation_id"] for m in run} == {ack["calculation_id"]}
 
