@@ -903,8 +903,8 @@ FLOODED = 3000
 #: Textual's own (layouts, screen updates, the Footer's callbacks), more of them on a
 #: slower machine.
 MAX_QUEUED = 100 * TIME_FACTOR
-#: How long the flood may take to reach FLOODED states (a deadline, not a measure: the
-#: flood goes at the pace the app reads, slower on a busy machine).
+#: How long the flood may take to reach FLOODED states, or KEY_REDRAWS (a deadline, not
+#: a measure: the flood goes at the pace the app reads, slower on a busy machine).
 FLOOD_DEADLINE = 2 * TIMEOUT
 #: The states the app shows in any second, at most, however many come: a take from the
 #: mailbox each TAKE_PERIOD with one state in the place of those it had no time for
@@ -982,7 +982,12 @@ async def test_keys_and_q_are_handled_at_once_under_a_flood() -> None:
             assert max(waiting) <= MAX_QUEUED, f"messages waiting, as sampled: {waiting}"
             # Entries that nothing replaces are bounded; of states, one at a time.
             assert app.mailbox.peak <= KEPT_LIMIT + 3
-            await until(pilot, lambda: redraws >= KEY_REDRAWS)
+            await until(
+                pilot,
+                lambda: redraws >= KEY_REDRAWS,
+                FLOOD_DEADLINE,  # a deadline: a redraw needs a take that flips the keys
+                what=lambda: f"{KEY_REDRAWS} redraws of the keys (so far {redraws})",
+            )
             assert widgets_alive() - before <= MAX_UNSHOWN
             history = app.query_one(HistoryTable)
             assert not history.display
