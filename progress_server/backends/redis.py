@@ -863,9 +863,19 @@ class RedisBackend:
                 logger.exception("handling a message from Redis failed")
 
     async def _resync(self) -> None:
-        """After a gap: the latest state, whatever came in between."""
+        """After a gap: the latest state, whatever came in between; but when the clock
+        alone made the changes since the last one delivered, those changes, each once
+        (a run of this instance's that came due while Redis was away, committed by its
+        timer before the subscription was made again, so never heard on it)."""
+        last = self._known
         latest = await self._read_through()
         if latest.seq > self._delivered:
+            if last is not None and last.seq == self._delivered:
+                caught_up = calculation.advance(last, latest.snapshot.changed_at)
+                if caught_up.record == latest:
+                    self._deliver(changes_of(caught_up))
+                    await self._recount()
+                    return
             self._deliver([Change(latest.snapshot, latest.history)])
         await self._recount()
 
