@@ -208,7 +208,7 @@ async def test_workers_stop_with_their_supervisor(
         assert await server.wait() == -signal.SIGKILL
         assert server.process is not None
         gone = f"the supervisor (pid {server.process.pid}) is gone"
-        assert len([line for line in server.lines if gone in line]) == 2
+        assert len([line for line in server.lines if gone in line]) == 2, "\n".join(server.lines)
         for ws in clients:
             async with asyncio.timeout(TIMEOUT):
                 await ws.wait_closed()
