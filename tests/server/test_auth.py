@@ -354,6 +354,46 @@ def test_safe_path_shows_a_bounded_decoded_path_without_the_token() -> None:
     assert len(long) == PATH_LIMIT + 3 and long.endswith("...")
 
 
+#: A token that holds percent escapes of its own: it is to be hidden as written, and
+#: not only once decoded.
+ESCAPED_TOKEN = "Zq%2Fx9%3Dk%40Lm"
+
+
+def test_a_token_holding_percent_escapes_is_hidden_as_written() -> None:
+    """The lines a server writes quoting a peer's input (a Host, a method, an unknown
+    action), with a token that holds "%2F" itself: not 8 characters of it are left."""
+    for line in (
+        f"refused a request from 127.0.0.1:5000 for /state: the Host {ESCAPED_TOKEN!r}",
+        f"HTTP BREW{ESCAPED_TOKEN} -> 401",
+        f'client 0123abcd: error unknown_action: Unknown action "{ESCAPED_TOKEN}"',
+        f"a name {ESCAPED_TOKEN[:9]} cut short",
+    ):
+        shown = redact(line, secrets=(ESCAPED_TOKEN,))
+        assert "<redacted>" in shown, shown
+        for start in range(len(ESCAPED_TOKEN) - 7):
+            assert ESCAPED_TOKEN[start : start + 8] not in shown, shown
+
+
+async def test_a_token_holding_percent_escapes_never_reaches_the_log() -> None:
+    """End to end, at debug level: a token with escapes of its own, quoted by the peer
+    as a Host, a method and an action, is in no line of the log as written."""
+    bearer = {"Authorization": f"Bearer {ESCAPED_TOKEN}"}
+    args = ("--log-level", "debug")
+    async with ServerProcess(*args, env={"PROGRESS_TOKEN": ESCAPED_TOKEN}) as server:
+        await http_request(server.port, "GET", "/state", headers={"Host": ESCAPED_TOKEN})
+        await http_request(server.port, f"BREW{ESCAPED_TOKEN}", "/state")
+        async with connect(server.url, additional_headers=bearer) as ws:
+            await recv_json(ws)
+            await ws.send(json.dumps({"action": ESCAPED_TOKEN}))
+            assert (await recv_type(ws, "error"))["code"] == "unknown_action"
+        server.signal(15)
+        await server.wait()
+    log = "\n".join(server.lines)
+    assert "Unknown action" in log  # the line that could leak it is there
+    for start in range(len(ESCAPED_TOKEN) - 7):
+        assert ESCAPED_TOKEN[start : start + 8] not in log
+
+
 @pytest.mark.parametrize("log_format", ["text", "json"])
 async def test_the_token_in_any_spelling_never_reaches_the_log(log_format: str) -> None:
     """At debug level, in either format: the token percent-encoded in mixed case, partly

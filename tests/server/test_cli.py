@@ -94,6 +94,10 @@ def test_python_dash_m_is_the_same_command() -> None:
         (["--token", ""], {}, "must not be empty"),
         (["--token", "two words"], {}, "visible ASCII"),
         ([], {"PROGRESS_TOKEN": "密码"}, "visible ASCII"),
+        (["--redis-timeout", "3"], {}, "--redis-timeout"),
+        # A password with an unencoded "/" (base64 makes them) cannot be read: said in a
+        # sentence that quotes none of it.
+        ([], {"PROGRESS_REDIS_URL": "redis://:Zm9v/YmFyc2VjcmV0@127.0.0.1:6379/0"}, "%2F"),
     ],
 )
 def test_bad_values_get_a_usage_error(args: list[str], env: dict[str, str], words: str) -> None:
@@ -102,6 +106,7 @@ def test_bad_values_get_a_usage_error(args: list[str], env: dict[str, str], word
     assert result.returncode == 2
     assert words in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+    assert "YmFyc2VjcmV0" not in result.stderr + result.stdout
 
 
 def test_port_in_use_is_one_clear_line() -> None:

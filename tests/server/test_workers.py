@@ -265,3 +265,36 @@ async def test_stale_metrics_directories_are_removed(
         server.signal(signal.SIGTERM)
         assert await server.wait() == 0
     assert os.listdir(tmp_path) == [alive.name]
+
+
+async def test_a_stopped_worker_a_killed_supervisor_left_is_killed_by_the_next(
+    redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """A worker stopped (SIGSTOP) when its supervisor is killed cannot stop by itself,
+    and would keep a share of the port: the next supervisor on that port kills it before
+    it starts its own, and then every new request is answered."""
+    args = ("--workers", "2", "--redis-url", redis_url, "--redis-prefix", redis_prefix)
+    env = {"TMPDIR": str(tmp_path)}
+    async with ServerProcess(*args, env=env) as first:
+        await until_logged(first, "listening on", 2)
+        workers = workers_of(first)
+        stopped, other = workers
+        try:
+            stopped.suspend()
+            assert first.process is not None
+            supervisor = psutil.Process(first.process.pid)
+            first.signal(signal.SIGKILL)
+            # (Not first.wait(): its log stays open, the stopped worker holds it.)
+            await until_exited(
+                [supervisor, other]
+            )  # the other stops with it, as it should  # it stops with its supervisor, as it should
+            assert running(stopped)  # this one cannot
+            port = ("--port", str(first.port))
+            async with ServerProcess(*args, *port, env=env) as second:
+                await until_logged(second, f"killed worker pid {stopped.pid}, left on port")
+                await until_exited([stopped])
+                await until_logged(second, "listening on", 2)
+                statuses = await asyncio.gather(*(healthz(second.port) for _ in range(30)))
+                assert statuses == [200] * 30
+        finally:
+            kill_leftovers(workers)

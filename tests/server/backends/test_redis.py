@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from progress_server.backends.redis import DEFAULT_TIMEOUT, RedisBackend
 from progress_server.config import ServerConfig
@@ -319,5 +320,140 @@ async def test_shutdown_is_bounded_while_redis_is_stalled(redis_prefix: str) -> 
                 async for _ in ws:  # what came before the close frame
                     pass
             assert ws.close_code == 1001
+        finally:
+            redis.resume()
+
+
+async def test_many_actions_at_once_go_together(
+    redis_url: str, redis_prefix: str, stack: AsyncExitStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """150 clients of one instance each send a start or a cancel at the same moment (one
+    message each, within every limit): every one gets its answer, none `unavailable`,
+    the instance stays ready and logs no trouble: the actions that wait while one is
+    written go together in the next write, on one connection."""
+    caplog.set_level(logging.WARNING, "progress_server")
+    server = await started(stack, await instance(redis_url, redis_prefix, step=60.0))
+    clients = await asyncio.gather(*(Watcher.join(server.url) for _ in range(150)))
+    for client in clients:
+        stack.push_async_callback(client.close)
+    actions = ["start" if index % 2 == 0 else "cancel" for index in range(len(clients))]
+    await asyncio.gather(
+        *(
+            send_json(client.ws, {"action": action, "request_id": f"r{index}"})
+            for index, (client, action) in enumerate(zip(clients, actions, strict=True))
+        )
+    )
+    replies = [
+        await client.until(("ack", "error"), request_id=f"r{index}")
+        for index, client in enumerate(clients)
+    ]
+    unavailable = [reply for reply in replies if reply.get("code") == "unavailable"]
+    assert not unavailable, f"{len(unavailable)} of {len(replies)}: {unavailable[0]}"
+    # Started, canceled, started...: each action applied on the state the one before left.
+    assert [reply["type"] for reply in replies].count("ack") == len(replies)
+    assert (await http_request(server.port, "GET", "/readyz"))[0] == 200
+    assert not caplog.records, caplog.text
+
+
+async def test_an_answer_lost_when_redis_restarts_empty_is_found_in_the_record(
+    redis_prefix: str, stack: AsyncExitStack
+) -> None:
+    """A start lands, its answer is held, and Redis restarts empty (losing the action's
+    own key) before the instance looks it up: the instance finds the action in the newest
+    record it knows, writes that record back, and acknowledges the start; never
+    `already_running` for its own start."""
+    redis = await stack.enter_async_context(RedisServer())
+    proxy = await stack.enter_async_context(Proxy.before(redis.url))
+    backend = RedisBackend(proxy.url(), prefix=redis_prefix, step_seconds=60.0, timeout=1.0)
+    server = await started(stack, ProgressServer(port=0, backend=backend))
+    await server.start()
+    actor = await Watcher.join(server.url)
+    stack.push_async_callback(actor.close)
+    seq = actor.states[-1]["seq"] if actor.states else 0
+    held = proxy.hold_reply(COMMITS, 60)
+    await send_json(actor.ws, {"action": "start", "request_id": "mine"})
+    async with asyncio.timeout(TIMEOUT):
+        await held.wait()
+        # The change came on the channel (its client waits for the reply first).
+        while backend.record is None or backend.record.seq <= seq:
+            await asyncio.sleep(0.01)
+    await redis.stop(kill=True)
+    await redis.start()  # the same port, empty
+    reply = await actor.until(("ack", "error"), request_id="mine")
+    assert reply["type"] == "ack", reply
+    state = await actor.until("state", state="STARTING", calculation_id=reply["calculation_id"])
+    assert one_path(actor.states, reply["calculation_id"]) == ["STARTING"]
+    assert state["seq"] == seq + 1
+
+
+async def test_writes_redis_refuses_keep_the_instance_unready(
+    redis_prefix: str, stack: AsyncExitStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis answers but refuses writes (out of memory): an action is answered
+    `unavailable` with Redis's reason and no "may or may not" (nothing was written),
+    /readyz is 503 until a write goes through again, and the trouble is logged once
+    each way."""
+    caplog.set_level(logging.INFO, "progress_server")
+    redis = await stack.enter_async_context(RedisServer())
+    admin = aioredis.from_url(redis.url)
+    stack.push_async_callback(admin.aclose)
+    server = await started(stack, await instance(redis.url, redis_prefix, step=60.0))
+    await admin.config_set("maxmemory-policy", "noeviction")
+    await admin.config_set("maxmemory", "1")
+    status, _, body = await http_request(server.port, "POST", "/start")
+    assert (status, body["code"]) == (503, "unavailable"), body
+    assert "refuses changes" in body["message"] and "maxmemory" in body["message"]
+    assert "may or may not" not in body["message"]
+    async with asyncio.timeout(TIMEOUT):
+        while (await http_request(server.port, "GET", "/readyz"))[0] != 503:
+            await asyncio.sleep(0.02)
+    await admin.config_set("maxmemory", "0")
+    async with asyncio.timeout(TIMEOUT):
+        while (await http_request(server.port, "GET", "/readyz"))[0] != 200:
+            await asyncio.sleep(0.02)
+    assert (await http_request(server.port, "POST", "/start"))[0] == 202
+    assert caplog.text.count("refuses changes") == 1, caplog.text
+    assert caplog.text.count("is reachable again") == 1, caplog.text
+
+
+async def test_shutdown_answers_the_actions_in_flight(redis_prefix: str) -> None:
+    """Redis stops answering (SIGSTOP) while an HTTP start and a WebSocket start are on
+    their way to it, and the server is told to stop: each gets its answer
+    (`unavailable`) before the server closes its clients with 1001 and exits."""
+    async with (
+        RedisServer() as redis,
+        ServerProcess(
+            "--redis-url",
+            redis.url,
+            "--redis-prefix",
+            redis_prefix,
+            "--redis-timeout",
+            "0.5",
+            "--log-level",
+            "debug",
+        ) as server,
+    ):
+        ws = await Watcher.join(server.url)
+        redis.pause()
+        try:
+            posting = asyncio.create_task(http_request(server.port, "POST", "/start"))
+            await send_json(ws.ws, {"action": "start", "request_id": "w"})
+
+            def received(words: str) -> bool:
+                # websockets' debug line: the request or frame is parsed, and its action
+                # is in flight (started in the same call).
+                return any(words in line for line in server.lines)
+
+            async with asyncio.timeout(TIMEOUT):
+                while not (received("< POST /start") and received('"request_id": "w"')):
+                    await asyncio.sleep(0.01)
+            server.signal(signal.SIGTERM)
+            status, _, body = await posting
+            assert (status, body["code"]) == (503, "unavailable")
+            reply = await ws.until("error", request_id="w")
+            assert reply["code"] == "unavailable"
+            assert await server.wait() == 0
+            await ws.task
+            assert ws.ws.close_code == 1001
         finally:
             redis.resume()
