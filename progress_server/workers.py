@@ -16,7 +16,8 @@ handing it: each worker's event loop writes a byte to a pipe every tenth of
 ``--worker-timeout``, and the supervisor kills and replaces a worker silent for longer.
 A worker must not outlive its supervisor either (it would serve an old version beside
 the next supervisor's workers): the kernel sends it SIGTERM when the supervisor dies
-(Linux's ``PR_SET_PDEATHSIG``), and a heartbeat that finds the pipe's other end closed
+(Linux's ``PR_SET_PDEATHSIG``, as :data:`SUPERVISOR_GONE`, which the worker turns into
+its SIGTERM), and a heartbeat that finds the pipe's other end closed
 does the same where that is missing. Either way the worker stops as on any SIGTERM.
 A worker that cannot stop by itself (its loop hangs) is ended by a thread of its own
 :data:`STOP_SECONDS` after its supervisor died; and one that cannot run at all (stopped
@@ -83,6 +84,11 @@ HEARTBEAT_SECONDS_VARIABLE = "PROGRESS_HEARTBEAT_SECONDS"
 METRICS_PREFIX = "progress-metrics-"
 METRICS_NAME = re.compile(rf"{METRICS_PREFIX}(\d+)-")
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+#: What the kernel sends a worker when its supervisor dies. Not SIGTERM itself: that
+#: is also how a living supervisor stops its workers, and when the signal comes the
+#: worker's parent may still look alive (another of the dying supervisor's threads
+#: adopts it first); a signal of its own says which it was.
+SUPERVISOR_GONE = signal.SIGUSR1
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
@@ -119,17 +125,22 @@ class Heartbeat:
     async def beside(self, main: Coroutine[Any, Any, None]) -> None:
         """Run ``main`` (the server, until it stopped) while beating."""
         threading.Thread(target=self._outlive_no_supervisor, daemon=True).start()
-        beating = asyncio.get_running_loop().create_task(self._beat())
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(SUPERVISOR_GONE, self._gone, "the kernel said so")
+        beating = loop.create_task(self._beat())
         try:
             await main
         finally:
             beating.cancel()
-            if not self._gone_said and os.getppid() != self.supervisor:
-                # The kernel's SIGTERM came first, and the log said only "SIGTERM".
-                logger.warning(
-                    "the supervisor (pid %d) is gone: this worker stopped with it",
-                    self.supervisor,
-                )
+
+    def _gone(self, how: str) -> None:
+        """The supervisor died: say so once, and stop as on any SIGTERM (the clients
+        get 1001)."""
+        if self._gone_said:
+            return
+        self._gone_said = True
+        logger.warning("the supervisor (pid %d) is gone (%s): stopping", self.supervisor, how)
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def _outlive_no_supervisor(self) -> None:
         """A thread: once the supervisor is gone, the worker has STOP_SECONDS to stop as
@@ -153,14 +164,7 @@ class Heartbeat:
             except BlockingIOError:
                 pass  # the pipe is full: the supervisor lives but does not read (stopped)
             except OSError as exc:  # EPIPE: the supervisor, who held the other end, died
-                self._gone_said = True
-                logger.warning(
-                    "the supervisor (pid %d) is gone (%s): stopping",
-                    self.supervisor,
-                    exc.strerror or exc,
-                )
-                # The graceful stop of any SIGTERM (clients get 1001), as PDEATHSIG does.
-                os.kill(os.getpid(), signal.SIGTERM)
+                self._gone(str(exc.strerror or exc))
                 return
             await asyncio.sleep(self.interval)
 
@@ -189,14 +193,17 @@ def join_supervisor() -> Heartbeat | None:
 
 
 def _die_with_parent() -> None:
-    """SIGTERM when the parent dies, where Linux's prctl is there to ask."""
+    """SUPERVISOR_GONE when the parent dies, where Linux's prctl is there to ask."""
     if not sys.platform.startswith("linux"):
         return
     try:
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return  # the heartbeat alone notices the supervisor's death, within a beat
-    if prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGTERM), 0, 0, 0) != 0:
+    # Until the loop can handle it, the signal is ignored (by default it would end the
+    # process at once): the heartbeat then finds the supervisor gone.
+    signal.signal(SUPERVISOR_GONE, signal.SIG_IGN)
+    if prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(SUPERVISOR_GONE), 0, 0, 0) != 0:
         logger.debug("prctl(PR_SET_PDEATHSIG): %s", os.strerror(ctypes.get_errno()))
 
 
