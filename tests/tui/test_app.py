@@ -92,10 +92,20 @@ def server(stepped: SteppedServer) -> SteppedServer:
 
 
 def make_app(
-    url: str, *, token: str | None = None, name: str | None = "alice@laptop", **kwargs: object
+    url: str,
+    *,
+    token: str | None = None,
+    name: str | None = "alice@laptop",
+    ping_timeout: float = 5.0,
+    **kwargs: object,
 ) -> ProgressApp:
+    """The app on a real client of ``url``, with a short backoff; ``kwargs`` are the app's."""
     client = ProgressClient(
-        url, policy=ReconnectPolicy(initial=BACKOFF_INITIAL, cap=CAP), token=token, name=name
+        url,
+        policy=ReconnectPolicy(initial=BACKOFF_INITIAL, cap=CAP),
+        token=token,
+        name=name,
+        ping_timeout=ping_timeout,
     )
     return ProgressApp(client, **kwargs)  # type: ignore[arg-type]
 
@@ -906,6 +916,11 @@ MAX_QUEUED = 100 * TIME_FACTOR
 #: How long the flood may take to reach FLOODED states, or KEY_REDRAWS (a deadline, not
 #: a measure: the flood goes at the pace the app reads, slower on a busy machine).
 FLOOD_DEADLINE = 2 * TIMEOUT
+#: How long the app's keepalive waits for a pong under a flood: FloodServer sends up to
+#: FLOOD_AHEAD states ahead of what the app read, and the pong comes behind them (at a few
+#: hundred states a second on a busy machine, more than the client's 5 s). A real
+#: server keeps a slow client a state or so behind (its hub conflates), not thousands.
+FLOOD_PATIENCE = FLOOD_DEADLINE
 #: The states the app shows in any second, at most, however many come: a take from the
 #: mailbox each TAKE_PERIOD with one state in the place of those it had no time for
 #: (and one more after each summary), and the LISTED_EACH states the log lists. A bound
@@ -948,7 +963,7 @@ async def test_keys_and_q_are_handled_at_once_under_a_flood() -> None:
     handled and q quits, each within a generous bound (before the mailbox, q did not
     quit within 60 s)."""
     async with FloodServer() as flood:
-        app = make_app(flood.url)
+        app = make_app(flood.url, ping_timeout=FLOOD_PATIENCE)
         async with app.run_test(size=SIZE) as pilot:
             await connected(pilot)
             before = widgets_alive()
@@ -1002,7 +1017,7 @@ async def test_after_a_flood_the_screen_shows_the_last_state_and_the_log_sums_up
     the log lists the first few changes of each second and sums up the others ("2345
     more changes in 1 s, the last: ..."), every change counted once."""
     async with FloodServer() as flood:
-        app = make_app(flood.url)
+        app = make_app(flood.url, ping_timeout=FLOOD_PATIENCE)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: flood.sent >= FLOODED, FLOOD_DEADLINE, what="the flood")
             last = await flood.stop()
