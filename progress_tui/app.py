@@ -817,7 +817,10 @@ class ProgressApp(App[None]):
         rack.styles.width = screen.size.width - left
         if not beside:
             top = status.region.y - room
-            if any(toast.region.y < top for toast in self._toast_widgets()):
+            # A toast not laid out yet has an empty region, at the top: not one that
+            # covers anything (counting it cleared every notification, now and then).
+            laid_out = [toast for toast in self._toast_widgets() if toast.region.area]
+            if any(toast.region.y < top for toast in laid_out):
                 self.clear_notifications()
 
     def _action_of(self, request_id: str | None) -> Action | None:

@@ -90,7 +90,17 @@ class HistoryTable(DataTable[Text]):
         self._fill()
 
     def on_resize(self, event: Resize) -> None:
-        if self.layout_for(self._width()) != self.layout_shown:
+        self._fit()
+
+    def on_show(self) -> None:
+        # Shown again at the size it had, it may get no Resize: its width is read now.
+        self._fit()
+
+    def _fit(self) -> None:
+        """The columns for the width as it is now; none while hidden (a width of 0 would
+        pick the widest, and a Resize handled late would leave them)."""
+        width = self._width()
+        if width > 0 and self.display and self.layout_for(width) != self.layout_shown:
             self._fill()
 
     def on_focus(self) -> None:
