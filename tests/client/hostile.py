@@ -36,6 +36,7 @@ __all__ = [
     "HUGE",
     "REQUEST_ID",
     "Case",
+    "ErrorFloodServer",
     "FloodServer",
     "HostileServer",
     "Refusal",
@@ -508,3 +509,32 @@ class FloodServer:
         self._flooding.clear()
         self._loop.call_soon_threadsafe(self._server.close)
         await asyncio.to_thread(self._thread.join, TIMEOUT)
+
+
+class ErrorFloodServer(FloodServer):
+    """A server sending ``error`` messages nobody asked for (each with its own sentence),
+    as fast as TCP takes them, without pacing, and reading nothing its client sends
+    (pongs, a close frame): the buffers fill with megabytes, and a close is never
+    answered."""
+
+    async def _flood(self, connection: ServerConnection) -> None:
+        try:
+            connection.transport.pause_reading()
+            await connection.send(hello())
+            await connection.send(state("IDLE", 1))
+            while self._flooding.is_set():
+                self.sent += 1
+                await connection.send(
+                    json.dumps(
+                        {
+                            "type": "error",
+                            "code": "not_running",
+                            "message": f"Refusal number {self.sent}, asked by nobody.",
+                            "request_id": None,
+                        }
+                    )
+                )
+                if self.sent % 64 == 0:
+                    await asyncio.sleep(0)
+        except ConnectionClosed:
+            pass

@@ -52,6 +52,7 @@ from progress_tui.widgets.state_banner import SYMBOLS
 from tests.client.hostile import (
     CASES,
     FLOOD_LAST,
+    ErrorFloodServer,
     FloodServer,
     HostileServer,
     Refusal,
@@ -1055,3 +1056,33 @@ async def test_a_run_at_the_shortest_step_still_lists_each_state() -> None:
             )
             assert states == ["IDLE", "STARTING", "IN_PROGRESS", "ALMOST_DONE", "SUCCESS"]
             assert "more change" not in log_text(app)
+
+
+async def test_a_flood_of_errors_nobody_asked_for_is_folded_and_q_is_quick() -> None:
+    """A server sending error messages nobody asked for, as fast as TCP takes them, and
+    reading nothing: the app keeps ten a second, folds the rest into one log line,
+    shows one notification a second at most, keeps its mailbox bounded, and q quits at
+    once (its close frame goes out; an answer that never comes is not waited for 2 s)."""
+    async with ErrorFloodServer() as flood:
+        app = make_app(flood.url, ping_timeout=FLOOD_PATIENCE)
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await connected(pilot)
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            notified = 0
+
+            def folded() -> bool:
+                nonlocal notified
+                notified = max(notified, len(app._notifications))
+                return "more replies from the server, asked by nobody here" in log_text(app)
+
+            await until(pilot, folded, FLOOD_DEADLINE, what="a line for the folded replies")
+            await until(pilot, lambda: flood.sent >= 20 * FLOODED, FLOOD_DEADLINE, what="the flood")
+            took = loop.time() - began
+            assert notified <= took + 2, f"{notified} notifications in {took:.1f} s"
+            assert app.mailbox.peak <= KEPT_LIMIT + 3
+            quitting = loop.time()
+            press_now(app, "q")
+            await until(pilot, lambda: not app.is_running, FLOOD_DEADLINE, what="quitting")
+            quit_took = loop.time() - quitting
+            assert quit_took < 1.0 * TIME_FACTOR, f"q took {quit_took:.2f} s"

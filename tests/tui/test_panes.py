@@ -7,6 +7,7 @@ pane shows.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -32,6 +33,7 @@ from progress_tui.widgets import (
     StateBanner,
 )
 from progress_tui.widgets.history_table import COLUMNS
+from tests.helpers import TIMEOUT
 from tests.tui.scripted import URL, ScriptedClient, eventually, rendered, until
 
 # Times on screen are local time: the same everywhere (tests/tui/conftest.py).
@@ -273,3 +275,20 @@ async def test_an_unreachable_store_is_said_so() -> None:
         assert "Actions are refused for now" in notification.message
         log = " ".join(entry.plain for entry in app.query_one(EventLog).entries)
         assert "Store unreachable: the action refused for now." in log
+
+
+async def test_a_notification_not_laid_out_yet_is_not_cleared() -> None:
+    """Placing the notifications right after one came, before the screen laid it out
+    (its region is still empty, at the top): it stays. Counting it as one that covers
+    the progress cleared every notification, now and then, on a busy machine."""
+    client = running()
+    app = ProgressApp(client)
+    async with app.run_test(size=(60, 20), notifications=True) as pilot:
+        await client.played(pilot)
+        app.notify("Something to say", title="Test")
+        async with asyncio.timeout(TIMEOUT):
+            while not app.screen.query("Toast"):
+                await asyncio.sleep(0)
+        assert not any(toast.region.area for toast in app.screen.query("Toast"))
+        app._fit_toasts()
+        assert [n.title for n in app._notifications] == ["Test"]
