@@ -388,6 +388,9 @@ class RedisBackend:
         with contextlib.suppress(RedisError, OSError):
             async with asyncio.timeout(0.5):
                 await self._redis.aclose()
+                # The pool was given to the client, which leaves it open: its
+                # connections are closed here, not by the garbage collector later.
+                await self._redis.connection_pool.disconnect()
         self._listeners.clear()
         self._count_listeners.clear()
 
