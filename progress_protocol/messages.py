@@ -16,6 +16,8 @@ from typing import Any, Literal, TypeAlias, get_args
 from .states import Attribution, Run, State, StateSnapshot
 
 __all__ = [
+    "ACTIONS",
+    "COMMANDS",
     "MAX_CHANGED_AT",
     "MAX_CLIENTS_COUNT",
     "MAX_ERROR_MESSAGE_LENGTH",
@@ -33,6 +35,7 @@ __all__ = [
     "Ack",
     "Action",
     "Clients",
+    "Command",
     "Error",
     "ErrorCode",
     "Hello",
@@ -80,22 +83,38 @@ NAME_HEADER = "X-Progress-Name"
 #: Runs in a history message at most (the server keeps 20).
 MAX_HISTORY_RUNS = 100
 
+#: What a client may ask for.
 Action: TypeAlias = Literal["start", "cancel", "status", "history"]
 ACTIONS: tuple[str, ...] = get_args(Action)
+#: The actions that change the calculation (the others only read it): acked or refused.
+Command: TypeAlias = Literal["start", "cancel"]
+COMMANDS: tuple[str, ...] = get_args(Command)
 
 
 class ErrorCode(enum.StrEnum):
-    """The ``code`` of an ``error`` message."""
+    """The ``code`` of an ``error`` object, over WebSocket and HTTP alike."""
 
+    # A message that does not follow the protocol.
     INVALID_JSON = "invalid_json"
     INVALID_MESSAGE = "invalid_message"
     UNKNOWN_ACTION = "unknown_action"
+    UNSUPPORTED_FRAME = "unsupported_frame"
+    # An action the calculation's state refuses: nothing was changed.
     ALREADY_RUNNING = "already_running"
     NOT_RUNNING = "not_running"
-    UNSUPPORTED_FRAME = "unsupported_frame"
+    # The server cannot (or will not) serve it now.
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
     INTERNAL_ERROR = "internal_error"
+    # HTTP only: requests refused before they reach the calculation.
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN_HOST = "forbidden_host"
+    FORBIDDEN_ORIGIN = "forbidden_origin"
+    REQUEST_TOO_LARGE = "request_too_large"
+    SERVER_FULL = "server_full"
+    SHUTTING_DOWN = "shutting_down"
 
 
 class ProtocolError(Exception):
@@ -221,7 +240,7 @@ class StateMessage:
 class Ack:
     """An accepted action; the state broadcast follows."""
 
-    action: Literal["start", "cancel"]
+    action: Command
     calculation_id: str
     request_id: str | None = None
 
@@ -375,7 +394,7 @@ def decode_server_message(data: str | bytes) -> ServerMessage | Unknown:
             )
         case "ack":
             action = fields.text("action", max_length=MAX_NAME_LENGTH)
-            if action not in ("start", "cancel"):
+            if action not in COMMANDS:
                 raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"Unknown ack {_preview(action)}.")
             return Ack(
                 action=action,  # type: ignore[arg-type]
