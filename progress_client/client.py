@@ -63,9 +63,10 @@ from progress_protocol.messages import (
     encode_request,
 )
 from progress_protocol.states import Run, StateSnapshot
+from progress_protocol.urls import safe_url
 
 from .connection import GuardedClientConnection
-from .display import describe_exception, printable, safe_url
+from .display import describe_exception, printable
 from .reconnect import ReconnectPolicy
 
 __all__ = [

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
-
-__all__ = ["REPLACEMENT", "describe_exception", "duration", "printable", "safe_url"]
+__all__ = ["REPLACEMENT", "describe_exception", "duration", "printable"]
 
 #: What stands in for a character that must not reach a terminal.
 REPLACEMENT = "\N{REPLACEMENT CHARACTER}"
@@ -51,20 +49,3 @@ def duration(seconds: float) -> str:
         big, small = total // 86400, total % 86400 // 3600
         unit, smaller = "d", "h"
     return f"{big} {unit} {small} {smaller}" if small else f"{big} {unit}"
-
-
-def safe_url(url: str) -> str:
-    """``url`` as it may be shown: the value of a ``token`` query parameter (whatever
-    its spelling, e.g. ``tok%65n``) and a password are replaced with ``***``."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    secret = any(unquote(name).strip().lower() == "token" for name, _ in query)
-    if secret:
-        shown = [
-            (name, "***" if name.strip().lower() == "token" else value) for name, value in query
-        ]
-        parts = parts._replace(query=urlencode(shown, safe="*"))
-    if parts.password is not None:
-        host = parts.netloc.rpartition("@")[2]
-        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
-    return urlunsplit(parts) if secret or parts.password is not None else url

@@ -17,6 +17,7 @@ import click
 
 from progress_protocol.messages import MAX_STEP_SECONDS
 from progress_protocol.options import check_token, setting
+from progress_protocol.urls import safe_url
 
 from . import __version__
 from .backends import Backend, BackendUnavailable
@@ -27,7 +28,6 @@ from .calculation import DEFAULT_STEP_SECONDS
 from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
 from .descriptors import raise_open_files_limit
 from .logs import LOG_FORMAT, JsonFormatter, SafeFormatter
-from .redaction import safe_url
 from .routes import HttpRoutes
 from .server import ProgressServer, SetupError
 from .workers import WORKER_TIMEOUT, WORKER_VARIABLE, Supervisor, join_supervisor, reserve_port

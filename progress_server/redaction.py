@@ -1,7 +1,7 @@
 """What the server may write to a log: credentials hidden, a peer's characters escaped.
 
-Pure functions. :func:`safe_url` is the one way a URL with credentials in it (the
-Redis URL) is shown; :func:`redact` cleans any text, whoever wrote it, and is what
+Pure functions. URLs are shown with :func:`progress_protocol.urls.safe_url`, the rule
+the clients use too; :func:`redact` cleans any text, whoever wrote it, and is what
 :mod:`~progress_server.logs` runs on every record; :func:`safe_path` is how a request's
 target is shown; :func:`escape_controls` makes a peer's characters harmless to a
 terminal. None of them raises, whatever the text.
@@ -13,34 +13,9 @@ import functools
 import re
 from urllib.parse import unquote
 
-__all__ = [
-    "CREDENTIAL_PARAMETERS",
-    "PATH_LIMIT",
-    "REDACTED",
-    "escape_controls",
-    "redact",
-    "safe_path",
-    "safe_url",
-]
+from progress_protocol.urls import DECODINGS, REDACTED, hide_credential_parameters, safe_url
 
-#: What a hidden credential is replaced with.
-REDACTED = "<redacted>"
-
-#: Query parameters whose value is a credential, by their decoded name in lower case
-#: (redis-py takes ``?password=`` as well as a password in the userinfo).
-CREDENTIAL_PARAMETERS = frozenset(
-    {
-        "access_token",
-        "auth_token",
-        "client_secret",
-        "passwd",
-        "password",
-        "refresh_token",
-        "secret",
-        "ssl_password",
-        "token",
-    }
-)
+__all__ = ["PATH_LIMIT", "escape_controls", "redact", "safe_path"]
 
 #: The longest request path a log line shows, in characters.
 PATH_LIMIT = 200
@@ -50,13 +25,6 @@ PATH_LIMIT = 200
 #: websockets' debug lines keep the two ends of a long frame) still shows nothing.
 SECRET_RUN = 8
 
-#: A name=value pair in a query, a fragment, a form or a sentence: the name is made of
-#: what a parameter's name is (percent-escapes included), the value stops at a
-#: separator, a quote or whitespace; a value already hidden is matched whole, so that
-#: hiding twice changes nothing.
-_PARAMETER = re.compile(
-    r"(?P<name>[\w.%+*~-]+)=(?P<value>" + re.escape(REDACTED) + r"|[^\s&;\"'<>]*)"
-)
 #: A URL with a userinfo part, in a sentence: its end is whitespace or a quote.
 _URL_WITH_USERINFO = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]*@[^\s\"'<>]*")
 #: Credentials in an Authorization header, but not the challenge
@@ -64,31 +32,6 @@ _URL_WITH_USERINFO = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]*@[^\s\"
 _CREDENTIALS = re.compile(r"\b(Bearer|Basic)(\s+)(?!realm=)[^\s\"',]+", re.IGNORECASE)
 _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
 _MARKER = re.compile(re.escape(REDACTED))
-#: Percent-encoding undone this many times at most: once is what a server does, more
-#: is what a mistake (or someone hiding from a filter) does.
-_DECODINGS = 3
-
-
-def safe_url(url: str) -> str:
-    """``url`` as it may be shown: its userinfo (``user:password@``) and the value of
-    every credential parameter (:data:`CREDENTIAL_PARAMETERS`, whatever the case or
-    the percent-encoding of its name) replaced with :data:`REDACTED`.
-
-    A password holding an ``@``, ``/``, ``?`` or ``#`` that was not percent-encoded is
-    hidden too: everything before the last ``@`` counts as the userinfo.
-
-    Args:
-        url: Any text; without ``://``, what comes before an ``@`` is hidden all the same.
-    """
-    if "=" in url:
-        # First: a credential's value may hold an "@", which is not the userinfo's.
-        url = _PARAMETER.sub(_hide_parameter, url)
-    scheme, separator, rest = url.partition("://")
-    if not separator:
-        scheme, rest = "", url
-    if "@" in rest:
-        rest = REDACTED + "@" + rest.rpartition("@")[2]
-    return scheme + separator + rest
 
 
 def redact(text: str, *, secrets: tuple[str, ...] = ()) -> str:
@@ -113,9 +56,7 @@ def redact(text: str, *, secrets: tuple[str, ...] = ()) -> str:
     lowered = text.lower()
     if "bearer" in lowered or "basic" in lowered:
         text = _CREDENTIALS.sub(lambda match: match.group(1) + match.group(2) + REDACTED, text)
-    if "=" in text:
-        text = _PARAMETER.sub(_hide_parameter, text)
-    return text
+    return hide_credential_parameters(text)
 
 
 def safe_path(target: str, *, secrets: tuple[str, ...] = ()) -> str:
@@ -129,7 +70,7 @@ def safe_path(target: str, *, secrets: tuple[str, ...] = ()) -> str:
     """
     path = target.partition("?")[0].partition("#")[0]
     decoded = path
-    for _ in range(_DECODINGS):  # every spelling of a secret becomes the secret
+    for _ in range(DECODINGS):  # every spelling of a secret becomes the secret
         if "%" not in decoded:
             break
         decoded = unquote(decoded, errors="replace")
@@ -153,22 +94,6 @@ def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
         else char.encode("unicode_escape").decode("ascii")
         for char in text
     )
-
-
-def _is_credential(name: str) -> bool:
-    """Whether a parameter of this name carries a credential: ``Pass%77ord`` does."""
-    for _ in range(_DECODINGS):
-        if "%" not in name:
-            break
-        name = unquote(name)
-    return name.replace("+", " ").strip().lower().replace("-", "_") in CREDENTIAL_PARAMETERS
-
-
-def _hide_parameter(match: re.Match[str]) -> str:
-    name = match.group("name")
-    if not match.group("value") or not _is_credential(name):
-        return match.group(0)
-    return f"{name}={REDACTED}"
 
 
 def _hide_secret(text: str, secret: str) -> str:
@@ -234,7 +159,7 @@ def _runs_of(secret: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
 
 
 def _decoded_views(text: str) -> list[tuple[str, list[tuple[int, int]]]]:
-    """``text`` as it is, then percent-decoded once, twice, up to _DECODINGS times, one
+    """``text`` as it is, then percent-decoded once, twice, up to DECODINGS times, one
     character a byte, each with the span of ``text`` every character came from."""
     if text.isascii():
         view = text
@@ -247,7 +172,7 @@ def _decoded_views(text: str) -> list[tuple[str, list[tuple[int, int]]]]:
             for _ in char.encode("utf-8", "surrogatepass")
         ]
     views = [(view, spans)]
-    for _ in range(_DECODINGS):
+    for _ in range(DECODINGS):
         if "%" not in view:
             break
         decoded: list[str] = []

@@ -50,6 +50,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from progress_protocol.urls import safe_url
+
 from .. import calculation
 from ..calculation import (
     DEFAULT_STEP_SECONDS,
@@ -63,7 +65,6 @@ from ..calculation import (
     snapshot_from_json,
     snapshot_to_json,
 )
-from ..redaction import safe_url
 from .base import (
     BackendUnavailable,
     Change,

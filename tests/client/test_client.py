@@ -658,7 +658,7 @@ async def test_a_server_that_greets_and_hangs_up_gets_a_growing_backoff() -> Non
 def test_the_url_shown_never_holds_the_token() -> None:
     """A ?token= in the URL is sent, and never shown: events and logs carry client.url."""
     client = ProgressClient("ws://127.0.0.1:1/progress?token=s3cret")
-    assert client.url == "ws://127.0.0.1:1/progress?token=***"
+    assert client.url == "ws://127.0.0.1:1/progress?token=<redacted>"
     assert "s3cret" in client._connect_urls[0]
 
 
@@ -822,7 +822,10 @@ def test_several_urls_are_checked_and_shown_without_their_token() -> None:
             "ws://127.0.0.1:1/progress?token=s3cret",
         ]
     )
-    assert client.urls == ("ws://127.0.0.1:1/progress?token=***", "ws://127.0.0.1:2/progress")
+    assert client.urls == (
+        "ws://127.0.0.1:1/progress?token=<redacted>",
+        "ws://127.0.0.1:2/progress",
+    )
     assert client.url == client.urls[0]
     with pytest.raises(ValueError, match="is not a WebSocket URL"):
         ProgressClient(["ws://127.0.0.1:1/progress", "http://127.0.0.1:2/"])

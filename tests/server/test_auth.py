@@ -14,7 +14,8 @@ import redis.asyncio
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from progress_server.redaction import PATH_LIMIT, escape_controls, redact, safe_path, safe_url
+from progress_protocol.urls import safe_url
+from progress_server.redaction import PATH_LIMIT, escape_controls, redact, safe_path
 from progress_server.server import ProgressServer
 from tests.helpers import (
     TIMEOUT,
