@@ -827,7 +827,8 @@ class RedisBackend:
         loop = asyncio.get_running_loop()
         delay = 0.1
         heard = loop.time()
-        pinged = False
+        #: When the silent subscription was pinged, if it was.
+        pinged: float | None = None
         while not self._closed:
             try:
                 if self._pubsub is None:
@@ -835,21 +836,31 @@ class RedisBackend:
                         await self._subscribe()
                     await self._resync()
                     self._set_subscribed(True)
-                    delay, heard, pinged = 0.1, loop.time(), False
+                    delay, heard, pinged = 0.1, loop.time(), None
                 assert self._pubsub is not None
-                silent = loop.time() - heard
-                if silent >= 2 * self.timeout:
-                    raise _SubscriptionLost(f"the subscription answered no ping for {silent:.1f} s")
-                if silent >= self.timeout and not pinged:
+                now = loop.time()
+                if pinged is None and now - heard >= self.timeout:
                     await self._pubsub.ping(PING_PAYLOAD)
-                    pinged = True
-                wait = (2 if pinged else 1) * self.timeout - silent
-                message = await self._pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=max(0.01, wait)
-                )
-                if message is None:
-                    continue
-                heard, pinged = loop.time(), False
+                    pinged = now
+                if pinged is not None and now - pinged >= self.timeout:
+                    # Lost only if the ping had its whole time to be answered: a loop too
+                    # busy to read for a while is not a silent Redis, so what came
+                    # meanwhile (the pong) is read first, without waiting.
+                    message = await self._pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=0
+                    )
+                    if message is None:
+                        raise _SubscriptionLost(
+                            f"the subscription answered no ping for {now - pinged:.1f} s"
+                        )
+                else:
+                    deadline = (heard if pinged is None else pinged) + self.timeout
+                    message = await self._pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=max(0.01, deadline - now)
+                    )
+                    if message is None:
+                        continue
+                heard, pinged = loop.time(), None
                 self._round_trip_ok()
                 if message.get("type") == "message":
                     self._on_message(message["data"])

@@ -255,8 +255,12 @@ def expected(case: Case, command: tuple[str, ...], url: str) -> Expected:
 async def run_ctl_until(
     *args: str, interrupt: Callable[[str, str], bool] | None
 ) -> tuple[int, str, str]:
-    """Run progress-ctl; press Ctrl-C (SIGINT) once `interrupt` holds, if given."""
-    process = await ctl(*args)
+    """Run progress-ctl; press Ctrl-C (SIGINT) once `interrupt` holds, if given.
+
+    A process still running at the deadline is made to say where it is (its signal
+    masks, and its Python stack through faulthandler) before the test fails.
+    """
+    process = await ctl(*args, env={"PYTHONFAULTHANDLER": "1"})
     assert process.stdout is not None and process.stderr is not None
     out: list[str] = []
     err: list[str] = []
@@ -276,14 +280,34 @@ async def run_ctl_until(
             code = await process.wait()
     except TimeoutError:
         pressed = "after Ctrl-C" if interrupted else "and Ctrl-C was not pressed"
+        where = await _where_is(process)
         raise AssertionError(
             f"progress-ctl {' '.join(args)} still ran after {2 * TIMEOUT:g} s {pressed}:\n"
-            f"stdout: {''.join(out)!r}\nstderr: {''.join(err)!r}"
+            f"stdout: {''.join(out)!r}\nstderr: {''.join(err)!r}\n{where}"
         ) from None
     finally:
         if process.returncode is None:
             process.kill()
     return code, "".join(out), "".join(err)
+
+
+async def _where_is(process: asyncio.subprocess.Process) -> str:
+    """A stuck process's signal state and, through faulthandler (SIGABRT), its stack."""
+    try:
+        with open(f"/proc/{process.pid}/status") as file:  # noqa: ASYNC230 - /proc: no disk
+            status = file.read()
+    except OSError:
+        status = ""
+    masks = " ".join(line for line in status.splitlines() if line.startswith("Sig"))
+    process.send_signal(signal.SIGABRT)
+    stack = b""
+    if process.stderr is not None:
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                stack = await process.stderr.read()
+        except TimeoutError:
+            pass
+    return f"signals: {masks}\nstack: {stack.decode(errors='replace')}"
 
 
 def printable_lines(text: str) -> bool:

@@ -351,8 +351,9 @@ async def test_many_actions_at_once_go_together(
     assert not unavailable, f"{len(unavailable)} of {len(replies)}: {unavailable[0]}"
     # Started, canceled, started...: each action applied on the state the one before left.
     assert [reply["type"] for reply in replies].count("ack") == len(replies)
-    assert (await http_request(server.port, "GET", "/readyz"))[0] == 200
-    assert not caplog.records, caplog.text
+    assert caplog.text == "", caplog.text  # no trouble said: Redis answered in time
+    ready = await http_request(server.port, "GET", "/readyz")
+    assert ready[0] == 200, ready
 
 
 async def test_an_answer_lost_when_redis_restarts_empty_is_found_in_the_record(
