@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -14,6 +15,12 @@ from tests.redis_server import running_redis
 # check that fails a test when they come slowly would fail it for the machine.
 settings.register_profile("progress", suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("progress")
+
+# Ctrl-C must reach the processes the tests start and interrupt (progress-ctl watch, the
+# servers). A shell without job control (a script, CI) starts a background command with
+# SIGINT ignored (POSIX), every process below inherits that, and Python then leaves it
+# ignored: such a run's progress-ctl watch never ended on its Ctrl-C.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import re
 import signal
 import time
 from collections.abc import AsyncGenerator
+from typing import Any
 
 import pytest
 from rich.text import Text
@@ -123,6 +124,20 @@ def log_text(app: ProgressApp) -> str:
 def toasts(app: ProgressApp) -> list[str]:
     """The notifications on screen now (Textual keeps toasts outside the DOM queries)."""
     return [f"{n.title}: {n.message}" for n in app._notifications]
+
+
+def notified(app: ProgressApp) -> list[str]:
+    """Every notification the app makes from now on, as ``title: message``, kept after
+    it leaves the screen: on a busy machine one may time out before the test looks."""
+    made: list[str] = []
+    notify = app.notify
+
+    def recording(message: str, *, title: str = "", **kwargs: Any) -> None:
+        made.append(f"{title}: {message}")
+        notify(message, title=title, **kwargs)
+
+    app.notify = recording  # type: ignore[method-assign]
+    return made
 
 
 def bar_text(app: ProgressApp) -> str:
@@ -330,6 +345,7 @@ async def test_reconnects_with_a_countdown_and_says_the_calculation_was_lost() -
     first = SteppedServer(port=free_port())
     async with first:
         app = make_app(first.url)
+        notifications = notified(app)
         async with app.run_test(size=SIZE) as pilot:
             await connected(pilot)
             await pilot.press("s")
@@ -348,7 +364,7 @@ async def test_reconnects_with_a_countdown_and_says_the_calculation_was_lost() -
                 )
                 await showing(pilot, State.IDLE)
                 await until(pilot, lambda: lost in log_text(app), what="the run said lost")
-                assert any(lost in text for text in toasts(app))
+                assert any(lost in text for text in notifications), notifications
                 assert not app.query_one(StateBanner).has_class("-stale")
                 assert bar_text(app).startswith(f"● Connected to {first.url} - 1 client")
                 await pilot.press("q")
