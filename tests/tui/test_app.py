@@ -109,7 +109,11 @@ def make_app(
         name=name,
         ping_timeout=ping_timeout,
     )
-    return ProgressApp(client, **kwargs)  # type: ignore[arg-type]
+    app = ProgressApp(client, **kwargs)  # type: ignore[arg-type]
+    # A notification stays on screen for the whole test: Textual's 5 s pass unseen on a
+    # busy machine between a key and the check of what it said.
+    app.NOTIFICATION_TIMEOUT = 10 * TIMEOUT  # type: ignore[misc]
+    return app
 
 
 def state_of(app: ProgressApp) -> State | None:
