@@ -66,8 +66,8 @@ from progress_protocol.states import Run, StateSnapshot
 from progress_protocol.urls import safe_url
 
 from .connection import GuardedClientConnection
-from .display import describe_exception, printable
 from .reconnect import ReconnectPolicy
+from .wording import describe_exception, printable
 
 __all__ = [
     "DEFAULT_URL",

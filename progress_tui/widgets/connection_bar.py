@@ -11,7 +11,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from progress_client.client import ConnectionStatus
-from progress_client.display import printable
+from progress_client.wording import printable
 
 __all__ = ["ConnectionInfo", "ConnectionStatusBar"]
 
