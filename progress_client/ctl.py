@@ -34,7 +34,8 @@ from progress_protocol import __version__
 from progress_protocol.messages import Ack, Error, History, StateMessage, to_dict
 from progress_protocol.states import Run, State, StateSnapshot
 
-from .client import (
+from .client import NotConnected, ProgressClient
+from .events import (
     ActionAccepted,
     ClientEvent,
     Closed,
@@ -42,8 +43,6 @@ from .client import (
     Connecting,
     ConnectionLost,
     HistoryReceived,
-    NotConnected,
-    ProgressClient,
     ServerError,
     StateReceived,
     Waiting,

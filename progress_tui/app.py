@@ -26,7 +26,8 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Button, Footer, Header, ProgressBar
 
-from progress_client.client import (
+from progress_client.client import NotConnected, ProgressClient
+from progress_client.events import (
     ActionAccepted,
     ClientEvent,
     ClientsChanged,
@@ -36,8 +37,6 @@ from progress_client.client import (
     ConnectionLost,
     ConnectionStatus,
     HistoryReceived,
-    NotConnected,
-    ProgressClient,
     ServerError,
     StateReceived,
     Waiting,

@@ -13,7 +13,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Label, ProgressBar
 
-from progress_client.client import ConnectionStatus
+from progress_client.events import ConnectionStatus
 from progress_client.wording import printable
 
 from ..run import RunView
