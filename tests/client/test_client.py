@@ -632,6 +632,31 @@ async def test_a_server_that_floods_pings_is_given_up() -> None:
     assert waiting.error == lost.reason
 
 
+async def test_a_server_that_floods_pings_and_reads_the_pongs_is_given_up() -> None:
+    """Pings without end from a server that reads every pong: nothing piles up to send,
+    so only the count of pings can end it. It pins the one override of websockets'
+    private process_event (progress_client/connection.py): if a version of websockets
+    stopped calling it, this connection would go on."""
+
+    async def flood(connection: ServerConnection) -> None:
+        await connection.send(hello())
+        await connection.send(state())
+        ping = bytes([0x89, 0])
+        with contextlib.suppress(Exception):
+            for _ in range(200):
+                connection.transport.write(ping * 50)
+                await asyncio.sleep(0.001)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(connection.wait_closed(), TIMEOUT)
+
+    async with serve(flood, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        client = client_for(f"ws://127.0.0.1:{port}/", reconnect=False)
+        async with aclosing(client.events()) as events:
+            lost = await next_event(events, ConnectionLost)
+    assert lost.reason == "the server sent pings without end"
+
+
 async def test_a_server_that_greets_and_hangs_up_gets_a_growing_backoff() -> None:
     """hello, a state, close; over and over: the waits grow rather than the client
     reconnecting in a tight loop."""
