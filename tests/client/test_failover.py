@@ -13,10 +13,12 @@ def backoff(initial: float = 1.0, cap: float = 8.0) -> ReconnectPolicy:
     return ReconnectPolicy(initial=initial, cap=cap, random=lambda: 1.0)
 
 
-def fail(failover: Failover, now: float, **kwargs: object) -> Wait | None:
+def fail(
+    failover: Failover, now: float, *, permanent: bool = False, retry_after: float | None = None
+) -> Wait | None:
     """One attempt to the current URL fails at ``now``: what comes next."""
     failover.begin()
-    failover.failed(**kwargs)  # type: ignore[arg-type]
+    failover.failed(permanent=permanent, retry_after=retry_after)
     return failover.next(now)
 
 
