@@ -14,7 +14,8 @@ from pathlib import Path
 
 from textual.pilot import Pilot
 
-from progress_client.client import Connected, ProgressClient
+from progress_client.client import ProgressClient
+from progress_client.events import Connected
 from progress_protocol.states import State
 from progress_server.server import ProgressServer
 from progress_tui.app import ProgressApp

@@ -27,7 +27,7 @@ from typing import Any
 
 import psutil
 
-from progress_client.client import MAX_RETRY_AFTER
+from progress_client.failures import MAX_RETRY_AFTER
 from progress_client.reconnect import ReconnectPolicy
 
 from .loadgen import HANDSHAKE, ProcessGroup, pongs_for, run_worker, shares, source_of

@@ -1,233 +1,63 @@
-"""The connection to progress-server, with its reconnect loop; no UI.
+"""The connection to progress-server, kept up by its reconnect loop; no UI.
 
 Both ``progress-tui`` and ``progress-ctl`` drive a :class:`ProgressClient`: they iterate
 over :meth:`ProgressClient.events` and call :meth:`ProgressClient.send`. The events are
 pulled, not queued: while a consumer is busy nothing piles up in the client (websockets
 keeps at most a few frames and then stops reading the socket).
 
-The server is not trusted: every message goes through the protocol's bounded decoder,
-a message that fails it is skipped, and a connection that keeps sending such messages
-is given up and retried with the backoff (see :class:`_Session`).
+The client connects, receives and sends; the rest is in the modules it stands on: what
+each message means (:mod:`.events`, which skips invalid ones and gives up a connection
+that keeps sending them), what went wrong and whether trying again can help
+(:mod:`.failures`), which URL to try next and when (:mod:`.failover`), and the guard
+against a flooding server (:mod:`.connection`).
 
 A handshake the server refuses for good (HTTP 4xx: a wrong path, a missing token, a
-foreign host) ends the loop with :class:`Closed`, its reason the server's own sentence;
-one it refuses for now (5xx, 503 when full, 429) is retried, no sooner than its
-``Retry-After`` asks. Connection events are logged at INFO (progress-tui's log file).
-
-Given several URLs (instances that share one calculation through Redis), the client
-fails over: each attempt after a failure or a loss goes to the next URL in turn, at
-once while some URL has not failed since the last lasting connection, and with the
-backoff once every one has. A URL refused for good is left out; the loop stops when
-every URL is.
+foreign host) ends the loop with :class:`~.events.Closed`, its reason the server's own
+sentence; one it refuses for now (5xx, 503 when full, 429) is retried, no sooner than
+its ``Retry-After`` asks. Connection events are logged at INFO (progress-tui's log
+file).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import itertools
 import logging
-import socket
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 from urllib.parse import quote, urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import (
-    ConnectionClosed,
-    InvalidHandshake,
-    InvalidMessage,
-    InvalidStatus,
-    InvalidURI,
-)
-from websockets.http11 import Response
+from websockets.exceptions import ConnectionClosed
 
 from progress_protocol import __version__
-from progress_protocol.messages import (
-    NAME_HEADER,
-    PROTOCOL_VERSION,
-    Ack,
-    Action,
-    Clients,
-    Error,
-    Hello,
-    History,
-    ProtocolError,
-    Request,
-    StateMessage,
-    Unknown,
-    clean_name,
-    decode_server_message,
-    encode_request,
-)
-from progress_protocol.states import Run, StateSnapshot
+from progress_protocol.messages import NAME_HEADER, Action, Request, clean_name, encode_request
 from progress_protocol.urls import safe_url
 
 from .connection import GuardedClientConnection
-from .display import describe_exception, printable
+from .events import (
+    MAX_INVALID_MESSAGES,
+    ClientEvent,
+    Closed,
+    Connected,
+    Connecting,
+    ConnectionLost,
+    ServerError,
+    Session,
+    Waiting,
+)
+from .failover import Failover, Wait
+from .failures import describe_close, describe_failure, is_permanent, retry_after
 from .reconnect import ReconnectPolicy
+from .wording import describe_exception, printable
 
-__all__ = [
-    "DEFAULT_URL",
-    "MAX_INVALID_MESSAGES",
-    "MAX_RETRY_AFTER",
-    "NOT_TLS",
-    "ActionAccepted",
-    "ClientEvent",
-    "ClientsChanged",
-    "Closed",
-    "Connected",
-    "Connecting",
-    "ConnectionLost",
-    "ConnectionStatus",
-    "HistoryReceived",
-    "NotConnected",
-    "ProgressClient",
-    "ServerError",
-    "StateReceived",
-    "Waiting",
-    "check_url",
-    "describe_failure",
-    "is_permanent",
-    "retry_after",
-    "tls_context",
-]
+__all__ = ["DEFAULT_URL", "NotConnected", "ProgressClient", "check_url", "tls_context"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "ws://127.0.0.1:3003/progress"
-
-#: Invalid messages one connection may send before the client gives it up. A few are
-#: skipped (a glitch, a newer server's field); a stream of them is a broken server.
-MAX_INVALID_MESSAGES = 5
-
-#: The longest wait a server's ``Retry-After`` can impose, in seconds: a larger value
-#: (or a hostile one) is cut to it, so that a client never looks dead for long.
-MAX_RETRY_AFTER = 60.0
-
-#: The 4xx statuses that say "not now" rather than "no": they are retried.
-_TRANSIENT_CLIENT_ERRORS = frozenset({408, 425, 429})
-
-
-class ConnectionStatus(enum.StrEnum):
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    RECONNECTING = "reconnecting"  # waiting before the next attempt
-    DISCONNECTED = "disconnected"
-
-
-# The events, in the order a consumer meets them.
-
-
-@dataclass(frozen=True, slots=True)
-class Connecting:
-    """An attempt to connect begins."""
-
-    url: str
-    attempt: int
-
-
-@dataclass(frozen=True, slots=True)
-class Connected:
-    """The server said hello; its state follows at once."""
-
-    url: str
-    server: str
-    client_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class StateReceived:
-    snapshot: StateSnapshot
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryReceived:
-    """The last finished calculations, newest first."""
-
-    runs: tuple[Run, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ClientsChanged:
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class ActionAccepted:
-    ack: Ack
-
-
-@dataclass(frozen=True, slots=True)
-class ServerError:
-    """The server refused a request; ``error.message`` is a sentence for a person."""
-
-    error: Error
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionLost:
-    """The live connection to ``url`` ended, or the client gave it up (``reason`` says
-    which)."""
-
-    url: str
-    reason: str
-    code: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Waiting:
-    """The client waits ``delay`` seconds, until ``retry_at`` (loop time), before
-    ``attempt``, which goes to ``url``.
-
-    Attributes:
-        error: Why the last attempt or connection failed: the one to the URL of the
-            :class:`Connecting` or :class:`ConnectionLost` just before, which is another
-            URL than ``url`` when the client fails over.
-        permanent: That URL refused the handshake for good: it is left out until the
-            loop starts again (:meth:`ProgressClient.events` anew).
-    """
-
-    url: str
-    delay: float
-    retry_at: float
-    attempt: int
-    error: str
-    permanent: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Closed:
-    """The loop stopped: closed by its owner (``reason`` is "closed"), refused for good,
-    or failed with reconnecting off.
-
-    Attributes:
-        reason: Why, as a phrase safe to show: the last failure's (that of
-            :attr:`ProgressClient.url`); with several URLs, the :class:`Waiting` events
-            before it told the others'.
-        permanent: Trying again cannot help until the settings change: the server (every
-            URL's) refused the handshake for good (HTTP 400, 401, 403, 404, 426...) or
-            its certificate is not trusted.
-    """
-
-    reason: str
-    permanent: bool = False
-
-
-ClientEvent = (
-    Connecting
-    | Connected
-    | StateReceived
-    | ClientsChanged
-    | HistoryReceived
-    | ActionAccepted
-    | ServerError
-    | ConnectionLost
-    | Waiting
-    | Closed
-)
 
 
 class NotConnected(Exception):
@@ -266,68 +96,6 @@ def tls_context(cafile: str | None = None) -> ssl.SSLContext:
         raise ValueError(f"cannot read {cafile}: {(exc.strerror or str(exc)).lower()}") from None
 
 
-class _Session:
-    """What one connection has sent so far, and whether the client gives it up. Pure.
-
-    Attributes:
-        greeted: The server said hello.
-        failure: Why the client gives this connection up, or None.
-    """
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.greeted = False
-        self.failure: str | None = None
-        self.invalid = 0
-        self.stale = 0
-        self.last: StateSnapshot | None = None
-
-    def receive(self, data: str | bytes) -> ClientEvent | None:
-        """The event of one message, or None for a message to skip."""
-        try:
-            message = decode_server_message(data)
-        except ProtocolError as exc:
-            self.invalid += 1
-            logger.warning("ignored an invalid message from the server: %s", exc.message)
-            if self.invalid >= MAX_INVALID_MESSAGES:
-                self.failure = f"the server sent invalid messages ({exc.message.rstrip('.')})"
-            return None
-        match message:
-            case Unknown():
-                # A newer server's message: skipped without a word, and never counted.
-                return None
-            case Hello():
-                if message.protocol != PROTOCOL_VERSION:
-                    logger.warning("the server speaks protocol %d", message.protocol)
-                self.greeted = True
-                return Connected(self.url, message.server, message.client_id)
-            case StateMessage(snapshot=snapshot):
-                last = self.last
-                # Each change has a larger seq: an older state (a reordering proxy, a
-                # broken server) would show the past as the present. An equal seq is a
-                # repeat (a status reply) only if nothing else differs.
-                if last is not None and (
-                    snapshot.seq < last.seq or (snapshot.seq == last.seq and snapshot != last)
-                ):
-                    self.stale += 1
-                    if self.stale <= MAX_INVALID_MESSAGES:  # bounded: a flood fills no log
-                        logger.warning(
-                            "dropped a state with seq %d after seq %d", snapshot.seq, last.seq
-                        )
-                    return None
-                self.last = snapshot
-                return StateReceived(snapshot)
-            case Clients(count=count):
-                return ClientsChanged(count)
-            case History(runs=runs):
-                return HistoryReceived(runs)
-            case Ack():
-                return ActionAccepted(message)
-            case Error():
-                return ServerError(message)
-        return None  # pragma: no cover - every type is matched above
-
-
 class ProgressClient:
     """A client of progress-server that keeps itself connected.
 
@@ -339,7 +107,7 @@ class ProgressClient:
         policy: When to try again after a failure; reset after a connection that worked
             for ``stable_after`` seconds. With several URLs, it applies once every URL
             failed in a row; until then the next URL is tried at once.
-        reconnect: False to stop (with :class:`Closed`) once every URL failed or was lost
+        reconnect: False to stop (with :class:`~.events.Closed`) once every URL failed or was lost
             once; with one URL, at the first failure or loss.
         open_timeout: How long one connection attempt may take.
         ping_interval: How often a keepalive ping goes out.
@@ -379,14 +147,9 @@ class ProgressClient:
         # The same URL twice would count one dead instance twice.
         self._connect_urls = tuple(dict.fromkeys(check_url(each) for each in given))
         self.urls = tuple(safe_url(each) for each in self._connect_urls)
-        self._index = 0
         self.stable_after = stable_after
         self.token = token
         self.name = clean_name(name) if name else None
-        #: The id the server gave this connection (hello); its actions carry it in ``by``.
-        self.client_id: str | None = None
-        #: The history the server sent last; kept across reconnections.
-        self.history: tuple[Run, ...] | None = None
         secure = any(each.startswith("wss:") for each in self.urls)
         self.ssl_context = tls_context(cafile) if secure else None
         self.policy = policy if policy is not None else ReconnectPolicy()
@@ -397,14 +160,11 @@ class ProgressClient:
         #: How long closing waits for the server's close frame before it drops the
         #: connection (a UI quitting sets it short).
         self.close_timeout = 2.0
-        self.status = ConnectionStatus.DISCONNECTED
-        #: The latest state and clients count the server sent; kept across reconnections.
-        self.snapshot: StateSnapshot | None = None
-        self.clients: int | None = None
+        #: The decisions of the running loop (of the last one once it stopped).
+        self._failover: Failover | None = None
         self._connection: ClientConnection | None = None
-        self._session: _Session | None = None
+        self._session: Session | None = None
         self._wake = asyncio.Event()
-        self._skip_wait = False
         self._closing = False
         self._request_ids = itertools.count(1)
         self._closer: asyncio.Task[None] | None = None
@@ -413,7 +173,7 @@ class ProgressClient:
     def url(self) -> str:
         """The URL of the current connection or attempt (the next one while waiting, the
         last one once stopped), as shown to people and in logs: without a token."""
-        return self.urls[self._index]
+        return self.urls[0 if self._failover is None else self._failover.index]
 
     @property
     def rtt(self) -> float | None:
@@ -436,204 +196,174 @@ class ProgressClient:
         since the last connection that lasted ``stable_after`` seconds (a dead instance
         costs one attempt, not a backoff), and after the backoff otherwise (every URL
         failed in a row: the servers are not hammered). A URL's ``Retry-After`` holds
-        back the next attempt to that URL.
+        back the next attempt to that URL. (These decisions are :class:`.Failover`'s.)
 
         A loop that ended otherwise than by :meth:`close` can be started again by
         calling ``events()`` anew (e.g. the user asks to try again after a refusal): it
         begins at attempt 1 on the first URL, with every URL and a fresh backoff. After
         :meth:`close` it yields ``Closed("closed")`` at once.
         """
-        self.policy.reset()
-        self._skip_wait = False
+        failover = self._failover = Failover(
+            len(self.urls), self.policy, reconnect=self.reconnect, stable_after=self.stable_after
+        )
         self._wake.clear()
-        self._index = 0
         loop = asyncio.get_running_loop()
-        #: The URLs (indices) that failed since the last lasting connection.
-        failed: set[int] = set()
-        #: The URLs refused for good, left out of this loop.
-        left_out: set[int] = set()
-        #: The loop time before which a URL asked (Retry-After) not to be tried.
-        not_before: dict[int, float] = {}
-        attempt = 0
-        error = "closed"
+        error, refused = "closed", False
         while not self._closing:
-            attempt += 1
-            index = self._index
+            attempt = failover.begin()
             url = self.url
-            self.status = ConnectionStatus.CONNECTING
             logger.debug("connecting to %s (attempt %d)", url, attempt)
             yield Connecting(url, attempt)
-            refused = False
-            asked: float | None = None
             try:
-                connection = await connect(
-                    self._connect_urls[index],
-                    create_connection=GuardedClientConnection,
-                    open_timeout=self.open_timeout,
-                    ping_interval=self.ping_interval,
-                    ping_timeout=self.ping_timeout,
-                    close_timeout=self.close_timeout,
-                    user_agent_header=f"progress-client/{__version__}",
-                    additional_headers=self._headers(),
-                    # websockets refuses a TLS context for a ws:// URL.
-                    ssl=self.ssl_context if url.startswith("wss:") else None,
-                )
+                connection = await self._connect(failover.index)
             except Exception as exc:
-                error = describe_failure(exc, url, token=self.token)
-                failed.add(index)
-                if is_permanent(exc):
-                    refused = True
-                    left_out.add(index)
-                    if len(left_out) == len(self.urls):
-                        break
+                error, refused = describe_failure(exc, url, token=self.token), is_permanent(exc)
+                failover.failed(permanent=refused, retry_after=retry_after(exc))
+                if failover.refused_everywhere:
+                    break
+                if refused:
                     logger.info(
                         "leaving out %s until the client starts again: %s "
                         "(trying again cannot help)",
                         url,
                         error,
                     )
-                asked = retry_after(exc)
             else:
-                opened = loop.time()
-                session = _Session(url)
-                self._connection, self._session = connection, session
-                try:
-                    async for event in self._receive(connection, session):
+                refused = False
+                failover.connected(loop.time())
+                session = Session(url)
+                async with aclosing(self._receive(connection, session)) as received:
+                    async for event in received:
                         yield event
-                finally:
-                    self._connection = self._session = None
-                    await connection.close()
                 if self._closing:
                     break
-                guard = (
-                    connection.failure if isinstance(connection, GuardedClientConnection) else None
-                )
-                failure = session.failure or guard
-                error = failure or describe_close(connection)
-                # A connection that worked starts the count of attempts again, but only
-                # one that lasted resets the backoff and makes every URL worth trying at
-                # once: one that said hello and then had to be given up, or servers that
-                # greet and hang up over and over, are not hammered in a tight loop.
-                if session.greeted and failure is None:
-                    attempt = 0
-                    if loop.time() - opened >= self.stable_after:
-                        self.policy.reset()
-                        failed.clear()
-                failed.add(index)
-                logger.info(
-                    "lost the connection to %s: %s (close code %s, reason %r)",
-                    url,
-                    error,
-                    connection.close_code,
-                    printable(connection.close_reason or "", limit=123),
-                )
+                error, worked = self._ended(connection, session)
+                failover.lost(loop.time(), worked=worked)
                 yield ConnectionLost(url, error, connection.close_code)
-            now = loop.time()
-            not_before.pop(index, None)
-            if asked:
-                not_before[index] = now + asked
-            following = self._next_index(index, left_out)
-            if not self.reconnect and following in failed:
-                break  # every URL failed or was lost once
-            self._index = following
-            if following != index:  # what that URL asked for earlier, if anything
-                asked = max(not_before.get(self._index, now) - now, 0.0)
-            # reconnect_now(): the user asked, so no wait, not even a Retry-After.
-            if self._skip_wait:
-                delay = 0.0
-            elif following in failed:  # every URL failed in a row
-                delay = max(self.policy.next_delay(), asked or 0.0)
-            else:
-                delay = asked or 0.0
-            self._skip_wait = False
-            self.status = ConnectionStatus.RECONNECTING
-            why = f", the server asked to wait {asked:.3g} s" if asked else ""
-            if len(self.urls) == 1:
-                logger.info(
-                    "retrying %s in %.1f s (attempt %d%s): %s", url, delay, attempt + 1, why, error
-                )
-            else:
-                logger.info(
-                    "trying %s in %.1f s (attempt %d%s); %s: %s",
-                    self.url,
-                    delay,
-                    attempt + 1,
-                    why,
-                    url,
-                    error,
-                )
-            yield Waiting(self.url, delay, now + delay, attempt + 1, error, refused)
-            await self._sleep(delay)
-        self.status = ConnectionStatus.DISCONNECTED
+            wait = failover.next(loop.time())
+            if wait is None:
+                break
+            self._log_wait(url, error, wait)
+            yield Waiting(self.url, wait.delay, wait.retry_at, wait.attempt, error, refused)
+            await self._sleep(wait.delay)
+            # A reconnect_now() during the wait has been served by waking it: the next
+            # failure waits out its backoff again.
+            failover.waited()
+        yield self._stopped(error, failover)
+
+    async def _connect(self, index: int) -> ClientConnection:
+        """One attempt to open a connection to the URL at ``index``."""
+        return await connect(
+            self._connect_urls[index],
+            create_connection=GuardedClientConnection,
+            open_timeout=self.open_timeout,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            close_timeout=self.close_timeout,
+            user_agent_header=f"progress-client/{__version__}",
+            additional_headers=self._headers(),
+            # websockets refuses a TLS context for a ws:// URL.
+            ssl=self.ssl_context if self.urls[index].startswith("wss:") else None,
+        )
+
+    def _log_wait(self, url: str, error: str, wait: Wait) -> None:
+        """Say which URL is tried next, when, and why the one at ``url`` is not."""
+        why = f", the server asked to wait {wait.asked:.3g} s" if wait.asked else ""
+        if len(self.urls) == 1:
+            logger.info(
+                "retrying %s in %.1f s (attempt %d%s): %s",
+                url,
+                wait.delay,
+                wait.attempt,
+                why,
+                error,
+            )
+        else:
+            logger.info(
+                "trying %s in %.1f s (attempt %d%s); %s: %s",
+                self.url,
+                wait.delay,
+                wait.attempt,
+                why,
+                url,
+                error,
+            )
+
+    def _stopped(self, error: str, failover: Failover) -> Closed:
+        """The loop's last event, logged: closed by its owner, or given up."""
         if self._closing:
             logger.info("closed the connection to %s", self.url)
-            yield Closed("closed")
-            return
-        permanent = len(left_out) == len(self.urls)
+            return Closed("closed")
+        permanent = failover.refused_everywhere
         logger.info(
             "gave up on %s: %s%s",
             ", ".join(self.urls),
             error,
             " (trying again cannot help)" if permanent else "",
         )
-        yield Closed(error, permanent=permanent)
-
-    def _next_index(self, index: int, left_out: set[int]) -> int:
-        """The URL after ``index`` in turn, skipping those left out (``index`` itself if
-        it is the only one left)."""
-        count = len(self.urls)
-        for step in range(1, count + 1):
-            candidate = (index + step) % count
-            if candidate not in left_out:
-                return candidate
-        return index
+        return Closed(error, permanent=permanent)
 
     async def _receive(
-        self, connection: ClientConnection, session: _Session
-    ) -> AsyncIterator[ClientEvent]:
-        """The events of one live connection, until it ends or is given up."""
-        ping = asyncio.create_task(self._first_ping(connection))
+        self, connection: ClientConnection, session: Session
+    ) -> AsyncGenerator[ClientEvent, None]:
+        """The events of one live connection, until it ends or is given up; then, or
+        when the consumer stops iterating, the connection is closed."""
+        self._connection, self._session = connection, session
         try:
-            async for data in connection:
-                event = session.receive(data)
-                if session.failure is not None:
-                    break
-                match event:
-                    case Connected(server=server, client_id=client_id):
-                        self.status = ConnectionStatus.CONNECTED
-                        self.client_id = client_id
-                        logger.info(
-                            "connected to %s (%s, client id %s)", self.url, server, client_id
-                        )
-                    case StateReceived(snapshot=snapshot):
-                        self.snapshot = snapshot
-                    case ClientsChanged(count=count):
-                        self.clients = count
-                    case HistoryReceived(runs=runs):
-                        self.history = runs
-                    case ServerError(error=error):
-                        logger.info(
-                            "the server refused request %s: %s (%s)",
-                            error.request_id,
-                            error.message,
-                            error.code,
-                        )
-                if event is not None:
-                    yield event
-        except ConnectionClosed:
-            pass
-        except Exception as exc:
-            # A bug, or data that got past the decoder: this connection is given up and
-            # retried with the backoff; the loop itself goes on. The traceback goes to
-            # the log (progress-tui's log file), never to the screen.
-            logger.exception("unexpected error on the connection to %s", self.url)
-            session.failure = f"an unexpected error ({describe_exception(exc)})"
+            ping = asyncio.create_task(self._first_ping(connection))
+            try:
+                async for data in connection:
+                    event = session.receive(data)
+                    if session.failure is not None:
+                        break
+                    self._log_event(event)
+                    if event is not None:
+                        yield event
+            except ConnectionClosed:
+                pass
+            except Exception as exc:
+                # A bug, or data that got past the decoder: this connection is given up
+                # and retried with the backoff; the loop itself goes on. The traceback
+                # goes to the log (progress-tui's log file), never to the screen.
+                logger.exception("unexpected error on the connection to %s", self.url)
+                session.failure = f"an unexpected error ({describe_exception(exc)})"
+            finally:
+                ping.cancel()
+            if session.failure is not None:
+                # 1002 protocol error: the server broke the protocol; 1011: we failed.
+                code = 1002 if session.invalid >= MAX_INVALID_MESSAGES else 1011
+                await connection.close(code, "invalid messages" if code == 1002 else "client error")
         finally:
-            ping.cancel()
-        if session.failure is not None:
-            # 1002 protocol error: the server broke the protocol; 1011: we failed.
-            code = 1002 if session.invalid >= MAX_INVALID_MESSAGES else 1011
-            await connection.close(code, "invalid messages" if code == 1002 else "client error")
+            self._connection = self._session = None
+            await connection.close()
+
+    def _log_event(self, event: ClientEvent | None) -> None:
+        """The events worth a line in the log: a connection, a refused request."""
+        match event:
+            case Connected(server=server, client_id=client_id):
+                logger.info("connected to %s (%s, client id %s)", self.url, server, client_id)
+            case ServerError(error=error):
+                logger.info(
+                    "the server refused request %s: %s (%s)",
+                    error.request_id,
+                    error.message,
+                    error.code,
+                )
+
+    def _ended(self, connection: ClientConnection, session: Session) -> tuple[str, bool]:
+        """Why the connection ended, logged, and whether it worked: the server said hello
+        and the client did not give the connection up."""
+        guard = connection.failure if isinstance(connection, GuardedClientConnection) else None
+        failure = session.failure or guard
+        error = failure or describe_close(connection)
+        logger.info(
+            "lost the connection to %s: %s (close code %s, reason %r)",
+            self.url,
+            error,
+            connection.close_code,
+            printable(connection.close_reason or "", limit=123),
+        )
+        return error, session.greeted and failure is None
 
     async def _first_ping(self, connection: ClientConnection) -> None:
         """Measure the round-trip time at once rather than at the first keepalive."""
@@ -644,9 +374,6 @@ class ProgressClient:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), delay)
         self._wake.clear()
-        # A reconnect_now() during the wait has been served by waking it: the next
-        # failure waits out its backoff again.
-        self._skip_wait = False
 
     def _headers(self) -> dict[str, str]:
         headers = {}
@@ -663,8 +390,8 @@ class ProgressClient:
         Raises:
             NotConnected: If no connection is open.
         """
-        connection = self._connection
-        if connection is None or self.status is not ConnectionStatus.CONNECTED:
+        connection, session = self._connection, self._session
+        if connection is None or session is None or not session.greeted:
             raise NotConnected("not connected to the server")
         request_id = f"{action}-{next(self._request_ids)}"
         try:
@@ -694,7 +421,8 @@ class ProgressClient:
         Once :meth:`events` ended with :class:`Closed`, there is no loop to hurry:
         iterate ``events()`` anew instead.
         """
-        self._skip_wait = True
+        if self._failover is not None:
+            self._failover.reconnect_now()
         self._wake.set()
         connection = self._connection
         if connection is not None:
@@ -710,132 +438,3 @@ class ProgressClient:
         if connection is not None:
             connection.close_timeout = self.close_timeout
             await connection.close()
-
-
-def is_permanent(exc: BaseException) -> bool:
-    """Whether trying again cannot help: a bad URL, an untrusted certificate, a handshake
-    answered with a plain 2xx (the URL names an HTTP endpoint, not the WebSocket), or
-    one refused with a 4xx status other than 408, 425 and 429 (the server said "no":
-    wrong path, token, host or request; not "not now")."""
-    if isinstance(exc, InvalidStatus):
-        status = exc.response.status_code
-        if 200 <= status < 300:
-            return True
-        return 400 <= status < 500 and status not in _TRANSIENT_CLIENT_ERRORS
-    return isinstance(exc, InvalidURI | ssl.SSLCertVerificationError)
-
-
-def retry_after(exc: BaseException) -> float | None:
-    """The wait a refused handshake's ``Retry-After: <seconds>`` asks for, at most
-    :data:`MAX_RETRY_AFTER`; None without one (an HTTP date is not read)."""
-    if not isinstance(exc, InvalidStatus):
-        return None
-    values = exc.response.headers.get_all("Retry-After")
-    if len(values) != 1:
-        return None
-    value = values[0].strip()
-    # Digits only (int() would take "1_0", " +5" or Unicode digits), and few of them.
-    if not (value.isascii() and value.isdigit() and len(value) <= 10):
-        return None
-    return min(float(value), MAX_RETRY_AFTER)
-
-
-def refusal_sentence(response: Response) -> str | None:
-    """The server's sentence in a refused handshake's body: its protocol ``error``
-    object, read by the shared (bounded, printable-only) decoder; None for any other
-    body."""
-    if not response.body:
-        return None
-    try:
-        message = decode_server_message(bytes(response.body).decode())
-    except (UnicodeDecodeError, ProtocolError):
-        return None
-    return message.message if isinstance(message, Error) else None
-
-
-#: What OpenSSL says when the other end answers a TLS handshake with plain HTTP.
-_NOT_TLS_REASONS = frozenset(
-    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST"}
-)
-NOT_TLS = "the TLS handshake failed: the server does not speak TLS on this port (is it ws://?)"
-
-
-def describe_failure(exc: BaseException, url: str, *, token: str | None = None) -> str:
-    """A short phrase, safe to show, saying why a connection attempt failed."""
-    return printable(_describe_failure(exc, url, token=token))
-
-
-def _describe_failure(exc: BaseException, url: str, *, token: str | None) -> str:
-    host = urlsplit(url).hostname or url
-    secure = url.startswith("wss:")
-    match exc:
-        case InvalidStatus(response=response) if response.status_code == 401:
-            if token:
-                return "the server refused the token (HTTP 401)"
-            return "the server needs a token (HTTP 401): use --token or PROGRESS_TOKEN"
-        case InvalidStatus(response=response) if 200 <= response.status_code < 300:
-            return (
-                f"the server answered HTTP {response.status_code} instead of opening a "
-                "WebSocket: is the path in the URL the WebSocket endpoint (/progress)?"
-            )
-        case InvalidStatus(response=response):
-            status = f"HTTP {response.status_code}"
-            sentence = refusal_sentence(response)
-            if sentence is None:
-                # Not our server's JSON (a proxy, another server): its status line.
-                phrase = printable(response.reason_phrase, limit=64)
-                status = f"{status} {phrase}".rstrip()
-                return f"the server refused the connection ({status})"
-            return f"the server refused the connection ({status}): {sentence}"
-        case ssl.SSLCertVerificationError():
-            return f"the server's certificate is not trusted ({exc.verify_message}); see --cafile"
-        case ssl.SSLError() if exc.reason in _NOT_TLS_REASONS or isinstance(exc, ssl.SSLEOFError):
-            return NOT_TLS
-        case ssl.SSLError():
-            return f"the TLS handshake failed ({exc.reason or exc})"
-        case ConnectionResetError() if secure:
-            # Raised by the TLS handshake (asyncio's sslproto) when the server hangs up on
-            # it, as a plain WebSocket server does; a refused TCP connection is another
-            # error, and one reset later, in the HTTP upgrade, is an InvalidMessage.
-            return NOT_TLS
-        case InvalidMessage() if not secure and isinstance(exc.__cause__, EOFError):
-            return (
-                "the server closed the connection before answering the handshake "
-                "(is it a wss:// port, or is the server out of resources?)"
-            )
-        case InvalidURI():
-            return f"invalid URL {url}"
-        case ConnectionRefusedError():
-            return "connection refused"
-        case socket.gaierror():
-            return f"cannot resolve {host}"
-        case TimeoutError():
-            return "timed out"
-        case InvalidHandshake():
-            return f"the handshake failed: {exc}"
-        case OSError(strerror=str(reason)):
-            return reason.lower()
-    logger.warning("unexpected connection failure", exc_info=exc)
-    return describe_exception(exc)
-
-
-def describe_close(connection: ClientConnection) -> str:
-    """A short phrase, safe to show, saying why a live connection ended."""
-    code = connection.close_code
-    reason = connection.close_reason
-    if code is None or code == 1006:
-        # Our side gave up: keepalive pings went unanswered, or the TCP connection broke.
-        received = connection.protocol.close_rcvd
-        if received is None and connection.protocol.close_sent is not None:
-            sent = connection.protocol.close_sent
-            if sent.code == 1011:
-                return "the server stopped answering pings"
-        return "the connection was lost"
-    if code == 1001:
-        return "the server is going away (1001)"
-    if code == 1009:
-        return "the server sent a message over the size this client accepts (1009)"
-    if code == 1000:
-        return "closed (1000)"
-    # The reason is the server's text: at most 123 bytes, but any characters.
-    return printable(f"closed by the server ({code}{': ' + reason if reason else ''})")

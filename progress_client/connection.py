@@ -1,4 +1,4 @@
-"""The client's side of a connection, bounded like the server's.
+"""The client's connection, guarded against a flooding server like the server's.
 
 websockets answers every ping with a pong on its own, before any code of ours runs. A
 hostile server (or anyone in the middle of a ``ws://`` connection) that pings without
@@ -7,10 +7,19 @@ end and never reads would make the pongs pile up in the client's memory: 150 MiB
 :func:`websockets.asyncio.client.connect` that stops that: a flood of pings ends the
 connection, and so does more than :data:`SEND_BUFFER_CAP` bytes waiting to be sent.
 Either counts as a failed connection: it is retried with the backoff.
+
+``create_connection`` is websockets' documented way to customize a connection, but it
+has no documented hook that sees a ping: the one override of a method websockets calls
+private, ``process_event``, is the smallest that can count them (docs/security.md says
+why, websockets<18 in pyproject.toml pins the version it was checked against, and the
+ping-flood tests fail if a new version changes it). Everything else is asyncio's:
+the connection is an :class:`asyncio.Protocol` (``data_received``) over a transport,
+around websockets' documented Sans-I/O ``protocol`` (``fail``).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from typing import Any
 
@@ -40,6 +49,8 @@ class GuardedClientConnection(ClientConnection):
         super().__init__(*args, **kwargs)
         self.failure: str | None = None
         self._pings: deque[float] = deque(maxlen=MAX_PINGS_PER_SECOND)
+        # Built in connect()'s event loop: its clock times the pings.
+        self._clock = asyncio.get_running_loop().time
 
     def data_received(self, data: bytes) -> None:
         for start in range(0, len(data), FEED_SLICE):
@@ -53,14 +64,19 @@ class GuardedClientConnection(ClientConnection):
                 return
 
     def process_event(self, event: Any) -> None:
+        # Private in websockets: the only place that sees each frame received, pings
+        # included. Their pongs are already queued (websockets answers while parsing);
+        # what is counted here is how fast they come.
         if isinstance(event, Frame) and event.opcode is Opcode.PING:
-            now = self.loop.time()
+            now = self._clock()
             pings = self._pings
             if len(pings) == pings.maxlen and now - pings[0] < 1.0:
                 self._give_up("the server sent pings without end")
                 if self.protocol.state is ConnectionState.OPEN:
+                    # Sans-I/O: the parser drops whatever follows. Its close frame is
+                    # not written: the transport is aborted at once, which drops what
+                    # it holds anyway, and a server that floods does not read.
                     self.protocol.fail(CloseCode.POLICY_VIOLATION, "too many pings")
-                    self.send_data()
                 self.transport.abort()
                 return
             pings.append(now)

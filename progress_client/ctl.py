@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import AsyncGenerator, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -33,9 +32,10 @@ import click
 
 from progress_protocol import __version__
 from progress_protocol.messages import Ack, Error, History, StateMessage, to_dict
-from progress_protocol.states import Attribution, Run, State, StateSnapshot
+from progress_protocol.states import Run, State, StateSnapshot
 
-from .client import (
+from .client import NotConnected, ProgressClient
+from .events import (
     ActionAccepted,
     ClientEvent,
     Closed,
@@ -43,15 +43,22 @@ from .client import (
     Connecting,
     ConnectionLost,
     HistoryReceived,
-    NotConnected,
-    ProgressClient,
     ServerError,
     StateReceived,
     Waiting,
 )
-from .display import describe_exception, duration, printable
 from .options import check_connection_options, connection_options
 from .reconnect import ReconnectPolicy
+from .wording import (
+    attribution,
+    canceled,
+    clock_time,
+    describe_exception,
+    duration,
+    name_of,
+    printable,
+    started,
+)
 
 __all__ = ["main"]
 
@@ -81,31 +88,16 @@ class Failure(Exception):
         self.status = status
 
 
-def clock_time(timestamp: float, pattern: str = "%H:%M:%S") -> str:
-    """A unix time as local time; the decoder bounds it, and a time the platform cannot
-    convert still gets words."""
-    try:
-        return time.strftime(pattern, time.localtime(timestamp))
-    except (OverflowError, OSError, ValueError):
-        return "an unknown time"
-
-
-def who(by: Attribution | None) -> str | None:
-    return None if by is None else printable(by.name)
-
-
-def attribution(snapshot: StateSnapshot) -> str | None:
+def done_by(snapshot: StateSnapshot) -> str | None:
     """Who did it, in the TUI's words: "started by alice@laptop", "canceled by bob@desk
     during IN_PROGRESS"; None for the timer's own transitions."""
-    name = who(snapshot.by)
+    by = snapshot.by
     if snapshot.state is State.CANCELED:
         during = snapshot.canceled_during
-        words = "canceled" + (f" by {name}" if name else "")
-        words += f" during {during.value}" if during else ""
-        return words if name or during else None
-    if name is None:
+        return canceled(by, during) if by is not None or during is not None else None
+    if by is None:
         return None
-    return f"started by {name}" if snapshot.state is State.STARTING else f"by {name}"
+    return started(by) if snapshot.state is State.STARTING else attribution(by)
 
 
 def describe(snapshot: StateSnapshot) -> str:
@@ -113,7 +105,7 @@ def describe(snapshot: StateSnapshot) -> str:
     parts = [f"seq {snapshot.seq}", f"at {clock_time(snapshot.changed_at)}"]
     if snapshot.calculation_id:
         parts.insert(0, f"calculation {printable(snapshot.calculation_id)}")
-    by = attribution(snapshot)
+    by = done_by(snapshot)
     if by:
         parts.append(by)
     return f"{snapshot.state.value} ({', '.join(parts)})"
@@ -149,8 +141,8 @@ def history_table(runs: tuple[Run, ...]) -> list[str]:
             clock_time(run.started_at, "%Y-%m-%d %H:%M:%S"),
             duration(run.seconds),
             outcome(run),
-            who(run.started_by) or "",
-            who(run.canceled_by) or "",
+            name_of(run.started_by) if run.started_by else "",
+            name_of(run.canceled_by) if run.canceled_by else "",
         )
         for run in runs
     ]

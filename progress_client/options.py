@@ -1,4 +1,4 @@
-"""The connection options both clients take: --url, --token and --cafile."""
+"""The connection options both clients take: --url, --token, --cafile and --name."""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""When to try again: exponential backoff with full jitter. Pure, no I/O."""
+"""When to try again: exponential backoff with full jitter. Pure, no I/O.
+
+Every client backs off by this policy, progress-tui's included: change the backoff
+here (progress-tui's --reconnect-initial and --reconnect-cap set its two numbers;
+which URL it waits for is :mod:`.failover`'s business).
+"""
 
 from __future__ import annotations
 

@@ -26,7 +26,8 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Button, Footer, Header, ProgressBar
 
-from progress_client.client import (
+from progress_client.client import NotConnected, ProgressClient
+from progress_client.events import (
     ActionAccepted,
     ClientEvent,
     ClientsChanged,
@@ -36,20 +37,18 @@ from progress_client.client import (
     ConnectionLost,
     ConnectionStatus,
     HistoryReceived,
-    NotConnected,
-    ProgressClient,
     ServerError,
     StateReceived,
     Waiting,
 )
-from progress_client.display import describe_exception, printable
+from progress_client.wording import attribution, describe_exception, printable
 from progress_protocol import __version__
 from progress_protocol.messages import ErrorCode
 from progress_protocol.states import Run, State, StateSnapshot
 
 from .mailbox import FoldedReplies, Mailbox, QuietState, Summary
 from .messages import NewsArrived
-from .run import RunView, lost_on_resync, name_of, short_id
+from .run import RunView, lost_on_resync, short_id
 from .screens import HelpScreen
 from .widgets import (
     CalculationView,
@@ -524,7 +523,7 @@ class ProgressApp(App[None]):
         """One log line: "STARTING 3b6188a98e7a by alice@laptop"."""
         text = f"{snapshot.state} {snapshot.calculation_id or ''}".rstrip()
         if snapshot.by is not None:
-            text += f" by {name_of(snapshot.by, self.mine)}"
+            text += f" {attribution(snapshot.by, self.mine)}"
         if snapshot.canceled_during is not None:
             text += f" during {snapshot.canceled_during}"
         return text

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from progress_client.client import (
+from progress_client.events import (
     ActionAccepted,
     ClientEvent,
     ClientsChanged,

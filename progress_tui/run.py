@@ -14,14 +14,13 @@ import enum
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from progress_client.display import duration, printable
+from progress_client.wording import canceled, duration, printable, started
 from progress_protocol.states import RUNNING_STATES, Attribution, Run, State, StateSnapshot
 
 __all__ = [
     "Mark",
     "RunView",
     "lost_on_resync",
-    "name_of",
     "short_id",
 ]
 
@@ -168,22 +167,10 @@ class RunView:
         """
         parts = []
         if self.started_by is not None:
-            parts.append(f"started by {name_of(self.started_by, mine)}")
+            parts.append(started(self.started_by, mine))
         if self.state is State.CANCELED:
-            canceled = "canceled"
-            if self.canceled_by is not None:
-                canceled += f" by {name_of(self.canceled_by, mine)}"
-            if self.snapshot.canceled_during is not None:
-                canceled += f" during {self.snapshot.canceled_during}"
-            parts.append(canceled)
+            parts.append(canceled(self.canceled_by, self.snapshot.canceled_during, mine))
         return " · ".join(parts)
-
-
-def name_of(by: Attribution, mine: Collection[str] = ()) -> str:
-    """What a person is called on screen: their name, plain; "(you)" after it when the
-    client id is one of ``mine`` (this client's, on any of its connections)."""
-    name = printable(by.name)
-    return f"{name} (you)" if by.client_id in mine else name
 
 
 def short_id(calculation_id: str) -> str:

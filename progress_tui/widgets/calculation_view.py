@@ -13,8 +13,8 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Label, ProgressBar
 
-from progress_client.client import ConnectionStatus
-from progress_client.display import printable
+from progress_client.events import ConnectionStatus
+from progress_client.wording import printable
 
 from ..run import RunView
 from .connection_bar import ConnectionInfo

@@ -10,8 +10,8 @@ from textual.geometry import Size
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from progress_client.client import ConnectionStatus
-from progress_client.display import printable
+from progress_client.events import ConnectionStatus
+from progress_client.wording import printable
 
 __all__ = ["ConnectionInfo", "ConnectionStatusBar"]
 

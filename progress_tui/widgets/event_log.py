@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.events import Resize
 from textual.widgets import RichLog
 
-from progress_client.display import printable
+from progress_client.wording import clock_time, printable
 
 from ..wrapping import wrap
 
@@ -62,8 +62,7 @@ class EventLog(RichLog):
                 time, which every client shows alike. By default, now on this clock.
         """
         when = self.clock() if at is None else at
-        stamp = time.strftime("%H:%M:%S", time.localtime(when))
-        entry = Text.assemble((f"{stamp} ", "dim"), (printable(message), style))
+        entry = Text.assemble((f"{clock_time(when)} ", "dim"), (printable(message), style))
         self.entries.append(entry)
         if self._drawn_width and self._drawn_width == self._width():
             self._draw(entry, self._drawn_width)

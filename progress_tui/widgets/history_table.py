@@ -12,7 +12,7 @@ from textual.events import Resize
 from textual.reactive import reactive
 from textual.widgets import DataTable
 
-from progress_client.display import duration, printable
+from progress_client.wording import duration, moment, name_of
 from progress_protocol.states import Attribution, Run, State
 
 from ..wrapping import wrap
@@ -198,14 +198,9 @@ class HistoryTable(DataTable[Text]):
 
     def who(self, by: Attribution) -> str:
         """A name, plainly; "you" for this client (a narrow column stays narrow)."""
-        return "you" if by.client_id in self.mine else printable(by.name)
+        return name_of(by, self.mine, brief=True)
 
     def moment(self, when: float, *, compact: bool = False) -> str:
         """The time of day, with the date when it is not today (without the year, in
         the compact columns)."""
-        here = time.localtime(when)
-        if time.strftime("%Y-%m-%d", here) == time.strftime(
-            "%Y-%m-%d", time.localtime(self.clock())
-        ):
-            return time.strftime("%H:%M:%S", here)
-        return time.strftime("%m-%d %H:%M" if compact else "%Y-%m-%d %H:%M", here)
+        return moment(when, now=self.clock(), compact=compact)

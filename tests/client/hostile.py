@@ -26,7 +26,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from progress_client.client import MAX_INVALID_MESSAGES
+from progress_client.events import MAX_INVALID_MESSAGES
 from tests.helpers import TIMEOUT
 
 __all__ = [

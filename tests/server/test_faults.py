@@ -9,12 +9,8 @@ from contextlib import aclosing
 
 import pytest
 
-from progress_client.client import (
-    Connected,
-    ConnectionLost,
-    ProgressClient,
-    StateReceived,
-)
+from progress_client.client import ProgressClient
+from progress_client.events import Connected, ConnectionLost, StateReceived
 from progress_client.reconnect import ReconnectPolicy
 from progress_protocol.states import State
 from progress_server.server import ProgressServer

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from progress_client.client import Closed, ProgressClient, StateReceived
+from progress_client.client import ProgressClient
+from progress_client.events import Closed, StateReceived
 from progress_server.server import CLOSE_TIMEOUT, ProgressServer
 from tests.helpers import TIME_FACTOR, TIMEOUT, ServerProcess, command
 from tests.raw import HANDSHAKE

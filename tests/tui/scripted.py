@@ -11,14 +11,14 @@ from textual.app import App
 from textual.pilot import Pilot
 from textual.widget import Widget
 
-from progress_client.client import (
+from progress_client.client import ProgressClient
+from progress_client.events import (
     ClientEvent,
     ClientsChanged,
     Closed,
     Connected,
     Connecting,
     HistoryReceived,
-    ProgressClient,
     StateReceived,
 )
 from progress_protocol.states import State, StateSnapshot

@@ -21,17 +21,17 @@ from textual.widget import Widget
 from textual.widgets import Button, Label, ProgressBar
 from textual.widgets._progress_bar import Bar
 
-from progress_client.client import (
-    NOT_TLS,
+from progress_client.client import ProgressClient
+from progress_client.events import (
     ClientEvent,
     Connected,
     Connecting,
     ConnectionLost,
     HistoryReceived,
-    ProgressClient,
     StateReceived,
     Waiting,
 )
+from progress_client.failures import NOT_TLS
 from progress_client.reconnect import ReconnectPolicy
 from progress_protocol.states import State, StateSnapshot
 from progress_server.server import ProgressServer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from progress_client.client import (
+from progress_client.events import (
     ActionAccepted,
     ClientsChanged,
     Connected,

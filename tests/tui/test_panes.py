@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from progress_client.client import (
+from progress_client.events import (
     ClientsChanged,
     Connected,
     Connecting,

@@ -14,7 +14,7 @@ from pytest_textual_snapshot import SVGImageExtension
 from syrupy.assertion import SnapshotAssertion
 from textual.pilot import Pilot
 
-from progress_client.client import (
+from progress_client.events import (
     ClientEvent,
     ClientsChanged,
     Connected,
