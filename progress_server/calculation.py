@@ -31,7 +31,6 @@ from progress_protocol.messages import (
     to_dict,
 )
 from progress_protocol.states import (
-    DEFAULT_STEP_SECONDS,
     RUNNING_STATES,
     Attribution,
     Run,
@@ -40,20 +39,14 @@ from progress_protocol.states import (
 )
 
 __all__ = [
-    "DEFAULT_STEP_SECONDS",
     "HISTORY_LENGTH",
-    "RUNNING_STATES",
     "SYSTEM_CLOCK",
     "ActionRefused",
     "AlreadyRunning",
-    "Attribution",
     "Clock",
     "NotRunning",
     "Outcome",
     "Record",
-    "Run",
-    "State",
-    "StateSnapshot",
     "SystemClock",
     "advance",
     "cancel",

@@ -17,14 +17,14 @@ import click
 
 from progress_protocol.messages import MAX_STEP_SECONDS
 from progress_protocol.options import check_token, setting
+from progress_protocol.states import DEFAULT_STEP_SECONDS
 from progress_protocol.urls import safe_url
 
 from . import __version__
-from .backends import Backend, BackendUnavailable
+from .backends.base import Backend, BackendUnavailable
 from .backends.redis import DEFAULT_PREFIX, RedisBackend
 from .backends.redis import DEFAULT_TIMEOUT as DEFAULT_REDIS_TIMEOUT
 from .backends.redis import check_url as check_redis_url
-from .calculation import DEFAULT_STEP_SECONDS
 from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
 from .descriptors import raise_open_files_limit
 from .logs import LOG_FORMAT, JsonFormatter, SafeFormatter

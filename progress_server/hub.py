@@ -20,9 +20,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from progress_protocol.messages import Clients, History, StateMessage, encode
+from progress_protocol.states import Run, StateSnapshot
 
-from .backends import Change
-from .calculation import Run, StateSnapshot
+from .backends.base import Change
 from .frames import text_frame
 from .metrics import Metrics
 

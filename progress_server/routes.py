@@ -20,6 +20,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from progress_protocol.messages import Error, ErrorCode, History, StateMessage, to_dict
+from progress_protocol.states import Attribution
 
 from .auth import (
     host_allowed,
@@ -30,8 +31,8 @@ from .auth import (
     split_target,
     token_matches,
 )
-from .backends import BackendUnavailable
-from .calculation import ActionRefused, Attribution
+from .backends.base import BackendUnavailable
+from .calculation import ActionRefused
 from .limits import AddressLimits
 from .metrics import CONTENT_TYPE
 from .redaction import safe_path

@@ -29,13 +29,15 @@ from progress_protocol.messages import (
     decode_request,
     encode,
 )
+from progress_protocol.states import Attribution
 
 from . import __version__
 from .auth import presented_name
-from .backends import Backend, BackendUnavailable, Change, MemoryBackend, Unsubscribe
+from .backends.base import Backend, BackendUnavailable, Change, Unsubscribe
+from .backends.memory import MemoryBackend
 from .backends.redis import RedisBackend
-from .calculation import ActionRefused, Attribution
-from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
+from .calculation import ActionRefused
+from .config import ServerConfig
 from .connection import CLOSE_TIMEOUT, GuardedConnection
 from .descriptors import DescriptorWatch, clients_that_fit, open_files_limit
 from .hub import Hub
@@ -47,10 +49,6 @@ from .routes import HttpRoutes
 from .service import CalculationService
 
 __all__ = [
-    "CLOSE_TIMEOUT",
-    "DEFAULT_HOST",
-    "DEFAULT_PATH",
-    "DEFAULT_PORT",
     "SERVER_NAME",
     "ProgressServer",
     "SetupError",

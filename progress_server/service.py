@@ -11,9 +11,9 @@ import asyncio
 from typing import Literal
 
 from progress_protocol.messages import Ack
+from progress_protocol.states import Attribution, Run, StateSnapshot
 
-from .backends import Backend
-from .calculation import Attribution, Run, StateSnapshot
+from .backends.base import Backend
 from .config import ServerConfig
 from .hub import Hub
 from .metrics import Metrics

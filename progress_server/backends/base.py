@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..calculation import Attribution, Outcome, Run, StateSnapshot
+from progress_protocol.states import Attribution, Run, StateSnapshot
+
+from ..calculation import Outcome
 
 __all__ = [
     "Backend",
@@ -92,9 +94,6 @@ class Backend(Protocol):
     - When the store cannot be reached, the methods that need it raise
       :class:`BackendUnavailable`, and :attr:`problem` says why.
     """
-
-    @property
-    def step_seconds(self) -> float: ...
 
     @property
     def action_seconds(self) -> float:

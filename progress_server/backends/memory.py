@@ -7,18 +7,10 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
+from progress_protocol.states import DEFAULT_STEP_SECONDS, Attribution, Run, StateSnapshot
+
 from .. import calculation
-from ..calculation import (
-    DEFAULT_STEP_SECONDS,
-    SYSTEM_CLOCK,
-    Attribution,
-    Clock,
-    Outcome,
-    Record,
-    Run,
-    StateSnapshot,
-    new_calculation_id,
-)
+from ..calculation import SYSTEM_CLOCK, Clock, Outcome, Record, new_calculation_id
 from .base import Change, CommitListener, CountListener, Listener, Unsubscribe, changes_of
 
 __all__ = ["MemoryBackend"]
@@ -59,10 +51,6 @@ class MemoryBackend:
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self.on_commit: CommitListener | None = None
-
-    @property
-    def step_seconds(self) -> float:
-        return self._record.snapshot.step_seconds
 
     @property
     def action_seconds(self) -> float:

@@ -50,17 +50,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from progress_protocol.states import DEFAULT_STEP_SECONDS, Attribution, Run, StateSnapshot
 from progress_protocol.urls import safe_url
 
 from .. import calculation
 from ..calculation import (
-    DEFAULT_STEP_SECONDS,
-    Attribution,
     Clock,
     Outcome,
     Record,
-    Run,
-    StateSnapshot,
     new_calculation_id,
     snapshot_from_json,
     snapshot_to_json,
@@ -286,10 +283,6 @@ class RedisBackend:
         #: Told how long each transaction took (the server's latency histogram).
         self.latency_observer: Callable[[float], None] | None = None
         self.on_commit: CommitListener | None = None
-
-    @property
-    def step_seconds(self) -> float:
-        return self._known.snapshot.step_seconds if self._known else self._step_seconds
 
     @property
     def action_seconds(self) -> float:

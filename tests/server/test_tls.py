@@ -13,7 +13,8 @@ import pytest
 import trustme
 
 from progress_client.client import Closed, ProgressClient, StateReceived
-from progress_server.server import CLOSE_TIMEOUT, ProgressServer
+from progress_server.connection import CLOSE_TIMEOUT
+from progress_server.server import ProgressServer
 from tests.helpers import TIME_FACTOR, TIMEOUT, ServerProcess, command
 from tests.raw import HANDSHAKE
 from tests.server.test_floods import masked_frame
