@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from progress_protocol.messages import Clients, History, StateMessage, encode
 from progress_protocol.states import Run, StateSnapshot
 
-from .backends.base import Change
+from .calculation import Change
 from .frames import text_frame
 from .metrics import Metrics
 

@@ -33,10 +33,10 @@ from progress_protocol.states import Attribution
 
 from . import __version__
 from .auth import presented_name
-from .backends.base import Backend, BackendUnavailable, Change, Unsubscribe
+from .backends.base import Backend, BackendUnavailable, Unsubscribe
 from .backends.memory import MemoryBackend
 from .backends.redis import RedisBackend
-from .calculation import ActionRefused
+from .calculation import ActionRefused, Change
 from .config import ServerConfig
 from .connection import CLOSE_TIMEOUT, GuardedConnection
 from .descriptors import DescriptorWatch, clients_that_fit, open_files_limit

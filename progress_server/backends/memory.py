@@ -10,8 +10,16 @@ from collections.abc import Callable
 from progress_protocol.states import DEFAULT_STEP_SECONDS, Attribution, Run, StateSnapshot
 
 from .. import calculation
-from ..calculation import SYSTEM_CLOCK, Clock, Outcome, Record, new_calculation_id
-from .base import Change, CommitListener, CountListener, Listener, Unsubscribe, changes_of
+from ..calculation import (
+    SYSTEM_CLOCK,
+    Change,
+    Clock,
+    Outcome,
+    Record,
+    changes_of,
+    new_calculation_id,
+)
+from .base import CommitListener, CountListener, Listener, Unsubscribe
 
 __all__ = ["MemoryBackend"]
 

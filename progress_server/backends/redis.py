@@ -55,22 +55,16 @@ from progress_protocol.urls import safe_url
 
 from .. import calculation
 from ..calculation import (
+    Change,
     Clock,
     Outcome,
     Record,
+    changes_of,
     new_calculation_id,
     snapshot_from_json,
     snapshot_to_json,
 )
-from .base import (
-    BackendUnavailable,
-    Change,
-    CommitListener,
-    CountListener,
-    Listener,
-    Unsubscribe,
-    changes_of,
-)
+from .base import BackendUnavailable, CommitListener, CountListener, Listener, Unsubscribe
 
 try:
     import redis.asyncio as aioredis
