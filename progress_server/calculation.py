@@ -22,9 +22,10 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from progress_protocol.messages import (
+    ErrorCode,
     History,
     ProtocolError,
     StateMessage,
@@ -104,7 +105,7 @@ class ActionRefused(Exception):
         changes: The transitions that came due before the refusal, oldest first.
     """
 
-    code = "refused"
+    code: ClassVar[ErrorCode]
 
     def __init__(
         self,
@@ -120,11 +121,11 @@ class ActionRefused(Exception):
 
 
 class AlreadyRunning(ActionRefused):
-    code = "already_running"
+    code = ErrorCode.ALREADY_RUNNING
 
 
 class NotRunning(ActionRefused):
-    code = "not_running"
+    code = ErrorCode.NOT_RUNNING
 
 
 def new_calculation_id() -> str:

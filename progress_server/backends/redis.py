@@ -50,6 +50,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from progress_protocol.messages import Command
 from progress_protocol.states import DEFAULT_STEP_SECONDS, Attribution, Run, StateSnapshot
 from progress_protocol.urls import safe_url
 
@@ -174,7 +175,7 @@ Landed = tuple[tuple[str, StateSnapshot], ...]
 class _Request:
     """An action waiting for its write: its id, its rule, and its caller's future."""
 
-    verb: str
+    verb: Command
     step: Callable[[Record, float], Outcome]
     deadline: float
     future: asyncio.Future[Outcome | StateSnapshot]
@@ -491,7 +492,7 @@ class RedisBackend:
 
     # Actions: they wait for the write under way, then go together in the next.
 
-    async def _act(self, verb: str, step: Callable[[Record, float], Outcome]) -> StateSnapshot:
+    async def _act(self, verb: Command, step: Callable[[Record, float], Outcome]) -> StateSnapshot:
         """Apply an action; its changes reach the listeners once its caller resumed.
 
         Raises:
