@@ -26,10 +26,10 @@ from .backends.redis import DEFAULT_PREFIX, RedisBackend
 from .backends.redis import DEFAULT_TIMEOUT as DEFAULT_REDIS_TIMEOUT
 from .backends.redis import check_url as check_redis_url
 from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
-from .descriptors import raise_open_files_limit
 from .logs import LOG_FORMAT, JsonFormatter, SafeFormatter
 from .routes import HttpRoutes
 from .server import ProgressServer, SetupError
+from .transport.descriptors import raise_open_files_limit
 from .workers import WORKER_TIMEOUT, WORKER_VARIABLE, Supervisor, join_supervisor, reserve_port
 
 __all__ = ["main"]

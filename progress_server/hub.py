@@ -23,11 +23,11 @@ from progress_protocol.messages import Clients, History, StateMessage, encode
 from progress_protocol.states import Run, StateSnapshot
 
 from .calculation import Change
-from .frames import text_frame
 from .metrics import Metrics
+from .transport.frames import text_frame
 
 if TYPE_CHECKING:
-    from .connection import GuardedConnection
+    from .transport.connection import GuardedConnection
 
 __all__ = ["Hub", "plural"]
 

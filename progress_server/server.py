@@ -38,15 +38,15 @@ from .backends.memory import MemoryBackend
 from .backends.redis import RedisBackend
 from .calculation import ActionRefused, Change
 from .config import ServerConfig
-from .connection import CLOSE_TIMEOUT, GuardedConnection
-from .descriptors import DescriptorWatch, clients_that_fit, open_files_limit
 from .hub import Hub
-from .keepalive import Keepalive
 from .limits import Verdict
 from .logs import Burst
 from .metrics import Metrics
 from .routes import HttpRoutes
 from .service import CalculationService
+from .transport.connection import CLOSE_TIMEOUT, GuardedConnection
+from .transport.descriptors import DescriptorWatch, clients_that_fit, open_files_limit
+from .transport.keepalive import Keepalive
 
 __all__ = [
     "SERVER_NAME",
@@ -289,7 +289,7 @@ class ProgressServer:
         assert hub is not None and connection.request is not None
         metrics = self.metrics
         if self.service.full:  # handshakes that raced past the check in process_request
-            metrics.connections.labels("server_full").inc()
+            metrics.connections.labels(ErrorCode.SERVER_FULL).inc()
             connection.close(CloseCode.TRY_AGAIN_LATER, "server full")
             return
         client_id = connection.short_id

@@ -9,8 +9,8 @@ import socket
 
 import pytest
 
-from progress_server.connection import CLOSE_TIMEOUT
 from progress_server.server import ProgressServer
+from progress_server.transport.connection import CLOSE_TIMEOUT
 from tests.flooders import masked_ping
 from tests.helpers import TIME_FACTOR, TIMEOUT, join, recv_type
 from tests.raw import RawClient

@@ -13,8 +13,8 @@ import pytest
 import trustme
 
 from progress_client.client import Closed, ProgressClient, StateReceived
-from progress_server.connection import CLOSE_TIMEOUT
 from progress_server.server import ProgressServer
+from progress_server.transport.connection import CLOSE_TIMEOUT
 from tests.helpers import TIME_FACTOR, TIMEOUT, ServerProcess, command
 from tests.raw import HANDSHAKE
 from tests.server.test_floods import masked_frame

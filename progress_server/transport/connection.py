@@ -40,11 +40,13 @@ from websockets.protocol import Event
 from websockets.protocol import State as ConnectionState
 from websockets.server import ServerProtocol
 
-from .config import ServerConfig
+from progress_protocol.messages import ErrorCode
+
+from ..config import ServerConfig
+from ..limits import MessageBudget, Verdict
+from ..metrics import Metrics
 from .frames import text_frame
-from .limits import MessageBudget, Verdict
-from .metrics import Metrics
-from .routes import error_response
+from .responses import error_response
 
 __all__ = ["CLOSE_TIMEOUT", "FEED_SLICE", "KEEPALIVE_SLICES", "GuardedConnection", "Session"]
 
@@ -462,7 +464,7 @@ class GuardedConnection(asyncio.Protocol):
     def _internal_error(self) -> Response:
         return error_response(
             http.HTTPStatus.INTERNAL_SERVER_ERROR,
-            "internal_error",
+            ErrorCode.INTERNAL_ERROR,
             "The server failed to answer this request; see its log.",
         )
 
@@ -486,7 +488,7 @@ class GuardedConnection(asyncio.Protocol):
             if response.status_code == 101 and not self.session.serving:
                 response = error_response(
                     http.HTTPStatus.SERVICE_UNAVAILABLE,
-                    "shutting_down",
+                    ErrorCode.SHUTTING_DOWN,
                     "The server is shutting down; try again in a moment.",
                     headers={"Retry-After": "1"},
                 )
@@ -534,17 +536,17 @@ class GuardedConnection(asyncio.Protocol):
         limit = self.config.max_handshake_bytes
         self.dropped = f"handshake over {limit} bytes"
         self._head = None
-        self.metrics.connections.labels("request_too_large").inc()
+        self.metrics.connections.labels(ErrorCode.REQUEST_TOO_LARGE).inc()
         peer = self.peer
         logger.warning(
             "refused a handshake from %s: its headers are over %d bytes",
             peer,
             limit,
-            extra={"peer": peer, "reason": "request_too_large"},
+            extra={"peer": peer, "reason": ErrorCode.REQUEST_TOO_LARGE},
         )
         response = error_response(
             http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "request_too_large",
+            ErrorCode.REQUEST_TOO_LARGE,
             f"The request's headers are over {limit // 1024} KiB.",
         )
         response.headers["Server"] = self.server_header
