@@ -407,10 +407,10 @@ class ProgressServer:
             return None
         metrics.messages.labels(request.action).inc()
         if request.action == "status":
-            connection.send(self.hub.state_frame)
+            connection.send(self.hub.state_text)
             return None
         if request.action == "history":
-            connection.send(self.hub.history_frame)
+            connection.send(self.hub.history_text)
             return None
         return self._perform(connection, request.action, request.request_id)
 

@@ -71,7 +71,7 @@ async def test_a_client_that_stops_reading_is_skipped_then_caught_up() -> None:
         assert [m["seq"] for m in received] == list(range(1, RUNS * 4 + 1))
         # The slow one was skipped rather than buffered without bound.
         # At most one frame past the limit: a state, or the history after a final state.
-        frame = max(len(server.hub.state_frame), len(server.hub.history_frame)) + 10
+        frame = max(len(server.hub.state_text), len(server.hub.history_text)) + 10
         assert largest <= LIMIT + frame, f"{largest} bytes queued for a client that reads nothing"
         assert slow_connection in server.hub.lagging
 
