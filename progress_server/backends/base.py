@@ -22,6 +22,7 @@ __all__ = [
     "BackendUnavailable",
     "CommitListener",
     "CountListener",
+    "LatencyListener",
     "Listener",
     "Unsubscribe",
 ]
@@ -35,6 +36,7 @@ Listener = Callable[[Change], None]
 #: Hears the number of clients connected to every instance together.
 CountListener = Callable[[int], None]
 CommitListener = Callable[[tuple[StateSnapshot, ...]], None]
+LatencyListener = Callable[[float], None]
 Unsubscribe = Callable[[], None]
 
 
@@ -98,6 +100,10 @@ class Backend(Protocol):
     #: count, so that instances (and workers) sharing a calculation do not count
     #: every change once each.
     on_commit: CommitListener | None
+
+    #: Called with the seconds each round trip to the store took (the latency
+    #: histogram); a backend with no store to reach never calls it.
+    on_latency: LatencyListener | None
 
     @property
     def problem(self) -> str | None:

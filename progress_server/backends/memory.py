@@ -19,7 +19,7 @@ from ..calculation import (
     changes_of,
     new_calculation_id,
 )
-from .base import CommitListener, CountListener, Listener, Unsubscribe
+from .base import CommitListener, CountListener, LatencyListener, Listener, Unsubscribe
 
 __all__ = ["MemoryBackend"]
 
@@ -59,6 +59,8 @@ class MemoryBackend:
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self.on_commit: CommitListener | None = None
+        #: Never called: memory is no round trip away.
+        self.on_latency: LatencyListener | None = None
 
     @property
     def action_seconds(self) -> float:

@@ -65,7 +65,14 @@ from ..calculation import (
     snapshot_from_json,
     snapshot_to_json,
 )
-from .base import BackendUnavailable, CommitListener, CountListener, Listener, Unsubscribe
+from .base import (
+    BackendUnavailable,
+    CommitListener,
+    CountListener,
+    LatencyListener,
+    Listener,
+    Unsubscribe,
+)
 
 try:
     import redis.asyncio as aioredis
@@ -275,9 +282,9 @@ class RedisBackend:
         self._write_trouble: str | None = None
         self._subscribed = False
         self._logged_problem: str | None = None
-        #: Told how long each transaction took (the server's latency histogram).
-        self.latency_observer: Callable[[float], None] | None = None
         self.on_commit: CommitListener | None = None
+        #: Told how long each transaction took (the server's latency histogram).
+        self.on_latency: LatencyListener | None = None
 
     @property
     def action_seconds(self) -> float:
@@ -565,8 +572,8 @@ class RedisBackend:
         try:
             return await self._transact_within(step, requests or [])
         finally:
-            if self.latency_observer is not None:
-                self.latency_observer(time.perf_counter() - began)
+            if self.on_latency is not None:
+                self.on_latency(time.perf_counter() - began)
 
     async def _transact_within(
         self, step: Callable[[Record, float], Outcome] | None, requests: list[_Request]

@@ -9,7 +9,8 @@ task (a client's start or cancel, an HTTP request's answer). What this costs and
 saves is in docs/performance.md.
 
 Around the parser it bounds what a peer can cost the server before any message
-reaches the session (:class:`~progress_server.server.ProgressServer`):
+reaches the session it reports to (:class:`Session`: the WebSocket endpoint,
+:class:`~progress_server.endpoints.websocket.WebSocketEndpoint`):
 
 - the handshake, to ``max_handshake_bytes`` (431 past it) and ``handshake_timeout``
   seconds;
@@ -41,6 +42,7 @@ from websockets.protocol import State as ConnectionState
 from websockets.server import ServerProtocol
 
 from progress_protocol.messages import ErrorCode
+from progress_protocol.states import Attribution
 
 from ..config import ServerConfig
 from ..limits import MessageBudget, Verdict
@@ -77,7 +79,7 @@ MAX_PENDING = 16
 
 
 class Session(Protocol):
-    """What a connection asks of the server it belongs to."""
+    """What a connection asks of the endpoint it reports to."""
 
     @property
     def serving(self) -> bool:
@@ -109,7 +111,7 @@ class GuardedConnection(asyncio.Protocol):
     """A WebSocket connection under the server's limits.
 
     Args:
-        session: The server it reports to.
+        session: The endpoint it reports to.
         config: The limits come from here.
         registry: Holds every open connection, handshakes included.
         metrics: Counts the connections it drops.
@@ -183,7 +185,7 @@ class GuardedConnection(asyncio.Protocol):
         #: Open and not cut off: frames may be written (the hub's and keepalive's
         #: loops read this rather than ask websockets' protocol and the transport).
         self.writable = False
-        self.by: Any = None
+        self.by: Attribution | None = None
         #: The payload of the keepalive's last ping, and the loop time of the last pong
         #: that carried it (see :class:`~.keepalive.Keepalive`).
         self.expected_pong: bytes | None = None

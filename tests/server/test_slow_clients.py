@@ -9,6 +9,7 @@ import socket
 
 import pytest
 
+from progress_protocol.messages import Ack
 from progress_server.server import ProgressServer
 from progress_server.transport.connection import CLOSE_TIMEOUT
 from tests.flooders import masked_ping
@@ -23,7 +24,8 @@ async def run_calculations(server: ProgressServer, count: int) -> None:
     """count whole calculations, one after another, through the server's own API."""
     assert server.hub is not None
     for _ in range(count):
-        ack = await server.service.perform("start", None)
+        ack = await server.service.perform("start")
+        assert isinstance(ack, Ack), ack
         async with asyncio.timeout(TIMEOUT):
             while not (
                 server.hub.snapshot.calculation_id == ack.calculation_id

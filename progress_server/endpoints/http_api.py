@@ -1,10 +1,11 @@
-"""The HTTP API, served on the WebSocket port: every request that is not a handshake.
+"""The HTTP API on the WebSocket port, and the gate every request passes, handshakes too.
 
 ``GET /healthz`` (liveness), ``GET /readyz`` (readiness), ``GET /metrics``
 (Prometheus), ``GET /state``, ``GET /history``, ``POST /start`` and ``POST /cancel``;
 every GET answers HEAD too. The actions go through the same
-:class:`~progress_server.service.CalculationService` as their WebSocket twins, and the
-bodies are the protocol's own JSON objects.
+:class:`~progress_server.service.CalculationService` as their WebSocket twins, which
+decides their outcome; here it only becomes a status (:data:`ERROR_STATUS`). The bodies
+are the protocol's own JSON objects.
 """
 
 from __future__ import annotations
@@ -13,15 +14,14 @@ import asyncio
 import http
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from progress_protocol.messages import ErrorCode, History, StateMessage, to_dict
+from progress_protocol.messages import Ack, Command, ErrorCode, History, StateMessage, to_dict
 from progress_protocol.states import Attribution
 
-from .auth import (
+from ..auth import (
     host_allowed,
     origin_allowed,
     presented_name,
@@ -30,25 +30,29 @@ from .auth import (
     split_target,
     token_matches,
 )
-from .backends.base import BackendUnavailable
-from .calculation import ActionRefused
-from .limits import AddressLimits
-from .metrics import CONTENT_TYPE
-from .redaction import safe_path
-from .service import CalculationService
-from .transport.responses import error_response, json_response
+from ..limits import AddressLimits
+from ..metrics import CONTENT_TYPE
+from ..redaction import safe_path
+from ..service import CalculationService
+from ..transport.connection import GuardedConnection
+from ..transport.responses import error_response, json_response
 
-if TYPE_CHECKING:
-    from .transport.connection import GuardedConnection
-
-__all__ = ["HttpRoutes"]
+__all__ = ["ERROR_STATUS", "HttpApi"]
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[Request, "GuardedConnection"], Awaitable[Response]]
+Handler = Callable[[Request, GuardedConnection], Awaitable[Response]]
+
+#: The status of each error an action can end in; 202 is an ack's.
+ERROR_STATUS: dict[str, http.HTTPStatus] = {
+    ErrorCode.ALREADY_RUNNING: http.HTTPStatus.CONFLICT,
+    ErrorCode.NOT_RUNNING: http.HTTPStatus.CONFLICT,
+    ErrorCode.UNAVAILABLE: http.HTTPStatus.SERVICE_UNAVAILABLE,  # with Retry-After: 1
+    ErrorCode.INTERNAL_ERROR: http.HTTPStatus.INTERNAL_SERVER_ERROR,
+}
 
 
-class HttpRoutes:
+class HttpApi:
     """Answers every HTTP request that is not a WebSocket handshake."""
 
     #: The paths of the HTTP API; the WebSocket endpoint cannot take one of them.
@@ -283,33 +287,21 @@ class HttpRoutes:
         return await self._perform("cancel", request, connection)
 
     async def _perform(
-        self, action: str, request: Request, connection: GuardedConnection
+        self, command: Command, request: Request, connection: GuardedConnection
     ) -> Response:
-        assert action in ("start", "cancel")
-        self.service.metrics.messages.labels(action).inc()
+        self.service.metrics.messages.labels(command).inc()
         # Attributed to the name the request gives, else to its address.
         name = presented_name(request.headers, request.path)
         by = Attribution(None, name or f"http {_address(connection)}")
-        try:
-            ack = await self.service.perform(action, None, by)  # type: ignore[arg-type]
-            logger.info(
-                "HTTP %s accepted for %s",
-                action,
-                by.name,
-                extra={"peer": connection.peer, "client_name": by.name},
-            )
-        except ActionRefused as exc:
-            self.service.metrics.errors.labels(exc.code).inc()
-            return error_response(http.HTTPStatus.CONFLICT, exc.code, exc.message)
-        except BackendUnavailable as exc:
-            self.service.metrics.errors.labels(ErrorCode.UNAVAILABLE).inc()
-            return error_response(
-                http.HTTPStatus.SERVICE_UNAVAILABLE,
-                ErrorCode.UNAVAILABLE,
-                str(exc),
-                headers={"Retry-After": "1"},
-            )
-        return json_response(http.HTTPStatus.ACCEPTED, to_dict(ack))
+        outcome = await self.service.perform(command, None, by, peer=connection.peer)
+        if isinstance(outcome, Ack):
+            return json_response(http.HTTPStatus.ACCEPTED, to_dict(outcome))
+        status = ERROR_STATUS.get(outcome.code, http.HTTPStatus.INTERNAL_SERVER_ERROR)
+        return json_response(
+            status,
+            to_dict(outcome),
+            headers={"Retry-After": "1"} if status is http.HTTPStatus.SERVICE_UNAVAILABLE else None,
+        )
 
 
 def _address(connection: GuardedConnection) -> str:
