@@ -15,12 +15,12 @@ from typing import Any, NoReturn
 
 import click
 
+from progress_protocol import __version__
 from progress_protocol.messages import MAX_STEP_SECONDS
 from progress_protocol.options import check_token, setting
 from progress_protocol.states import DEFAULT_STEP_SECONDS
 from progress_protocol.urls import safe_url
 
-from . import __version__
 from .backends.base import Backend, BackendUnavailable
 from .backends.redis import DEFAULT_PREFIX, RedisBackend
 from .backends.redis import DEFAULT_TIMEOUT as DEFAULT_REDIS_TIMEOUT

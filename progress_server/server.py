@@ -19,7 +19,8 @@ import ssl
 from types import TracebackType
 from typing import Any
 
-from . import __version__
+from progress_protocol import __version__
+
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
 from .config import ServerConfig

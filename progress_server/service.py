@@ -169,8 +169,7 @@ class CalculationService:
 
         A state that does not allow it is ``already_running`` or ``not_running``, a
         store out of reach ``unavailable``, and anything else the backend raises
-        ``internal_error`` (logged with its traceback): a bug costs the caller one
-        answer, never its connection, and nobody else anything.
+        ``internal_error`` (logged with its traceback).
 
         Args:
             command: What to do.
@@ -203,6 +202,7 @@ class CalculationService:
                 extra={**fields, "code": code},
             )
         except Exception:
+            # A bug must not cost the client its connection, nor anyone else anything.
             code = ErrorCode.INTERNAL_ERROR
             message = f"The server failed to {command} the calculation; see its log."
             logger.exception(
