@@ -133,6 +133,7 @@ class GuardedConnection(asyncio.Protocol):
     __slots__ = (
         "_busy",
         "_close_deadline",
+        "_closed",
         "_cork",
         "_fragments",
         "_handshake_deadline",
@@ -206,6 +207,8 @@ class GuardedConnection(asyncio.Protocol):
         self._paused = False
         self._handshake_deadline: asyncio.TimerHandle | None = None
         self._close_deadline: asyncio.TimerHandle | None = None
+        #: Made when someone waits for the connection to close.
+        self._closed: asyncio.Future[None] | None = None
         #: The peer half-closed while its HTTP answer was being made.
         self._peer_eof = False
         #: What is written while the handshake's response is held back, to go with it.
@@ -251,6 +254,14 @@ class GuardedConnection(asyncio.Protocol):
             self.writable = False
             self.send_data()
         self._arm_close_deadline()
+
+    async def wait_closed(self) -> None:
+        """Return once the TCP connection is gone."""
+        if self.protocol.state is ConnectionState.CLOSED and self._closed is None:
+            return
+        if self._closed is None:
+            self._closed = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._closed)
 
     def fail(self, code: CloseCode, reason: str) -> None:
         """Close at once, without waiting (as websockets' keepalive does on a timeout):
@@ -348,6 +359,8 @@ class GuardedConnection(asyncio.Protocol):
                 deadline.cancel()
         self._handshake_deadline = self._close_deadline = None
         self._pending = None
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
         self.session.closed(self)
 
     def data_received(self, data: bytes) -> None:

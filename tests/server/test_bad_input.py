@@ -89,8 +89,8 @@ async def test_a_tls_hello_on_the_plain_port_is_dropped_at_once() -> None:
         await asyncio.get_running_loop().sock_sendall(sock, hello[: hello.index(b"\n")])
         assert await read_to_end(sock) == b""  # within TIMEOUT, a tenth of the limit
         async with asyncio.timeout(TIMEOUT):
-            while server.connections:  # each leaves the set once its TCP connection is gone
-                await asyncio.sleep(0.01)
+            for connection in list(server.connections):
+                await connection.wait_closed()
         sock.close()
         await assert_server_still_works(server)
 
