@@ -103,7 +103,7 @@ class ProgressServer:
 
     @property
     def hub(self) -> Hub | None:
-        """The connected clients; None until the server listens."""
+        """The connected clients; None until the server starts."""
         return self.service.hub
 
     @property
