@@ -13,7 +13,6 @@ from progress_protocol.messages import NAME_HEADER, clean_name
 
 __all__ = [
     "ANY",
-    "NAME_HEADER",
     "host_allowed",
     "origin_allowed",
     "presented_name",

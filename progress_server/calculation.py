@@ -4,8 +4,9 @@ A calculation goes ``STARTING -> IN_PROGRESS -> ALMOST_DONE -> SUCCESS``, one st
 each ``step_seconds``, unless it is canceled. The rules are written once, here, as
 functions of a :class:`Record` and the time: ``advance``, ``start`` and ``cancel``
 each return an :class:`Outcome` (the new record, the changes to announce, and the
-refusal if the action was refused). A record is plain frozen data that serializes to
-JSON, so it can live in this process (:mod:`.backends.memory`) or in Redis and be
+refusal if the action was refused); :func:`changes_of` turns an outcome into the
+:class:`Change` objects a backend announces. A record is plain frozen data that
+serializes to JSON, so it can live in this process (:mod:`.backends.memory`) or in Redis and be
 moved by the same functions from any process.
 
 Deadlines are computed from the start on a clock every driver shares
@@ -21,9 +22,10 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from progress_protocol.messages import (
+    ErrorCode,
     History,
     ProtocolError,
     StateMessage,
@@ -31,7 +33,6 @@ from progress_protocol.messages import (
     to_dict,
 )
 from progress_protocol.states import (
-    DEFAULT_STEP_SECONDS,
     RUNNING_STATES,
     Attribution,
     Run,
@@ -40,23 +41,19 @@ from progress_protocol.states import (
 )
 
 __all__ = [
-    "DEFAULT_STEP_SECONDS",
     "HISTORY_LENGTH",
-    "RUNNING_STATES",
     "SYSTEM_CLOCK",
     "ActionRefused",
     "AlreadyRunning",
-    "Attribution",
+    "Change",
     "Clock",
     "NotRunning",
     "Outcome",
     "Record",
-    "Run",
-    "State",
-    "StateSnapshot",
     "SystemClock",
     "advance",
     "cancel",
+    "changes_of",
     "initial_record",
     "new_calculation_id",
     "next_deadline",
@@ -108,7 +105,7 @@ class ActionRefused(Exception):
         changes: The transitions that came due before the refusal, oldest first.
     """
 
-    code = "refused"
+    code: ClassVar[ErrorCode]
 
     def __init__(
         self,
@@ -124,11 +121,11 @@ class ActionRefused(Exception):
 
 
 class AlreadyRunning(ActionRefused):
-    code = "already_running"
+    code = ErrorCode.ALREADY_RUNNING
 
 
 class NotRunning(ActionRefused):
-    code = "not_running"
+    code = ErrorCode.NOT_RUNNING
 
 
 def new_calculation_id() -> str:
@@ -210,6 +207,35 @@ class Outcome:
     record: Record
     changes: tuple[StateSnapshot, ...] = ()
     refused: ActionRefused | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change of the calculation, as listeners hear it.
+
+    Attributes:
+        snapshot: The new state.
+        history: The history after it, newest first, when this change ended a
+            calculation (SUCCESS or CANCELED); None otherwise.
+    """
+
+    snapshot: StateSnapshot
+    history: tuple[Run, ...] | None = None
+
+
+def changes_of(outcome: Outcome) -> list[Change]:
+    """The changes an outcome announces; the one that ended a calculation carries the
+    history as it was right after it (a start in the same outcome does not touch it)."""
+    history = outcome.record.history
+    ended = sum(1 for snapshot in outcome.changes if snapshot.state.is_final)
+    changes = []
+    for snapshot in outcome.changes:
+        runs: tuple[Run, ...] | None = None
+        if snapshot.state.is_final:
+            ended -= 1
+            runs = history[ended:]  # newest first: without the runs that ended after it
+        changes.append(Change(snapshot, runs))
+    return changes
 
 
 def initial_record(step_seconds: float, now: float) -> Record:

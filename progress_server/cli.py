@@ -15,21 +15,21 @@ from typing import Any, NoReturn
 
 import click
 
+from progress_protocol import __version__
 from progress_protocol.messages import MAX_STEP_SECONDS
 from progress_protocol.options import check_token, setting
+from progress_protocol.states import DEFAULT_STEP_SECONDS
 from progress_protocol.urls import safe_url
 
-from . import __version__
-from .backends import Backend, BackendUnavailable
+from .backends.base import Backend, BackendUnavailable
 from .backends.redis import DEFAULT_PREFIX, RedisBackend
 from .backends.redis import DEFAULT_TIMEOUT as DEFAULT_REDIS_TIMEOUT
 from .backends.redis import check_url as check_redis_url
-from .calculation import DEFAULT_STEP_SECONDS
 from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
-from .descriptors import raise_open_files_limit
+from .endpoints.http_api import HttpApi
 from .logs import LOG_FORMAT, JsonFormatter, SafeFormatter
-from .routes import HttpRoutes
 from .server import ProgressServer, SetupError
+from .transport.descriptors import raise_open_files_limit
 from .workers import WORKER_TIMEOUT, WORKER_VARIABLE, Supervisor, join_supervisor, reserve_port
 
 __all__ = ["main"]
@@ -56,7 +56,7 @@ def _step(ctx: click.Context, param: click.Parameter, value: float) -> float:
 def _websocket_path(ctx: click.Context, param: click.Parameter, value: str) -> str:
     if not value.startswith("/") or any(c in value for c in "?# "):
         raise click.BadParameter(f"must start with '/' and hold no '?', '#' or space: {value!r}.")
-    if value in HttpRoutes.PATHS:
+    if value in HttpApi.PATHS:
         raise click.BadParameter(f"{value} is taken by the HTTP API.")
     return value
 

@@ -6,7 +6,7 @@ import functools
 import ipaddress
 from dataclasses import dataclass
 
-from .calculation import DEFAULT_STEP_SECONDS
+from progress_protocol.states import DEFAULT_STEP_SECONDS
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PATH", "DEFAULT_PORT", "ServerConfig"]
 

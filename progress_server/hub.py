@@ -17,19 +17,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from progress_protocol.messages import Clients, History, StateMessage, encode
+from progress_protocol.states import Run, StateSnapshot
 
-from .backends import Change
-from .calculation import Run, StateSnapshot
-from .frames import text_frame
+from .calculation import Change
 from .metrics import Metrics
+from .transport.frames import text_frame
 
-if TYPE_CHECKING:
-    from .connection import GuardedConnection
-
-__all__ = ["Hub", "plural"]
+__all__ = ["Client", "Hub", "plural"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +39,29 @@ def plural(count: int, noun: str) -> str:
 #: A ``clients`` count waits at least this many times as long as the last one took to
 #: send: counts take at most 1/40 of the CPU, whatever the machine.
 COUNT_COST_FACTOR = 40
+
+
+class Client(Protocol):
+    """What the hub needs of a connected client: a
+    :class:`~progress_server.transport.connection.GuardedConnection` is one."""
+
+    @property
+    def short_id(self) -> str:
+        """Names the client in the log."""
+
+    @property
+    def writable(self) -> bool:
+        """Open and not cut off: frames may be written."""
+
+    @property
+    def transport(self) -> asyncio.WriteTransport:
+        """Where its frames go; its buffer says whether it keeps up."""
+
+    def write(self, data: bytes) -> None:
+        """Write whole frames (with the handshake's response when it is held back)."""
+
+    def abort(self) -> None:
+        """Cut the connection now, discarding whatever is queued."""
 
 
 class Hub:
@@ -71,19 +91,20 @@ class Hub:
         report_count: Callable[[int], None] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
-        self.clients: set[GuardedConnection] = set()
+        self.clients: set[Client] = set()
         self.snapshot = initial
         # Each state is encoded once, for every client that gets it.
-        self.state_frame = encode(StateMessage(initial))
+        #: The state and the history messages as JSON text (a status or history reply).
+        self.state_text = encode(StateMessage(initial))
         self.history = history
-        self.history_frame = encode(History(history))
-        self._history_bytes = text_frame(self.history_frame)
+        self.history_text = encode(History(history))
+        self._history_bytes = text_frame(self.history_text)
         #: The state and the history, framed, for every client that joins until they change.
-        self._join_frames = text_frame(self.state_frame) + self._history_bytes
+        self._join_frames = text_frame(self.state_text) + self._history_bytes
         self.send_buffer_limit = send_buffer_limit
         self.stuck_timeout = stuck_timeout
         #: Clients skipped for a full buffer, with the loop time they fell behind.
-        self.lagging: dict[GuardedConnection, float] = {}
+        self.lagging: dict[Client, float] = {}
         self.count_interval = count_interval
         #: Told this instance's count; the backend answers with the total (set_total).
         self.report_count = report_count
@@ -119,12 +140,12 @@ class Hub:
         if snapshot.seq <= self.snapshot.seq:
             return
         self.snapshot = snapshot
-        self.state_frame = encode(StateMessage(snapshot))
-        state_bytes = text_frame(self.state_frame)
+        self.state_text = encode(StateMessage(snapshot))
+        state_bytes = text_frame(self.state_text)
         if change.history is not None:
             self.history = change.history
-            self.history_frame = encode(History(change.history))
-            self._history_bytes = text_frame(self.history_frame)
+            self.history_text = encode(History(change.history))
+            self._history_bytes = text_frame(self.history_text)
         self._join_frames = state_bytes + self._history_bytes
         began = time.perf_counter()
         # A new history goes with the state, in the same write: one system call per
@@ -149,21 +170,21 @@ class Hub:
             },
         )
 
-    def join(self, connection: GuardedConnection, hello: str) -> None:
+    def join(self, client: Client, hello: str) -> None:
         """Add a client: it gets ``hello``, the current state and the history at once; it
         and everyone else the new count at once too, or within the count interval in a
         burst."""
-        if connection.writable:
-            # One write for the three (and the handshake's response, see connection.py).
-            connection.write(text_frame(hello) + self._join_frames)
-        self.clients.add(connection)
+        if client.writable:
+            # One write for the three (and the handshake's response, see transport/connection.py).
+            client.write(text_frame(hello) + self._join_frames)
+        self.clients.add(client)
         self._local_count_changed()
 
-    def leave(self, connection: GuardedConnection) -> None:
+    def leave(self, client: Client) -> None:
         """Remove a client; everyone left gets the new count soon."""
-        self.lagging.pop(connection, None)
-        if connection in self.clients:
-            self.clients.remove(connection)
+        self.lagging.pop(client, None)
+        if client in self.clients:
+            self.clients.remove(client)
             self._local_count_changed()
 
     def _local_count_changed(self) -> None:
@@ -203,10 +224,10 @@ class Hub:
         self._count_sent = count
         self._count_sent_at = asyncio.get_running_loop().time()
         began = time.perf_counter()
-        self._send_to_all(text_frame(self.count_frame()))
+        self._send_to_all(text_frame(self.count_text()))
         self._count_cost = time.perf_counter() - began
 
-    def count_frame(self) -> str:
+    def count_text(self) -> str:
         return encode(Clients(count=self.count))
 
     def _send_to_all(self, frames: bytes) -> int:
@@ -221,13 +242,13 @@ class Hub:
         limit = self.send_buffer_limit
         lagging = self.lagging
         sent = 0
-        for connection in self.clients:
-            if not connection.writable or connection in lagging:
+        for client in self.clients:
+            if not client.writable or client in lagging:
                 continue
-            transport = connection.transport
+            transport = client.transport
             if transport.get_write_buffer_size() > limit:
-                lagging[connection] = asyncio.get_running_loop().time()
-                logger.info("client %s is lagging: skipping it", connection.short_id)
+                lagging[client] = asyncio.get_running_loop().time()
+                logger.info("client %s is lagging: skipping it", client.short_id)
             else:
                 transport.write(frames)
                 sent += 1
@@ -236,25 +257,25 @@ class Hub:
     def sweep(self) -> None:
         """Catch up the clients that drained; close those stuck past the timeout."""
         now = asyncio.get_running_loop().time()
-        for connection, since in list(self.lagging.items()):
-            if not connection.writable:
-                del self.lagging[connection]
-            elif connection.transport.get_write_buffer_size() <= self.send_buffer_limit:
-                del self.lagging[connection]
+        for client, since in list(self.lagging.items()):
+            if not client.writable:
+                del self.lagging[client]
+            elif client.transport.get_write_buffer_size() <= self.send_buffer_limit:
+                del self.lagging[client]
                 # Only the latest state, history and count, in one write: what it
                 # missed is out of date anyway.
-                connection.write(self._join_frames + text_frame(self.count_frame()))
-                logger.info("client %s caught up", connection.short_id)
+                client.write(self._join_frames + text_frame(self.count_text()))
+                logger.info("client %s caught up", client.short_id)
             elif now - since > self.stuck_timeout:
-                del self.lagging[connection]
+                del self.lagging[client]
                 logger.warning(
                     "client %s stuck for %.0f s with %d bytes unsent: disconnecting it",
-                    connection.short_id,
+                    client.short_id,
                     now - since,
-                    connection.transport.get_write_buffer_size(),
+                    client.transport.get_write_buffer_size(),
                 )
                 # It reads nothing, so it would never answer a close frame.
-                connection.abort()
+                client.abort()
                 if self.metrics is not None:
                     self.metrics.dropped.labels("stuck").inc()
 

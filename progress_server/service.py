@@ -1,32 +1,45 @@
-"""What the WebSocket sessions and the HTTP routes both offer, in one small object.
+"""The calculation as both endpoints offer it: actions and their outcomes, views, readiness.
 
-Both act on the calculation, read its state and history, and need to know whether
-there is room for one more client. They get this object, and neither imports the
-other nor the server.
+The WebSocket endpoint and the HTTP API both act on the calculation, read its state
+and history, and need to know whether there is room for one more client. They get this
+object, and neither imports the other nor the server. What an action's outcome means
+is decided here, once for both: :meth:`CalculationService.perform` returns an
+:class:`~progress_protocol.messages.Ack` or an :class:`~progress_protocol.messages.Error`
+(refused, unavailable, internal error), counts it and logs it with who asked; each
+endpoint only encodes it. The service starts and stops itself: it subscribes to the
+backend, reads the first state and builds the :class:`~progress_server.hub.Hub`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+import logging
+from typing import Any
 
-from progress_protocol.messages import Ack
+from progress_protocol.messages import Ack, Command, Error, ErrorCode
+from progress_protocol.states import Attribution, Run, StateSnapshot
 
-from .backends import Backend
-from .calculation import Attribution, Run, StateSnapshot
+from .backends.base import Backend, BackendUnavailable, Unsubscribe
+from .calculation import ActionRefused, Change
 from .config import ServerConfig
 from .hub import Hub
 from .metrics import Metrics
 
 __all__ = ["CalculationService"]
 
+logger = logging.getLogger(__name__)
+
 
 class CalculationService:
     """The actions and the views of one server instance.
 
+    Lifecycle: :meth:`start` before the instance listens, :meth:`stop` as soon as it
+    begins closing, :meth:`aclose` once nothing acts on the calculation any more.
+
     Args:
         config: The instance's settings.
-        backend: Where the calculation lives.
+        backend: Where the calculation lives; the service starts and closes it, and
+            times it into ``metrics``.
         metrics: What it counts.
     """
 
@@ -34,17 +47,74 @@ class CalculationService:
         self.config = config
         self.backend = backend
         self.metrics = metrics
-        #: Set once the instance listens (its first snapshot is read then).
+        #: The connected clients and the fan-out; None until :meth:`start`.
         self.hub: Hub | None = None
-        #: Set when the instance starts closing: no new clients should be sent here.
-        self.stopping = False
+        backend.on_commit = metrics.count_commits
+        backend.on_latency = metrics.backend_latency.observe
+        self._stopping = False
+        self._unsubscribe: Unsubscribe | None = None
+        self._unsubscribe_count: Unsubscribe | None = None
+        self._gauges: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the backend, read the first state and history, and start the hub.
+
+        Raises:
+            BackendUnavailable: If the backend cannot start.
+        """
+        # Subscribed first, then the first snapshot is read: a change in between is
+        # kept and replayed, and the hub drops what it has already seen.
+        early: list[Change] = []
+        self._unsubscribe = self.backend.subscribe(
+            lambda change: self.hub.publish(change) if self.hub else early.append(change)
+        )
+        await self.backend.start()
+        config = self.config
+        hub = self.hub = Hub(
+            await self.backend.snapshot(),
+            await self.backend.history(),
+            send_buffer_limit=config.send_buffer_limit,
+            stuck_timeout=config.stuck_timeout,
+            report_count=self.backend.report_clients,
+            metrics=self.metrics if config.metrics else None,
+        )
+        self._unsubscribe_count = self.backend.subscribe_clients(hub.set_total)
+        for change in early:
+            hub.publish(change)
+        hub.start()
+        if self.metrics.multiprocess:
+            self._gauges = asyncio.get_running_loop().create_task(self._refresh_gauges_forever())
+
+    def stop(self) -> None:
+        """Begin closing: readiness turns to "shutting down", no new client may join,
+        and the hub stops its sweeps and counts. Actions still go through."""
+        self._stopping = True
+        if self._gauges is not None:
+            self._gauges.cancel()
+            self._gauges = None
+        if self.hub is not None:
+            self.hub.stop()
+
+    async def aclose(self) -> None:
+        """Stop, unsubscribe and close the backend: no change follows."""
+        self.stop()
+        for unsubscribe in (self._unsubscribe, self._unsubscribe_count):
+            if unsubscribe is not None:
+                unsubscribe()
+        self._unsubscribe = self._unsubscribe_count = None
+        await self.backend.aclose()
+
+    @property
+    def serving(self) -> bool:
+        """Started and not stopping: a client may join."""
+        return self.hub is not None and not self._stopping
 
     @property
     def not_ready(self) -> str | None:
         """Why clients should not be sent here now; None when they should."""
         if self.hub is None:
             return "starting"
-        if self.stopping:
+        if self._stopping:
             return "shutting down"
         return self.backend.problem
 
@@ -62,7 +132,7 @@ class CalculationService:
         self.refresh_gauges()
         return self.metrics.exposition()
 
-    async def refresh_gauges_forever(self, interval: float = 1.0) -> None:
+    async def _refresh_gauges_forever(self, interval: float = 1.0) -> None:
         """Under --workers, a scrape reaches one worker: the others' gauges must be
         current without one, so each refreshes its own every ``interval``."""
         while True:
@@ -87,23 +157,73 @@ class CalculationService:
 
     async def perform(
         self,
-        action: Literal["start", "cancel"],
-        request_id: str | None,
+        command: Command,
+        request_id: str | None = None,
         by: Attribution | None = None,
-    ) -> Ack:
-        """Carry out an action, for the WebSocket and the HTTP API alike.
+        *,
+        peer: str | None = None,
+    ) -> Ack | Error:
+        """Carry out a command, for the WebSocket and the HTTP API alike, and say how
+        it went: an ack, or an error that is counted (``progress_errors_total``) and
+        logged once, with who asked.
+
+        A state that does not allow it is ``already_running`` or ``not_running``, a
+        store out of reach ``unavailable``, and anything else the backend raises
+        ``internal_error`` (logged with its traceback).
 
         Args:
-            action: What to do.
-            request_id: Echoed in the ack.
-            by: Who asked, for the state everyone gets and the history.
-
-        Raises:
-            ActionRefused: If the state does not allow it; nothing was changed.
+            command: What to do.
+            request_id: Echoed in the answer.
+            by: Who asked, for the state everyone gets, the history and the log.
+            peer: The address of a caller that has no client id (HTTP), for the log.
         """
-        if action == "start":
-            snapshot = await self.backend.start_calculation(by)
+        who = _who(by, peer)
+        fields: dict[str, Any] = {
+            "client_id": None if by is None else by.client_id,
+            "client_name": None if by is None else by.name,
+            "peer": peer,
+        }
+        try:
+            if command == "start":
+                snapshot = await self.backend.start_calculation(by)
+            else:
+                snapshot = await self.backend.cancel_calculation(by)
+            assert snapshot.calculation_id is not None
+            ack = Ack(action=command, calculation_id=snapshot.calculation_id, request_id=request_id)
+        except ActionRefused as exc:
+            code, message = exc.code, exc.message
+            logger.info("%s: %s refused: %s", who, command, code, extra={**fields, "code": code})
+        except BackendUnavailable as exc:
+            code, message = ErrorCode.UNAVAILABLE, str(exc)
+            logger.info(
+                "%s: %s refused: the store is unreachable",
+                who,
+                command,
+                extra={**fields, "code": code},
+            )
+        except Exception:
+            # A bug must not cost the client its connection, nor anyone else anything.
+            code = ErrorCode.INTERNAL_ERROR
+            message = f"The server failed to {command} the calculation; see its log."
+            logger.exception(
+                "%s: unexpected error while performing %s",
+                who,
+                command,
+                extra={**fields, "code": code},
+            )
         else:
-            snapshot = await self.backend.cancel_calculation(by)
-        assert snapshot.calculation_id is not None
-        return Ack(action=action, calculation_id=snapshot.calculation_id, request_id=request_id)
+            logger.info("%s: %s accepted", who, command, extra=fields)
+            return ack
+        self.metrics.errors.labels(code).inc()
+        return Error(code=code, message=message, request_id=request_id)
+
+
+def _who(by: Attribution | None, peer: str | None) -> str:
+    """Who asked, for the log: ``client 84cab819dd9c`` over WebSocket,
+    ``HTTP 127.0.0.1:50112 as 'curl-bob'`` over HTTP."""
+    name = None if by is None else by.name
+    if by is not None and by.client_id is not None:
+        return f"client {by.client_id}"
+    if peer is not None:
+        return f"HTTP {peer}" if name is None else f"HTTP {peer} as {name!r}"
+    return "an unnamed caller" if name is None else repr(name)

@@ -18,8 +18,8 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from progress_server.backends import MemoryBackend
-from progress_server.calculation import Attribution, StateSnapshot
+from progress_protocol.states import Attribution, StateSnapshot
+from progress_server.backends.memory import MemoryBackend
 from progress_server.server import ProgressServer
 
 # Every duration in the tests derives from these, so a slow machine can scale them:

@@ -11,20 +11,20 @@ calculation, sits beside it behind the same interface.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
-from ..calculation import Attribution, Outcome, Run, StateSnapshot
+from progress_protocol.states import Attribution, Run, StateSnapshot
+
+from ..calculation import Change
 
 __all__ = [
     "Backend",
     "BackendUnavailable",
-    "Change",
     "CommitListener",
     "CountListener",
+    "LatencyListener",
     "Listener",
     "Unsubscribe",
-    "changes_of",
 ]
 
 
@@ -32,40 +32,12 @@ class BackendUnavailable(Exception):
     """The store of the shared calculation cannot be reached; the message says why."""
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One change of the calculation, as listeners hear it.
-
-    Attributes:
-        snapshot: The new state.
-        history: The history after it, newest first, when this change ended a
-            calculation (SUCCESS or CANCELED); None otherwise.
-    """
-
-    snapshot: StateSnapshot
-    history: tuple[Run, ...] | None = None
-
-
 Listener = Callable[[Change], None]
 #: Hears the number of clients connected to every instance together.
 CountListener = Callable[[int], None]
 CommitListener = Callable[[tuple[StateSnapshot, ...]], None]
+LatencyListener = Callable[[float], None]
 Unsubscribe = Callable[[], None]
-
-
-def changes_of(outcome: Outcome) -> list[Change]:
-    """The changes an outcome announces; the one that ended a calculation carries the
-    history as it was right after it (a start in the same outcome does not touch it)."""
-    history = outcome.record.history
-    ended = sum(1 for snapshot in outcome.changes if snapshot.state.is_final)
-    changes = []
-    for snapshot in outcome.changes:
-        runs: tuple[Run, ...] | None = None
-        if snapshot.state.is_final:
-            ended -= 1
-            runs = history[ended:]  # newest first: without the runs that ended after it
-        changes.append(Change(snapshot, runs))
-    return changes
 
 
 class Backend(Protocol):
@@ -92,9 +64,6 @@ class Backend(Protocol):
     - When the store cannot be reached, the methods that need it raise
       :class:`BackendUnavailable`, and :attr:`problem` says why.
     """
-
-    @property
-    def step_seconds(self) -> float: ...
 
     @property
     def action_seconds(self) -> float:
@@ -131,6 +100,10 @@ class Backend(Protocol):
     #: count, so that instances (and workers) sharing a calculation do not count
     #: every change once each.
     on_commit: CommitListener | None
+
+    #: Called with the seconds each round trip to the store took (the latency
+    #: histogram); a backend with no store to reach never calls it.
+    on_latency: LatencyListener | None
 
     @property
     def problem(self) -> str | None:

@@ -7,19 +7,19 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
+from progress_protocol.states import DEFAULT_STEP_SECONDS, Attribution, Run, StateSnapshot
+
 from .. import calculation
 from ..calculation import (
-    DEFAULT_STEP_SECONDS,
     SYSTEM_CLOCK,
-    Attribution,
+    Change,
     Clock,
     Outcome,
     Record,
-    Run,
-    StateSnapshot,
+    changes_of,
     new_calculation_id,
 )
-from .base import Change, CommitListener, CountListener, Listener, Unsubscribe, changes_of
+from .base import CommitListener, CountListener, LatencyListener, Listener, Unsubscribe
 
 __all__ = ["MemoryBackend"]
 
@@ -59,10 +59,8 @@ class MemoryBackend:
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self.on_commit: CommitListener | None = None
-
-    @property
-    def step_seconds(self) -> float:
-        return self._record.snapshot.step_seconds
+        #: Never called: memory is no round trip away.
+        self.on_latency: LatencyListener | None = None
 
     @property
     def action_seconds(self) -> float:

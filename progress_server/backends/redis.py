@@ -50,29 +50,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from progress_protocol.messages import Command
+from progress_protocol.states import DEFAULT_STEP_SECONDS, Attribution, Run, StateSnapshot
 from progress_protocol.urls import safe_url
 
 from .. import calculation
 from ..calculation import (
-    DEFAULT_STEP_SECONDS,
-    Attribution,
+    Change,
     Clock,
     Outcome,
     Record,
-    Run,
-    StateSnapshot,
+    changes_of,
     new_calculation_id,
     snapshot_from_json,
     snapshot_to_json,
 )
 from .base import (
     BackendUnavailable,
-    Change,
     CommitListener,
     CountListener,
+    LatencyListener,
     Listener,
     Unsubscribe,
-    changes_of,
 )
 
 try:
@@ -183,7 +182,7 @@ Landed = tuple[tuple[str, StateSnapshot], ...]
 class _Request:
     """An action waiting for its write: its id, its rule, and its caller's future."""
 
-    verb: str
+    verb: Command
     step: Callable[[Record, float], Outcome]
     deadline: float
     future: asyncio.Future[Outcome | StateSnapshot]
@@ -283,13 +282,9 @@ class RedisBackend:
         self._write_trouble: str | None = None
         self._subscribed = False
         self._logged_problem: str | None = None
-        #: Told how long each transaction took (the server's latency histogram).
-        self.latency_observer: Callable[[float], None] | None = None
         self.on_commit: CommitListener | None = None
-
-    @property
-    def step_seconds(self) -> float:
-        return self._known.snapshot.step_seconds if self._known else self._step_seconds
+        #: Told how long each transaction took (the server's latency histogram).
+        self.on_latency: LatencyListener | None = None
 
     @property
     def action_seconds(self) -> float:
@@ -504,7 +499,7 @@ class RedisBackend:
 
     # Actions: they wait for the write under way, then go together in the next.
 
-    async def _act(self, verb: str, step: Callable[[Record, float], Outcome]) -> StateSnapshot:
+    async def _act(self, verb: Command, step: Callable[[Record, float], Outcome]) -> StateSnapshot:
         """Apply an action; its changes reach the listeners once its caller resumed.
 
         Raises:
@@ -577,8 +572,8 @@ class RedisBackend:
         try:
             return await self._transact_within(step, requests or [])
         finally:
-            if self.latency_observer is not None:
-                self.latency_observer(time.perf_counter() - began)
+            if self.on_latency is not None:
+                self.on_latency(time.perf_counter() - began)
 
     async def _transact_within(
         self, step: Callable[[Record, float], Outcome] | None, requests: list[_Request]

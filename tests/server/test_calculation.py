@@ -10,18 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from progress_protocol.states import DEFAULT_STEP_SECONDS, Attribution, Run, State, StateSnapshot
 from progress_server import calculation as rules
 from progress_server.calculation import (
-    DEFAULT_STEP_SECONDS,
     SYSTEM_CLOCK,
     AlreadyRunning,
-    Attribution,
     Clock,
     NotRunning,
     Outcome,
-    Run,
-    State,
-    StateSnapshot,
     new_calculation_id,
 )
 from tests.helpers import FakeClock

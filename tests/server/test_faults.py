@@ -27,6 +27,7 @@ from tests.helpers import (
     states_until,
 )
 from tests.raw import HANDSHAKE
+from tests.server.test_operations import samples, value
 
 
 async def test_sigkill_is_detected_and_the_client_comes_back() -> None:
@@ -65,17 +66,7 @@ async def test_an_error_while_serving_one_client_touches_nobody_else(
     the others notice nothing, the calculation is unharmed, the log has the traceback."""
     victim, _, _ = await join(server.url)
     bystander, _, _ = await join(server.url)
-    perform = server.service.perform
-    calls = 0
-
-    async def failing_once(action, request_id, by=None):  # type: ignore[no-untyped-def]
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RuntimeError("injected fault")
-        return await perform(action, request_id, by)
-
-    server.service.perform = failing_once  # type: ignore[method-assign]
+    fail_once(server)
     with caplog.at_level(logging.ERROR):
         await send_json(victim, {"action": "start", "request_id": "r1"})
         error = await recv_type(victim, "error")
@@ -90,6 +81,40 @@ async def test_an_error_while_serving_one_client_touches_nobody_else(
     await no_error(bystander)
     await victim.close()
     await bystander.close()
+
+
+def fail_once(server: ProgressServer) -> None:
+    """The backend's next start raises an unexpected exception (a bug), the ones after
+    it work."""
+    backend = server.backend
+    start_calculation = backend.start_calculation
+    calls = 0
+
+    async def failing_once(by=None):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("injected fault")
+        return await start_calculation(by)
+
+    backend.start_calculation = failing_once  # type: ignore[method-assign]
+
+
+async def test_an_error_in_an_http_action_is_a_500_and_nothing_more(
+    server: ProgressServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same bug hit by POST /start: 500 with internal_error and no internals, the
+    traceback in the log, counted as an error, and the next POST /start is accepted."""
+    fail_once(server)
+    with caplog.at_level(logging.ERROR):
+        status, _, error = await http_request(server.port, "POST", "/start")
+    assert (status, error["type"], error["code"]) == (500, "error", "internal_error")
+    assert "injected" not in error["message"]
+    assert "injected fault" in caplog.text and "Traceback" in caplog.text
+    found = samples(server.metrics.exposition().decode())
+    assert value(found, "progress_errors_total", code="internal_error") == 1
+    status, _, ack = await http_request(server.port, "POST", "/start")
+    assert (status, ack["type"]) == (202, "ack")
 
 
 async def no_error(ws) -> None:  # type: ignore[no-untyped-def]
@@ -124,7 +149,7 @@ async def test_closing_waits_for_an_action_before_the_store_closes() -> None:
 async def waiting_for_its_connections(server: ProgressServer) -> None:
     """Until a closing server has stopped listening and waits for its connections."""
     async with asyncio.timeout(TIMEOUT):
-        while server._all_closed is None:
+        while server.websocket._all_closed is None:
             await asyncio.sleep(0)
 
 

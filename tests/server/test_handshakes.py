@@ -8,7 +8,8 @@ import json
 import psutil
 import pytest
 
-from progress_server.server import CLOSE_TIMEOUT, ProgressServer
+from progress_server.server import ProgressServer
+from progress_server.transport.connection import CLOSE_TIMEOUT
 from tests.helpers import TIME_FACTOR, TIMEOUT, ServerProcess, join, recv_type, send_json
 from tests.raw import HANDSHAKE, RawClient
 from tests.server.test_floods import MiB, flood, masked_frame, peak_rss_during

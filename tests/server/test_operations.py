@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from progress_server import server as server_module
+from progress_server.endpoints import websocket as websocket_endpoint
 from progress_server.server import ProgressServer
 from tests.helpers import (
     STEP,
@@ -144,7 +144,7 @@ async def test_readyz_is_not_ready_while_shutting_down() -> None:
     server = ProgressServer(port=0)
     await server.start()
     assert (await http_request(server.port, "GET", "/readyz"))[2] == {"status": "ready"}
-    server.service.stopping = True
+    server.service.stop()
     status, _, body = await http_request(server.port, "GET", "/readyz")
     assert (status, body) == (503, {"status": "not_ready", "reason": "shutting down"})
     assert (await http_request(server.port, "GET", "/healthz"))[0] == 200  # still alive
@@ -273,9 +273,10 @@ async def test_http_actions_are_logged_with_who_asked(
 ) -> None:
     with caplog.at_level("INFO"):
         await http_request(server.port, "POST", "/start", headers={"X-Progress-Name": "curl-bob"})
-    (record,) = [r for r in caplog.records if "accepted for" in r.getMessage()]
-    assert record.getMessage() == "HTTP start accepted for curl-bob"
+    (record,) = [r for r in caplog.records if "start accepted" in r.getMessage()]
+    assert re.fullmatch(r"HTTP 127\.0\.0\.1:\d+ as 'curl-bob': start accepted", record.getMessage())
     assert record.client_name == "curl-bob"  # type: ignore[attr-defined]
+    assert record.peer.startswith("127.0.0.1:")  # type: ignore[attr-defined]
 
 
 async def test_a_burst_of_clients_is_summed_up_in_the_log(
@@ -283,7 +284,7 @@ async def test_a_burst_of_clients_is_summed_up_in_the_log(
 ) -> None:
     """Past LOG_EACH clients a second (3 here), one line a second says how many more
     came; the same when they leave. Every one of them is in a line or in a sum."""
-    monkeypatch.setattr(server_module, "LOG_EACH", 3)
+    monkeypatch.setattr(websocket_endpoint, "LOG_EACH", 3)
     count = 12
 
     def tally(what: str) -> tuple[int, int]:
@@ -298,7 +299,7 @@ async def test_a_burst_of_clients_is_summed_up_in_the_log(
         summed = sum(int(match[1]) for m in messages if (match := pattern.fullmatch(m)))
         return one_by_one, summed
 
-    with caplog.at_level("INFO", logger="progress_server.server"):
+    with caplog.at_level("INFO", logger="progress_server.endpoints.websocket"):
         async with ProgressServer(port=0) as server:
             clients = await asyncio.gather(*(connect(server.url) for _ in range(count)))
             async with asyncio.timeout(TIMEOUT):

@@ -9,7 +9,9 @@ import socket
 
 import pytest
 
-from progress_server.server import CLOSE_TIMEOUT, ProgressServer
+from progress_protocol.messages import Ack
+from progress_server.server import ProgressServer
+from progress_server.transport.connection import CLOSE_TIMEOUT
 from tests.flooders import masked_ping
 from tests.helpers import TIME_FACTOR, TIMEOUT, join, recv_type
 from tests.raw import RawClient
@@ -22,7 +24,8 @@ async def run_calculations(server: ProgressServer, count: int) -> None:
     """count whole calculations, one after another, through the server's own API."""
     assert server.hub is not None
     for _ in range(count):
-        ack = await server.service.perform("start", None)
+        ack = await server.service.perform("start")
+        assert isinstance(ack, Ack), ack
         async with asyncio.timeout(TIMEOUT):
             while not (
                 server.hub.snapshot.calculation_id == ack.calculation_id
@@ -70,7 +73,7 @@ async def test_a_client_that_stops_reading_is_skipped_then_caught_up() -> None:
         assert [m["seq"] for m in received] == list(range(1, RUNS * 4 + 1))
         # The slow one was skipped rather than buffered without bound.
         # At most one frame past the limit: a state, or the history after a final state.
-        frame = max(len(server.hub.state_frame), len(server.hub.history_frame)) + 10
+        frame = max(len(server.hub.state_text), len(server.hub.history_text)) + 10
         assert largest <= LIMIT + frame, f"{largest} bytes queued for a client that reads nothing"
         assert slow_connection in server.hub.lagging
 

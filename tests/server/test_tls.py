@@ -14,7 +14,8 @@ import trustme
 
 from progress_client.client import ProgressClient
 from progress_client.events import Closed, StateReceived
-from progress_server.server import CLOSE_TIMEOUT, ProgressServer
+from progress_server.server import ProgressServer
+from progress_server.transport.connection import CLOSE_TIMEOUT
 from tests.helpers import TIME_FACTOR, TIMEOUT, ServerProcess, command
 from tests.raw import HANDSHAKE
 from tests.server.test_floods import masked_frame

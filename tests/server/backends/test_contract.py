@@ -9,16 +9,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from progress_server.backends import Backend, Change, MemoryBackend
+from progress_protocol.states import Attribution, State
+from progress_server.backends.base import Backend
+from progress_server.backends.memory import MemoryBackend
 from progress_server.backends.redis import RedisBackend
-from progress_server.calculation import (
-    ActionRefused,
-    AlreadyRunning,
-    Attribution,
-    Clock,
-    NotRunning,
-    State,
-)
+from progress_server.calculation import ActionRefused, AlreadyRunning, Change, Clock, NotRunning
 from tests.helpers import STEP, TIMEOUT, FakeClock
 
 MakeBackend = Callable[..., Awaitable[Backend]]

@@ -8,8 +8,8 @@ import socket
 
 import pytest
 
-from progress_server.connection import GuardedConnection
 from progress_server.server import ProgressServer
+from progress_server.transport.connection import GuardedConnection
 from tests.helpers import (
     STEP,
     TIME_FACTOR,

@@ -4,7 +4,7 @@ websockets' asyncio connection pings from a task of its own: 10,000 clients woul
 10,000 tasks, each with its coroutine, its sleep and its timer (about 1.5 KiB a client),
 and a ping framed 10,000 times. Here one task pings every client once per
 ``interval``, a twentieth of them at a time with one frame, the same bytes, for all of
-that slice (see :mod:`~progress_server.frames`), and drops those that have not
+that slice (see :mod:`~progress_server.transport.frames`), and drops those that have not
 answered within ``timeout`` as websockets would: close 1011 "keepalive ping timeout".
 
 Only a pong that carries the ping's payload is an answer, as with websockets: it

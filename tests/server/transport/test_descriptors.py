@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidMessage
 
-from progress_server.descriptors import DescriptorWatch
+from progress_server.transport.descriptors import DescriptorWatch
 from tests.helpers import TIME_FACTOR, TIMEOUT, ServerProcess, join
 
 pytestmark = pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit")

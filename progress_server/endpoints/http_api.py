@@ -1,27 +1,27 @@
-"""The HTTP API, served on the WebSocket port: every request that is not a handshake.
+"""The HTTP API on the WebSocket port, and the gate every request passes, handshakes too.
 
 ``GET /healthz`` (liveness), ``GET /readyz`` (readiness), ``GET /metrics``
 (Prometheus), ``GET /state``, ``GET /history``, ``POST /start`` and ``POST /cancel``;
 every GET answers HEAD too. The actions go through the same
-:class:`~progress_server.service.CalculationService` as their WebSocket twins, and the
-bodies are the protocol's own JSON objects.
+:class:`~progress_server.service.CalculationService` as their WebSocket twins, which
+decides their outcome; here it only becomes a status (:data:`ERROR_STATUS`). The bodies
+are the protocol's own JSON objects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import http
-import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
 
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from progress_protocol.messages import Error, ErrorCode, History, StateMessage, to_dict
+from progress_protocol.messages import Ack, Command, ErrorCode, History, StateMessage, to_dict
+from progress_protocol.states import Attribution
 
-from .auth import (
+from ..auth import (
     host_allowed,
     origin_allowed,
     presented_name,
@@ -30,48 +30,29 @@ from .auth import (
     split_target,
     token_matches,
 )
-from .backends import BackendUnavailable
-from .calculation import ActionRefused, Attribution
-from .limits import AddressLimits
-from .metrics import CONTENT_TYPE
-from .redaction import safe_path
-from .service import CalculationService
+from ..limits import AddressLimits
+from ..metrics import CONTENT_TYPE
+from ..redaction import safe_path
+from ..service import CalculationService
+from ..transport.connection import GuardedConnection
+from ..transport.responses import error_response, json_response
 
-if TYPE_CHECKING:
-    from .connection import GuardedConnection
-
-__all__ = ["HttpRoutes", "json_response"]
+__all__ = ["ERROR_STATUS", "HttpApi"]
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[Request, "GuardedConnection"], Awaitable[Response]]
+Handler = Callable[[Request, GuardedConnection], Awaitable[Response]]
+
+#: The status of each error an action can end in; 202 is an ack's.
+ERROR_STATUS: dict[str, http.HTTPStatus] = {
+    ErrorCode.ALREADY_RUNNING: http.HTTPStatus.CONFLICT,
+    ErrorCode.NOT_RUNNING: http.HTTPStatus.CONFLICT,
+    ErrorCode.UNAVAILABLE: http.HTTPStatus.SERVICE_UNAVAILABLE,  # with Retry-After: 1
+    ErrorCode.INTERNAL_ERROR: http.HTTPStatus.INTERNAL_SERVER_ERROR,
+}
 
 
-def json_response(
-    status: http.HTTPStatus, payload: dict[str, Any], *, headers: dict[str, str] | None = None
-) -> Response:
-    """An HTTP response with a JSON body; the connection closes after it."""
-    body = (json.dumps(payload) + "\n").encode()
-    response_headers = Headers(
-        [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(body))),
-            ("Cache-Control", "no-store"),
-            ("Connection", "close"),
-        ]
-    )
-    for name, value in (headers or {}).items():
-        response_headers[name] = value
-    return Response(status.value, status.phrase, response_headers, body)
-
-
-def error_response(
-    status: http.HTTPStatus, code: str, message: str, *, headers: dict[str, str] | None = None
-) -> Response:
-    return json_response(status, to_dict(Error(code=code, message=message)), headers=headers)
-
-
-class HttpRoutes:
+class HttpApi:
     """Answers every HTTP request that is not a WebSocket handshake."""
 
     #: The paths of the HTTP API; the WebSocket endpoint cannot take one of them.
@@ -153,21 +134,26 @@ class HttpRoutes:
         hosts = request_hosts(request.headers, authority)
         if not host_allowed(config.allowed_hosts, hosts, loopback=config.loopback):
             host = ", ".join(hosts)
-            self._refused(connection, path, "forbidden_host", f"the host {host!r} is not allowed")
+            self._refused(
+                connection, path, ErrorCode.FORBIDDEN_HOST, f"the host {host!r} is not allowed"
+            )
             return error_response(
                 http.HTTPStatus.FORBIDDEN,
-                "forbidden_host",
+                ErrorCode.FORBIDDEN_HOST,
                 f"This server answers to localhost only, not to {host!r}; start it with "
                 "--allow-host NAME to answer to another name.",
             )
         if not origin_allowed(config.allowed_origins, request.headers, hosts=hosts, tls=config.tls):
             origin = ", ".join(request.headers.get_all("Origin"))
             self._refused(
-                connection, path, "forbidden_origin", f"the Origin {origin!r} is not allowed"
+                connection,
+                path,
+                ErrorCode.FORBIDDEN_ORIGIN,
+                f"the Origin {origin!r} is not allowed",
             )
             return error_response(
                 http.HTTPStatus.FORBIDDEN,
-                "forbidden_origin",
+                ErrorCode.FORBIDDEN_ORIGIN,
                 "Web pages from this origin may not use this server; start it with "
                 "--allow-origin ORIGIN to allow them.",
             )
@@ -175,17 +161,19 @@ class HttpRoutes:
             presented = presented_token(request.headers, request.path)
             if not token_matches(config.token, presented):
                 why = "no token" if presented is None else "a wrong token"
-                self._refused(connection, path, "unauthorized", why)
+                self._refused(connection, path, ErrorCode.UNAUTHORIZED, why)
                 return error_response(
                     http.HTTPStatus.UNAUTHORIZED,
-                    "unauthorized",
+                    ErrorCode.UNAUTHORIZED,
                     "This server needs a token: send 'Authorization: Bearer <token>' "
                     "or add ?token=<token> to the URL.",
                     headers={"WWW-Authenticate": 'Bearer realm="progress"'},
                 )
         return None
 
-    def _refused(self, connection: GuardedConnection, path: str, result: str, why: str) -> None:
+    def _refused(
+        self, connection: GuardedConnection, path: str, result: ErrorCode, why: str
+    ) -> None:
         self.service.metrics.connections.labels(result).inc()
         peer = connection.peer
         shown = self._shown(path)
@@ -204,10 +192,10 @@ class HttpRoutes:
         if request.method != "GET":
             return self._method_not_allowed(request.method, path, "GET")
         if self.service.full:
-            self._refused(connection, path, "server_full", "the server is full")
+            self._refused(connection, path, ErrorCode.SERVER_FULL, "the server is full")
             return error_response(
                 http.HTTPStatus.SERVICE_UNAVAILABLE,
-                "server_full",
+                ErrorCode.SERVER_FULL,
                 f"The server is full ({self.service.config.max_clients} clients); try again later.",
                 headers={"Retry-After": "5"},
             )
@@ -218,7 +206,7 @@ class HttpRoutes:
         if route is None:
             return error_response(
                 http.HTTPStatus.NOT_FOUND,
-                "not_found",
+                ErrorCode.NOT_FOUND,
                 f"There is nothing at {path}. The WebSocket endpoint is "
                 f"{self.service.config.path}; the HTTP endpoints are GET /healthz, "
                 "GET /readyz, GET /metrics, GET /state, GET /history, POST /start and "
@@ -229,10 +217,10 @@ class HttpRoutes:
         if request.method != method and not (method == "GET" and request.method == "HEAD"):
             return self._method_not_allowed(request.method, path, allowed)
         if method == "POST" and not self._within_budget(connection):
-            self._refused(connection, path, "rate_limited", "too many requests")
+            self._refused(connection, path, ErrorCode.RATE_LIMITED, "too many requests")
             return error_response(
                 http.HTTPStatus.TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode.RATE_LIMITED,
                 "Too many requests from this address: this one was dropped. Slow down.",
                 headers={"Retry-After": "1"},
             )
@@ -244,7 +232,7 @@ class HttpRoutes:
     def _method_not_allowed(self, method: str, path: str, allowed: str) -> Response:
         return error_response(
             http.HTTPStatus.METHOD_NOT_ALLOWED,
-            "method_not_allowed",
+            ErrorCode.METHOD_NOT_ALLOWED,
             f"{path} accepts {allowed} only, not {method}.",
             headers={"Allow": allowed},
         )
@@ -272,7 +260,7 @@ class HttpRoutes:
         if not self.service.config.metrics:
             return error_response(
                 http.HTTPStatus.NOT_FOUND,
-                "not_found",
+                ErrorCode.NOT_FOUND,
                 "Metrics are off on this server (--no-metrics).",
             )
         body = self.service.scrape()
@@ -299,33 +287,21 @@ class HttpRoutes:
         return await self._perform("cancel", request, connection)
 
     async def _perform(
-        self, action: str, request: Request, connection: GuardedConnection
+        self, command: Command, request: Request, connection: GuardedConnection
     ) -> Response:
-        assert action in ("start", "cancel")
-        self.service.metrics.messages.labels(action).inc()
+        self.service.metrics.messages.labels(command).inc()
         # Attributed to the name the request gives, else to its address.
         name = presented_name(request.headers, request.path)
         by = Attribution(None, name or f"http {_address(connection)}")
-        try:
-            ack = await self.service.perform(action, None, by)  # type: ignore[arg-type]
-            logger.info(
-                "HTTP %s accepted for %s",
-                action,
-                by.name,
-                extra={"peer": connection.peer, "client_name": by.name},
-            )
-        except ActionRefused as exc:
-            self.service.metrics.errors.labels(exc.code).inc()
-            return error_response(http.HTTPStatus.CONFLICT, exc.code, exc.message)
-        except BackendUnavailable as exc:
-            self.service.metrics.errors.labels(ErrorCode.UNAVAILABLE).inc()
-            return error_response(
-                http.HTTPStatus.SERVICE_UNAVAILABLE,
-                ErrorCode.UNAVAILABLE,
-                str(exc),
-                headers={"Retry-After": "1"},
-            )
-        return json_response(http.HTTPStatus.ACCEPTED, to_dict(ack))
+        outcome = await self.service.perform(command, None, by, peer=connection.peer)
+        if isinstance(outcome, Ack):
+            return json_response(http.HTTPStatus.ACCEPTED, to_dict(outcome))
+        status = ERROR_STATUS.get(outcome.code, http.HTTPStatus.INTERNAL_SERVER_ERROR)
+        return json_response(
+            status,
+            to_dict(outcome),
+            headers={"Retry-After": "1"} if status is http.HTTPStatus.SERVICE_UNAVAILABLE else None,
+        )
 
 
 def _address(connection: GuardedConnection) -> str:

@@ -9,7 +9,8 @@ task (a client's start or cancel, an HTTP request's answer). What this costs and
 saves is in docs/performance.md.
 
 Around the parser it bounds what a peer can cost the server before any message
-reaches the session (:class:`~progress_server.server.ProgressServer`):
+reaches the session it reports to (:class:`Session`: the WebSocket endpoint,
+:class:`~progress_server.endpoints.websocket.WebSocketEndpoint`):
 
 - the handshake, to ``max_handshake_bytes`` (431 past it) and ``handshake_timeout``
   seconds;
@@ -40,11 +41,14 @@ from websockets.protocol import Event
 from websockets.protocol import State as ConnectionState
 from websockets.server import ServerProtocol
 
-from .config import ServerConfig
+from progress_protocol.messages import ErrorCode
+from progress_protocol.states import Attribution
+
+from ..config import ServerConfig
+from ..limits import MessageBudget, Verdict
+from ..metrics import Metrics
 from .frames import text_frame
-from .limits import MessageBudget, Verdict
-from .metrics import Metrics
-from .routes import error_response
+from .responses import error_response
 
 __all__ = ["CLOSE_TIMEOUT", "FEED_SLICE", "KEEPALIVE_SLICES", "GuardedConnection", "Session"]
 
@@ -75,7 +79,7 @@ MAX_PENDING = 16
 
 
 class Session(Protocol):
-    """What a connection asks of the server it belongs to."""
+    """What a connection asks of the endpoint it reports to."""
 
     @property
     def serving(self) -> bool:
@@ -107,7 +111,7 @@ class GuardedConnection(asyncio.Protocol):
     """A WebSocket connection under the server's limits.
 
     Args:
-        session: The server it reports to.
+        session: The endpoint it reports to.
         config: The limits come from here.
         registry: Holds every open connection, handshakes included.
         metrics: Counts the connections it drops.
@@ -182,7 +186,7 @@ class GuardedConnection(asyncio.Protocol):
         #: Open and not cut off: frames may be written (the hub's and keepalive's
         #: loops read this rather than ask websockets' protocol and the transport).
         self.writable = False
-        self.by: Any = None
+        self.by: Attribution | None = None
         #: The payload of the keepalive's last ping, and the loop time of the last pong
         #: that carried it (see :class:`~.keepalive.Keepalive`).
         self.expected_pong: bytes | None = None
@@ -475,7 +479,7 @@ class GuardedConnection(asyncio.Protocol):
     def _internal_error(self) -> Response:
         return error_response(
             http.HTTPStatus.INTERNAL_SERVER_ERROR,
-            "internal_error",
+            ErrorCode.INTERNAL_ERROR,
             "The server failed to answer this request; see its log.",
         )
 
@@ -499,7 +503,7 @@ class GuardedConnection(asyncio.Protocol):
             if response.status_code == 101 and not self.session.serving:
                 response = error_response(
                     http.HTTPStatus.SERVICE_UNAVAILABLE,
-                    "shutting_down",
+                    ErrorCode.SHUTTING_DOWN,
                     "The server is shutting down; try again in a moment.",
                     headers={"Retry-After": "1"},
                 )
@@ -547,17 +551,17 @@ class GuardedConnection(asyncio.Protocol):
         limit = self.config.max_handshake_bytes
         self.dropped = f"handshake over {limit} bytes"
         self._head = None
-        self.metrics.connections.labels("request_too_large").inc()
+        self.metrics.connections.labels(ErrorCode.REQUEST_TOO_LARGE).inc()
         peer = self.peer
         logger.warning(
             "refused a handshake from %s: its headers are over %d bytes",
             peer,
             limit,
-            extra={"peer": peer, "reason": "request_too_large"},
+            extra={"peer": peer, "reason": ErrorCode.REQUEST_TOO_LARGE},
         )
         response = error_response(
             http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "request_too_large",
+            ErrorCode.REQUEST_TOO_LARGE,
             f"The request's headers are over {limit // 1024} KiB.",
         )
         response.headers["Server"] = self.server_header

@@ -1,0 +1,1 @@
+"""The endpoints on the one port: the WebSocket endpoint and the HTTP API."""
