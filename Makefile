@@ -145,9 +145,10 @@ coverage: $(STAMP) test-deps ## The suite under coverage, the CLIs and servers i
 	  $(BIN)/coverage html -q && echo "report: htmlcov/index.html"; \
 	  exit $$status
 
-lint: $(STAMP) ## ruff check and ruff format --check
+lint: $(STAMP) ## ruff check, ruff format --check, and the floors of docs/architecture.md
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q -p no:randomly -p no:cacheprovider tests/test_layers.py
 
 style: $(STAMP) ## Fix what ruff can fix, and format
 	$(BIN)/ruff check --fix .

@@ -281,3 +281,22 @@ def test_each_name_is_imported_from_its_home() -> None:
                     if alias.name not in home
                 ]
     assert not wrong, "\n".join(wrong)
+
+
+def test_every_module_is_on_the_map() -> None:
+    """docs/architecture.md names every module in its package's section (a folder it
+    names whole, ``peers/``, covers its modules)."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    sections = {tower: text.partition(f"\n## {tower}")[2].partition("\n## ")[0] for tower in TOWERS}
+    missing = []
+    for module, path in modules():
+        if path.name == "__init__.py":
+            continue
+        tower = module.partition(".")[0]
+        relative = path.relative_to(ROOT / tower)
+        names = [f"`{relative.as_posix()}`"] + [
+            f"`{folder.as_posix()}/`" for folder in relative.parents if folder.name
+        ]
+        if not any(name in sections[tower] for name in names):
+            missing.append(f"{tower}/{relative.as_posix()}")
+    assert not missing, "not on the map in docs/architecture.md: " + ", ".join(missing)
