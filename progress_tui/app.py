@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from contextlib import aclosing
 from functools import partial
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from rich.cells import cell_len
 from textual import constants, on
@@ -48,8 +48,9 @@ from progress_protocol.states import Run, State, StateSnapshot
 
 from .mailbox import FoldedReplies, Mailbox, QuietState, Summary
 from .messages import NewsArrived
-from .run import RunView, lost_on_resync, short_id
+from .panel import PanelView, short_id
 from .screens import HelpScreen
+from .status import ERROR_TITLES, Action, ConnectionInfo, lost_on_resync, refusal
 from .widgets import (
     CalculationView,
     ConnectionStatusBar,
@@ -59,9 +60,8 @@ from .widgets import (
     StateBanner,
     StepList,
 )
-from .widgets.connection_bar import ConnectionInfo
 
-__all__ = ["ERROR_TITLES", "KEYS", "ProgressApp"]
+__all__ = ["KEYS", "ProgressApp"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,21 +101,6 @@ KEYS: tuple[tuple[str, str], ...] = (
 #: panels a small pane hides come before reconnect (the status bar says "press r" when
 #: it matters) and quit (q and ctrl+c, as everywhere).
 KEY_PRIORITY = ("start", "cancel", "toggle_log", "toggle_history", "help", "reconnect", "quit")
-
-#: Titles for people of the server's error codes; another code is "Refused".
-ERROR_TITLES: dict[str, str] = {
-    ErrorCode.ALREADY_RUNNING: "Already running",
-    ErrorCode.NOT_RUNNING: "Not running",
-    ErrorCode.RATE_LIMITED: "Rate limited",
-    ErrorCode.UNAVAILABLE: "Store unreachable",
-    ErrorCode.INTERNAL_ERROR: "Server error",
-    ErrorCode.INVALID_JSON: "Not understood",
-    ErrorCode.INVALID_MESSAGE: "Not understood",
-    ErrorCode.UNKNOWN_ACTION: "Not understood",
-    ErrorCode.UNSUPPORTED_FRAME: "Not understood",
-}
-
-Action = Literal["start", "cancel"]
 
 
 class ProgressApp(App[None]):
@@ -185,7 +170,7 @@ class ProgressApp(App[None]):
     history_choice: reactive[bool | None] = reactive(None, init=False)
 
     # Derived from the facts, by the watchers below.
-    run_view: reactive[RunView | None] = reactive(None, init=False)
+    panel_view: reactive[PanelView | None] = reactive(None, init=False)
     stale: reactive[bool] = reactive(False, init=False)
     busy: reactive[bool] = reactive(False, init=False)
 
@@ -241,18 +226,18 @@ class ProgressApp(App[None]):
         with Container(id="body"):
             with Vertical(id="calculation"):
                 yield StateBanner().data_bind(
-                    run=ProgressApp.run_view,
+                    view=ProgressApp.panel_view,
                     connection=ProgressApp.connection,
                     stale=ProgressApp.stale,
                 )
                 yield CalculationView(clock=self.clock, animate=self.spinning).data_bind(
-                    run=ProgressApp.run_view,
+                    view=ProgressApp.panel_view,
                     connection=ProgressApp.connection,
                     mine=ProgressApp.mine,
                     frozen_at=ProgressApp.frozen_at,
                     busy=ProgressApp.busy,
                 )
-                yield StepList(classes="optional").data_bind(run=ProgressApp.run_view)
+                yield StepList(classes="optional").data_bind(view=ProgressApp.panel_view)
                 with Horizontal(id="buttons"):
                     yield Button("Start", id="start", variant="success")
                     yield Button("Cancel", id="cancel", variant="error")
@@ -567,11 +552,11 @@ class ProgressApp(App[None]):
 
     @property
     def connected(self) -> bool:
-        return self.connection.status is ConnectionStatus.CONNECTED
+        return self.connection.connected
 
     @property
     def running(self) -> bool:
-        return self.run_view is not None and self.run_view.state.is_running
+        return self.panel_view is not None and self.panel_view.state.is_running
 
     @property
     def expects_running(self) -> bool:
@@ -582,19 +567,7 @@ class ProgressApp(App[None]):
 
     def refusal(self, action: Action) -> tuple[str, str] | None:
         """Why ``action`` cannot be sent now, as (title, sentence); None if it can."""
-        info = self.connection
-        if not self.connected:
-            if info.stopped:
-                return "Not connected", f"Cannot {action}: not connected. Press r to try again."
-            return "Not connected", f"Cannot {action} yet: not connected to the server."
-        if action == "start" and self.expects_running:
-            return (
-                "Already running",
-                "A calculation is already running: cancel it with c, or wait for it to end.",
-            )
-        if action == "cancel" and not self.expects_running:
-            return "Not running", "There is no running calculation to cancel."
-        return None
+        return refusal(action, self.connection, expects_running=self.expects_running)
 
     async def action_start(self) -> None:
         await self._ask("start")
@@ -829,7 +802,9 @@ class ProgressApp(App[None]):
     # Derived views.
 
     def watch_snapshot(self) -> None:
-        self.run_view = None if self.snapshot is None else RunView.of(self.snapshot, self.history)
+        self.panel_view = (
+            None if self.snapshot is None else PanelView.of(self.snapshot, self.history)
+        )
 
     def watch_history(self) -> None:
         self.watch_snapshot()
@@ -837,7 +812,7 @@ class ProgressApp(App[None]):
     def watch_frozen_at(self) -> None:
         self.stale = self.frozen_at is not None
 
-    def watch_run_view(self) -> None:
+    def watch_panel_view(self) -> None:
         self._sync_controls()
         self.call_after_refresh(self._fit_toasts)
 
