@@ -49,17 +49,15 @@ from progress_protocol.states import Run, State, StateSnapshot
 from .mailbox import FoldedReplies, Mailbox, QuietState, Summary
 from .messages import NewsArrived
 from .panel import PanelView, short_id
-from .screens import HelpScreen
+from .screens.help_screen import HelpScreen
 from .status import ERROR_TITLES, Action, ConnectionInfo, lost_on_resync, refusal
-from .widgets import (
-    CalculationView,
-    ConnectionStatusBar,
-    EventLog,
-    HistoryTable,
-    KeyBar,
-    StateBanner,
-    StepList,
-)
+from .widgets.calculation_view import CalculationView
+from .widgets.connection_bar import ConnectionStatusBar
+from .widgets.event_log import EventLog
+from .widgets.history_table import HistoryTable
+from .widgets.key_bar import KeyBar
+from .widgets.state_banner import StateBanner
+from .widgets.step_list import StepList
 
 __all__ = ["KEYS", "ProgressApp"]
 

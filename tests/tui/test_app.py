@@ -38,18 +38,15 @@ from progress_server.server import ProgressServer
 from progress_tui.app import TAKE_PERIOD, ProgressApp
 from progress_tui.mailbox import KEPT_LIMIT, LISTED_EACH
 from progress_tui.panel import PanelView
-from progress_tui.screens import HelpScreen
-from progress_tui.widgets import (
-    CalculationView,
-    ConnectionStatusBar,
-    EventLog,
-    HistoryTable,
-    KeyBar,
-    StateBanner,
-    StepList,
-)
+from progress_tui.screens.help_screen import HelpScreen
+from progress_tui.widgets.calculation_view import CalculationView
+from progress_tui.widgets.connection_bar import ConnectionStatusBar
+from progress_tui.widgets.event_log import EventLog
+from progress_tui.widgets.history_table import HistoryTable
+from progress_tui.widgets.key_bar import KeyBar
 from progress_tui.widgets.spinner import Spinner
-from progress_tui.widgets.state_banner import SYMBOLS
+from progress_tui.widgets.state_banner import SYMBOLS, StateBanner
+from progress_tui.widgets.step_list import StepList
 from tests.client.hostile import (
     CASES,
     FLOOD_LAST,

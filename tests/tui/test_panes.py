@@ -24,15 +24,12 @@ from progress_client.events import (
 from progress_protocol.messages import Error, ErrorCode
 from progress_protocol.states import Attribution, Run, State, StateSnapshot
 from progress_tui.app import ProgressApp
-from progress_tui.widgets import (
-    CalculationView,
-    ConnectionStatusBar,
-    EventLog,
-    HistoryTable,
-    KeyBar,
-    StateBanner,
-)
-from progress_tui.widgets.history_table import COLUMNS
+from progress_tui.widgets.calculation_view import CalculationView
+from progress_tui.widgets.connection_bar import ConnectionStatusBar
+from progress_tui.widgets.event_log import EventLog
+from progress_tui.widgets.history_table import COLUMNS, HistoryTable
+from progress_tui.widgets.key_bar import KeyBar
+from progress_tui.widgets.state_banner import StateBanner
 from tests.helpers import TIMEOUT
 from tests.tui.scripted import URL, ScriptedClient, eventually, rendered, until
 
