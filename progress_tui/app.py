@@ -23,7 +23,6 @@ from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widget import Widget
 from textual.widgets import Button, Footer, Header, ProgressBar
 
 from progress_client.client import NotConnected, ProgressClient
@@ -46,6 +45,7 @@ from progress_protocol import __version__
 from progress_protocol.messages import ErrorCode
 from progress_protocol.states import Run, State, StateSnapshot
 
+from . import toasts
 from .mailbox import FoldedReplies, Mailbox, QuietState, Summary
 from .messages import NewsArrived
 from .panel import PanelView, short_id
@@ -116,6 +116,8 @@ class ProgressApp(App[None]):
     """
 
     CSS_PATH = "app.tcss"
+    # Where the notifications stand: styled by the one module that knows Textual's toasts.
+    CSS = toasts.CSS
     TITLE = "progress"
     # Nothing has the focus at first: the keys act on the app, and no button loses
     # the focus (rebuilding the Footer) each time the state disables it.
@@ -733,28 +735,18 @@ class ProgressApp(App[None]):
         log, and the line says so; and older notifications give way when one more would
         not fit there (they are all in the event log).
         """
-        width = self.size.width
-        if not self._toasts_beside():
-            # The line: the width less the toast's left border and padding.
-            if cell_len(message) > width - 3:
+        screen = self.query_one("#body").screen
+        if not toasts.are_beside(screen):
+            if cell_len(message) > self.size.width - toasts.FRAME:
                 log = self.query_one(EventLog)
                 message = "details in the event log" if log.display else "details in the log: l"
             room = self._room_below()
-            if room is not None and 2 * (len(self._toast_widgets()) + 1) > room:
+            if room is not None and 2 * (len(toasts.shown(screen)) + 1) > room:
                 self.clear_notifications()
         self.notify(
             printable(message), title=title, severity=severity, timeout=timeout, markup=False
         )
         self.call_after_refresh(self._fit_toasts)
-
-    def _toasts_beside(self) -> bool:
-        """Whether notifications stand over the side panels, right of the calculation
-        (as :meth:`_sync_panels` decided); otherwise below the progress."""
-        return self.query_one("#body").screen.has_class("-toasts-beside")
-
-    def _toast_widgets(self) -> list[Widget]:
-        """The notifications on screen (Textual's toasts, found by their type's name)."""
-        return list(self.query_one("#body").screen.query("Toast"))
 
     def _room_below(self) -> int | None:
         """The rows between the progress and the status bar, as laid out; None before
@@ -773,23 +765,21 @@ class ProgressApp(App[None]):
         try:
             side = self.query_one("#side")
             status = self.query_one(ConnectionStatusBar)
-            screen = status.screen
-            # Textual's container of the toasts, by its type's name (not exported).
-            rack = screen.query_one("ToastRack")
             room = self._room_below()
         except NoMatches:  # not composed yet, or shutting down
             return
         if room is None:
             return
-        beside = self._toasts_beside()
+        screen = status.screen
+        beside = toasts.are_beside(screen)
         left = side.region.x if beside else 0
-        rack.styles.margin = (0, 0, screen.size.height - status.region.y, left)
-        rack.styles.width = screen.size.width - left
+        if not toasts.place(screen, left=left, bottom=screen.size.height - status.region.y):
+            return
         if not beside:
             top = status.region.y - room
             # A toast not laid out yet has an empty region, at the top: not one that
             # covers anything (counting it cleared every notification, now and then).
-            laid_out = [toast for toast in self._toast_widgets() if toast.region.area]
+            laid_out = [toast for toast in toasts.shown(screen) if toast.region.area]
             if any(toast.region.y < top for toast in laid_out):
                 self.clear_notifications()
 
@@ -886,10 +876,8 @@ class ProgressApp(App[None]):
         body = self.query_one("#body")
         body.set_class(show_log or show_history, "-side-shown")
         # Notifications: over the side panels where they are beside the calculation,
-        # below the progress otherwise (app.tcss; _fit_toasts places them).
-        beside = width >= 80 and (show_log or show_history)
-        body.screen.set_class(beside, "-toasts-beside")
-        body.screen.set_class(not beside, "-toasts-below")
+        # below the progress otherwise (_fit_toasts places them).
+        toasts.set_beside(body.screen, width >= 80 and (show_log or show_history))
         self.call_after_refresh(self._fit_toasts)
 
 
