@@ -1,4 +1,11 @@
-"""progress-tui: follow and drive the shared calculation from a terminal."""
+"""The Textual app: the client's events become the screen's facts, the keys its actions.
+
+:class:`ProgressApp` is handed its client (built by :mod:`progress_tui.cli`), follows
+it in a worker through the :mod:`~progress_tui.mailbox`, keeps one reactive per fact
+for the widgets to draw from, says why a key did nothing, and decides which panels and
+notifications fit the terminal (``app.tcss`` lays them out; :mod:`progress_tui.toasts`
+moves the notifications).
+"""
 
 from __future__ import annotations
 
