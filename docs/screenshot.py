@@ -19,7 +19,7 @@ from progress_client.events import Connected
 from progress_protocol.states import State
 from progress_server.server import ProgressServer
 from progress_tui.app import ProgressApp
-from progress_tui.widgets import CalculationView
+from progress_tui.widgets.calculation_view import CalculationView
 
 OUTPUT = Path(__file__).parent / "images" / "progress-tui.svg"
 

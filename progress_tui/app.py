@@ -1,4 +1,11 @@
-"""progress-tui: follow and drive the shared calculation from a terminal."""
+"""The Textual app: the client's events become the screen's facts, the keys its actions.
+
+:class:`ProgressApp` is handed its client (built by :mod:`progress_tui.cli`), follows
+it in a worker through the :mod:`~progress_tui.mailbox`, keeps one reactive per fact
+for the widgets to draw from, says why a key did nothing, and decides which panels and
+notifications fit the terminal (``app.tcss`` lays them out; :mod:`progress_tui.toasts`
+moves the notifications).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from contextlib import aclosing
 from functools import partial
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from rich.cells import cell_len
 from textual import constants, on
@@ -23,7 +30,6 @@ from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widget import Widget
 from textual.widgets import Button, Footer, Header, ProgressBar
 
 from progress_client.client import NotConnected, ProgressClient
@@ -46,22 +52,21 @@ from progress_protocol import __version__
 from progress_protocol.messages import ErrorCode
 from progress_protocol.states import Run, State, StateSnapshot
 
+from . import toasts
 from .mailbox import FoldedReplies, Mailbox, QuietState, Summary
 from .messages import NewsArrived
-from .run import RunView, lost_on_resync, short_id
-from .screens import HelpScreen
-from .widgets import (
-    CalculationView,
-    ConnectionStatusBar,
-    EventLog,
-    HistoryTable,
-    KeyBar,
-    StateBanner,
-    StepList,
-)
-from .widgets.connection_bar import ConnectionInfo
+from .panel import PanelView, short_id
+from .screens.help_screen import HelpScreen
+from .status import ERROR_TITLES, Action, ConnectionInfo, lost_on_resync, refusal
+from .widgets.calculation_view import CalculationView
+from .widgets.connection_bar import ConnectionStatusBar
+from .widgets.event_log import EventLog
+from .widgets.history_table import HistoryTable
+from .widgets.key_bar import KeyBar
+from .widgets.state_banner import StateBanner
+from .widgets.step_list import StepList
 
-__all__ = ["ERROR_TITLES", "KEYS", "ProgressApp"]
+__all__ = ["KEYS", "ProgressApp"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,21 +107,6 @@ KEYS: tuple[tuple[str, str], ...] = (
 #: it matters) and quit (q and ctrl+c, as everywhere).
 KEY_PRIORITY = ("start", "cancel", "toggle_log", "toggle_history", "help", "reconnect", "quit")
 
-#: Titles for people of the server's error codes; another code is "Refused".
-ERROR_TITLES: dict[str, str] = {
-    ErrorCode.ALREADY_RUNNING: "Already running",
-    ErrorCode.NOT_RUNNING: "Not running",
-    ErrorCode.RATE_LIMITED: "Rate limited",
-    ErrorCode.UNAVAILABLE: "Store unreachable",
-    ErrorCode.INTERNAL_ERROR: "Server error",
-    ErrorCode.INVALID_JSON: "Not understood",
-    ErrorCode.INVALID_MESSAGE: "Not understood",
-    ErrorCode.UNKNOWN_ACTION: "Not understood",
-    ErrorCode.UNSUPPORTED_FRAME: "Not understood",
-}
-
-Action = Literal["start", "cancel"]
-
 
 class ProgressApp(App[None]):
     """The terminal client: one connection, the state on screen, keys to drive it.
@@ -133,6 +123,8 @@ class ProgressApp(App[None]):
     """
 
     CSS_PATH = "app.tcss"
+    # Where the notifications stand: styled by the one module that knows Textual's toasts.
+    CSS = toasts.CSS
     TITLE = "progress"
     # Nothing has the focus at first: the keys act on the app, and no button loses
     # the focus (rebuilding the Footer) each time the state disables it.
@@ -185,7 +177,7 @@ class ProgressApp(App[None]):
     history_choice: reactive[bool | None] = reactive(None, init=False)
 
     # Derived from the facts, by the watchers below.
-    run_view: reactive[RunView | None] = reactive(None, init=False)
+    panel_view: reactive[PanelView | None] = reactive(None, init=False)
     stale: reactive[bool] = reactive(False, init=False)
     busy: reactive[bool] = reactive(False, init=False)
 
@@ -241,18 +233,18 @@ class ProgressApp(App[None]):
         with Container(id="body"):
             with Vertical(id="calculation"):
                 yield StateBanner().data_bind(
-                    run=ProgressApp.run_view,
+                    view=ProgressApp.panel_view,
                     connection=ProgressApp.connection,
                     stale=ProgressApp.stale,
                 )
                 yield CalculationView(clock=self.clock, animate=self.spinning).data_bind(
-                    run=ProgressApp.run_view,
+                    view=ProgressApp.panel_view,
                     connection=ProgressApp.connection,
                     mine=ProgressApp.mine,
                     frozen_at=ProgressApp.frozen_at,
                     busy=ProgressApp.busy,
                 )
-                yield StepList(classes="optional").data_bind(run=ProgressApp.run_view)
+                yield StepList(classes="optional").data_bind(view=ProgressApp.panel_view)
                 with Horizontal(id="buttons"):
                     yield Button("Start", id="start", variant="success")
                     yield Button("Cancel", id="cancel", variant="error")
@@ -567,11 +559,11 @@ class ProgressApp(App[None]):
 
     @property
     def connected(self) -> bool:
-        return self.connection.status is ConnectionStatus.CONNECTED
+        return self.connection.connected
 
     @property
     def running(self) -> bool:
-        return self.run_view is not None and self.run_view.state.is_running
+        return self.panel_view is not None and self.panel_view.state.is_running
 
     @property
     def expects_running(self) -> bool:
@@ -582,19 +574,7 @@ class ProgressApp(App[None]):
 
     def refusal(self, action: Action) -> tuple[str, str] | None:
         """Why ``action`` cannot be sent now, as (title, sentence); None if it can."""
-        info = self.connection
-        if not self.connected:
-            if info.stopped:
-                return "Not connected", f"Cannot {action}: not connected. Press r to try again."
-            return "Not connected", f"Cannot {action} yet: not connected to the server."
-        if action == "start" and self.expects_running:
-            return (
-                "Already running",
-                "A calculation is already running: cancel it with c, or wait for it to end.",
-            )
-        if action == "cancel" and not self.expects_running:
-            return "Not running", "There is no running calculation to cancel."
-        return None
+        return refusal(action, self.connection, expects_running=self.expects_running)
 
     async def action_start(self) -> None:
         await self._ask("start")
@@ -762,28 +742,18 @@ class ProgressApp(App[None]):
         log, and the line says so; and older notifications give way when one more would
         not fit there (they are all in the event log).
         """
-        width = self.size.width
-        if not self._toasts_beside():
-            # The line: the width less the toast's left border and padding.
-            if cell_len(message) > width - 3:
+        screen = self.query_one("#body").screen
+        if not toasts.are_beside(screen):
+            if cell_len(message) > self.size.width - toasts.FRAME:
                 log = self.query_one(EventLog)
                 message = "details in the event log" if log.display else "details in the log: l"
             room = self._room_below()
-            if room is not None and 2 * (len(self._toast_widgets()) + 1) > room:
+            if room is not None and 2 * (len(toasts.shown(screen)) + 1) > room:
                 self.clear_notifications()
         self.notify(
             printable(message), title=title, severity=severity, timeout=timeout, markup=False
         )
         self.call_after_refresh(self._fit_toasts)
-
-    def _toasts_beside(self) -> bool:
-        """Whether notifications stand over the side panels, right of the calculation
-        (as :meth:`_sync_panels` decided); otherwise below the progress."""
-        return self.query_one("#body").screen.has_class("-toasts-beside")
-
-    def _toast_widgets(self) -> list[Widget]:
-        """The notifications on screen (Textual's toasts, found by their type's name)."""
-        return list(self.query_one("#body").screen.query("Toast"))
 
     def _room_below(self) -> int | None:
         """The rows between the progress and the status bar, as laid out; None before
@@ -802,23 +772,21 @@ class ProgressApp(App[None]):
         try:
             side = self.query_one("#side")
             status = self.query_one(ConnectionStatusBar)
-            screen = status.screen
-            # Textual's container of the toasts, by its type's name (not exported).
-            rack = screen.query_one("ToastRack")
             room = self._room_below()
         except NoMatches:  # not composed yet, or shutting down
             return
         if room is None:
             return
-        beside = self._toasts_beside()
+        screen = status.screen
+        beside = toasts.are_beside(screen)
         left = side.region.x if beside else 0
-        rack.styles.margin = (0, 0, screen.size.height - status.region.y, left)
-        rack.styles.width = screen.size.width - left
+        if not toasts.place(screen, left=left, bottom=screen.size.height - status.region.y):
+            return
         if not beside:
             top = status.region.y - room
             # A toast not laid out yet has an empty region, at the top: not one that
             # covers anything (counting it cleared every notification, now and then).
-            laid_out = [toast for toast in self._toast_widgets() if toast.region.area]
+            laid_out = [toast for toast in toasts.shown(screen) if toast.region.area]
             if any(toast.region.y < top for toast in laid_out):
                 self.clear_notifications()
 
@@ -829,7 +797,9 @@ class ProgressApp(App[None]):
     # Derived views.
 
     def watch_snapshot(self) -> None:
-        self.run_view = None if self.snapshot is None else RunView.of(self.snapshot, self.history)
+        self.panel_view = (
+            None if self.snapshot is None else PanelView.of(self.snapshot, self.history)
+        )
 
     def watch_history(self) -> None:
         self.watch_snapshot()
@@ -837,7 +807,7 @@ class ProgressApp(App[None]):
     def watch_frozen_at(self) -> None:
         self.stale = self.frozen_at is not None
 
-    def watch_run_view(self) -> None:
+    def watch_panel_view(self) -> None:
         self._sync_controls()
         self.call_after_refresh(self._fit_toasts)
 
@@ -913,10 +883,8 @@ class ProgressApp(App[None]):
         body = self.query_one("#body")
         body.set_class(show_log or show_history, "-side-shown")
         # Notifications: over the side panels where they are beside the calculation,
-        # below the progress otherwise (app.tcss; _fit_toasts places them).
-        beside = width >= 80 and (show_log or show_history)
-        body.screen.set_class(beside, "-toasts-beside")
-        body.screen.set_class(not beside, "-toasts-below")
+        # below the progress otherwise (_fit_toasts places them).
+        toasts.set_beside(body.screen, width >= 80 and (show_log or show_history))
         self.call_after_refresh(self._fit_toasts)
 
 

@@ -81,7 +81,11 @@ def main(
 
     from .app import ProgressApp  # Textual loads only when the UI runs.
 
+    # The backoff between attempts is progress_client/reconnect.py's ReconnectPolicy,
+    # the same for every client: change it there; these two options set its numbers.
+    # Which URL comes next is progress_client/failover.py's business.
     policy = ReconnectPolicy(initial=reconnect_initial, cap=reconnect_cap)
+    # The client knows nothing of the screen: the app is handed it, and closes it.
     client = ProgressClient(urls, policy=policy, token=token, cafile=cafile, name=name)
     app = ProgressApp(client, log_path=str(log_file))
     app.run()

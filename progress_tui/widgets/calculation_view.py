@@ -13,18 +13,17 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Label, ProgressBar
 
-from progress_client.events import ConnectionStatus
 from progress_client.wording import printable
 
-from ..run import RunView
-from .connection_bar import ConnectionInfo
+from ..panel import PanelView
+from ..status import ConnectionInfo
 from .spinner import Spinner
 
 __all__ = ["CalculationView"]
 
 
 class CalculationView(Widget):
-    """Everything :class:`RunView` says of the latest snapshot, moving smoothly.
+    """Everything :class:`PanelView` says of the latest snapshot, moving smoothly.
 
     While the connection is lost (``frozen_at`` is set) the clock stands at that
     moment and the spinner stops: the screen shows the last thing it knew, not a
@@ -63,7 +62,7 @@ class CalculationView(Widget):
     }
     """
 
-    run: reactive[RunView | None] = reactive(None)
+    view: reactive[PanelView | None] = reactive(None)
     connection: reactive[ConnectionInfo | None] = reactive(None)
     #: This client's ids (one per connection it had): its own actions read "(you)".
     mine: reactive[tuple[str, ...]] = reactive(())
@@ -103,13 +102,13 @@ class CalculationView(Widget):
     @property
     def moving(self) -> bool:
         """A calculation runs and the connection is live: the bar and the times move."""
-        return self.run is not None and self.run.state.is_running and self.frozen_at is None
+        return self.view is not None and self.view.state.is_running and self.frozen_at is None
 
     def now(self) -> float:
         """The time the panel shows: the clock, or the moment the connection was lost."""
         return self.frozen_at if self.frozen_at is not None else self.clock()
 
-    def watch_run(self) -> None:
+    def watch_view(self) -> None:
         self._follow()
 
     def watch_frozen_at(self) -> None:
@@ -136,13 +135,13 @@ class CalculationView(Widget):
         """Draw the panel at :meth:`now`; the ticker calls it while a calculation runs."""
         if not self.is_mounted:
             return
-        run, now = self.run, self.now()
+        view, now = self.view, self.now()
         live = self.frozen_at is None
         self.query_one(Spinner).active = live and (self.busy or self.moving)
-        self.query_one(ProgressBar).update(progress=run.progress(now) if run else 0.0)
+        self.query_one(ProgressBar).update(progress=view.progress(now) if view else 0.0)
         self._show("#details", self.details())
-        self._show("#timing", run.timing(now) if run else "")
-        self._show("#who", run.attribution(self.mine) if run else "")
+        self._show("#timing", view.timing(now) if view else "")
+        self._show("#who", view.attribution(self.mine) if view else "")
 
     def _show(self, selector: str, text: str) -> None:
         """One line, redrawn only when it changes; it takes no room while empty."""
@@ -156,20 +155,20 @@ class CalculationView(Widget):
 
     def details(self) -> str:
         """The calculation's id, or what stands in its place."""
-        run, info = self.run, self.connection
+        view, info = self.view, self.connection
         stopped = info is not None and info.stopped
-        connected = info is not None and info.status is ConnectionStatus.CONNECTED
-        if run is None:
+        connected = info is not None and info.connected
+        if view is None:
             if stopped and info is not None:
                 why = printable(info.error or "").rstrip(".")
                 return f"Stopped: {why}. Press r to try again."
             if info is not None and info.error:
                 return f"Not connected yet: {printable(info.error).rstrip('.')}."
             return "Waiting for the server's state…"
-        if run.snapshot.calculation_id is None:
+        if view.snapshot.calculation_id is None:
             if connected:
                 return "No calculation yet: press s to start one."
             if stopped:
                 return "No calculation yet. Not connected: press r to try again."
             return "No calculation yet."
-        return f"Calculation {printable(run.snapshot.calculation_id)}"
+        return f"Calculation {printable(view.snapshot.calculation_id)}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from textual.content import Content
 from textual.geometry import Size
@@ -13,26 +12,9 @@ from textual.widget import Widget
 from progress_client.events import ConnectionStatus
 from progress_client.wording import printable
 
-__all__ = ["ConnectionInfo", "ConnectionStatusBar"]
+from ..status import ConnectionInfo
 
-
-@dataclass(frozen=True, slots=True)
-class ConnectionInfo:
-    """What the bar shows about the connection.
-
-    Attributes:
-        retry_at: When the next attempt starts, in the event loop's time.
-        error: Why the last attempt or connection failed, or why the client stopped.
-        stopped: The client gave up (a refusal for good, or a failure of its loop):
-            only the user's ``r`` starts it again.
-    """
-
-    status: ConnectionStatus
-    url: str
-    attempt: int = 0
-    retry_at: float | None = None
-    error: str | None = None
-    stopped: bool = False
+__all__ = ["ConnectionStatusBar"]
 
 
 class ConnectionStatusBar(Widget):

@@ -10,8 +10,8 @@ from textual.widgets import Static
 
 from progress_protocol.states import State
 
-from ..run import RunView
-from .connection_bar import ConnectionInfo
+from ..panel import PanelView
+from ..status import ConnectionInfo
 
 __all__ = ["BLOCK_FONT", "SYMBOLS", "StateBanner", "big_text"]
 
@@ -76,7 +76,7 @@ class StateBanner(Widget):
     StateBanner.-empty #letters { display: none; }
     """
 
-    run: reactive[RunView | None] = reactive(None)
+    view: reactive[PanelView | None] = reactive(None)
     connection: reactive[ConnectionInfo | None] = reactive(None)
     stale: reactive[bool] = reactive(False)
 
@@ -87,9 +87,9 @@ class StateBanner(Widget):
     def on_mount(self) -> None:
         self._update()
 
-    def watch_run(self, run: RunView | None) -> None:
-        state = run.state if run else None
-        self.set_class(run is None, "-empty")
+    def watch_view(self, view: PanelView | None) -> None:
+        state = view.state if view else None
+        self.set_class(view is None, "-empty")
         self.set_class(state is not None and state.is_running, "-running")
         self.set_class(state is State.SUCCESS, "-success")
         self.set_class(state is State.CANCELED, "-canceled")
@@ -104,12 +104,12 @@ class StateBanner(Widget):
 
     def caption(self) -> str:
         """The one line that names the state (or says why there is none yet)."""
-        if self.run is None:
+        if self.view is None:
             info = self.connection
             if info is not None and info.stopped:
                 return "✘ Not connected"
             return "◌ Connecting…"
-        state = self.run.state
+        state = self.view.state
         caption = f"{SYMBOLS[state]} {state.value}"
         if self.stale:
             caption += " (stale)"
@@ -118,6 +118,6 @@ class StateBanner(Widget):
     def _update(self) -> None:
         if not self.is_mounted:
             return
-        letters = "" if self.run is None else big_text(self.run.state.value.replace("_", " "))
+        letters = "" if self.view is None else big_text(self.view.state.value.replace("_", " "))
         self.query_one("#letters", Static).update(Text(letters))
         self.query_one("#caption", Static).update(Text(self.caption()))

@@ -9,7 +9,7 @@ from textual.widget import Widget
 
 from progress_protocol.states import RUNNING_STATES, State
 
-from ..run import Mark, RunView
+from ..panel import Mark, PanelView
 
 __all__ = ["StepList"]
 
@@ -43,17 +43,17 @@ class StepList(Widget):
     }
     """
 
-    run: reactive[RunView | None] = reactive(None, layout=True)
+    view: reactive[PanelView | None] = reactive(None, layout=True)
 
-    def watch_run(self, run: RunView | None) -> None:
+    def watch_view(self, view: PanelView | None) -> None:
         # No steps to show before the first state. A class, not display: the app's
         # stylesheet may hide the steps too.
-        self.set_class(run is None, "-empty")
+        self.set_class(view is None, "-empty")
 
     def items(self) -> list[Content]:
         """One "mark label" per step, then the outcome."""
-        marks = self.run.marks() if self.run else (Mark.PENDING,) * (len(RUNNING_STATES) + 1)
-        state = self.run.state if self.run else State.IDLE
+        marks = self.view.marks() if self.view else (Mark.PENDING,) * (len(RUNNING_STATES) + 1)
+        state = self.view.state if self.view else State.IDLE
         outcome = "Canceled" if state is State.CANCELED else "Success"
         labels = [LABELS[step] for step in RUNNING_STATES] + [outcome]
         return [

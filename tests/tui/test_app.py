@@ -37,19 +37,16 @@ from progress_protocol.states import State, StateSnapshot
 from progress_server.server import ProgressServer
 from progress_tui.app import TAKE_PERIOD, ProgressApp
 from progress_tui.mailbox import KEPT_LIMIT, LISTED_EACH
-from progress_tui.run import RunView
-from progress_tui.screens import HelpScreen
-from progress_tui.widgets import (
-    CalculationView,
-    ConnectionStatusBar,
-    EventLog,
-    HistoryTable,
-    KeyBar,
-    StateBanner,
-    StepList,
-)
+from progress_tui.panel import PanelView
+from progress_tui.screens.help_screen import HelpScreen
+from progress_tui.widgets.calculation_view import CalculationView
+from progress_tui.widgets.connection_bar import ConnectionStatusBar
+from progress_tui.widgets.event_log import EventLog
+from progress_tui.widgets.history_table import HistoryTable
+from progress_tui.widgets.key_bar import KeyBar
 from progress_tui.widgets.spinner import Spinner
-from progress_tui.widgets.state_banner import SYMBOLS
+from progress_tui.widgets.state_banner import SYMBOLS, StateBanner
+from progress_tui.widgets.step_list import StepList
 from tests.client.hostile import (
     CASES,
     FLOOD_LAST,
@@ -786,15 +783,15 @@ async def test_an_error_while_showing_a_state_costs_the_connection_not_the_app(
 ) -> None:
     """A bug in the UI on some data: logged with its traceback, the connection given up
     and retried; the app goes on."""
-    of = RunView.of
+    of = PanelView.of
     failures = iter([ZeroDivisionError("division by zero")])
 
-    def failing_once(snapshot: StateSnapshot, history: object = ()) -> RunView:
+    def failing_once(snapshot: StateSnapshot, history: object = ()) -> PanelView:
         for failure in failures:
             raise failure
         return of(snapshot, history)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(RunView, "of", failing_once)
+    monkeypatch.setattr(PanelView, "of", failing_once)
     app = make_app(server.url)
     with caplog.at_level(logging.ERROR):
         async with app.run_test(size=SIZE) as pilot:

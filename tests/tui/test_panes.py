@@ -23,16 +23,14 @@ from progress_client.events import (
 )
 from progress_protocol.messages import Error, ErrorCode
 from progress_protocol.states import Attribution, Run, State, StateSnapshot
+from progress_tui import toasts
 from progress_tui.app import ProgressApp
-from progress_tui.widgets import (
-    CalculationView,
-    ConnectionStatusBar,
-    EventLog,
-    HistoryTable,
-    KeyBar,
-    StateBanner,
-)
-from progress_tui.widgets.history_table import COLUMNS
+from progress_tui.widgets.calculation_view import CalculationView
+from progress_tui.widgets.connection_bar import ConnectionStatusBar
+from progress_tui.widgets.event_log import EventLog
+from progress_tui.widgets.history_table import COLUMNS, HistoryTable
+from progress_tui.widgets.key_bar import KeyBar
+from progress_tui.widgets.state_banner import StateBanner
 from tests.helpers import TIMEOUT
 from tests.tui.scripted import URL, ScriptedClient, eventually, rendered, until
 
@@ -287,8 +285,8 @@ async def test_a_notification_not_laid_out_yet_is_not_cleared() -> None:
         await client.played(pilot)
         app.notify("Something to say", title="Test")
         async with asyncio.timeout(TIMEOUT):
-            while not app.screen.query("Toast"):
+            while not toasts.shown(app.screen):
                 await asyncio.sleep(0)
-        assert not any(toast.region.area for toast in app.screen.query("Toast"))
+        assert not any(toast.region.area for toast in toasts.shown(app.screen))
         app._fit_toasts()
         assert [n.title for n in app._notifications] == ["Test"]

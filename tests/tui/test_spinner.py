@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import App, ComposeResult
 
-from progress_tui.widgets import Spinner
+from progress_tui.widgets.spinner import Spinner
 from tests.helpers import TIMEOUT
 
 

@@ -17,12 +17,7 @@ from dataclasses import dataclass
 from progress_client.wording import canceled, duration, printable, started
 from progress_protocol.states import RUNNING_STATES, Attribution, Run, State, StateSnapshot
 
-__all__ = [
-    "Mark",
-    "RunView",
-    "lost_on_resync",
-    "short_id",
-]
+__all__ = ["Mark", "PanelView", "short_id"]
 
 
 class Mark(enum.Enum):
@@ -35,8 +30,9 @@ class Mark(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class RunView:
-    """One snapshot, read for the screen.
+class PanelView:
+    """One snapshot, read for the calculation panel: its state banner, progress, times,
+    steps and who asked (the widgets draw from it, and store nothing of their own).
 
     Attributes:
         snapshot: The latest state the server sent.
@@ -48,7 +44,7 @@ class RunView:
     started_by: Attribution | None = None
 
     @classmethod
-    def of(cls, snapshot: StateSnapshot, history: Iterable[Run] = ()) -> RunView:
+    def of(cls, snapshot: StateSnapshot, history: Iterable[Run] = ()) -> PanelView:
         """The view of ``snapshot``; ``history`` tells who started a finished calculation."""
         started_by = snapshot.started_by
         if started_by is not None or snapshot.state is State.IDLE:
@@ -177,29 +173,3 @@ def short_id(calculation_id: str) -> str:
     """The first characters of an id, enough to tell calculations apart in a sentence."""
     text = printable(calculation_id)
     return text if len(text) <= 4 else f"{text[:4]}…"
-
-
-def lost_on_resync(
-    before: StateSnapshot, after: StateSnapshot, history: Iterable[Run] | None = None
-) -> bool | None:
-    """Whether the calculation ``before`` showed running is gone from the server.
-
-    Args:
-        before: The last state seen before the connection was lost.
-        after: The first state after reconnecting.
-        history: The history sent after it, or None while it has not come.
-
-    Returns:
-        True if it is lost (the server restarted: its seq went back, it is IDLE, or the
-        calculation is in neither the state nor the history), False if it is not, None
-        if only the history can tell.
-    """
-    if not before.state.is_running or before.calculation_id is None:
-        return False
-    if after.calculation_id == before.calculation_id:
-        return False
-    if after.state is State.IDLE or after.seq < before.seq:
-        return True
-    if history is None:
-        return None
-    return all(run.calculation_id != before.calculation_id for run in history)

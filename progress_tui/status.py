@@ -1,0 +1,113 @@
+"""Where the app stands with its server, pure, no Textual: the connection, what may be
+sent now (and the words of a refusal), and whether a reconnect lost the running
+calculation.
+
+Where a refusal's words live: the server refuses an action in its own sentence (the
+``error`` message's text, written by the server's calculation), shown as it comes under
+a title from :data:`ERROR_TITLES`; a refused connection is the server's sentence too,
+read by ``progress_client/failures.py``; what this app refuses before sending anything
+is :func:`refusal`; and who did what, when, is worded by ``progress_client/wording.py``,
+the same in progress-ctl.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from progress_client.events import ConnectionStatus
+from progress_protocol.messages import ErrorCode
+from progress_protocol.states import Run, State, StateSnapshot
+
+__all__ = ["ERROR_TITLES", "Action", "ConnectionInfo", "lost_on_resync", "refusal"]
+
+#: What the user can ask the server for.
+Action = Literal["start", "cancel"]
+
+#: Titles for people of the server's error codes; another code is "Refused".
+ERROR_TITLES: dict[str, str] = {
+    ErrorCode.ALREADY_RUNNING: "Already running",
+    ErrorCode.NOT_RUNNING: "Not running",
+    ErrorCode.RATE_LIMITED: "Rate limited",
+    ErrorCode.UNAVAILABLE: "Store unreachable",
+    ErrorCode.INTERNAL_ERROR: "Server error",
+    ErrorCode.INVALID_JSON: "Not understood",
+    ErrorCode.INVALID_MESSAGE: "Not understood",
+    ErrorCode.UNKNOWN_ACTION: "Not understood",
+    ErrorCode.UNSUPPORTED_FRAME: "Not understood",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """What the app knows of its connection (the status bar, the banner and the keys
+    show it).
+
+    Attributes:
+        retry_at: When the next attempt starts, in the event loop's time.
+        error: Why the last attempt or connection failed, or why the client stopped.
+        stopped: The client gave up (a refusal for good, or a failure of its loop):
+            only the user's ``r`` starts it again.
+    """
+
+    status: ConnectionStatus
+    url: str
+    attempt: int = 0
+    retry_at: float | None = None
+    error: str | None = None
+    stopped: bool = False
+
+    @property
+    def connected(self) -> bool:
+        return self.status is ConnectionStatus.CONNECTED
+
+
+def refusal(
+    action: Action, connection: ConnectionInfo, *, expects_running: bool
+) -> tuple[str, str] | None:
+    """Why ``action`` cannot be sent now, as (title, sentence); None if it can.
+
+    Args:
+        connection: Where the connection stands.
+        expects_running: Whether a calculation runs once the server has the actions
+            sent so far.
+    """
+    if not connection.connected:
+        if connection.stopped:
+            return "Not connected", f"Cannot {action}: not connected. Press r to try again."
+        return "Not connected", f"Cannot {action} yet: not connected to the server."
+    if action == "start" and expects_running:
+        return (
+            "Already running",
+            "A calculation is already running: cancel it with c, or wait for it to end.",
+        )
+    if action == "cancel" and not expects_running:
+        return "Not running", "There is no running calculation to cancel."
+    return None
+
+
+def lost_on_resync(
+    before: StateSnapshot, after: StateSnapshot, history: Iterable[Run] | None = None
+) -> bool | None:
+    """Whether the calculation ``before`` showed running is gone from the server.
+
+    Args:
+        before: The last state seen before the connection was lost.
+        after: The first state after reconnecting.
+        history: The history sent after it, or None while it has not come.
+
+    Returns:
+        True if it is lost (the server restarted: its seq went back, it is IDLE, or the
+        calculation is in neither the state nor the history), False if it is not, None
+        if only the history can tell.
+    """
+    if not before.state.is_running or before.calculation_id is None:
+        return False
+    if after.calculation_id == before.calculation_id:
+        return False
+    if after.state is State.IDLE or after.seq < before.seq:
+        return True
+    if history is None:
+        return None
+    return all(run.calculation_id != before.calculation_id for run in history)
