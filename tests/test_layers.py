@@ -91,7 +91,7 @@ TOWERS: dict[str, list[tuple[str, list[str]]]] = {
             ],
         ),
         ("the app", ["progress_tui.app"]),
-        ("command line", ["progress_tui.cli", "progress_tui.__main__"]),
+        ("command line", ["progress_tui.cli"]),
     ],
     "progress_bench": [
         ("the load and the peers", ["progress_bench", "progress_bench.*"]),
