@@ -13,7 +13,3 @@ One module per job, each importing only those listed before it:
 - :mod:`.options`: the command-line options both clients share;
 - :mod:`.ctl`: ``progress-ctl``, for scripts.
 """
-
-from progress_protocol import __version__
-
-__all__ = ["__version__"]

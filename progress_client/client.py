@@ -31,6 +31,7 @@ from urllib.parse import quote, urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 
 from progress_protocol import __version__
 from progress_protocol.messages import NAME_HEADER, Action, Request, clean_name, encode_request
@@ -331,8 +332,10 @@ class ProgressClient:
                 ping.cancel()
             if session.failure is not None:
                 # 1002 protocol error: the server broke the protocol; 1011: we failed.
-                code = 1002 if session.invalid >= MAX_INVALID_MESSAGES else 1011
-                await connection.close(code, "invalid messages" if code == 1002 else "client error")
+                if session.invalid >= MAX_INVALID_MESSAGES:
+                    await connection.close(CloseCode.PROTOCOL_ERROR, "invalid messages")
+                else:
+                    await connection.close(CloseCode.INTERNAL_ERROR, "client error")
         finally:
             self._connection = self._session = None
             await connection.close()
@@ -412,7 +415,7 @@ class ProgressClient:
         session.failure = reason
         # Kept: the event loop holds only a weak reference to a task.
         self._closer = asyncio.get_running_loop().create_task(
-            connection.close(1011, "client error")
+            connection.close(CloseCode.INTERNAL_ERROR, "client error")
         )
 
     def reconnect_now(self) -> None:

@@ -26,12 +26,20 @@ import sys
 from collections.abc import AsyncGenerator, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn
+from typing import Any, NoReturn
 
 import click
 
 from progress_protocol import __version__
-from progress_protocol.messages import Ack, Error, History, StateMessage, to_dict
+from progress_protocol.messages import (
+    Ack,
+    Command,
+    Error,
+    ErrorCode,
+    History,
+    StateMessage,
+    to_dict,
+)
 from progress_protocol.states import Run, State, StateSnapshot
 
 from .client import NotConnected, ProgressClient
@@ -174,7 +182,7 @@ def refused(action: str, error: Error, as_json: bool) -> Failure:
     if as_json:
         print_json(to_dict(error))
     # The shared store out of reach: not a "no", a "not now", which retrying may mend.
-    status = EXIT_UNREACHABLE if error.code == "unavailable" else EXIT_REFUSED
+    status = EXIT_UNREACHABLE if error.code == ErrorCode.UNAVAILABLE else EXIT_REFUSED
     return Failure(f"the server refused to {action}: {error.message}", status)
 
 
@@ -378,9 +386,7 @@ def cancel(target: Target, as_json: bool) -> None:
     run(_act(target, "cancel", wait=False, as_json=as_json))
 
 
-async def _act(
-    target: Target, action: Literal["start", "cancel"], *, wait: bool, as_json: bool
-) -> int:
+async def _act(target: Target, action: Command, *, wait: bool, as_json: bool) -> int:
     client = make_client(target, reconnect=wait)
     request_id: str | None = None
     calculation_id: str | None = None

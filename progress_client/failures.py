@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
+from websockets.frames import CloseCode
 from websockets.http11 import Response
 
 from progress_protocol.messages import Error, ProtocolError, decode_server_message
@@ -151,19 +152,19 @@ def describe_close(connection: ClientConnection) -> str:
     """A short phrase, safe to show, saying why a live connection ended."""
     code = connection.close_code
     reason = connection.close_reason
-    if code is None or code == 1006:
+    if code is None or code == CloseCode.ABNORMAL_CLOSURE:
         # Our side gave up: keepalive pings went unanswered, or the TCP connection broke.
         received = connection.protocol.close_rcvd
         if received is None and connection.protocol.close_sent is not None:
             sent = connection.protocol.close_sent
-            if sent.code == 1011:
+            if sent.code == CloseCode.INTERNAL_ERROR:
                 return "the server stopped answering pings"
         return "the connection was lost"
-    if code == 1001:
+    if code == CloseCode.GOING_AWAY:
         return "the server is going away (1001)"
-    if code == 1009:
+    if code == CloseCode.MESSAGE_TOO_BIG:
         return "the server sent a message over the size this client accepts (1009)"
-    if code == 1000:
+    if code == CloseCode.NORMAL_CLOSURE:
         return "closed (1000)"
     # The reason is the server's text: at most 123 bytes, but any characters.
     return printable(f"closed by the server ({code}{': ' + reason if reason else ''})")

@@ -18,6 +18,7 @@ __all__ = [
     "attribution",
     "canceled",
     "clock_time",
+    "countdown",
     "describe_exception",
     "duration",
     "moment",
@@ -74,6 +75,12 @@ def duration(seconds: float) -> str:
         big, small = total // 86400, total % 86400 // 3600
         unit, smaller = "d", "h"
     return f"{big} {unit} {small} {smaller}" if small else f"{big} {unit}"
+
+
+def countdown(seconds: float) -> str:
+    """A wait counted down on screen, "2.3s": tenths and no space, so that it keeps its
+    width as it ticks (:func:`duration` is for a wait said once)."""
+    return f"{max(0.0, seconds):.1f}s"
 
 
 def clock_time(timestamp: float, pattern: str = "%H:%M:%S") -> str:

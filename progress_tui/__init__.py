@@ -20,7 +20,3 @@ which :mod:`.cli` builds from ``--reconnect-initial`` and ``--reconnect-cap``), 
 words for people (``progress_client/wording.py``). A refusal from the server is its own
 sentence, shown as it comes under a title from :data:`.status.ERROR_TITLES`.
 """
-
-from progress_protocol import __version__
-
-__all__ = ["__version__"]

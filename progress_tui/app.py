@@ -47,9 +47,9 @@ from progress_client.events import (
     StateReceived,
     Waiting,
 )
-from progress_client.wording import attribution, describe_exception, printable
+from progress_client.wording import attribution, countdown, describe_exception, printable
 from progress_protocol import __version__
-from progress_protocol.messages import ErrorCode
+from progress_protocol.messages import Command, ErrorCode
 from progress_protocol.states import Run, State, StateSnapshot
 
 from . import toasts
@@ -57,7 +57,7 @@ from .mailbox import FoldedReplies, Mailbox, QuietState, Summary
 from .messages import NewsArrived
 from .panel import PanelView, short_id
 from .screens.help_screen import HelpScreen
-from .status import ERROR_TITLES, Action, ConnectionInfo, lost_on_resync, refusal
+from .status import ERROR_TITLES, ConnectionInfo, lost_on_resync, refusal
 from .widgets.calculation_view import CalculationView
 from .widgets.connection_bar import ConnectionStatusBar
 from .widgets.event_log import EventLog
@@ -171,7 +171,7 @@ class ProgressApp(App[None]):
     #: When the connection was lost, while it is: the screen's clock stands there.
     frozen_at: reactive[float | None] = reactive(None, init=False)
     #: The actions sent and not answered yet, oldest first: (request_id, action).
-    in_flight: reactive[tuple[tuple[str, Action], ...]] = reactive((), init=False)
+    in_flight: reactive[tuple[tuple[str, Command], ...]] = reactive((), init=False)
     #: The user's choice for each side panel; None follows the terminal's size.
     log_choice: reactive[bool | None] = reactive(None, init=False)
     history_choice: reactive[bool | None] = reactive(None, init=False)
@@ -468,7 +468,7 @@ class ProgressApp(App[None]):
                 self.connection = ConnectionInfo(
                     ConnectionStatus.RECONNECTING, url, attempt, retry_at, why
                 )
-                log.add(f"Reconnecting in {delay:.1f}s (attempt {attempt}): {why}", "yellow")
+                log.add(f"Reconnecting in {countdown(delay)} (attempt {attempt}): {why}", "yellow")
             case Closed(reason=reason):
                 url = self.connection.url  # the URL it tried last
                 if reason == "closed":  # closed by this app (quitting)
@@ -506,7 +506,7 @@ class ProgressApp(App[None]):
             log.add(f"Failing over to {url} (attempt {attempt}): {failed}: {why}", "yellow")
         else:
             log.add(
-                f"Reconnecting to {url} in {waiting.delay:.1f}s (attempt {attempt}): "
+                f"Reconnecting to {url} in {countdown(waiting.delay)} (attempt {attempt}): "
                 f"{failed}: {why}",
                 "yellow",
             )
@@ -572,7 +572,7 @@ class ProgressApp(App[None]):
             return self.in_flight[-1][1] == "start"
         return self.running
 
-    def refusal(self, action: Action) -> tuple[str, str] | None:
+    def refusal(self, action: Command) -> tuple[str, str] | None:
         """Why ``action`` cannot be sent now, as (title, sentence); None if it can."""
         return refusal(action, self.connection, expects_running=self.expects_running)
 
@@ -582,13 +582,13 @@ class ProgressApp(App[None]):
     async def action_cancel(self) -> None:
         await self._ask("cancel")
 
-    def action_refused(self, action: Action) -> None:
+    def action_refused(self, action: Command) -> None:
         """The key of a dimmed action: say why it is not sent."""
         refusal = self.refusal(action)
         if refusal is not None:
             self._say(*refusal)
 
-    async def _ask(self, action: Action) -> None:
+    async def _ask(self, action: Command) -> None:
         refusal = self.refusal(action)
         if refusal is not None:
             self._say(*refusal)
@@ -685,7 +685,7 @@ class ProgressApp(App[None]):
     async def _cancel_pressed(self) -> None:
         await self._ask("cancel")
 
-    async def _request(self, action: Action) -> None:
+    async def _request(self, action: Command) -> None:
         try:
             request_id = await self.client.send(action)
         except NotConnected as exc:
@@ -790,7 +790,7 @@ class ProgressApp(App[None]):
             if any(toast.region.y < top for toast in laid_out):
                 self.clear_notifications()
 
-    def _action_of(self, request_id: str | None) -> Action | None:
+    def _action_of(self, request_id: str | None) -> Command | None:
         """The action sent with ``request_id`` and not answered yet."""
         return next((action for sent, action in self.in_flight if sent == request_id), None)
 

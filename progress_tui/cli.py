@@ -37,13 +37,13 @@ def default_log_path() -> Path:
 @setting(
     "--reconnect-initial",
     type=click.FloatRange(min=0.01, max=3600),
-    default=0.5,
+    default=ReconnectPolicy.initial,
     help="Longest first wait before reconnecting, in seconds; it doubles after each failure.",
 )
 @setting(
     "--reconnect-cap",
     type=click.FloatRange(min=0.01, max=3600),
-    default=10.0,
+    default=ReconnectPolicy.cap,
     help="Longest wait before reconnecting, in seconds.",
 )
 @click.version_option(__version__, prog_name="progress-tui")

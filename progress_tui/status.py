@@ -14,16 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
 
 from progress_client.events import ConnectionStatus
-from progress_protocol.messages import ErrorCode
+from progress_protocol.messages import Command, ErrorCode
 from progress_protocol.states import Run, State, StateSnapshot
 
-__all__ = ["ERROR_TITLES", "Action", "ConnectionInfo", "lost_on_resync", "refusal"]
-
-#: What the user can ask the server for.
-Action = Literal["start", "cancel"]
+__all__ = ["ERROR_TITLES", "ConnectionInfo", "lost_on_resync", "refusal"]
 
 #: Titles for people of the server's error codes; another code is "Refused".
 ERROR_TITLES: dict[str, str] = {
@@ -64,7 +60,7 @@ class ConnectionInfo:
 
 
 def refusal(
-    action: Action, connection: ConnectionInfo, *, expects_running: bool
+    action: Command, connection: ConnectionInfo, *, expects_running: bool
 ) -> tuple[str, str] | None:
     """Why ``action`` cannot be sent now, as (title, sentence); None if it can.
 
@@ -77,13 +73,14 @@ def refusal(
         if connection.stopped:
             return "Not connected", f"Cannot {action}: not connected. Press r to try again."
         return "Not connected", f"Cannot {action} yet: not connected to the server."
+    # Refused here as the server would refuse it, under the same title.
     if action == "start" and expects_running:
         return (
-            "Already running",
+            ERROR_TITLES[ErrorCode.ALREADY_RUNNING],
             "A calculation is already running: cancel it with c, or wait for it to end.",
         )
     if action == "cancel" and not expects_running:
-        return "Not running", "There is no running calculation to cancel."
+        return ERROR_TITLES[ErrorCode.NOT_RUNNING], "There is no running calculation to cancel."
     return None
 
 

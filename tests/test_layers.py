@@ -150,11 +150,26 @@ def imports_of(module: str, path: Path) -> Iterator[tuple[str, int]]:
             # "from . import calculation" imports a module; "from .x import Name" a name.
             names = [f"{source}.{alias.name}" for alias in node.names]
             names = [name if _exists(name) else source for name in names]
+        elif isinstance(node, ast.Call) and _dynamic_import(node):
+            # importlib.import_module("progress_x.y") or __import__(...): an import all the
+            # same, which the floors must see.
+            argument = node.args[0] if node.args else None
+            if not (isinstance(argument, ast.Constant) and isinstance(argument.value, str)):
+                yield "<an import whose module is computed>", node.lineno
+                continue
+            names = [argument.value]
         else:
             continue
         for name in names:
             if name.partition(".")[0] in TOWERS:
                 yield name, node.lineno
+
+
+def _dynamic_import(node: ast.Call) -> bool:
+    function = node.func
+    if isinstance(function, ast.Name):
+        return function.id in ("__import__", "import_module")
+    return isinstance(function, ast.Attribute) and function.attr == "import_module"
 
 
 def _exists(module: str) -> bool:
@@ -193,15 +208,54 @@ def test_imports_only_go_down(module: str) -> None:
     assert not upward, f"{module} imports upward:\n" + "\n".join(upward)
 
 
+#: What a floor of this name must not import: the pure ones do no I/O, and the TUI's
+#: state is tested without a screen.
+NOT_ON: dict[str, tuple[str, ...]] = {
+    "pure words and rules": ("asyncio", "socket", "ssl", "textual", "redis", "websockets.asyncio"),
+    "pure state, no Textual": ("textual",),
+}
+
+
+@pytest.mark.parametrize("module", sorted(GRAPH))
+def test_pure_floors_do_no_io(module: str) -> None:
+    """A module on a pure floor imports neither the event loop, sockets nor a UI."""
+    here = floor_of(module)
+    assert here is not None
+    forbidden = NOT_ON.get(TOWERS[here[0]][here[1]][0], ())
+    path = dict(modules())[module]
+    found = [
+        f"line {node.lineno}: {name}"
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        for name in _external_names(node)
+        if any(name == bad or name.startswith(bad + ".") for bad in forbidden)
+    ]
+    assert not found, f"{module} is on a pure floor but imports " + ", ".join(found)
+
+
+def _external_names(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+        return [node.module]
+    return []
+
+
+@pytest.mark.parametrize(
+    "package", sorted(module for module, path in modules() if path.name == "__init__.py")
+)
+def test_a_package_offers_nothing(package: str) -> None:
+    """A package's ``__init__`` imports none of our modules to pass on, so every name is
+    found where it is defined (progress_protocol's defines ``__version__`` itself)."""
+    imports = sorted({line for _name, line in GRAPH[package]})
+    assert not imports, f"{package} imports at lines {imports}: import from the module itself"
+
+
 def test_no_circle() -> None:
     """No module reaches itself through its imports, whatever their floors."""
     edges = {
         module: {name for name, _line in found if name in GRAPH and name != module}
         for module, found in GRAPH.items()
     }
-    # A package imports its own modules to offer them (``__init__``): not a circle.
-    for module in edges:
-        edges[module] = {name for name in edges[module] if not module.startswith(name + ".")}
     state: dict[str, int] = {}
     path: list[str] = []
     circles: list[list[str]] = []

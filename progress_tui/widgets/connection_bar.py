@@ -10,7 +10,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from progress_client.events import ConnectionStatus
-from progress_client.wording import printable
+from progress_client.wording import countdown, printable
 
 from ..status import ConnectionInfo
 
@@ -103,9 +103,9 @@ class ConnectionStatusBar(Widget):
                 return [[f"◌ Connecting…{attempt} {info.url}"], [f"◌ Connecting…{attempt}"]]
             case ConnectionStatus.RECONNECTING:
                 remaining = max(0.0, (info.retry_at or 0.0) - self.now())
-                countdown = f"↻ Reconnecting in {remaining:.1f}s (attempt {info.attempt})"
+                line = f"↻ Reconnecting in {countdown(remaining)} (attempt {info.attempt})"
                 why = [info.error] if info.error else []
-                return [[countdown, *why], [countdown]]
+                return [[line, *why], [line]]
         if info.stopped:
             return [
                 [f"✘ Stopped: {info.error}", "press r to try again"],
