@@ -79,6 +79,7 @@ class HistoryTable(DataTable[Text]):
         self.clock = clock
         self.border_title = "History"
         self.layout_shown: Layout | None = None
+        self._last_width = 0
 
     def on_mount(self) -> None:
         self._fill()
@@ -93,13 +94,15 @@ class HistoryTable(DataTable[Text]):
         self._fit()
 
     def on_show(self) -> None:
-        # Shown again at the size it had, it may get no Resize: its width is read now.
+        # Shown again at the size it had, it may get no Resize: its width is read now,
+        # and once more after the layout that follows (it may not have one yet).
         self._fit()
+        self.call_after_refresh(self._fit)
 
     def _fit(self) -> None:
         """The columns for the width as it is now; none while hidden (a width of 0 would
         pick the widest, and a Resize handled late would leave them)."""
-        width = self._width()
+        width = self.scrollable_content_region.width
         if width > 0 and self.display and self.layout_for(width) != self.layout_shown:
             self._fill()
 
@@ -110,7 +113,12 @@ class HistoryTable(DataTable[Text]):
         self.show_cursor = False
 
     def _width(self) -> int:
-        return self.scrollable_content_region.width
+        """The width inside the border; while hidden (0), the last it had: runs that come
+        while hidden are laid out for the width the table will be shown at again."""
+        width = self.scrollable_content_region.width
+        if width > 0:
+            self._last_width = width
+        return width or self._last_width
 
     def _fill(self) -> None:
         if not self.is_mounted:

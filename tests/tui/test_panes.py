@@ -134,6 +134,36 @@ async def test_l_and_h_show_the_panels_a_small_pane_hides(size: tuple[int, int])
         await eventually(pilot, history_alone)
 
 
+async def test_runs_that_come_while_the_history_is_hidden_fit_its_width() -> None:
+    """In a 40x12 pane the history, shown, then hidden behind the log, gets a new run;
+    shown again at the width it had (so with no Resize), it keeps the narrow columns: a
+    table refilled while hidden, at a width of 0, took the widest, and kept them."""
+    client = running()
+    app = ProgressApp(client)
+    async with app.run_test(size=(40, 12)) as pilot:
+        await client.played(pilot)
+        history = app.query_one(HistoryTable)
+        await pilot.press("h")
+        await eventually(pilot, lambda: "✘ IN_PROGRESS" in rendered(app, history))
+        narrow = history.layout_shown
+        await pilot.press("l")  # the log in the history's place
+        await until(pilot, lambda: not history.display)
+        newest = Run("f" * 12, NOW - 10, NOW - 6.8, State.CANCELED, State.ALMOST_DONE, ALICE, BOB)
+        client.play(HistoryReceived((newest, *RUNS)))
+        await client.played(pilot)
+        await until(pilot, lambda: len(history.runs) == len(RUNS) + 1)
+        # Refilled while hidden: for the width it will be shown at, whenever the next
+        # layout comes (not the widest, for a width of 0).
+        assert history.layout_shown == narrow
+        await pilot.press("h")
+
+        def narrow_again() -> None:
+            shown = rendered(app, history)
+            assert "✘ ALMOST_DONE" in shown and "(ALMOST" not in shown, shown
+
+        await eventually(pilot, narrow_again)
+
+
 @pytest.mark.parametrize("size", [(40, 12), (40, 16), (45, 25), (60, 20), (80, 24)])
 async def test_the_history_fits_a_narrow_pane(size: tuple[int, int]) -> None:
     """Narrow, the history takes fewer columns rather than hiding some off-screen: no
