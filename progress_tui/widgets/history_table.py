@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -32,6 +33,10 @@ STACKED_COLUMNS = ("Started", "Outcome, by")
 #: The "By" column is not made narrower than this (a "user@host" fits); below it, the
 #: table goes from the compact columns to the narrow ones.
 MIN_BY_WIDTH = 12
+#: A table shown but not laid out yet looks for its width again this often, this many
+#: times (a second in all): the layout comes within a frame or two, later when busy.
+FIT_AGAIN = 0.05
+FIT_TRIES = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,15 +100,21 @@ class HistoryTable(DataTable[Text]):
 
     def on_show(self) -> None:
         # Shown again at the size it had, it may get no Resize: its width is read now,
-        # and once more after the layout that follows (it may not have one yet).
+        # or as soon as the layout gives it one.
         self._fit()
-        self.call_after_refresh(self._fit)
 
-    def _fit(self) -> None:
+    def _fit(self, tries: int = FIT_TRIES) -> None:
         """The columns for the width as it is now; none while hidden (a width of 0 would
-        pick the widest, and a Resize handled late would leave them)."""
+        pick the widest, and a Resize handled late would leave them). Shown but not laid
+        out yet, it looks again a moment later, a few times."""
+        if not self.display:
+            return
         width = self.scrollable_content_region.width
-        if width > 0 and self.display and self.layout_for(width) != self.layout_shown:
+        if width <= 0:
+            if tries > 0:
+                self.set_timer(FIT_AGAIN, partial(self._fit, tries - 1))
+            return
+        if self.layout_for(width) != self.layout_shown:
             self._fill()
 
     def on_focus(self) -> None:

@@ -128,7 +128,9 @@ async def test_l_and_h_show_the_panels_a_small_pane_hides(size: tuple[int, int])
 
         def history_alone() -> None:
             assert not log.display and history.region.height >= 5
-            assert "✘ IN_PROGRESS" in rendered(app, history)
+            shown = rendered(app, history)
+            width = history.scrollable_content_region.width
+            assert "✘ IN_PROGRESS" in shown, f"{history.layout_shown} at {width}: {shown}"
             assert_essentials_shown(app)
 
         await eventually(pilot, history_alone)
