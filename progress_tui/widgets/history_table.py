@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -33,10 +32,8 @@ STACKED_COLUMNS = ("Started", "Outcome, by")
 #: The "By" column is not made narrower than this (a "user@host" fits); below it, the
 #: table goes from the compact columns to the narrow ones.
 MIN_BY_WIDTH = 12
-#: A table shown but not laid out yet looks for its width again this often, this many
-#: times (a second in all): the layout comes within a frame or two, later when busy.
-FIT_AGAIN = 0.05
-FIT_TRIES = 20
+#: How often the table checks that its columns still fit its width, in seconds.
+FIT_EVERY = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +85,10 @@ class HistoryTable(DataTable[Text]):
 
     def on_mount(self) -> None:
         self._fill()
+        # Resize and Show are not enough: a table shown again at the size it had, before
+        # the layout gave it its width, kept the widest columns in a 40-column pane (now
+        # and then, on a busy machine, with Textual 6.2). Comparing widths costs nothing.
+        self.set_interval(FIT_EVERY, self._fit)
 
     def watch_runs(self) -> None:
         self._fill()
@@ -99,22 +100,14 @@ class HistoryTable(DataTable[Text]):
         self._fit()
 
     def on_show(self) -> None:
-        # Shown again at the size it had, it may get no Resize: its width is read now,
-        # or as soon as the layout gives it one.
+        # Shown again at the size it had, it may get no Resize: its width is read now.
         self._fit()
 
-    def _fit(self, tries: int = FIT_TRIES) -> None:
+    def _fit(self) -> None:
         """The columns for the width as it is now; none while hidden (a width of 0 would
-        pick the widest, and a Resize handled late would leave them). Shown but not laid
-        out yet, it looks again a moment later, a few times."""
-        if not self.display:
-            return
+        pick the widest, and a Resize handled late would leave them)."""
         width = self.scrollable_content_region.width
-        if width <= 0:
-            if tries > 0:
-                self.set_timer(FIT_AGAIN, partial(self._fit, tries - 1))
-            return
-        if self.layout_for(width) != self.layout_shown:
+        if width > 0 and self.display and self.layout_for(width) != self.layout_shown:
             self._fill()
 
     def on_focus(self) -> None:
