@@ -112,6 +112,8 @@ class Hub:
         #: Clients over every instance, as the backend last said; None: not said yet.
         self.total: int | None = None
         self._count_sent = -1  # the count everyone was last told
+        #: The clients that joined since the count was last announced.
+        self._joined: set[Client] = set()
         self._count_sent_at = float("-inf")
         self._count_cost = 0.0  # seconds the last count took to send
         self._count_timer: asyncio.TimerHandle | None = None
@@ -178,11 +180,13 @@ class Hub:
             # One write for the three (and the handshake's response, see transport/connection.py).
             client.write(text_frame(hello) + self._join_frames)
         self.clients.add(client)
+        self._joined.add(client)
         self._local_count_changed()
 
     def leave(self, client: Client) -> None:
         """Remove a client; everyone left gets the new count soon."""
         self.lagging.pop(client, None)
+        self._joined.discard(client)
         if client in self.clients:
             self.clients.remove(client)
             self._local_count_changed()
@@ -218,8 +222,15 @@ class Hub:
 
     def _announce_count(self) -> None:
         self._count_timer = None
+        joined, self._joined = self._joined, set()
         count = self.count
         if count == self._count_sent:
+            # Back where it was (one left, one came, within the interval): only those who
+            # joined since have not heard it.
+            frame = text_frame(self.count_text())
+            for client in joined:
+                if client.writable:
+                    client.write(frame)
             return
         self._count_sent = count
         self._count_sent_at = asyncio.get_running_loop().time()

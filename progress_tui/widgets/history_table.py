@@ -85,9 +85,10 @@ class HistoryTable(DataTable[Text]):
 
     def on_mount(self) -> None:
         self._fill()
-        # Resize and Show are not enough: a table shown again at the size it had, before
-        # the layout gave it its width, kept the widest columns in a 40-column pane (now
-        # and then, on a busy machine, with Textual 6.2). Comparing widths costs nothing.
+        # Resize and Show are not enough: Textual 6.2's layout pass for a scroll (its
+        # Screen._refresh_layout) sends no Show to a widget it shows, and no Resize
+        # if the size is the one it had, so a history shown again kept the widest columns
+        # in a 40-column pane, now and then. Comparing widths costs nothing.
         self.set_interval(FIT_EVERY, self._fit)
 
     def watch_runs(self) -> None:

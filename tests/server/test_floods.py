@@ -131,6 +131,25 @@ async def test_the_client_after_max_clients_gets_503() -> None:
             await ws.close()
 
 
+async def test_a_client_joining_as_another_leaves_is_told_the_count() -> None:
+    """One leaves and one joins within the count interval: the count is back where it was,
+    so the others need not hear it, but the one who joined must (it was told nothing)."""
+    async with ProgressServer(port=0) as server:
+        clients = [(await join(server.url))[0] for _ in range(3)]
+        for ws in clients:
+            assert (await recv_type(ws, "clients"))["count"] >= 1
+        assert server.hub is not None
+        server.hub.count_interval = TIMEOUT / 4  # the join surely comes within it
+        await clients[0].close()
+        async with asyncio.timeout(TIMEOUT):
+            while len(server.hub.clients) > 2:
+                await asyncio.sleep(0.01)
+        again, _, _ = await join(server.url)
+        assert (await recv_type(again, "clients"))["count"] == 3
+        for ws in [again, *clients[1:]]:
+            await ws.close()
+
+
 async def flood(kind: str, port: int, connections: int, seconds: float, *flags: str) -> Any:
     """Run a flood from tests/flooders.py in its own process; returns its tally."""
     process = await asyncio.create_subprocess_exec(
