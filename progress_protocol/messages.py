@@ -20,10 +20,12 @@ __all__ = [
     "COMMANDS",
     "MAX_CHANGED_AT",
     "MAX_CLIENTS_COUNT",
+    "MAX_CLIENT_KINDS",
     "MAX_ERROR_MESSAGE_LENGTH",
     "MAX_HISTORY_RUNS",
     "MAX_ID_LENGTH",
     "MAX_NAME_LENGTH",
+    "MAX_PRESENCE_PEOPLE",
     "MAX_PROTOCOL_VERSION",
     "MAX_REQUEST_ID_LENGTH",
     "MAX_SEQ",
@@ -32,6 +34,8 @@ __all__ = [
     "MAX_USER_NAME_LENGTH",
     "NAME_HEADER",
     "PROTOCOL_VERSION",
+    "ROLES",
+    "ROLE_COMMANDS",
     "Ack",
     "Action",
     "Clients",
@@ -40,6 +44,8 @@ __all__ = [
     "ErrorCode",
     "Hello",
     "History",
+    "Person",
+    "Presence",
     "ProtocolError",
     "Request",
     "ServerMessage",
@@ -82,6 +88,10 @@ MAX_USER_NAME_LENGTH = 64
 NAME_HEADER = "X-Progress-Name"
 #: Runs in a history message at most (the server keeps 20).
 MAX_HISTORY_RUNS = 100
+#: People a presence message lists at most; its ``total`` counts them all.
+MAX_PRESENCE_PEOPLE = 50
+#: Kinds of client a person in a presence message uses at most ("tui", "ctl"...).
+MAX_CLIENT_KINDS = 8
 
 #: What a client may ask for.
 Action: TypeAlias = Literal["start", "cancel", "status", "history"]
@@ -89,6 +99,12 @@ ACTIONS: tuple[str, ...] = get_args(Action)
 #: The actions that change the calculation (the others only read it): acked or refused.
 Command: TypeAlias = Literal["start", "cancel"]
 COMMANDS: tuple[str, ...] = get_args(Command)
+
+#: What a token lets its holder do: a viewer watches (state, history, presence), an
+#: operator also starts and cancels. A server without a tokens file makes everyone an
+#: operator.
+ROLE_COMMANDS: dict[str, tuple[Command, ...]] = {"viewer": (), "operator": ("start", "cancel")}
+ROLES: tuple[str, ...] = tuple(ROLE_COMMANDS)
 
 
 class ErrorCode(enum.StrEnum):
@@ -110,6 +126,8 @@ class ErrorCode(enum.StrEnum):
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     UNAUTHORIZED = "unauthorized"
+    # A token that may not do this (a viewer's start or cancel): nothing was changed.
+    FORBIDDEN = "forbidden"
     FORBIDDEN_HOST = "forbidden_host"
     FORBIDDEN_ORIGIN = "forbidden_origin"
     REQUEST_TOO_LARGE = "request_too_large"
@@ -222,11 +240,22 @@ def decode_request(data: str | bytes) -> Request:
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """The first message on every connection."""
+    """The first message on every connection: the server, this connection's id, and who
+    the server takes the client for.
+
+    Attributes:
+        name: The name its actions are attributed to: its token's, with a tokens file,
+            else the one it gave (None if it gave none).
+        role: Its role (``viewer``, ``operator``); None from a server before roles.
+        commands: The commands it may send; None from a server before roles (all).
+    """
 
     server: str
     client_id: str
     protocol: int = PROTOCOL_VERSION
+    name: str | None = None
+    role: str | None = None
+    commands: tuple[Command, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +298,41 @@ class History:
     runs: tuple[Run, ...]
 
 
-ServerMessage: TypeAlias = Hello | StateMessage | Ack | Error | Clients | History
+@dataclass(frozen=True, slots=True)
+class Person:
+    """Someone connected: a name and a role, over one connection or several.
+
+    Attributes:
+        name: Their name; None for clients that gave none (counted together).
+        role: Their role.
+        clients: The kinds of client they use, sorted: ``tui``, ``ctl``, ``browser``,
+            ``other``.
+        connections: How many connections.
+    """
+
+    name: str | None
+    role: str
+    clients: tuple[str, ...]
+    connections: int
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """Who is connected, over every instance: sent when it changes (coalesced like the
+    clients count), and for ``GET /presence``.
+
+    Attributes:
+        people: The first :data:`MAX_PRESENCE_PEOPLE` people, by name.
+        total: How many people in all (``people`` may list fewer).
+        connections: How many connections in all.
+    """
+
+    people: tuple[Person, ...]
+    total: int
+    connections: int
+
+
+ServerMessage: TypeAlias = Hello | StateMessage | Ack | Error | Clients | History | Presence
 
 
 def clean_name(text: str) -> str:
@@ -294,7 +357,15 @@ def to_dict(message: ServerMessage) -> dict[str, Any]:
     """The JSON object of a server message, as sent on the wire and by the HTTP API."""
     match message:
         case Hello(server=server, client_id=client_id, protocol=protocol):
-            return {"type": "hello", "protocol": protocol, "server": server, "client_id": client_id}
+            return {
+                "type": "hello",
+                "protocol": protocol,
+                "server": server,
+                "client_id": client_id,
+                "name": message.name,
+                "role": message.role,
+                "commands": None if message.commands is None else list(message.commands),
+            }
         case StateMessage(snapshot=snapshot):
             return {
                 "type": "state",
@@ -321,6 +392,21 @@ def to_dict(message: ServerMessage) -> dict[str, Any]:
             return {"type": "clients", "count": count}
         case History(runs=runs):
             return {"type": "history", "runs": [_run(run) for run in runs]}
+        case Presence(people=people, total=total, connections=connections):
+            return {
+                "type": "presence",
+                "total": total,
+                "connections": connections,
+                "people": [
+                    {
+                        "name": person.name,
+                        "role": person.role,
+                        "clients": list(person.clients),
+                        "connections": person.connections,
+                    }
+                    for person in people
+                ],
+            }
     raise TypeError(f"not a server message: {message!r}")  # pragma: no cover
 
 
@@ -369,10 +455,15 @@ def decode_server_message(data: str | bytes) -> ServerMessage | Unknown:
     kind = fields.name("type", max_length=MAX_NAME_LENGTH)
     match kind:
         case "hello":
+            # name, role and commands came later in v1: a server that does not send
+            # them is read as sending null.
             return Hello(
                 server=fields.text("server", max_length=MAX_SERVER_NAME_LENGTH),
                 client_id=fields.text("client_id", max_length=MAX_ID_LENGTH),
                 protocol=fields.integer("protocol", 1, MAX_PROTOCOL_VERSION),
+                name=fields.optional_text("name", max_length=MAX_USER_NAME_LENGTH),
+                role=fields.optional_name("role", max_length=MAX_NAME_LENGTH),
+                commands=fields.optional_commands("commands"),
             )
         case "state":
             # started_at, canceled_during, by and started_by came later in v1: a
@@ -415,6 +506,14 @@ def decode_server_message(data: str | bytes) -> ServerMessage | Unknown:
             return Clients(count=fields.integer("count", 0, MAX_CLIENTS_COUNT))
         case "history":
             return History(tuple(_Fields(run, f"runs[{n}]").run() for n, run in fields.runs()))
+        case "presence":
+            people = tuple(
+                _Fields(person, f"people[{n}]").person()
+                for n, person in fields.objects("people", MAX_PRESENCE_PEOPLE)
+            )
+            total = fields.integer("total", len(people), MAX_CLIENTS_COUNT)
+            connections = fields.integer("connections", 0, MAX_CLIENTS_COUNT)
+            return Presence(people=people, total=total, connections=connections)
     return Unknown(kind)
 
 
@@ -470,16 +569,58 @@ class _Fields:
         )
 
     def runs(self) -> list[tuple[int, dict[str, Any]]]:
-        value = self.payload.get("runs")
-        if not isinstance(value, list) or len(value) > MAX_HISTORY_RUNS:
+        return self.objects("runs", MAX_HISTORY_RUNS)
+
+    def objects(self, name: str, most: int) -> list[tuple[int, dict[str, Any]]]:
+        """An array of at most ``most`` objects, numbered."""
+        value = self.payload.get(name)
+        if not isinstance(value, list) or len(value) > most:
             raise ProtocolError(
                 ErrorCode.INVALID_MESSAGE,
-                f"Field 'runs' must be an array of at most {MAX_HISTORY_RUNS} runs.",
+                f"Field {self._label(name)!r} must be an array of at most {most} objects.",
             )
-        for number, run in enumerate(value):
-            if not isinstance(run, dict):
-                raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"runs[{number}] must be an object.")
+        for number, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise ProtocolError(
+                    ErrorCode.INVALID_MESSAGE, f"{self._label(name)}[{number}] must be an object."
+                )
         return list(enumerate(value))
+
+    def optional_name(self, name: str, *, max_length: int) -> str | None:
+        return None if self.payload.get(name) is None else self.name(name, max_length=max_length)
+
+    def optional_commands(self, name: str) -> tuple[Command, ...] | None:
+        """The commands a hello allows; ones this client does not know are skipped."""
+        value = self.payload.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, list) or len(value) > MAX_CLIENT_KINDS:
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                f"Field {self._label(name)!r} must be an array of at most "
+                f"{MAX_CLIENT_KINDS} names.",
+            )
+        items = _Fields({str(n): item for n, item in enumerate(value)}, self._label(name))
+        names = [items.name(str(n), max_length=MAX_NAME_LENGTH) for n in range(len(value))]
+        return tuple(command for command in COMMANDS if command in names)  # type: ignore[misc]
+
+    def person(self) -> Person:
+        clients = self.payload.get("clients")
+        if not isinstance(clients, list) or len(clients) > MAX_CLIENT_KINDS:
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                f"Field {self._label('clients')!r} must be an array of at most "
+                f"{MAX_CLIENT_KINDS} names.",
+            )
+        kinds = _Fields({str(n): kind for n, kind in enumerate(clients)}, self._label("clients"))
+        return Person(
+            name=self.optional_text("name", max_length=MAX_USER_NAME_LENGTH),
+            role=self.name("role", max_length=MAX_NAME_LENGTH),
+            clients=tuple(
+                kinds.name(str(n), max_length=MAX_NAME_LENGTH) for n in range(len(clients))
+            ),
+            connections=self.integer("connections", 1, MAX_CLIENTS_COUNT),
+        )
 
     def run(self) -> Run:
         outcome = self.state("outcome")

@@ -37,6 +37,9 @@ class ServerConfig:
         max_handshake_bytes: Size of a request's line and headers at most; larger: 431.
         handshake_timeout: Seconds a connection may take to complete its handshake.
         token: When set, every client and every HTTP request but /healthz must present it.
+        tokens_file: Per-user tokens (a name, a role, a hash each), re-read when it
+            changes; every client and request must present one of them. Not with
+            ``token``.
         allowed_origins: Browser origins allowed besides the server's own; ``("*",)``
             allows any. A request with another Origin header gets 403.
         allowed_hosts: Host header names allowed besides the loopback ones, when
@@ -64,6 +67,7 @@ class ServerConfig:
     max_handshake_bytes: int = 16 * 1024
     handshake_timeout: float = 5.0
     token: str | None = None
+    tokens_file: str | None = None
     allowed_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
     reuse_port: bool = False

@@ -16,15 +16,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
-from progress_protocol.messages import Clients, History, StateMessage, encode
+from progress_protocol.messages import Clients, History, Presence, StateMessage, encode
 from progress_protocol.states import Run, StateSnapshot
 
 from .calculation import Change
 from .metrics import Metrics
+from .presence import Key, Roster, key_of, presence_of
 from .transport.frames import text_frame
+from .users import User
 
 __all__ = ["Client", "Hub", "plural"]
 
@@ -63,6 +66,14 @@ class Client(Protocol):
     def abort(self) -> None:
         """Cut the connection now, discarding whatever is queued."""
 
+    @property
+    def user(self) -> User | None:
+        """Who it is, for presence (None: an unnamed operator)."""
+
+
+#: Presence's key of a client the server knows nothing of.
+ANONYMOUS: Key = (None, "operator", "other")
+
 
 class Hub:
     """Keeps the set of connected clients and the last state they were sent.
@@ -88,10 +99,14 @@ class Hub:
         send_buffer_limit: int = 64 * 1024,
         stuck_timeout: float = 30.0,
         count_interval: float = 0.1,
-        report_count: Callable[[int], None] | None = None,
+        report_count: Callable[[int, Roster], None] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.clients: set[Client] = set()
+        #: This instance's clients by name, role and kind of client.
+        self.roster: Roster = Counter()
+        #: Every instance's, as the backend last said; None: not said yet.
+        self.cluster: Roster | None = None
         self.snapshot = initial
         # Each state is encoded once, for every client that gets it.
         #: The state and the history messages as JSON text (a status or history reply).
@@ -106,16 +121,19 @@ class Hub:
         #: Clients skipped for a full buffer, with the loop time they fell behind.
         self.lagging: dict[Client, float] = {}
         self.count_interval = count_interval
-        #: Told this instance's count; the backend answers with the total (set_total).
+        #: Told this instance's count and roster; the backend answers with the total
+        #: and every instance's roster (set_total).
         self.report_count = report_count
         self.metrics = metrics
         #: Clients over every instance, as the backend last said; None: not said yet.
         self.total: int | None = None
         self._count_sent = -1  # the count everyone was last told
+        self._presence_sent = ""  # the presence message everyone was last sent
         #: The clients that joined since the count was last announced.
         self._joined: set[Client] = set()
         self._count_sent_at = float("-inf")
         self._count_cost = 0.0  # seconds the last count took to send
+        self._presence_frame = b""  # the last presence message, framed
         self._count_timer: asyncio.TimerHandle | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._stopped = False
@@ -181,6 +199,7 @@ class Hub:
             client.write(text_frame(hello) + self._join_frames)
         self.clients.add(client)
         self._joined.add(client)
+        self.roster[_key(client)] += 1
         self._local_count_changed()
 
     def leave(self, client: Client) -> None:
@@ -189,18 +208,29 @@ class Hub:
         self._joined.discard(client)
         if client in self.clients:
             self.clients.remove(client)
+            key = _key(client)
+            self.roster[key] -= 1
+            if self.roster[key] <= 0:
+                del self.roster[key]
             self._local_count_changed()
 
     def _local_count_changed(self) -> None:
         if self.report_count is None:
-            self.set_total(len(self.clients))
+            self.set_total(len(self.clients), self.roster)
         else:
-            self.report_count(len(self.clients))
+            self.report_count(len(self.clients), self.roster)
 
-    def set_total(self, total: int) -> None:
-        """The number of clients over every instance changed: announce it."""
+    def set_total(self, total: int, roster: Roster | None = None) -> None:
+        """The number of clients over every instance (and who they are) changed:
+        announce it."""
         self.total = total
+        if roster is not None:
+            self.cluster = roster
         self._count_changed()
+
+    def presence(self) -> Presence:
+        """Who is connected, over every instance."""
+        return presence_of([self.roster if self.cluster is None else self.cluster])
 
     @property
     def count(self) -> int:
@@ -221,27 +251,39 @@ class Hub:
         self._count_timer = loop.call_later(max(0.0, wait), self._announce_count)
 
     def _announce_count(self) -> None:
+        """Tell everyone the count and who is connected, where they changed; those who
+        joined since the last time, both."""
         self._count_timer = None
+        began = time.perf_counter()
         joined, self._joined = self._joined, set()
         count = self.count
-        if count == self._count_sent:
-            # Back where it was (one left, one came, within the interval): only those who
-            # joined since have not heard it.
-            frame = text_frame(self.count_text())
-            for client in joined:
-                if client.writable:
-                    client.write(frame)
-            return
-        self._count_sent = count
-        self._count_sent_at = asyncio.get_running_loop().time()
-        began = time.perf_counter()
-        self._send_to_all(text_frame(self.count_text()))
-        self._count_cost = time.perf_counter() - began
+        count_frame = text_frame(self.count_text())
+        presence_text = encode(self.presence())
+        presence_frame = text_frame(presence_text)
+        # Presence first, then the count: a client waiting for the count has heard who.
+        news = b""
+        if presence_text != self._presence_sent:
+            news += presence_frame
+        if count != self._count_sent:
+            news += count_frame
+        self._count_sent, self._presence_sent = count, presence_text
+        self._presence_frame = presence_frame
+        if news:
+            self._count_sent_at = asyncio.get_running_loop().time()
+            self._send_to_all(news, skip=joined)
+        # Back where it was (one left, one came, within the interval), or not: those
+        # who joined since have heard neither.
+        both = presence_frame + count_frame
+        for client in joined:
+            if client.writable and client not in self.lagging:
+                client.write(both)
+        if news:
+            self._count_cost = time.perf_counter() - began
 
     def count_text(self) -> str:
         return encode(Clients(count=self.count))
 
-    def _send_to_all(self, frames: bytes) -> int:
+    def _send_to_all(self, frames: bytes, skip: set[Client] | None = None) -> int:
         """Write whole frames to every client with room in its buffer, in one pass; the
         others join :attr:`lagging`. Returns how many got them.
 
@@ -254,7 +296,7 @@ class Hub:
         lagging = self.lagging
         sent = 0
         for client in self.clients:
-            if not client.writable or client in lagging:
+            if not client.writable or client in lagging or (skip and client in skip):
                 continue
             transport = client.transport
             if transport.get_write_buffer_size() > limit:
@@ -275,7 +317,9 @@ class Hub:
                 del self.lagging[client]
                 # Only the latest state, history and count, in one write: what it
                 # missed is out of date anyway.
-                client.write(self._join_frames + text_frame(self.count_text()))
+                client.write(
+                    self._join_frames + self._presence_frame + text_frame(self.count_text())
+                )
                 logger.info("client %s caught up", client.short_id)
             elif now - since > self.stuck_timeout:
                 del self.lagging[client]
@@ -299,3 +343,8 @@ class Hub:
                 self.sweep()
             except Exception:  # the sweeper must outlive any bug
                 logger.exception("sweeping lagging clients failed")
+
+
+def _key(client: Client) -> Key:
+    user = client.user
+    return ANONYMOUS if user is None else key_of(user)

@@ -93,6 +93,13 @@ class Metrics:
             ["code"],
             registry=registry,
         )
+        self.actions = Counter(
+            "progress_actions",
+            "Starts and cancels asked for, over WebSocket and HTTP, by role and outcome "
+            "(accepted, or the error code); never by name.",
+            ["action", "role", "outcome"],
+            registry=registry,
+        )
         self.http_requests = Counter(
             "progress_http_requests",
             "HTTP requests answered, by path and status.",

@@ -21,6 +21,7 @@ from typing import Any
 
 from progress_protocol import __version__
 
+from .access import Access
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
 from .config import ServerConfig
@@ -29,6 +30,7 @@ from .endpoints.websocket import WebSocketEndpoint
 from .hub import Hub
 from .metrics import Metrics
 from .service import CalculationService
+from .tokens import Tokens, TokensFileError
 from .transport.connection import CLOSE_TIMEOUT, GuardedConnection
 from .transport.descriptors import DescriptorWatch, clients_that_fit, open_files_limit
 from .transport.keepalive import Keepalive
@@ -80,11 +82,14 @@ class ProgressServer:
         self.service = CalculationService(self.config, self.backend, self.metrics)
         #: Every open connection, handshakes under way included.
         self.connections: set[GuardedConnection] = set()
-        self.http_api = HttpApi(self.service)
+        #: Who holds which credential: the token, or the tokens file as it is now.
+        self.access = Access(token=self.config.token, tokens_file=self.config.tokens_file)
+        self.http_api = HttpApi(self.service, self.access)
         #: The session every connection reports to.
         self.websocket = WebSocketEndpoint(
             self.service, self.http_api, connections=self.connections, server_name=SERVER_NAME
         )
+        self.access.on_change = self._tokens_changed
         self.descriptors = DescriptorWatch(lambda: len(self.connections))
         self.keepalive = Keepalive(
             lambda: self.connections,
@@ -120,13 +125,22 @@ class ProgressServer:
         """Listen; :attr:`port` is the real port afterwards.
 
         Raises:
-            SetupError: If the certificate cannot be used.
+            SetupError: If the certificate or the tokens file cannot be used.
             BackendUnavailable: If the backend cannot start.
             OSError: If the address cannot be bound, e.g. the port is in use.
         """
         config = self.config
         ssl_context = _server_ssl_context(config) if config.tls else None
-        await self.service.start()
+        try:
+            self.access.start()
+        except TokensFileError as exc:
+            raise SetupError(f"cannot use the tokens file: {exc}") from None
+        self.backend.tokens_fingerprint = self.access.fingerprint
+        try:
+            await self.service.start()
+        except BaseException:
+            self.access.stop()
+            raise
         loop = asyncio.get_running_loop()
         try:
             self._listener = await loop.create_server(
@@ -140,21 +154,22 @@ class ProgressServer:
             )
         except BaseException:
             await self.service.aclose()  # nothing will ever close it otherwise
+            self.access.stop()
             raise
         self.keepalive.start()
         self.descriptors.start()
         self.port = self._listener.sockets[0].getsockname()[1]
         logger.info("listening on %s", self.url)
         logger.info(
-            "HTTP endpoints: GET %s/healthz, /readyz, /metrics, /state, /history; "
-            "POST /start, /cancel",
+            "HTTP endpoints: GET %s/healthz, /readyz, /metrics, /state, /history, "
+            "/presence; POST /start, /cancel",
             self.http_url,
         )
-        if not config.loopback and config.token is None:
+        if not config.loopback and not self.access.needs_token:
             # Said once the address is bound: a failure to bind says something else.
             logger.warning(
-                "listening on %s without --token: anyone who can reach this address can "
-                "start and cancel the calculation",
+                "listening on %s without --token or --tokens-file: anyone who can reach "
+                "this address can start and cancel the calculation",
                 config.host,
             )
         room = clients_that_fit(open_files_limit())
@@ -172,6 +187,7 @@ class ProgressServer:
         self.service.stop()
         self.keepalive.stop()
         self.descriptors.stop()
+        self.access.stop()
         tasks = self.websocket.tasks
         if self._listener is not None:
             self._listener.close()  # no new connections; handshakes under way get 503
@@ -204,6 +220,10 @@ class ProgressServer:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    def _tokens_changed(self, tokens: Tokens) -> None:
+        self.backend.tokens_fingerprint = tokens.fingerprint
+        self.websocket.credentials_changed(tokens)
 
     def _new_connection(self) -> GuardedConnection:
         return GuardedConnection(

@@ -16,7 +16,7 @@ import asyncio
 import logging
 from typing import Any
 
-from progress_protocol.messages import Ack, Command, Error, ErrorCode
+from progress_protocol.messages import Ack, Command, Error, ErrorCode, Presence
 from progress_protocol.states import Attribution, Run, StateSnapshot
 
 from .backends.base import Backend, BackendUnavailable, Unsubscribe
@@ -24,6 +24,7 @@ from .calculation import ActionRefused, Change
 from .config import ServerConfig
 from .hub import Hub
 from .metrics import Metrics
+from .users import OPERATOR, User, forbidden_sentence, may
 
 __all__ = ["CalculationService"]
 
@@ -151,6 +152,12 @@ class CalculationService:
         return self.hub.history
 
     @property
+    def presence(self) -> Presence:
+        """Who is connected, over every instance."""
+        assert self.hub is not None
+        return self.hub.presence()
+
+    @property
     def full(self) -> bool:
         """Whether the next client would be one too many."""
         return self.hub is not None and len(self.hub.clients) >= self.config.max_clients
@@ -161,28 +168,50 @@ class CalculationService:
         request_id: str | None = None,
         by: Attribution | None = None,
         *,
+        user: User | None = None,
         peer: str | None = None,
     ) -> Ack | Error:
         """Carry out a command, for the WebSocket and the HTTP API alike, and say how
         it went: an ack, or an error that is counted (``progress_errors_total``) and
-        logged once, with who asked.
+        logged once, with who asked. Either is counted by role and outcome
+        (``progress_actions_total``), never by name.
 
-        A state that does not allow it is ``already_running`` or ``not_running``, a
-        store out of reach ``unavailable``, and anything else the backend raises
-        ``internal_error`` (logged with its traceback).
+        A role that may not do it is ``forbidden`` (and the calculation is not even
+        read), a state that does not allow it is ``already_running`` or
+        ``not_running``, a store out of reach ``unavailable``, and anything else the
+        backend raises ``internal_error`` (logged with its traceback).
 
         Args:
             command: What to do.
             request_id: Echoed in the answer.
             by: Who asked, for the state everyone gets, the history and the log.
+            user: Who the server takes the caller for: its role decides; None is an
+                operator (tests, and callers inside the server).
             peer: The address of a caller that has no client id (HTTP), for the log.
         """
         who = _who(by, peer)
+        role = OPERATOR if user is None else user.role
         fields: dict[str, Any] = {
             "client_id": None if by is None else by.client_id,
             "client_name": None if by is None else by.name,
+            "role": role,
             "peer": peer,
         }
+        if user is not None and user.claimed is not None and user.claimed != user.name:
+            fields["claimed_name"] = user.claimed
+        if user is not None and not may(role, command):
+            logger.info(
+                "%s: %s refused: a %s may not",
+                who,
+                command,
+                role,
+                extra={**fields, "code": ErrorCode.FORBIDDEN},
+            )
+            return self._refused(
+                command,
+                role,
+                Error(ErrorCode.FORBIDDEN, forbidden_sentence(user, command), request_id),
+            )
         try:
             if command == "start":
                 snapshot = await self.backend.start_calculation(by)
@@ -213,17 +242,24 @@ class CalculationService:
             )
         else:
             logger.info("%s: %s accepted", who, command, extra=fields)
+            self.metrics.actions.labels(command, role, "accepted").inc()
             return ack
-        self.metrics.errors.labels(code).inc()
-        return Error(code=code, message=message, request_id=request_id)
+        return self._refused(command, role, Error(code, message, request_id))
+
+    def _refused(self, command: Command, role: str, error: Error) -> Error:
+        self.metrics.errors.labels(error.code).inc()
+        self.metrics.actions.labels(command, role, error.code).inc()
+        return error
 
 
 def _who(by: Attribution | None, peer: str | None) -> str:
-    """Who asked, for the log: ``client 84cab819dd9c`` over WebSocket,
+    """Who asked, for the log: ``client 84cab819dd9c as 'alice'`` over WebSocket,
     ``HTTP 127.0.0.1:50112 as 'curl-bob'`` over HTTP."""
     name = None if by is None else by.name
     if by is not None and by.client_id is not None:
-        return f"client {by.client_id}"
+        if name is None or name == by.client_id:
+            return f"client {by.client_id}"
+        return f"client {by.client_id} as {name!r}"
     if peer is not None:
         return f"HTTP {peer}" if name is None else f"HTTP {peer} as {name!r}"
     return "an unnamed caller" if name is None else repr(name)

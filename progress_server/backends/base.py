@@ -16,6 +16,7 @@ from typing import Protocol
 from progress_protocol.states import Attribution, Run, StateSnapshot
 
 from ..calculation import Change
+from ..presence import Roster
 
 __all__ = [
     "Backend",
@@ -33,8 +34,8 @@ class BackendUnavailable(Exception):
 
 
 Listener = Callable[[Change], None]
-#: Hears the number of clients connected to every instance together.
-CountListener = Callable[[int], None]
+#: Hears the number of clients connected to every instance together, and who they are.
+CountListener = Callable[[int, Roster], None]
 CommitListener = Callable[[tuple[StateSnapshot, ...]], None]
 LatencyListener = Callable[[float], None]
 Unsubscribe = Callable[[], None]
@@ -105,17 +106,23 @@ class Backend(Protocol):
     #: histogram); a backend with no store to reach never calls it.
     on_latency: LatencyListener | None
 
+    #: The fingerprint of the instance's tokens file (None: none), which a shared
+    #: store compares over every instance: a mismatch is logged.
+    tokens_fingerprint: str | None
+
     @property
     def problem(self) -> str | None:
         """Why the calculation cannot be reached now (a sentence); None while it can."""
         ...
 
-    def report_clients(self, count: int) -> None:
-        """This instance now has ``count`` clients."""
+    def report_clients(self, count: int, roster: Roster) -> None:
+        """This instance now has ``count`` clients, who are ``roster`` (which the
+        backend may keep and read later: the hub keeps it current)."""
         ...
 
     def subscribe_clients(self, listener: CountListener) -> Unsubscribe:
-        """Call ``listener`` with the total over every instance whenever it changes."""
+        """Call ``listener`` with the total over every instance, and every instance's
+        roster together, whenever either changes."""
         ...
 
     async def aclose(self) -> None:

@@ -19,6 +19,7 @@ from ..calculation import (
     changes_of,
     new_calculation_id,
 )
+from ..presence import Roster
 from .base import CommitListener, CountListener, LatencyListener, Listener, Unsubscribe
 
 __all__ = ["MemoryBackend"]
@@ -61,6 +62,8 @@ class MemoryBackend:
         self.on_commit: CommitListener | None = None
         #: Never called: memory is no round trip away.
         self.on_latency: LatencyListener | None = None
+        #: Compared with no other instance's: there is none.
+        self.tokens_fingerprint: str | None = None
 
     @property
     def action_seconds(self) -> float:
@@ -72,10 +75,10 @@ class MemoryBackend:
         """Always None: memory cannot be out of reach."""
         return None
 
-    def report_clients(self, count: int) -> None:
-        """One instance: its count is the total."""
+    def report_clients(self, count: int, roster: Roster) -> None:
+        """One instance: its count is the total, its roster everyone."""
         for listener in list(self._count_listeners):
-            listener(count)
+            listener(count, roster)
 
     def subscribe_clients(self, listener: CountListener) -> Unsubscribe:
         self._count_listeners.append(listener)

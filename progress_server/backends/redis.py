@@ -46,6 +46,7 @@ import json
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,7 @@ from ..calculation import (
     snapshot_from_json,
     snapshot_to_json,
 )
+from ..presence import Roster, roster_from_json, roster_to_json
 from .base import (
     BackendUnavailable,
     CommitListener,
@@ -228,6 +230,7 @@ class RedisBackend:
         self._key = f"{prefix}record"
         self._channel = f"{prefix}events"
         self._clients_key = f"{prefix}clients"
+        self._presence_key = f"{prefix}presence"
         self._actions_prefix = f"{prefix}action:"
         # Fail fast: the backend tries again by itself, within its own budget. No
         # health-check PING before each command: a dead connection shows on use, and
@@ -263,6 +266,12 @@ class RedisBackend:
         self._count_listeners: list[CountListener] = []
         self._local_count = 0
         self._total: int | None = None
+        self._roster: Roster = Counter()  # this instance's, kept current by its hub
+        self._cluster: Roster | None = None  # every instance's, as last read
+        #: The fingerprint of this instance's tokens file (None: it has none), shared
+        #: with the others: a mismatch is logged, once each time the set changes.
+        self.tokens_fingerprint: str | None = None
+        self._fingerprints: frozenset[str] = frozenset()
         self._offset = 0.0  # Redis's clock minus time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -380,6 +389,7 @@ class RedisBackend:
         with contextlib.suppress(RedisError, OSError):
             async with asyncio.timeout(min(self.timeout, 0.5)):
                 await self._redis.hdel(self._clients_key, self.instance)
+                await self._redis.hdel(self._presence_key, self.instance)
                 await self._redis.publish(self._channel, json.dumps({"kind": "clients"}))
         with contextlib.suppress(RedisError, OSError):
             async with asyncio.timeout(0.5):
@@ -419,9 +429,10 @@ class RedisBackend:
 
     # The clients count, over every instance.
 
-    def report_clients(self, count: int) -> None:
+    def report_clients(self, count: int, roster: Roster) -> None:
         """This instance's clients changed; the total is written soon (coalesced)."""
         self._local_count = count
+        self._roster = roster
         if self._count_write is None and not self._closed:
             self._count_write = asyncio.get_running_loop().call_later(0.05, self._write_count)
 
@@ -440,10 +451,15 @@ class RedisBackend:
         try:
             async with asyncio.timeout(self.timeout):
                 async with self._redis.pipeline(transaction=False) as pipe:
+                    now = self._shared_now()
+                    count = json.dumps([self._local_count, now])
+                    pipe.hset(self._clients_key, self.instance, count)
+                    # Apart from the count, which instances of before presence read too.
                     pipe.hset(
-                        self._clients_key,
+                        self._presence_key,
                         self.instance,
-                        json.dumps([self._local_count, self._shared_now()]),
+                        f'{{"at":{json.dumps(now)},"tokens":{json.dumps(self.tokens_fingerprint)},'
+                        f'"roster":{roster_to_json(self._roster)}}}',
                     )
                     pipe.publish(self._channel, json.dumps({"kind": "clients"}))
                     await pipe.execute()
@@ -458,9 +474,10 @@ class RedisBackend:
             async with asyncio.timeout(self.timeout):
                 async with self._redis.pipeline(transaction=False) as pipe:
                     pipe.hgetall(self._clients_key)
+                    pipe.hgetall(self._presence_key)
                     pipe.time()
                     before = time.monotonic()
-                    entries, (seconds, microseconds) = await pipe.execute()
+                    entries, rosters, (seconds, microseconds) = await pipe.execute()
                     after = time.monotonic()
                 now = self._clocked(seconds + microseconds / 1_000_000, before, after)
                 total, stale = 0, []
@@ -474,16 +491,65 @@ class RedisBackend:
                         total += max(0, int(count))
                     else:
                         stale.append(instance)
+                cluster, fingerprints, gone = self._read_rosters(rosters, now)
                 if stale:
                     await self._redis.hdel(self._clients_key, *stale)
+                if gone:
+                    await self._redis.hdel(self._presence_key, *gone)
         except (RedisError, OSError) as exc:
             self._round_trip_failed(exc)
             return
         self._round_trip_ok()
-        if total != self._total:
-            self._total = total
+        self._check_fingerprints(fingerprints)
+        if total != self._total or cluster != self._cluster:
+            self._total, self._cluster = total, cluster
             for listener in list(self._count_listeners):
-                listener(total)
+                listener(total, cluster)
+
+    def _read_rosters(
+        self, entries: dict[bytes, bytes], now: float
+    ) -> tuple[Roster, dict[str, str | None], list[bytes]]:
+        """Every fresh instance's roster together, and its tokens file's fingerprint;
+        the instances gone quiet, to forget."""
+        cluster: Roster = Counter()
+        fingerprints: dict[str, str | None] = {}
+        gone: list[bytes] = []
+        for instance, value in entries.items():
+            try:
+                entry = json.loads(value)
+                fresh = now - float(entry["at"]) <= COUNT_TTL_SECONDS
+                roster = roster_from_json(json.dumps(entry["roster"]))
+                fingerprint = entry.get("tokens")
+            except (ValueError, TypeError, KeyError, AttributeError):
+                fresh = False  # not ours to read: forgotten like a stale one
+            if not fresh:
+                gone.append(instance)
+                continue
+            cluster.update(roster)
+            fingerprints[_text(instance)] = fingerprint if isinstance(fingerprint, str) else None
+        return cluster, fingerprints, gone
+
+    def _check_fingerprints(self, fingerprints: dict[str, str | None]) -> None:
+        """Log once, each time the set of tokens files in use changes, that instances
+        enforce different ones."""
+        seen = frozenset(f"{fingerprint}" for fingerprint in fingerprints.values())
+        if seen == self._fingerprints:
+            return
+        self._fingerprints = seen
+        if len(seen) > 1:
+            mine = self.tokens_fingerprint or "none"
+            others = sorted(
+                f"{instance}: {fingerprint or 'none'}"
+                for instance, fingerprint in fingerprints.items()
+                if instance != self.instance and fingerprint != self.tokens_fingerprint
+            )
+            logger.warning(
+                "the instances sharing this calculation enforce different tokens files "
+                "(this one's fingerprint: %s; %s): give every instance the same file",
+                mine,
+                "; ".join(others),
+                extra={"fingerprint": self.tokens_fingerprint},
+            )
 
     async def _beat_forever(self) -> None:
         """Say this instance's count, and read the total; while Redis is out of reach

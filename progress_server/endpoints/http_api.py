@@ -1,7 +1,8 @@
 """The HTTP API on the WebSocket port, and the gate every request passes, handshakes too.
 
 ``GET /healthz`` (liveness), ``GET /readyz`` (readiness), ``GET /metrics``
-(Prometheus), ``GET /state``, ``GET /history``, ``POST /start`` and ``POST /cancel``;
+(Prometheus), ``GET /state``, ``GET /history``, ``GET /presence``, ``POST /start`` and
+``POST /cancel``;
 every GET answers HEAD too. The actions go through the same
 :class:`~progress_server.service.CalculationService` as their WebSocket twins, which
 decides their outcome; here it only becomes a status (:data:`ERROR_STATUS`). The bodies
@@ -11,6 +12,7 @@ are the protocol's own JSON objects.
 from __future__ import annotations
 
 import asyncio
+import functools
 import http
 import logging
 from collections.abc import Awaitable, Callable
@@ -21,6 +23,7 @@ from websockets.http11 import Request, Response
 from progress_protocol.messages import Ack, Command, ErrorCode, History, StateMessage, to_dict
 from progress_protocol.states import Attribution
 
+from ..access import Access
 from ..auth import (
     host_allowed,
     origin_allowed,
@@ -28,7 +31,6 @@ from ..auth import (
     presented_token,
     request_hosts,
     split_target,
-    token_matches,
 )
 from ..limits import AddressLimits
 from ..metrics import CONTENT_TYPE
@@ -36,6 +38,7 @@ from ..redaction import safe_path
 from ..service import CalculationService
 from ..transport.connection import GuardedConnection
 from ..transport.responses import error_response, json_response
+from ..users import User, client_kind
 
 __all__ = ["ERROR_STATUS", "HttpApi"]
 
@@ -45,6 +48,7 @@ Handler = Callable[[Request, GuardedConnection], Awaitable[Response]]
 
 #: The status of each error an action can end in; 202 is an ack's.
 ERROR_STATUS: dict[str, http.HTTPStatus] = {
+    ErrorCode.FORBIDDEN: http.HTTPStatus.FORBIDDEN,
     ErrorCode.ALREADY_RUNNING: http.HTTPStatus.CONFLICT,
     ErrorCode.NOT_RUNNING: http.HTTPStatus.CONFLICT,
     ErrorCode.UNAVAILABLE: http.HTTPStatus.SERVICE_UNAVAILABLE,  # with Retry-After: 1
@@ -56,18 +60,30 @@ class HttpApi:
     """Answers every HTTP request that is not a WebSocket handshake."""
 
     #: The paths of the HTTP API; the WebSocket endpoint cannot take one of them.
-    PATHS = ("/healthz", "/readyz", "/metrics", "/state", "/history", "/start", "/cancel")
+    PATHS = (
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/state",
+        "/history",
+        "/presence",
+        "/start",
+        "/cancel",
+    )
     #: What health checkers and probes call: answered without the token.
     OPEN_PATHS = ("/healthz", "/readyz")
 
-    def __init__(self, service: CalculationService) -> None:
+    def __init__(self, service: CalculationService, access: Access | None = None) -> None:
         self.service = service
+        #: Who holds which credential.
+        self.access = access if access is not None else Access(token=service.config.token)
         self.table: dict[str, tuple[str, Handler]] = {
             "/healthz": ("GET", self.healthz),
             "/readyz": ("GET", self.readyz),
             "/metrics": ("GET", self.metrics),
             "/state": ("GET", self.state),
             "/history": ("GET", self.history),
+            "/presence": ("GET", self.presence),
             "/start": ("POST", self.start),
             "/cancel": ("POST", self.cancel),
         }
@@ -157,18 +173,29 @@ class HttpApi:
                 "Web pages from this origin may not use this server; start it with "
                 "--allow-origin ORIGIN to allow them.",
             )
-        if config.token is not None and path not in self.OPEN_PATHS:
-            presented = presented_token(request.headers, request.path)
-            if not token_matches(config.token, presented):
-                why = "no token" if presented is None else "a wrong token"
-                self._refused(connection, path, ErrorCode.UNAUTHORIZED, why)
-                return error_response(
-                    http.HTTPStatus.UNAUTHORIZED,
-                    ErrorCode.UNAUTHORIZED,
-                    "This server needs a token: send 'Authorization: Bearer <token>' "
-                    "or add ?token=<token> to the URL.",
-                    headers={"WWW-Authenticate": 'Bearer realm="progress"'},
-                )
+        if path in self.OPEN_PATHS:
+            return None
+        open_to_all = self.access.mode == "open"
+        presented = None if open_to_all else presented_token(request.headers, request.path)
+        entry = self.access.identify(presented)
+        if entry is None:
+            why = "no token" if presented is None else "a wrong token"
+            self._refused(connection, path, ErrorCode.UNAUTHORIZED, why)
+            return error_response(
+                http.HTTPStatus.UNAUTHORIZED,
+                ErrorCode.UNAUTHORIZED,
+                "This server needs a token: send 'Authorization: Bearer <token>' "
+                "or add ?token=<token> to the URL.",
+                headers={"WWW-Authenticate": 'Bearer realm="progress"'},
+            )
+        # Who it is, for the hub's presence and the attribution of its actions: the
+        # token's name with a tokens file (what the client claims is only logged).
+        claimed = presented_name(request.headers, request.path)
+        kind = client_kind(request.headers.get("User-Agent"))
+        if entry.digest:
+            connection.user = _user(entry.name, entry.role, kind, entry.digest, claimed)
+        else:
+            connection.user = _user(claimed, entry.role, kind, None, None)
         return None
 
     def _refused(
@@ -209,8 +236,8 @@ class HttpApi:
                 ErrorCode.NOT_FOUND,
                 f"There is nothing at {path}. The WebSocket endpoint is "
                 f"{self.service.config.path}; the HTTP endpoints are GET /healthz, "
-                "GET /readyz, GET /metrics, GET /state, GET /history, POST /start and "
-                "POST /cancel.",
+                "GET /readyz, GET /metrics, GET /state, GET /history, GET /presence, "
+                "POST /start and POST /cancel.",
             )
         method, handler = route
         allowed = "GET, HEAD" if method == "GET" else method
@@ -280,6 +307,9 @@ class HttpApi:
     async def history(self, request: Request, connection: GuardedConnection) -> Response:
         return json_response(http.HTTPStatus.OK, to_dict(History(self.service.history)))
 
+    async def presence(self, request: Request, connection: GuardedConnection) -> Response:
+        return json_response(http.HTTPStatus.OK, to_dict(self.service.presence))
+
     async def start(self, request: Request, connection: GuardedConnection) -> Response:
         return await self._perform("start", request, connection)
 
@@ -290,10 +320,12 @@ class HttpApi:
         self, command: Command, request: Request, connection: GuardedConnection
     ) -> Response:
         self.service.metrics.messages.labels(command).inc()
-        # Attributed to the name the request gives, else to its address.
-        name = presented_name(request.headers, request.path)
-        by = Attribution(None, name or f"http {_address(connection)}")
-        outcome = await self.service.perform(command, None, by, peer=connection.peer)
+        # Attributed to its token's name, else the name the request gives, else its
+        # address.
+        user = connection.user
+        assert user is not None  # the gate let it through
+        by = Attribution(None, user.name or f"http {_address(connection)}")
+        outcome = await self.service.perform(command, None, by, user=user, peer=connection.peer)
         if isinstance(outcome, Ack):
             return json_response(http.HTTPStatus.ACCEPTED, to_dict(outcome))
         status = ERROR_STATUS.get(outcome.code, http.HTTPStatus.INTERNAL_SERVER_ERROR)
@@ -302,6 +334,14 @@ class HttpApi:
             to_dict(outcome),
             headers={"Retry-After": "1"} if status is http.HTTPStatus.SERVICE_UNAVAILABLE else None,
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _user(
+    name: str | None, role: str, kind: str, credential: bytes | None, claimed: str | None
+) -> User:
+    """One object for the many connections of one person on one kind of client."""
+    return User(name, role, kind, credential, claimed)
 
 
 def _address(connection: GuardedConnection) -> str:

@@ -33,14 +33,15 @@ from progress_protocol.messages import (
 )
 from progress_protocol.states import Attribution
 
-from ..auth import presented_name
 from ..limits import Verdict
 from ..logs import Burst
 from ..service import CalculationService
+from ..tokens import Tokens
 from ..transport.connection import GuardedConnection
+from ..users import User
 from .http_api import HttpApi
 
-__all__ = ["LOG_EACH", "WebSocketEndpoint"]
+__all__ = ["CREDENTIALS_CHANGED", "LOG_EACH", "REVOKED", "WebSocketEndpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,15 @@ LOG_EACH = 20
 
 #: Where a client's id goes in the hello encoded once (ids are 12 hex digits).
 HELLO_ID = "@client-id@"
+
+#: The close code and reason of a connection whose token was taken out of the tokens
+#: file: like HTTP's 401, in the range of codes for applications. The client does
+#: not come back: its next handshake would be refused.
+REVOKED = 4401
+REVOKED_REASON = "token revoked"
+#: A connection whose token now has another name or role is closed with 1012
+#: (service restart): it reconnects at once, and its hello says who it now is.
+CREDENTIALS_CHANGED = "credentials changed: reconnect"
 
 RATE_LIMITED = encode(
     Error(
@@ -90,8 +100,10 @@ class WebSocketEndpoint:
         self.metrics = service.metrics
         #: HTTP answers and actions in flight: closing waits for them.
         self.tasks: set[asyncio.Task[None]] = set()
-        # Hello differs from one client to the next by the id alone: encoded once.
-        self._hello = encode(Hello(server=server_name, client_id=HELLO_ID))
+        self.server_name = server_name
+        # Hello differs from one client to the next by the id and who it is: encoded
+        # once for each who.
+        self._hellos: dict[tuple[str | None, str], str] = {}
         #: Set when the last connection is gone while closing.
         self._all_closed: asyncio.Event | None = None
         # A line for each client that comes or goes, up to LOG_EACH a second; past it,
@@ -120,9 +132,14 @@ class WebSocketEndpoint:
             connection.close(CloseCode.TRY_AGAIN_LATER, "server full")
             return
         client_id = connection.short_id
-        name = presented_name(connection.request.headers, connection.request.path)
+        user = connection.user
+        assert user is not None  # the gate let it through
+        if user.credential is not None and not self.http_api.access.still_valid(user):
+            connection.close(REVOKED, REVOKED_REASON)  # revoked during its handshake
+            return
+        name = user.name
         connection.by = Attribution(client_id, name or client_id)
-        hub.join(connection, self._hello.replace(HELLO_ID, client_id, 1))
+        hub.join(connection, self._hello(user).replace(HELLO_ID, client_id, 1))
         metrics.accepted.inc()
         if logger.isEnabledFor(logging.INFO) and self._joins.allow():
             peer = connection.peer
@@ -132,7 +149,57 @@ class WebSocketEndpoint:
                 peer,
                 f" as {name!r}" if name else "",
                 len(hub.clients),
-                extra={"client_id": client_id, "peer": peer, "client_name": name},
+                extra={
+                    "client_id": client_id,
+                    "peer": peer,
+                    "client_name": name,
+                    "role": user.role,
+                    "client": user.client,
+                },
+            )
+
+    def _hello(self, user: User) -> str:
+        key = (user.name, user.role)
+        hello = self._hellos.get(key)
+        if hello is None:
+            if len(self._hellos) > 1024:
+                self._hellos.clear()
+            hello = self._hellos[key] = encode(
+                Hello(
+                    server=self.server_name,
+                    client_id=HELLO_ID,
+                    name=user.name,
+                    role=user.role,
+                    commands=user.commands,
+                )
+            )
+        return hello
+
+    def credentials_changed(self, tokens: Tokens) -> None:
+        """The tokens file changed: close each connection whose token is gone (4401),
+        or now names someone else or another role (1012: it comes back as them)."""
+        revoked = changed = 0
+        for connection in list(self.connections):
+            user = connection.user
+            if user is None or user.credential is None:
+                continue
+            if connection.protocol.state is not ConnectionState.OPEN:
+                continue  # a handshake under way was let in by the old file: it is
+                # checked again on its next connection, and closing it is not possible yet
+            entry = tokens.identify_digest(user.credential)
+            if entry is None:
+                connection.close(REVOKED, REVOKED_REASON)
+                revoked += 1
+            elif (entry.name, entry.role) != (user.name, user.role):
+                connection.close(CloseCode.SERVICE_RESTART, CREDENTIALS_CHANGED)
+                changed += 1
+        if revoked or changed:
+            logger.info(
+                "tokens file changed: %d connections closed for a revoked token, %d for "
+                "a changed name or role",
+                revoked,
+                changed,
+                extra={"clients": revoked + changed},
             )
 
     def received(

@@ -47,6 +47,7 @@ from progress_protocol.states import Attribution
 from ..config import ServerConfig
 from ..limits import MessageBudget, Verdict
 from ..metrics import Metrics
+from ..users import User
 from .frames import text_frame
 from .responses import error_response
 
@@ -127,6 +128,8 @@ class GuardedConnection(asyncio.Protocol):
         budget: Messages and control frames share it.
         dropped: Why the server cut this connection short, when it did.
         by: Who the client's actions are attributed to, once it joined.
+        user: Who the server takes it for (name, role, kind of client), once the gate
+            let its request through.
     """
 
     # No instance dict: 10,000 connections each save its size.
@@ -158,6 +161,7 @@ class GuardedConnection(asyncio.Protocol):
         "short_id",
         "slice",
         "transport",
+        "user",
         "writable",
     )
 
@@ -187,6 +191,7 @@ class GuardedConnection(asyncio.Protocol):
         #: loops read this rather than ask websockets' protocol and the transport).
         self.writable = False
         self.by: Attribution | None = None
+        self.user: User | None = None
         #: The payload of the keepalive's last ping, and the loop time of the last pong
         #: that carried it (see :class:`~.keepalive.Keepalive`).
         self.expected_pong: bytes | None = None
@@ -246,7 +251,7 @@ class GuardedConnection(asyncio.Protocol):
         else:
             self.transport.write(data)
 
-    def close(self, code: CloseCode, reason: str = "") -> None:
+    def close(self, code: int, reason: str = "") -> None:
         """Start the closing handshake; the connection is cut if the client has not
         finished it within :data:`CLOSE_TIMEOUT`."""
         if self.protocol.state is OPEN:

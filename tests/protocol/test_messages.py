@@ -11,6 +11,7 @@ from progress_protocol.messages import (
     MAX_CLIENTS_COUNT,
     MAX_ERROR_MESSAGE_LENGTH,
     MAX_ID_LENGTH,
+    MAX_PRESENCE_PEOPLE,
     MAX_PROTOCOL_VERSION,
     MAX_SEQ,
     MAX_SERVER_NAME_LENGTH,
@@ -21,6 +22,8 @@ from progress_protocol.messages import (
     ErrorCode,
     Hello,
     History,
+    Person,
+    Presence,
     ProtocolError,
     Request,
     StateMessage,
@@ -165,6 +168,29 @@ def test_encode_server_messages() -> None:
         "protocol": 1,
         "server": "s/1",
         "client_id": "c1",
+        "name": None,
+        "role": None,
+        "commands": None,
+    }
+    hello = Hello("s/1", "c1", name="bob", role="viewer", commands=())
+    assert json.loads(encode(hello)) | {"type": "hello"} == {
+        "type": "hello",
+        "protocol": 1,
+        "server": "s/1",
+        "client_id": "c1",
+        "name": "bob",
+        "role": "viewer",
+        "commands": [],
+    }
+    people = (Person("alice", "operator", ("ctl", "tui"), 2), Person(None, "viewer", ("other",), 3))
+    assert json.loads(encode(Presence(people, total=2, connections=5))) == {
+        "type": "presence",
+        "total": 2,
+        "connections": 5,
+        "people": [
+            {"name": "alice", "role": "operator", "clients": ["ctl", "tui"], "connections": 2},
+            {"name": None, "role": "viewer", "clients": ["other"], "connections": 3},
+        ],
     }
     assert json.loads(encode(StateMessage(SNAPSHOT))) == {
         "type": "state",
@@ -487,3 +513,66 @@ def test_bad_history_and_attribution_raise_protocol_errors(text: str) -> None:
 def test_clean_name(raw: str, clean: str) -> None:
     """Names lose what is not printable and are cut at 64 characters."""
     assert clean_name(raw) == clean
+
+
+def presence(**fields: object) -> str:
+    person = {"name": "alice", "role": "operator", "clients": ["tui"], "connections": 1}
+    payload = {"type": "presence", "total": 1, "connections": 1, "people": [person]}
+    return json.dumps(payload | fields)
+
+
+def test_presence_round_trips() -> None:
+    """A presence message decodes to what was encoded: names (or none), roles, kinds
+    of client, counts."""
+    people = (Person("alice", "operator", ("ctl", "tui"), 2), Person(None, "viewer", ("other",), 3))
+    message = Presence(people, total=7, connections=9)
+    assert decode_server_message(encode(message)) == message
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (presence(people=[{}] * (MAX_PRESENCE_PEOPLE + 1)), "people"),
+        (presence(people="alice"), "people"),
+        (presence(total=0), "total"),  # fewer than it lists
+        (presence(connections=-1), "connections"),
+        (
+            presence(
+                people=[{"name": "a\x1b[2J", "role": "operator", "clients": [], "connections": 1}]
+            ),
+            "name",
+        ),
+        (presence(people=[{"name": "a", "role": "Boss", "clients": [], "connections": 1}]), "role"),
+        (
+            presence(people=[{"name": "a", "role": "viewer", "clients": "tui", "connections": 1}]),
+            "clients",
+        ),
+        (
+            presence(
+                people=[{"name": "a", "role": "viewer", "clients": ["tui"] * 9, "connections": 1}]
+            ),
+            "clients",
+        ),
+        (
+            presence(people=[{"name": "a", "role": "viewer", "clients": [], "connections": 0}]),
+            "connections",
+        ),
+    ],
+)
+def test_a_hostile_presence_is_refused(data: str, field: str) -> None:
+    """A presence message out of bounds, or holding control characters, is refused
+    with a sentence naming the field: a hostile server cannot fill a screen or draw."""
+    with pytest.raises(ProtocolError) as raised:
+        decode_server_message(data)
+    assert field in raised.value.message
+
+
+def test_hello_says_who_the_client_is() -> None:
+    """hello's name, role and commands decode; commands this client does not know are
+    skipped, and an older server's hello (without them) reads as None."""
+    decoded = decode_server_message(hello(name="bob", role="viewer", commands=["cancel", "fly"]))
+    assert decoded == Hello("s", "c", name="bob", role="viewer", commands=("cancel",))
+    assert decode_server_message(hello()) == Hello("s", "c")
+    for bad in (hello(role="Boss"), hello(commands="start"), hello(name="b\x07")):
+        with pytest.raises(ProtocolError):
+            decode_server_message(bad)

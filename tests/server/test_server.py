@@ -26,13 +26,16 @@ RUN = ["STARTING", "IN_PROGRESS", "ALMOST_DONE", "SUCCESS"]
 
 
 async def test_hello_then_the_current_state(server: ProgressServer) -> None:
-    """The first messages are hello, then the current state, the history and the
-    clients count."""
+    """The first messages are hello (which says who the server takes the client
+    for), then the current state, the history, who is here and the clients count."""
     ws, hello, state = await join(server.url)
     async with ws:
         assert hello["protocol"] == 1
         assert hello["server"] == SERVER_NAME
         assert isinstance(hello["client_id"], str) and hello["client_id"]
+        # No token: everyone is an operator, by the name they give (none here).
+        assert (hello["name"], hello["role"]) == (None, "operator")
+        assert hello["commands"] == ["start", "cancel"]
         assert state["state"] == "IDLE"
         assert state["calculation_id"] is None
         assert state["seq"] == 0
@@ -40,6 +43,12 @@ async def test_hello_then_the_current_state(server: ProgressServer) -> None:
         assert abs(state["changed_at"] - time.time()) < TIMEOUT
         assert state["started_at"] is None and state["by"] is None
         assert await recv_json(ws) == {"type": "history", "runs": []}
+        assert await recv_json(ws) == {
+            "type": "presence",
+            "total": 1,
+            "connections": 1,
+            "people": [{"name": None, "role": "operator", "clients": ["other"], "connections": 1}],
+        }
         assert await recv_json(ws) == {"type": "clients", "count": 1}
 
 

@@ -67,7 +67,7 @@ async def test_an_accepted_action_is_an_ack(
     assert (ack.action, ack.request_id) == ("start", "r1")
     assert ack.calculation_id == (await service.backend.snapshot()).calculation_id
     record = only_record(caplog)
-    assert record.getMessage() == "client 84cab819dd9c: start accepted"
+    assert record.getMessage() == "client 84cab819dd9c as 'alice': start accepted"
     assert (record.client_id, record.client_name) == ("84cab819dd9c", "alice")  # type: ignore[attr-defined]
     assert not any(errors(service, code) for code in ErrorCode)
 
@@ -84,7 +84,7 @@ async def test_a_refused_action_is_an_error(
     assert (outcome.code, outcome.request_id) == (ErrorCode.ALREADY_RUNNING, "r2")
     assert outcome.message.endswith(".")
     record = only_record(caplog)
-    assert record.getMessage() == "client 84cab819dd9c: start refused: already_running"
+    assert record.getMessage() == "client 84cab819dd9c as 'alice': start refused: already_running"
     assert record.code == ErrorCode.ALREADY_RUNNING  # type: ignore[attr-defined]
     assert errors(service, ErrorCode.ALREADY_RUNNING) == 1
 
@@ -108,7 +108,7 @@ async def test_a_store_out_of_reach_is_unavailable(caplog: pytest.LogCaptureFixt
         assert outcome == Error(ErrorCode.UNAVAILABLE, "Redis is out of reach.", "r3")
         record = only_record(caplog)
         assert record.levelno == logging.INFO and record.exc_info is None
-        assert record.getMessage() == "client 84cab819dd9c: start refused: the store is unreachable"
+        assert record.getMessage() == "client 84cab819dd9c as 'alice': start refused: the store is unreachable"
         assert errors(service, ErrorCode.UNAVAILABLE) == 1
     finally:
         await service.aclose()

@@ -4,6 +4,7 @@ backend, and the Redis backend on a real redis-server."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -13,6 +14,7 @@ from progress_protocol.states import Attribution, State
 from progress_server.backends.base import Backend
 from progress_server.backends.memory import MemoryBackend
 from progress_server.backends.redis import RedisBackend
+from progress_server.presence import Roster
 from progress_server.calculation import ActionRefused, AlreadyRunning, Change, Clock, NotRunning
 from tests.helpers import STEP, TIMEOUT, FakeClock
 
@@ -237,12 +239,14 @@ async def test_the_end_of_a_calculation_carries_the_history(make_backend: MakeBa
 
 
 async def test_the_clients_count_comes_from_the_backend(make_backend: MakeBackend) -> None:
-    """What an instance reports, the backend answers with the total."""
+    """What an instance reports, the backend answers with the total, and who they are."""
     backend = await make_backend()
-    totals: list[int] = []
-    backend.subscribe_clients(totals.append)
-    backend.report_clients(3)
+    totals: list[tuple[int, Roster]] = []
+    backend.subscribe_clients(lambda total, roster: totals.append((total, Counter(roster))))
+    roster: Roster = Counter({("alice", "operator", "tui"): 2, (None, "viewer", "other"): 1})
+    backend.report_clients(3, roster)
     async with asyncio.timeout(TIMEOUT):
-        while not totals or totals[-1] != 3:
+        while not totals or totals[-1][0] != 3:
             await asyncio.sleep(0.01)
+    assert totals[-1] == (3, roster)
     assert backend.problem is None
