@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from progress_protocol import __version__
-from progress_protocol.messages import MAX_STEP_SECONDS
+from progress_protocol.messages import MAX_STEP_SECONDS, ROLES
 from progress_protocol.options import check_token, setting
 from progress_protocol.states import DEFAULT_STEP_SECONDS
 from progress_protocol.urls import safe_url
@@ -29,6 +29,7 @@ from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
 from .endpoints.http_api import HttpApi
 from .logs import LOG_FORMAT, JsonFormatter, SafeFormatter
 from .server import ProgressServer, SetupError
+from .tokens import TokensFileError, editing, new_token, read_tokens, write_tokens
 from .transport.descriptors import raise_open_files_limit
 from .workers import WORKER_TIMEOUT, WORKER_VARIABLE, Supervisor, join_supervisor, reserve_port
 
@@ -61,7 +62,11 @@ def _websocket_path(ctx: click.Context, param: click.Parameter, value: str) -> s
     return value
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    subcommand_metavar="[token add|list|revoke ...]",
+)
 @setting(
     "--host",
     default=DEFAULT_HOST,
@@ -148,6 +153,13 @@ def _websocket_path(ctx: click.Context, param: click.Parameter, value: str) -> s
     "Prefer the environment variable: command lines are visible to other users.",
 )
 @setting(
+    "--tokens-file",
+    type=click.Path(dir_okay=False),
+    help="Per-user tokens: a name, a role (viewer or operator) and a token's hash a line, "
+    "made with 'progress-server token add'. Re-read within a second when it changes; a "
+    "revoked token's clients are closed. Not with --token.",
+)
+@setting(
     "--allow-origin",
     "allowed_origins",
     envvar="PROGRESS_ALLOW_ORIGINS",
@@ -208,13 +220,21 @@ def _websocket_path(ctx: click.Context, param: click.Parameter, value: str) -> s
     help="PEM private key of --certfile, when it is not in the same file.",
 )
 @click.version_option(__version__, prog_name="progress-server")
-def main(**options: Any) -> None:
+@click.pass_context
+def main(ctx: click.Context, /, **options: Any) -> None:
     """Run one shared calculation and broadcast its every change to every client.
 
     WebSocket clients connect to ws://HOST:PORT/PATH; the same port answers
-    GET /healthz, GET /state, GET /history, POST /start and POST /cancel. Stop with
-    Ctrl-C or SIGTERM: clients are closed with code 1001 (going away).
+    GET /healthz, GET /readyz, GET /metrics, GET /state, GET /history,
+    GET /presence, POST /start and POST /cancel. Stop with Ctrl-C or SIGTERM:
+    clients are closed with code 1001 (going away).
+
+    Who may do what: no token lets anyone who reaches the port start and cancel;
+    --token is one shared operator's token; --tokens-file gives each person or robot
+    a token of their own and a role (progress-server token add NAME --role viewer).
     """
+    if ctx.invoked_subcommand is not None:
+        return
     log_level = options.pop("log_level")
     log_format = options.pop("log_format").lower()
     options["allowed_origins"] = tuple(options["allowed_origins"])
@@ -222,6 +242,11 @@ def main(**options: Any) -> None:
     if options["keyfile"] and not options["certfile"]:
         raise click.UsageError("--keyfile needs --certfile.")
     check_token(options["token"])
+    if options["token"] is not None and options["tokens_file"] is not None:
+        raise click.UsageError(
+            "--token and --tokens-file do not go together: give the shared token's holders "
+            "tokens of their own (progress-server token add NAME --role operator)."
+        )
     redis_url, redis_prefix = options.pop("redis_url"), options.pop("redis_prefix")
     redis_timeout = options.pop("redis_timeout")
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://")):
@@ -280,6 +305,87 @@ def main(**options: Any) -> None:
             f"cannot listen on {config.host}:{config.port}: {reason}",
             json_lines=log_format == "json",
         )
+
+
+@main.group(short_help="Add, list and revoke the tokens of a --tokens-file.")
+def token() -> None:
+    """Manage a tokens file: one token per person or robot, each with a role.
+
+    A viewer watches (the state, the history, who is here); an operator also starts
+    and cancels. The file holds each token's SHA-256, never the token: a new token is
+    printed once, by 'add'. A running server re-reads the file within a second.
+    """
+
+
+def _tokens_file_option(function: Any) -> Any:
+    return setting(
+        "--tokens-file",
+        type=click.Path(dir_okay=False),
+        required=True,
+        help="The tokens file the server reads (--tokens-file of progress-server).",
+    )(function)
+
+
+@token.command(short_help="Give NAME a new token, printed once.")
+@click.argument("name")
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    default="viewer",
+    show_default=True,
+    help="viewer: watch only; operator: also start and cancel.",
+)
+@_tokens_file_option
+def add(name: str, role: str, tokens_file: str) -> None:
+    """Add NAME with a new random token, and print the token once on standard output
+    (give it to them: it cannot be shown again). The file is created if need be."""
+    new = new_token()
+    try:
+        with editing(tokens_file) as tokens:
+            changed = tokens.added(name, role, new)
+            write_tokens(tokens_file, changed)
+    except TokensFileError as exc:
+        _fail(str(exc))
+    click.echo(
+        f"progress-server: added {name} ({role}) to {tokens_file}; their token, shown "
+        "only this once:",
+        err=True,
+    )
+    click.echo(new)
+
+
+@token.command(name="list", short_help="Print the names and roles, never tokens.")
+@_tokens_file_option
+def list_tokens(tokens_file: str) -> None:
+    """Print each name and role in the tokens file; the tokens are not in it."""
+    try:
+        tokens = read_tokens(tokens_file)
+    except TokensFileError as exc:
+        _fail(str(exc))
+    if not tokens.entries:
+        click.echo(f"progress-server: {tokens_file} has no entries", err=True)
+    width = max((len(entry.name) for entry in tokens.entries), default=0)
+    for entry in tokens.entries:
+        click.echo(f"{entry.name:<{width}}  {entry.role}")
+
+
+@token.command(short_help="Take NAME's token away.")
+@click.argument("name")
+@_tokens_file_option
+def revoke(name: str, tokens_file: str) -> None:
+    """Remove NAME's token: every server reading the file closes their connections
+    within a second (code 4401) and refuses the token from then on."""
+    try:
+        with editing(tokens_file) as tokens:
+            write_tokens(tokens_file, tokens.revoked(name))
+    except TokensFileError as exc:
+        _fail(str(exc))
+    click.echo(f"progress-server: revoked {name}'s token in {tokens_file}", err=True)
+
+
+def _fail(sentence: str) -> NoReturn:
+    click.echo(f"progress-server: {sentence}", err=True)
+    sys.exit(1)
 
 
 def _fatal(sentence: str, *, json_lines: bool) -> NoReturn:

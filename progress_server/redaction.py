@@ -15,6 +15,8 @@ from urllib.parse import unquote
 
 from progress_protocol.urls import DECODINGS, REDACTED, hide_credential_parameters, safe_url
 
+from .tokens import TOKEN_PREFIX
+
 __all__ = ["PATH_LIMIT", "escape_controls", "redact", "safe_path"]
 
 #: The longest request path a log line shows, in characters.
@@ -30,6 +32,8 @@ _URL_WITH_USERINFO = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]*@[^\s\"
 #: Credentials in an Authorization header, but not the challenge
 #: 'WWW-Authenticate: Bearer realm="progress"', which holds no secret.
 _CREDENTIALS = re.compile(r"\b(Bearer|Basic)(\s+)(?!realm=)[^\s\"',]+", re.IGNORECASE)
+#: The tokens of a tokens file (progress-server token add), wherever they appear.
+_OUR_TOKENS = re.compile(re.escape(TOKEN_PREFIX) + r"[A-Za-z0-9_-]+")
 _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
 _MARKER = re.compile(re.escape(REDACTED))
 
@@ -37,9 +41,9 @@ _MARKER = re.compile(re.escape(REDACTED))
 def redact(text: str, *, secrets: tuple[str, ...] = ()) -> str:
     """Hide credentials in a log line or a traceback.
 
-    Hidden: the userinfo of any URL, the value of any credential parameter
-    (``token=``, ``tok%65n=``, ``password=``...), ``Bearer`` and ``Basic``
-    credentials, and each of ``secrets`` wherever it appears, in clear or
+    Hidden: the tokens this server makes (``prg_...``), the userinfo of any URL, the
+    value of any credential parameter (``token=``, ``tok%65n=``, ``password=``...),
+    ``Bearer`` and ``Basic`` credentials, and each of ``secrets`` wherever it appears, in clear or
     percent-encoded in any way (mixed-case hex, partly, more than once), whole or a run
     of :data:`SECRET_RUN` of its characters.
 
@@ -51,6 +55,8 @@ def redact(text: str, *, secrets: tuple[str, ...] = ()) -> str:
     for secret in secrets:
         if secret:
             text = _hide_secret(text, secret)
+    if TOKEN_PREFIX in text:
+        text = _OUR_TOKENS.sub(REDACTED, text)
     if "@" in text and "://" in text:
         text = _URL_WITH_USERINFO.sub(lambda match: safe_url(match.group()), text)
     lowered = text.lower()
@@ -77,6 +83,8 @@ def safe_path(target: str, *, secrets: tuple[str, ...] = ()) -> str:
     for secret in secrets:
         if secret:
             decoded = _hide_secret(decoded, secret)
+    if TOKEN_PREFIX in decoded:
+        decoded = _OUR_TOKENS.sub(REDACTED, decoded)
     if len(decoded) > PATH_LIMIT:
         decoded = decoded[:PATH_LIMIT] + "..."
     return decoded

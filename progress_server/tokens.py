@@ -13,6 +13,8 @@ holds nothing that opens the server. Reading, matching (in constant time) and wr
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import hmac
@@ -20,6 +22,7 @@ import os
 import re
 import secrets
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +35,7 @@ __all__ = [
     "TokensFileError",
     "check_name",
     "digest_of",
+    "editing",
     "new_token",
     "read_tokens",
     "write_tokens",
@@ -221,6 +225,25 @@ def read_tokens(path: str | os.PathLike[str]) -> Tokens:
         return Tokens.parse(text)
     except TokensFileError as exc:
         raise TokensFileError(f"{os.fspath(path)}, {exc}") from None
+
+
+@contextlib.contextmanager
+def editing(path: str | os.PathLike[str]) -> Iterator[Tokens]:
+    """The entries of a tokens file (none if it does not exist yet), held against other
+    edits (a lock beside it) until the block ends: two people adding at once both
+    land.
+
+    Raises:
+        TokensFileError: If it cannot be read, parsed or locked.
+    """
+    lock_path = f"{os.fspath(path)}.lock"
+    try:
+        lock = open(lock_path, "a")  # noqa: SIM115  # held for the block
+    except OSError as exc:
+        raise TokensFileError(f"cannot lock {lock_path}: {exc.strerror or exc}") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield read_tokens(path) if os.path.exists(path) else Tokens()
 
 
 def write_tokens(path: str | os.PathLike[str], tokens: Tokens) -> None:
