@@ -119,6 +119,8 @@ class ProgressClient:
             by default the system's.
         stable_after: How long a connection must last for its end to start the backoff
             afresh (and, with several URLs, for each of them to count as untried).
+        agent: The program, named in the User-Agent (``progress-tui``): the server
+            tells who watches from what in its presence list.
 
     Attributes:
         urls: Every URL, as shown (without a token), in the order they are tried.
@@ -141,6 +143,7 @@ class ProgressClient:
         name: str | None = None,
         cafile: str | None = None,
         stable_after: float = 5.0,
+        agent: str = "progress-client",
     ) -> None:
         given = [url] if isinstance(url, str) else list(url)
         if not given:
@@ -149,6 +152,7 @@ class ProgressClient:
         self._connect_urls = tuple(dict.fromkeys(check_url(each) for each in given))
         self.urls = tuple(safe_url(each) for each in self._connect_urls)
         self.stable_after = stable_after
+        self.agent = agent
         self.token = token
         self.name = clean_name(name) if name else None
         secure = any(each.startswith("wss:") for each in self.urls)
@@ -261,7 +265,7 @@ class ProgressClient:
             ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout,
             close_timeout=self.close_timeout,
-            user_agent_header=f"progress-client/{__version__}",
+            user_agent_header=f"{self.agent}/{__version__}",
             additional_headers=self._headers(),
             # websockets refuses a TLS context for a ws:// URL.
             ssl=self.ssl_context if self.urls[index].startswith("wss:") else None,

@@ -18,9 +18,11 @@ from progress_protocol.messages import (
     PROTOCOL_VERSION,
     Ack,
     Clients,
+    Command,
     Error,
     Hello,
     History,
+    Presence,
     ProtocolError,
     StateMessage,
     Unknown,
@@ -39,6 +41,7 @@ __all__ = [
     "ConnectionLost",
     "ConnectionStatus",
     "HistoryReceived",
+    "PresenceChanged",
     "ServerError",
     "Session",
     "StateReceived",
@@ -75,11 +78,22 @@ class Connecting:
 
 @dataclass(frozen=True, slots=True)
 class Connected:
-    """The server said hello; its state follows at once."""
+    """The server said hello; its state follows at once.
+
+    Attributes:
+        name: Who the server attributes this client's actions to (its token's name,
+            with a tokens file); None: no name.
+        role: ``viewer`` or ``operator``; None from a server before roles.
+        commands: The commands this client may send; None from a server before roles
+            (every one).
+    """
 
     url: str
     server: str
     client_id: str
+    name: str | None = None
+    role: str | None = None
+    commands: tuple[Command, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +111,13 @@ class HistoryReceived:
 @dataclass(frozen=True, slots=True)
 class ClientsChanged:
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChanged:
+    """Who is connected, over every instance."""
+
+    presence: Presence
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +186,7 @@ ClientEvent = (
     | Connected
     | StateReceived
     | ClientsChanged
+    | PresenceChanged
     | HistoryReceived
     | ActionAccepted
     | ServerError
@@ -209,7 +231,14 @@ class Session:
                 if message.protocol != PROTOCOL_VERSION:
                     logger.warning("the server speaks protocol %d", message.protocol)
                 self.greeted = True
-                return Connected(self.url, message.server, message.client_id)
+                return Connected(
+                    self.url,
+                    message.server,
+                    message.client_id,
+                    message.name,
+                    message.role,
+                    message.commands,
+                )
             case StateMessage(snapshot=snapshot):
                 last = self.last
                 # Each change has a larger seq: an older state (a reordering proxy, a
@@ -230,6 +259,8 @@ class Session:
                 return ClientsChanged(count)
             case History(runs=runs):
                 return HistoryReceived(runs)
+            case Presence():
+                return PresenceChanged(message)
             case Ack():
                 return ActionAccepted(message)
             case Error():

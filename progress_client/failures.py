@@ -24,6 +24,7 @@ from .wording import describe_exception, printable
 __all__ = [
     "MAX_RETRY_AFTER",
     "NOT_TLS",
+    "REVOKED",
     "describe_close",
     "describe_failure",
     "is_permanent",
@@ -36,6 +37,9 @@ logger = logging.getLogger(__name__)
 #: The longest wait a server's ``Retry-After`` can impose, in seconds: a larger value
 #: (or a hostile one) is cut to it, so that a client never looks dead for long.
 MAX_RETRY_AFTER = 60.0
+
+#: The close code of a connection whose token was revoked (the server's tokens file).
+REVOKED = 4401
 
 #: The 4xx statuses that say "not now" rather than "no": they are retried.
 _TRANSIENT_CLIENT_ERRORS = frozenset({408, 425, 429})
@@ -166,5 +170,7 @@ def describe_close(connection: ClientConnection) -> str:
         return "the server sent a message over the size this client accepts (1009)"
     if code == CloseCode.NORMAL_CLOSURE:
         return "closed (1000)"
+    if code == REVOKED:
+        return "the server revoked this client's token (4401): ask for a new one"
     # The reason is the server's text: at most 123 bytes, but any characters.
     return printable(f"closed by the server ({code}{': ' + reason if reason else ''})")

@@ -275,6 +275,11 @@ def main(ctx: click.Context, /, **options: Any) -> None:
             raise click.BadParameter(str(exc), param_hint="--redis-url") from None
         except BackendUnavailable as exc:  # the extra is not installed
             _fatal(str(exc), json_lines=log_format == "json")
+    if config.tokens_file is not None:
+        try:  # said before anything starts: the server reads it again as it does
+            read_tokens(config.tokens_file)
+        except TokensFileError as exc:
+            _fatal(f"cannot use the tokens file: {exc}", json_lines=log_format == "json")
     if workers > 1:
         sys.exit(
             _supervise(workers, config, json_lines=log_format == "json", timeout=worker_timeout)

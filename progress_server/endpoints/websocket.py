@@ -323,7 +323,9 @@ class WebSocketEndpoint:
     async def _perform(
         self, connection: GuardedConnection, command: Command, request_id: str | None
     ) -> None:
-        outcome = await self.service.perform(command, request_id, connection.by)
+        outcome = await self.service.perform(
+            command, request_id, connection.by, user=connection.user
+        )
         self._send_reply(connection, outcome)
 
     @staticmethod

@@ -29,13 +29,14 @@ from progress_client.events import (
     Connecting,
     ConnectionLost,
     HistoryReceived,
+    PresenceChanged,
     ServerError,
     StateReceived,
     Waiting,
 )
 from progress_client.failures import MAX_RETRY_AFTER, NOT_TLS
 from progress_client.reconnect import ReconnectPolicy
-from progress_protocol.messages import decode_server_message
+from progress_protocol.messages import Person, Presence, decode_server_message
 from progress_protocol.states import State, StateSnapshot
 from progress_server.server import ProgressServer
 from tests.client.hostile import CASES, HostileServer, Refusal, Script, frame, hello, state
@@ -62,17 +63,23 @@ def client_for(url: str | list[str], **kwargs: Any) -> ProgressClient:
 
 
 async def test_connect_yields_hello_state_and_count(server: ProgressServer) -> None:
-    """Connecting, Connected, the current state, the history, then the clients count."""
-    client = client_for(server.url)
+    """Connecting, Connected (who the server takes it for), the current state, the
+    history, who is here (the client by its name and kind), then the clients count."""
+    client = client_for(server.url, name="ann", agent="progress-tui")
     async with aclosing(client.events()) as events:
         assert await anext(events) == Connecting(server.url, 1)
         connected = await anext(events)
         assert isinstance(connected, Connected)
         assert connected.server.startswith("progress-server/")
+        assert (connected.name, connected.role) == ("ann", "operator")
+        assert connected.commands == ("start", "cancel")
         state = await anext(events)
         assert isinstance(state, StateReceived)
         assert state.snapshot.state is State.IDLE
         assert await anext(events) == HistoryReceived(())
+        assert await anext(events) == PresenceChanged(
+            Presence((Person("ann", "operator", ("tui",), 1),), total=1, connections=1)
+        )
         assert await anext(events) == ClientsChanged(1)
 
 

@@ -108,7 +108,9 @@ async def test_a_store_out_of_reach_is_unavailable(caplog: pytest.LogCaptureFixt
         assert outcome == Error(ErrorCode.UNAVAILABLE, "Redis is out of reach.", "r3")
         record = only_record(caplog)
         assert record.levelno == logging.INFO and record.exc_info is None
-        assert record.getMessage() == "client 84cab819dd9c as 'alice': start refused: the store is unreachable"
+        assert record.getMessage() == (
+            "client 84cab819dd9c as 'alice': start refused: the store is unreachable"
+        )
         assert errors(service, ErrorCode.UNAVAILABLE) == 1
     finally:
         await service.aclose()

@@ -4,8 +4,8 @@ backend, and the Redis backend on a real redis-server."""
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -14,8 +14,8 @@ from progress_protocol.states import Attribution, State
 from progress_server.backends.base import Backend
 from progress_server.backends.memory import MemoryBackend
 from progress_server.backends.redis import RedisBackend
-from progress_server.presence import Roster
 from progress_server.calculation import ActionRefused, AlreadyRunning, Change, Clock, NotRunning
+from progress_server.presence import Roster
 from tests.helpers import STEP, TIMEOUT, FakeClock
 
 MakeBackend = Callable[..., Awaitable[Backend]]
