@@ -37,6 +37,7 @@ from progress_protocol.messages import (
     Error,
     ErrorCode,
     History,
+    Presence,
     StateMessage,
     to_dict,
 )
@@ -51,6 +52,7 @@ from .events import (
     Connecting,
     ConnectionLost,
     HistoryReceived,
+    PresenceChanged,
     ServerError,
     StateReceived,
     Waiting,
@@ -64,8 +66,10 @@ from .wording import (
     describe_exception,
     duration,
     name_of,
+    person_label,
     printable,
     started,
+    watching,
 )
 
 __all__ = ["main"]
@@ -255,6 +259,7 @@ def make_client(target: Target, *, reconnect: bool) -> ProgressClient:
         token=target.token,
         name=target.name,
         cafile=target.cafile,
+        agent="progress-ctl",
     )
 
 
@@ -510,3 +515,58 @@ async def _history(target: Target, as_json: bool) -> int:
                         EXIT_UNREACHABLE,
                     )
     raise Failure("the server closed the connection before answering", EXIT_UNREACHABLE)
+
+
+@main.command(short_help="Print who is connected, and as what.")
+@click.option("--json", "as_json", is_flag=True, help="Print the presence message as JSON.")
+@click.pass_obj
+def who(target: Target, as_json: bool) -> None:
+    """Print who is connected to the calculation (over every instance): each person,
+    their role, their connections and the kinds of client; then who you are."""
+    run(_who(target, as_json))
+
+
+async def _who(target: Target, as_json: bool) -> int:
+    client = make_client(target, reconnect=False)
+    me: Connected | None = None
+    async with asyncio.timeout(ANSWER_TIMEOUT), aclosing(follow(client)) as events:
+        async for event in events:
+            match event:
+                case Connected():
+                    me = event
+                case PresenceChanged(presence=presence):
+                    if as_json:
+                        print_json(to_dict(presence))
+                    else:
+                        for line in presence_table(presence, me):
+                            click.echo(line)
+                    await client.close()
+                    return EXIT_OK
+    raise Failure("the server closed the connection before saying who is here", EXIT_UNREACHABLE)
+
+
+def presence_table(presence: Presence, me: Connected | None) -> list[str]:
+    """ "3 watching: alice, bob (viewer), ci-bot", then a line a person, then "you:
+    alice (operator)"."""
+    lines = [watching(presence)]
+    rows = [
+        (
+            person_label(person, limit=64).removesuffix(f" ({person.role})"),
+            printable(person.role),
+            f"{person.connections} connection{'' if person.connections == 1 else 's'}",
+            ", ".join(printable(kind) for kind in person.clients),
+        )
+        for person in presence.people
+    ]
+    if rows:
+        widths = [max(len(row[n]) for row in rows) for n in range(3)]
+        for row in rows:
+            lines.append(
+                f"  {row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}"
+            )
+    if presence.total > len(presence.people):
+        lines.append(f"  and {presence.total - len(presence.people)} more")
+    if me is not None and me.role is not None:
+        you = printable(me.name) if me.name else "(no name)"
+        lines.append(f"you: {you} ({printable(me.role)})")
+    return lines

@@ -10,9 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Collection
 
+from progress_protocol.messages import Person, Presence
 from progress_protocol.states import Attribution, State
 
 __all__ = [
+    "NAME_IN_LIST",
     "REPLACEMENT",
     "UNKNOWN_TIME",
     "attribution",
@@ -21,10 +23,14 @@ __all__ = [
     "countdown",
     "describe_exception",
     "duration",
+    "identity",
     "moment",
     "name_of",
+    "person_label",
     "printable",
     "started",
+    "watchers",
+    "watching",
 ]
 
 #: What stands in for a character that must not reach a terminal.
@@ -127,3 +133,54 @@ def canceled(by: Attribution | None, during: State | None, mine: Collection[str]
     if during is not None:
         words += f" during {during.value}"
     return words
+
+
+#: A name longer than this is cut with an ellipsis in a list of people.
+NAME_IN_LIST = 20
+
+
+def identity(name: str | None, role: str | None) -> str:
+    """Who the server takes this client for: "alice · operator", "viewer" (no name),
+    "" (an older server said neither)."""
+    shown = printable(name, limit=NAME_IN_LIST) if name else ""
+    if role is None:
+        return shown
+    return f"{shown} · {printable(role)}" if shown else printable(role)
+
+
+def person_label(person: Person, *, limit: int = NAME_IN_LIST) -> str:
+    """One person in a list: "alice", "bob (viewer)", "3 unnamed"; operators are the
+    usual case and go without their role."""
+    if person.name is None:
+        label = f"{person.connections} unnamed"
+    else:
+        label = printable(person.name)
+        if len(label) > limit:
+            label = label[: limit - 1] + "…"
+    return label if person.role == "operator" else f"{label} ({printable(person.role)})"
+
+
+def watchers(presence: Presence) -> int:
+    """How many are watching: each named person once, each unnamed connection once."""
+    unnamed = [person for person in presence.people if person.name is None]
+    return presence.total - len(unnamed) + sum(person.connections for person in unnamed)
+
+
+def watching(presence: Presence, width: int | None = None) -> str:
+    """Who is watching, in a line: "3 watching: alice, bob (viewer), ci-bot", cut to
+    ``width`` with "+2 more" for those who do not fit, down to "3 watching"."""
+    count = watchers(presence)
+    head = f"{count} watching"
+    labels = [person_label(person) for person in presence.people]
+    if not labels:
+        return head if count else "nobody watching"
+    weights = [1 if person.name else person.connections for person in presence.people]
+    for shown in range(len(labels), -1, -1):
+        rest = count - sum(weights[:shown])
+        parts = labels[:shown] + ([f"+{rest} more"] if rest else [])
+        if shown == 0:
+            break
+        line = f"{head}: {', '.join(parts)}"
+        if width is None or len(line) <= width:
+            return line
+    return head
