@@ -27,10 +27,9 @@ def test_the_line_names_everyone_who_fits() -> None:
     becomes "+N more", down to the count alone."""
     assert watching(PRESENCE) == "5 watching: alice, bob (viewer), 3 unnamed"
     assert watching(PRESENCE, 42) == "5 watching: alice, bob (viewer), 3 unnamed"
-    assert watching(PRESENCE, 41) == "5 watching: alice, bob (viewer), +3 more"
-    assert watching(PRESENCE, 35) == "5 watching: alice, bob (viewer), +3 more"
-    assert watching(PRESENCE, 24) == "5 watching: alice, +4 more"
-    assert watching(PRESENCE, 12) == "5 watching"
+    assert watching(PRESENCE, 40) == "5 watching: alice, bob (viewer), +3 more"
+    assert watching(PRESENCE, 39) == "5 watching: alice, +4 more"
+    assert watching(PRESENCE, 25) == "5 watching"
     assert watching(Presence((), 0, 0)) == "nobody watching"
     many = Presence((ALICE,), total=70, connections=80)  # the server lists 50 at most
     assert watching(many) == "70 watching: alice, +69 more"
