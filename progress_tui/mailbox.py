@@ -36,6 +36,7 @@ from progress_client.events import (
     Connecting,
     ConnectionLost,
     HistoryReceived,
+    PresenceChanged,
     ServerError,
     StateReceived,
     Waiting,
@@ -168,7 +169,7 @@ class Mailbox:
         match event:
             case StateReceived(snapshot=snapshot):
                 self._put_state(event, snapshot, now)
-            case ClientsChanged() | HistoryReceived():
+            case ClientsChanged() | PresenceChanged() | HistoryReceived():
                 self._replace(type(event), event)
             case ActionAccepted() | ServerError():
                 self._put_reply(event, now)

@@ -19,10 +19,11 @@ from progress_client.events import ConnectionStatus
 from progress_protocol.messages import Command, ErrorCode
 from progress_protocol.states import Run, State, StateSnapshot
 
-__all__ = ["ERROR_TITLES", "ConnectionInfo", "lost_on_resync", "refusal"]
+__all__ = ["ERROR_TITLES", "ConnectionInfo", "Identity", "lost_on_resync", "refusal"]
 
 #: Titles for people of the server's error codes; another code is "Refused".
 ERROR_TITLES: dict[str, str] = {
+    ErrorCode.FORBIDDEN: "Not allowed",
     ErrorCode.ALREADY_RUNNING: "Already running",
     ErrorCode.NOT_RUNNING: "Not running",
     ErrorCode.RATE_LIMITED: "Rate limited",
@@ -59,8 +60,31 @@ class ConnectionInfo:
         return self.status is ConnectionStatus.CONNECTED
 
 
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who the server takes this app for, as its last hello said.
+
+    Attributes:
+        name: The name its actions are attributed to (the token's, with a tokens
+            file); None: it gave none.
+        role: ``viewer``, ``operator``; None from a server before roles.
+        commands: What it may send; None from a server before roles (everything).
+    """
+
+    name: str | None = None
+    role: str | None = None
+    commands: tuple[Command, ...] | None = None
+
+    def may(self, action: Command) -> bool:
+        return self.commands is None or action in self.commands
+
+
 def refusal(
-    action: Command, connection: ConnectionInfo, *, expects_running: bool
+    action: Command,
+    connection: ConnectionInfo,
+    *,
+    expects_running: bool,
+    identity: Identity | None = None,
 ) -> tuple[str, str] | None:
     """Why ``action`` cannot be sent now, as (title, sentence); None if it can.
 
@@ -68,7 +92,15 @@ def refusal(
         connection: Where the connection stands.
         expects_running: Whether a calculation runs once the server has the actions
             sent so far.
+        identity: Who the server takes the app for: a role may not allow the action.
     """
+    if identity is not None and not identity.may(action):
+        role = identity.role or "this role"
+        return (
+            ERROR_TITLES[ErrorCode.FORBIDDEN],
+            f"You are a {role}: a {role} may watch but not {action}. "
+            "Ask an operator, or for an operator's token.",
+        )
     if not connection.connected:
         if connection.stopped:
             return "Not connected", f"Cannot {action}: not connected. Press r to try again."

@@ -10,16 +10,18 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from progress_client.events import ConnectionStatus
-from progress_client.wording import countdown, printable
+from progress_client.wording import countdown, identity, printable, watching
+from progress_protocol.messages import Presence
 
-from ..status import ConnectionInfo
+from ..status import ConnectionInfo, Identity
 
 __all__ = ["ConnectionStatusBar"]
 
 
 class ConnectionStatusBar(Widget):
-    """ "● Connected to URL - N clients - rtt X ms", "↻ Reconnecting in X.Xs (attempt N) -
-    why", "✘ Stopped: why - press r to try again".
+    """ "● Connected to URL - alice · operator - 3 watching: alice, bob (viewer), ci-bot -
+    rtt X ms", "↻ Reconnecting in X.Xs (attempt N) - why", "✘ Stopped: why - press r to
+    try again".
 
     The longest wording that fits the width on one line is shown (the shortest fit 40
     cells; the reasons are in the event log); on a narrower terminal it wraps between
@@ -44,6 +46,9 @@ class ConnectionStatusBar(Widget):
 
     info: reactive[ConnectionInfo | None] = reactive(None)
     clients: reactive[int | None] = reactive(None)
+    #: Who the server takes this app for; who is connected.
+    identity: reactive[Identity | None] = reactive(None)
+    presence: reactive[Presence | None] = reactive(None)
 
     def __init__(
         self,
@@ -74,29 +79,45 @@ class ConnectionStatusBar(Widget):
 
     def describe(self, width: int | None = None) -> str:
         """The longest wording that fits in ``width`` cells (None: the longest)."""
-        wordings = [printable(" - ".join(parts)) for parts in self.wordings()]
+        wordings = [printable(" - ".join(parts)) for parts in self.wordings(width)]
         if width is not None:
             for wording in wordings:
                 if Content(wording).cell_length <= width:
                     return wording
         return wordings[-1] if width is not None else wordings[0]
 
-    def wordings(self) -> list[list[str]]:
-        """What the bar can say now, from the longest to the shortest, in parts."""
+    def wordings(self, width: int | None = None) -> list[list[str]]:
+        """What the bar can say now, from the longest to the shortest, in parts; the
+        list of who is watching is cut to what is left of ``width``."""
         info = self.info
         if info is None:
             return [["✘ Disconnected"]]
         match info.status:
             case ConnectionStatus.CONNECTED:
-                clients = []
-                if self.clients is not None:
-                    clients.append(f"{self.clients} client{'s' if self.clients != 1 else ''}")
+                you = self.identity
+                me = [identity(you.name, you.role)] if you and (you.name or you.role) else []
+
+                def who(head: list[str], tail: tuple[str, ...] = ()) -> list[str]:
+                    """Who is watching, in what ``width`` leaves beside the others."""
+                    if self.presence is not None:
+                        used = len(" - ".join([*head, "", *tail]))
+                        room = None if width is None else max(1, width - used)
+                        return [watching(self.presence, room)]
+                    if self.clients is not None:
+                        return [f"{self.clients} client{'s' if self.clients != 1 else ''}"]
+                    return []
+
                 rtt = self.rtt()
                 timing = "rtt …" if rtt is None else f"rtt {rtt * 1000:.1f} ms"
+                full = [f"● Connected to {info.url}", *me]
+                short = ["● Connected", *me]
+                # The last: "● alice · viewer - 3 watching", at 40 columns.
+                least = [" ".join(["●", *me])] if me else ["● Connected"]
                 return [
-                    [f"● Connected to {info.url}", *clients, timing],
-                    ["● Connected", *clients, timing],
-                    ["● Connected", *clients],
+                    [*full, *who(full, (timing,)), timing],
+                    [*short, *who(short, (timing,)), timing],
+                    [*short, *who(short)],
+                    [*least, *who(least)],
                 ]
             case ConnectionStatus.CONNECTING:
                 attempt = f" (attempt {info.attempt})" if info.attempt > 1 else ""
