@@ -59,6 +59,7 @@ TOWERS: dict[str, list[tuple[str, list[str]]]] = {
             [
                 "progress_client",
                 "progress_client.wording",
+                "progress_client.notifications",
                 "progress_client.reconnect",
                 "progress_client.failover",
             ],
