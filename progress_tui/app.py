@@ -106,14 +106,14 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("q ctrl+c", "Quit"),
 )
 
-#: Where the Footer does not fit, the key bar leaves out the last of these first. The
-#: panels a small pane hides come before reconnect (the status bar says "press r" when
-#: it matters) and quit (q and ctrl+c, as everywhere). The notifications' setting goes
-#: before all of them: it is on the help screen and in the palette.
 #: From 80 columns the Footer holds the keys, and it has room for n's beside the others
 #: only from this width: between the two, n is left out of it (q would be cut off).
 FOOTER_FITS_NOTIFY = 88
 
+#: Where the Footer does not fit, the key bar leaves out the last of these first. The
+#: panels a small pane hides come before reconnect (the status bar says "press r" when
+#: it matters) and quit (q and ctrl+c, as everywhere). The notifications' setting is
+#: left out first: the help screen and the palette have it.
 KEY_PRIORITY = (
     "start",
     "cancel",
@@ -604,7 +604,8 @@ class ProgressApp(App[None]):
     # What the user asks for.
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Start and Cancel show dimmed in the Footer while they would be refused."""
+        """Start and Cancel show dimmed in the Footer while they would be refused; n
+        shows where the keys have room for it (the same key works unshown)."""
         if action in ("start", "cancel"):
             return True if self.refusal(action) is None else None  # type: ignore[arg-type]
         if action == "cycle_notify" and not parameters:
