@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import locale
 import logging
 import os
 import sys
@@ -57,6 +58,7 @@ from .events import (
     StateReceived,
     Waiting,
 )
+from .notifications import EndWatch, alert, ended
 from .options import check_connection_options, connection_options
 from .reconnect import ReconnectPolicy
 from .wording import (
@@ -447,15 +449,54 @@ def print_accepted(ack: Ack, as_json: bool) -> None:
     help="Exit at the next SUCCESS (status 0) or CANCELED (status 1); status 1 as well "
     "if the calculation followed is gone (the server restarted).",
 )
+@click.option(
+    "--notify",
+    is_flag=True,
+    help="When a calculation seen running ends (with --until-done: the one it exits on), "
+    "ring the terminal's bell and send a desktop notification (OSC 9 or OSC 777, by "
+    "terminal; in tmux 3.3 and later: set -g allow-passthrough on). They go to the "
+    "controlling terminal, else to stderr if it is one, else nowhere: never to stdout.",
+)
 @click.pass_obj
-def watch(target: Target, as_json: bool, until_done: bool) -> None:
-    """Print the current state, then one line per change; reconnects by itself."""
-    run(_watch(target, as_json, until_done))
+def watch(target: Target, as_json: bool, until_done: bool, notify: bool) -> None:
+    """Print the current state, then one line per change; reconnects by itself.
+
+    With --notify, the terminal is told when a run ends: at the end --until-done waits
+    for, or at the end of each run seen running while it watches.
+    """
+    run(_watch(target, as_json, until_done, notify))
 
 
-async def _watch(target: Target, as_json: bool, until_done: bool) -> int:
+def ring(snapshot: StateSnapshot) -> None:
+    """The bell and the desktop notification of the end ``snapshot`` says, written to
+    the controlling terminal (/dev/tty), else to stderr if it is a terminal, else
+    nowhere: a script's stdout stays what it parses, and a log gets no escape sequence.
+    A terminal that cannot be written to is not worth failing the command for."""
+    sequences = alert(ended(snapshot), os.environ)
+    try:
+        tty = os.open("/dev/tty", os.O_WRONLY | os.O_NOCTTY)
+    except OSError:  # no controlling terminal (a service, a detached session)
+        tty = None
+    try:
+        if tty is None:
+            if sys.stderr.isatty():
+                sys.stderr.write(sequences)
+                sys.stderr.flush()
+            return
+        data = sequences.encode(locale.getpreferredencoding(False), errors="replace")
+        while data:
+            data = data[os.write(tty, data) :]
+    except (OSError, ValueError):  # a terminal gone, a stream closed: the end is printed
+        pass
+    finally:
+        if tty is not None:
+            os.close(tty)
+
+
+async def _watch(target: Target, as_json: bool, until_done: bool, notify: bool) -> int:
     client = make_client(target, reconnect=True)
     last: StateSnapshot | None = None
+    ends = EndWatch()
     async with aclosing(follow(client)) as events:
         async for event in events:
             if not isinstance(event, StateReceived) or event.snapshot == last:
@@ -474,9 +515,14 @@ async def _watch(target: Target, as_json: bool, until_done: bool) -> int:
             first = last is None
             last = snapshot
             emit(last, as_json)
+            seen_coming = ends.seen(last)
             if until_done and not first and last.state.is_final:
+                if notify:
+                    ring(last)
                 await client.close()
                 return EXIT_OK if last.state is State.SUCCESS else EXIT_REFUSED
+            if notify and seen_coming:
+                ring(last)
     return EXIT_OK
 
 

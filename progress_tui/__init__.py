@@ -7,9 +7,11 @@ One module per job, each floor importing only from its own and those below it
   the latest snapshot; :mod:`.status`, where the app stands with its server (the
   connection, what may be sent now and the words when not, a run lost across a
   reconnect); :mod:`.wrapping`, lines broken between words; :mod:`.mailbox`, what the
-  network worker hands the screen, the latest truth, bounded;
+  network worker hands the screen, the latest truth, bounded; :mod:`.ends`, which ends
+  of a run the app tells of (``--notify``);
 - Textual's seams: :mod:`.messages`, the worker's wake-up; :mod:`.toasts`, where the
   notifications stand, the one module that knows Textual's toast widgets;
+  :mod:`.terminal`, raw sequences to the terminal through Textual's driver;
 - :mod:`.widgets`, one widget per module, and :mod:`.screens`, the help screen;
 - :mod:`.app`: :class:`~.app.ProgressApp`, its layout in ``app.tcss``;
 - :mod:`.cli`: ``progress-tui``.

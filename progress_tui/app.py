@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import aclosing
 from functools import partial
 from typing import ClassVar
@@ -47,12 +48,14 @@ from progress_client.events import (
     StateReceived,
     Waiting,
 )
+from progress_client.notifications import alert, ended
 from progress_client.wording import attribution, countdown, describe_exception, printable
 from progress_protocol import __version__
 from progress_protocol.messages import Command, ErrorCode
 from progress_protocol.states import Run, State, StateSnapshot
 
-from . import toasts
+from . import terminal, toasts
+from .ends import Ends, Notify
 from .mailbox import FoldedReplies, Mailbox, QuietState, Summary
 from .messages import NewsArrived
 from .panel import PanelView, short_id
@@ -97,15 +100,30 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("", "Otherwise: reconnect now, or try again after giving up."),
     ("l", "Show or hide the event log"),
     ("h", "Show or hide the history"),
+    ("n", "When to be told that a run ended (bell, desktop, here): mine, all, off"),
     ("? F1", "This help"),
     ("ctrl+p", "The command palette"),
     ("q ctrl+c", "Quit"),
 )
 
+#: From 80 columns the Footer holds the keys, and it has room for n's beside the others
+#: only from this width: between the two, n is left out of it (q would be cut off).
+FOOTER_FITS_NOTIFY = 88
+
 #: Where the Footer does not fit, the key bar leaves out the last of these first. The
 #: panels a small pane hides come before reconnect (the status bar says "press r" when
-#: it matters) and quit (q and ctrl+c, as everywhere).
-KEY_PRIORITY = ("start", "cancel", "toggle_log", "toggle_history", "help", "reconnect", "quit")
+#: it matters) and quit (q and ctrl+c, as everywhere). The notifications' setting is
+#: left out first: the help screen and the palette have it.
+KEY_PRIORITY = (
+    "start",
+    "cancel",
+    "toggle_log",
+    "toggle_history",
+    "help",
+    "reconnect",
+    "quit",
+    "cycle_notify",
+)
 
 
 class ProgressApp(App[None]):
@@ -120,6 +138,10 @@ class ProgressApp(App[None]):
             tests with a frozen clock).
         log_path: Where the log file is, named on the help screen and in errors.
         pending_timeout: How long an action waits for its answer before the user is told.
+        notify: Which ends of a calculation ring the terminal's bell, send a desktop
+            notification and show one here; ``n`` changes it.
+        environ: The environment that says which terminal this is (the desktop
+            notification's sequence depends on it); by default the process's.
     """
 
     CSS_PATH = "app.tcss"
@@ -151,6 +173,9 @@ class ProgressApp(App[None]):
         Binding("r", "reconnect", "Reconnect"),
         Binding("l", "toggle_log", "Log"),
         Binding("h", "toggle_history", "History"),
+        Binding("n", "cycle_notify", "Notify"),
+        # Where the Footer has no room for it, n is not shown, and still works.
+        Binding("n", "cycle_notify('unshown')", show=False),
         Binding("question_mark,f1", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
@@ -190,6 +215,8 @@ class ProgressApp(App[None]):
         animate: bool = True,
         log_path: str | None = None,
         pending_timeout: float = PENDING_TIMEOUT,
+        notify: Notify = Notify.MINE,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.client = client
@@ -227,6 +254,10 @@ class ProgressApp(App[None]):
         #: timer of a redraw held back.
         self._keys_drawn: deque[float] = deque(maxlen=KEYS_EACH)
         self._keys_timer: Timer | None = None
+        #: Which ends of a calculation are told, and to which terminal.
+        self.ends = Ends(notify)
+        self.environ = os.environ if environ is None else environ
+        self._notify_key_shown = True
 
     def compose(self) -> ComposeResult:
         yield Header(icon="")
@@ -260,6 +291,7 @@ class ProgressApp(App[None]):
         yield KeyBar(priority=KEY_PRIORITY)
 
     def on_mount(self) -> None:
+        self._fit_notify_key(self.size.width)
         self._sync_panels()
         self._sync_controls()
         self._follow()
@@ -420,6 +452,8 @@ class ProgressApp(App[None]):
                 previous = self.snapshot
                 self.snapshot = snapshot
                 self.frozen_at = None
+                if self.ends.tell(snapshot):
+                    self._tell_end(snapshot)
                 if listed and (previous is None or previous != snapshot):
                     # At the server's time of the change: a client that saw it happen
                     # and one that joined later write the same line.
@@ -438,6 +472,11 @@ class ProgressApp(App[None]):
             case ClientsChanged(count=count):
                 self.clients = count
             case ActionAccepted(ack=ack):
+                # (An ack answers this client's own request.)
+                if ack.action == "start":
+                    self.ends.started(ack.calculation_id)
+                else:
+                    self.ends.canceled(ack.calculation_id)
                 self._settle(ack.request_id)
             case ServerError(error=error) if error.code == ErrorCode.UNAVAILABLE:
                 # Not a refusal of this action but a "not now": the server's store
@@ -549,12 +588,28 @@ class ProgressApp(App[None]):
             self.query_one(EventLog).add(message, "bold red")
             self._toast(message, title="Calculation lost")
 
+    def _tell_end(self, snapshot: StateSnapshot) -> None:
+        """A run this app saw coming ended: the terminal's bell and desktop notification
+        (progress_client/notifications.py picks the sequence for the terminal), and a
+        notification here."""
+        notice = ended(snapshot, self.mine)
+        terminal.write(self, alert(notice, self.environ))
+        done = snapshot.state is State.SUCCESS
+        self._toast(
+            notice.body,
+            title="Calculation done" if done else "Calculation canceled",
+            severity="information" if done else "warning",
+        )
+
     # What the user asks for.
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Start and Cancel show dimmed in the Footer while they would be refused."""
+        """Start and Cancel show dimmed in the Footer while they would be refused; n
+        shows where the keys have room for it (the same key works unshown)."""
         if action in ("start", "cancel"):
             return True if self.refusal(action) is None else None  # type: ignore[arg-type]
+        if action == "cycle_notify" and not parameters:
+            return self._notify_key_shown
         return True
 
     @property
@@ -624,6 +679,12 @@ class ProgressApp(App[None]):
         if show and self._room_for_one_panel():
             self.log_choice = False
 
+    def action_cycle_notify(self, unshown: str = "") -> None:
+        """n: which ends are told, mine -> all -> off -> mine; the new setting is said.
+        (``unshown``: the binding of n that the keys do not show.)"""
+        choice = self.ends.choice = self.ends.choice.following
+        self._toast(f"{choice}: {choice.meaning}", title="Notify", severity="information")
+
     def _room_for_one_panel(self) -> bool:
         """Below the calculation in a short pane, two panels would leave neither a
         useful row: l and h then switch between the log and the history."""
@@ -641,6 +702,7 @@ class ProgressApp(App[None]):
         about += [
             ("Server", server),
             ("Your name", printable(self.client.name) if self.client.name else "(none)"),
+            ("Notify", f"{self.ends.choice}: {self.ends.choice.meaning} (n changes it)"),
         ]
         if self.log_path:
             about.append(("Log file", self.log_path))
@@ -670,6 +732,11 @@ class ProgressApp(App[None]):
         yield SystemCommand("Toggle log", "Show or hide the event log", self.action_toggle_log)
         yield SystemCommand(
             "Toggle history", "Show or hide the history of runs", self.action_toggle_history
+        )
+        yield SystemCommand(
+            "Notify",
+            "When to be told that a run ended: mine, all, off (the next one)",
+            self.action_cycle_notify,
         )
         yield SystemCommand("Help", "The keys, the server and your name", self.action_help)
         yield SystemCommand("Quit", "Close the connection and quit", self.action_quit)
@@ -827,6 +894,15 @@ class ProgressApp(App[None]):
 
     def on_resize(self, event: Resize) -> None:
         self._sync_panels(event.size)  # (self.size is still the old one here)
+        self._fit_notify_key(event.size.width)
+
+    def _fit_notify_key(self, width: int) -> None:
+        """Show n among the keys unless the Footer has no room for it; the key bar,
+        below 80 columns, leaves it out by itself where it does not fit."""
+        shown = not 80 <= width < FOOTER_FITS_NOTIFY
+        if shown != self._notify_key_shown:
+            self._notify_key_shown = shown
+            self.refresh_bindings()
 
     def _sync_controls(self) -> None:
         if not self.query("#buttons"):  # not composed yet

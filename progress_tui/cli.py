@@ -15,6 +15,8 @@ from progress_client.reconnect import ReconnectPolicy
 from progress_protocol import __version__
 from progress_protocol.options import setting
 
+from .ends import Notify
+
 __all__ = ["default_log_path", "main"]
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -46,6 +48,15 @@ def default_log_path() -> Path:
     default=ReconnectPolicy.cap,
     help="Longest wait before reconnecting, in seconds.",
 )
+@setting(
+    "--notify",
+    type=click.Choice([choice.value for choice in Notify]),
+    default=Notify.MINE.value,
+    help="When a run this TUI saw running ends, ring the terminal's bell, send a desktop "
+    "notification (OSC 9 or OSC 777, by terminal; in tmux 3.3 and later: set -g "
+    "allow-passthrough on) and show one here: for the runs started from this TUI "
+    "(mine), for every run (all), or never (off). The n key changes it.",
+)
 @click.version_option(__version__, prog_name="progress-tui")
 def main(
     urls: tuple[str, ...],
@@ -55,13 +66,15 @@ def main(
     log_file: Path,
     reconnect_initial: float,
     reconnect_cap: float,
+    notify: str,
 ) -> None:
     """Follow and drive the shared calculation of a progress-server.
 
     Keys: s start, c cancel, r resynchronise or reconnect now, l event log, h history,
-    ? help, q quit. Open as many terminals as you like, of any size: all of them show
-    the same calculation, live. Given the URLs of several instances that share one
-    calculation, it moves to the next one when its server goes away.
+    n which ends of a run to be told of (mine, all, off), ? help, q quit. Open as many
+    terminals as you like, of any size: all of them show the same calculation, live.
+    Given the URLs of several instances that share one calculation, it moves to the next
+    one when its server goes away.
     """
     check_connection_options(urls, token, cafile)
     if reconnect_cap < reconnect_initial:
@@ -87,6 +100,6 @@ def main(
     policy = ReconnectPolicy(initial=reconnect_initial, cap=reconnect_cap)
     # The client knows nothing of the screen: the app is handed it, and closes it.
     client = ProgressClient(urls, policy=policy, token=token, cafile=cafile, name=name)
-    app = ProgressApp(client, log_path=str(log_file))
+    app = ProgressApp(client, log_path=str(log_file), notify=Notify(notify))
     app.run()
     sys.exit(app.return_code or 0)

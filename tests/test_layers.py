@@ -63,6 +63,7 @@ TOWERS: dict[str, list[tuple[str, list[str]]]] = {
             [
                 "progress_client",
                 "progress_client.wording",
+                "progress_client.notifications",
                 "progress_client.reconnect",
                 "progress_client.failover",
             ],
@@ -82,9 +83,13 @@ TOWERS: dict[str, list[tuple[str, list[str]]]] = {
                 "progress_tui.status",
                 "progress_tui.wrapping",
                 "progress_tui.mailbox",
+                "progress_tui.ends",
             ],
         ),
-        ("Textual's seams", ["progress_tui.messages", "progress_tui.toasts"]),
+        (
+            "Textual's seams",
+            ["progress_tui.messages", "progress_tui.toasts", "progress_tui.terminal"],
+        ),
         (
             "widgets and screens",
             [

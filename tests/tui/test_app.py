@@ -632,12 +632,13 @@ async def test_the_command_palette_offers_the_apps_commands(server: SteppedServe
         await connected(pilot)
         commands = list(app.get_system_commands(app.screen))
         titles = [command.title for command in commands]
-        assert titles[:7] == [
+        assert titles[:8] == [
             "Start",
             "Cancel",
             "Reconnect",
             "Toggle log",
             "Toggle history",
+            "Notify",
             "Help",
             "Quit",
         ]

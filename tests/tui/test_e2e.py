@@ -168,3 +168,64 @@ async def test_two_tuis_side_by_side_show_the_same_calculation(
         for connection in connections:
             await asyncio.wait_for(connection.wait_closed(), TIMEOUT)
         assert [connection.close_code for connection in connections] == [1000, 1000]
+
+
+#: The variables by which the desktop notification is picked, left out of the pane, so
+#: that whatever terminal runs the suite, the TUI's is a plain one in tmux (OSC 777).
+TERMINAL_VARIABLES = (
+    "TERM_PROGRAM",
+    "LC_TERMINAL",
+    "ITERM_SESSION_ID",
+    "KITTY_WINDOW_ID",
+    "WEZTERM_PANE",
+)
+
+
+async def piped(path: Path, pattern: re.Pattern[bytes], timeout: float = TIMEOUT) -> bytes:
+    """Wait until what tmux piped from a pane into ``path`` holds ``pattern``; returns
+    all of it."""
+
+    def read() -> bytes:
+        return path.read_bytes() if path.exists() else b""
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        data = await asyncio.to_thread(read)
+        if pattern.search(data):
+            return data
+        if asyncio.get_running_loop().time() > deadline:
+            tail = data[-600:]
+            raise AssertionError(f"no {pattern.pattern!r} in the pane's output: ...{tail!r}")
+        await asyncio.sleep(0.05)
+
+
+async def test_the_end_of_a_run_it_started_rings_the_terminal(
+    tmux_socket: str, tmp_path: Path
+) -> None:
+    """The TUI in tmux starts a run (s) and sees it through to SUCCESS: its raw output,
+    as `tmux pipe-pane` hands it on, holds the bell, bare, and the OSC 777 desktop
+    notification in tmux's passthrough, naming the calculation; the screen says it too."""
+    pane = Terminal(tmux_socket, "alice", 100, 30)
+    output = tmp_path / "pane.out"
+    server = SteppedServer(port=free_port())
+    unset = " ".join(f"-u {name}" for name in TERMINAL_VARIABLES)
+    async with server:
+        tui = tui_command(server.url, "alice@laptop", tmp_path / "tui.log")
+        await pane.open(f"env {unset} {tui}")
+        await pane.tmux("pipe-pane", "-o", "-t", pane.name, f"cat >> {shlex.quote(str(output))}")
+        await pane.shows("● Connected", "○ IDLE")
+        await pane.press("s")
+        await pane.shows("▶ STARTING")
+        await server.step(3)
+        await pane.shows("✔ SUCCESS", "Calculation done")
+        end = re.compile(
+            rb"\x07\x1bPtmux;\x1b\x1b\]777;notify;progress;"
+            rb"Calculation (\w+) done \(SUCCESS\) after 3 min\x07\x1b\\"
+        )
+        data = await piped(output, end)
+        match = end.search(data)
+        assert match is not None
+        assert match.group(1).decode()[:4] in await pane.screen()  # the id on screen
+        assert data.count(b"\x1bPtmux;") == 1
+        await pane.press("q")
+        await pane.closed()
