@@ -23,7 +23,6 @@ __all__ = [
     "countdown",
     "describe_exception",
     "duration",
-    "identity",
     "moment",
     "name_of",
     "person_label",
@@ -31,6 +30,7 @@ __all__ = [
     "started",
     "watchers",
     "watching",
+    "you_are",
 ]
 
 #: What stands in for a character that must not reach a terminal.
@@ -139,7 +139,7 @@ def canceled(by: Attribution | None, during: State | None, mine: Collection[str]
 NAME_IN_LIST = 20
 
 
-def identity(name: str | None, role: str | None) -> str:
+def you_are(name: str | None, role: str | None) -> str:
     """Who the server takes this client for: "alice · operator", "viewer" (no name),
     "" (an older server said neither)."""
     shown = printable(name, limit=NAME_IN_LIST) if name else ""

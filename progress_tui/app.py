@@ -44,14 +44,21 @@ from progress_client.events import (
     ConnectionLost,
     ConnectionStatus,
     HistoryReceived,
+    PresenceChanged,
     ServerError,
     StateReceived,
     Waiting,
 )
 from progress_client.notifications import alert, ended
-from progress_client.wording import attribution, countdown, describe_exception, printable
+from progress_client.wording import (
+    attribution,
+    countdown,
+    describe_exception,
+    printable,
+    you_are,
+)
 from progress_protocol import __version__
-from progress_protocol.messages import Command, ErrorCode
+from progress_protocol.messages import Command, ErrorCode, Presence
 from progress_protocol.states import Run, State, StateSnapshot
 
 from . import terminal, toasts
@@ -60,7 +67,7 @@ from .mailbox import FoldedReplies, Mailbox, QuietState, Summary
 from .messages import NewsArrived
 from .panel import PanelView, short_id
 from .screens.help_screen import HelpScreen
-from .status import ERROR_TITLES, ConnectionInfo, lost_on_resync, refusal
+from .status import ERROR_TITLES, ConnectionInfo, Identity, lost_on_resync, refusal
 from .widgets.calculation_view import CalculationView
 from .widgets.connection_bar import ConnectionStatusBar
 from .widgets.event_log import EventLog
@@ -193,6 +200,9 @@ class ProgressApp(App[None]):
         ConnectionInfo(ConnectionStatus.CONNECTING, ""), init=False
     )
     clients: reactive[int | None] = reactive(None, init=False)
+    #: Who the server takes this app for (its last hello); who is connected.
+    identity: reactive[Identity | None] = reactive(None, init=False)
+    presence: reactive[Presence | None] = reactive(None, init=False)
     #: When the connection was lost, while it is: the screen's clock stands there.
     frozen_at: reactive[float | None] = reactive(None, init=False)
     #: The actions sent and not answered yet, oldest first: (request_id, action).
@@ -285,7 +295,10 @@ class ProgressApp(App[None]):
                 )
                 yield EventLog(clock=self.clock)
         yield ConnectionStatusBar(now=self.now, rtt=lambda: self.client.rtt).data_bind(
-            info=ProgressApp.connection, clients=ProgressApp.clients
+            info=ProgressApp.connection,
+            clients=ProgressApp.clients,
+            identity=ProgressApp.identity,
+            presence=ProgressApp.presence,
         )
         yield Footer()
         yield KeyBar(priority=KEY_PRIORITY)
@@ -442,12 +455,14 @@ class ProgressApp(App[None]):
                 self.connection = ConnectionInfo(ConnectionStatus.CONNECTING, url, attempt)
                 self.sub_title = url
             case Connected(url=url, server=server, client_id=client_id):
+                self.identity = Identity(event.name, event.role, event.commands)
                 self.connection = ConnectionInfo(ConnectionStatus.CONNECTED, url)
                 self.sub_title = url
                 self.server = server
                 if client_id not in self.mine:
                     self.mine = (*self.mine, client_id)[-MAX_IDS:]
-                log.add(f"Connected to {url} ({server})", "green")
+                you = you_are(event.name, event.role)
+                log.add(f"Connected to {url} ({server}){f' as {you}' if you else ''}", "green")
             case StateReceived(snapshot=snapshot):
                 previous = self.snapshot
                 self.snapshot = snapshot
@@ -471,6 +486,8 @@ class ProgressApp(App[None]):
                     self._check_lost_run(runs)
             case ClientsChanged(count=count):
                 self.clients = count
+            case PresenceChanged(presence=presence):
+                self.presence = presence
             case ActionAccepted(ack=ack):
                 # (An ack answers this client's own request.)
                 if ack.action == "start":
@@ -629,7 +646,9 @@ class ProgressApp(App[None]):
 
     def refusal(self, action: Command) -> tuple[str, str] | None:
         """Why ``action`` cannot be sent now, as (title, sentence); None if it can."""
-        return refusal(action, self.connection, expects_running=self.expects_running)
+        return refusal(
+            action, self.connection, expects_running=self.expects_running, identity=self.identity
+        )
 
     async def action_start(self) -> None:
         await self._ask("start")
@@ -891,6 +910,9 @@ class ProgressApp(App[None]):
 
     def watch_history_choice(self) -> None:
         self._sync_panels()
+
+    def watch_identity(self) -> None:
+        self._sync_controls()  # a viewer's s and c are dimmed, and say why
 
     def on_resize(self, event: Resize) -> None:
         self._sync_panels(event.size)  # (self.size is still the old one here)

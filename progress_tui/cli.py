@@ -99,7 +99,9 @@ def main(
     # Which URL comes next is progress_client/failover.py's business.
     policy = ReconnectPolicy(initial=reconnect_initial, cap=reconnect_cap)
     # The client knows nothing of the screen: the app is handed it, and closes it.
-    client = ProgressClient(urls, policy=policy, token=token, cafile=cafile, name=name)
+    client = ProgressClient(
+        urls, policy=policy, token=token, cafile=cafile, name=name, agent="progress-tui"
+    )
     app = ProgressApp(client, log_path=str(log_file), notify=Notify(notify))
     app.run()
     sys.exit(app.return_code or 0)

@@ -10,7 +10,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from progress_client.events import ConnectionStatus
-from progress_client.wording import countdown, identity, printable, watching
+from progress_client.wording import countdown, printable, watching, you_are
 from progress_protocol.messages import Presence
 
 from ..status import ConnectionInfo, Identity
@@ -95,7 +95,7 @@ class ConnectionStatusBar(Widget):
         match info.status:
             case ConnectionStatus.CONNECTED:
                 you = self.identity
-                me = [identity(you.name, you.role)] if you and (you.name or you.role) else []
+                me = [you_are(you.name, you.role)] if you and (you.name or you.role) else []
 
                 def who(head: list[str], tail: tuple[str, ...] = ()) -> list[str]:
                     """Who is watching, in what ``width`` leaves beside the others."""

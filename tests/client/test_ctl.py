@@ -480,6 +480,7 @@ async def test_help_shows_every_command_and_the_exit_statuses() -> None:
         "start",
         "status",
         "watch",
+        "who",
     ]
     assert all(line.endswith(".") and not line.endswith("...") for line in commands), commands
     statuses = [line.split()[0] for line in out.splitlines() if re.match(r"    \d+ ", line)]

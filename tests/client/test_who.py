@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from progress_client.wording import identity, person_label, watching
+from progress_client.wording import person_label, watching, you_are
 from progress_protocol.messages import Person, Presence
 from progress_server.server import ProgressServer
 from progress_server.tokens import Tokens, new_token, write_tokens
@@ -39,9 +39,9 @@ def test_names_are_shown_safely_and_short() -> None:
     """A long name is cut with an ellipsis; control characters never reach the screen."""
     long = Person("x" * 64, "viewer", ("tui",), 1)
     assert person_label(long) == "x" * 19 + "… (viewer)"
-    assert identity("alice", "operator") == "alice · operator"
-    assert identity(None, "viewer") == "viewer"
-    assert identity(None, None) == ""
+    assert you_are("alice", "operator") == "alice · operator"
+    assert you_are(None, "viewer") == "viewer"
+    assert you_are(None, None) == ""
 
 
 async def test_who_lists_people_and_says_who_you_are(tmp_path: Path) -> None:

@@ -367,7 +367,8 @@ async def test_reconnects_with_a_countdown_and_says_the_calculation_was_lost() -
                 await until(pilot, lambda: lost in log_text(app), what="the run said lost")
                 assert any(lost in text for text in notifications), notifications
                 assert not app.query_one(StateBanner).has_class("-stale")
-                assert bar_text(app).startswith(f"● Connected to {first.url} - 1 client")
+                assert bar_text(app).startswith(f"● Connected to {first.url} - ")
+                assert "- 1 watching" in bar_text(app)
                 await pilot.press("q")
 
 

@@ -126,7 +126,7 @@ async def test_two_tuis_side_by_side_show_the_same_calculation(
         await narrow.open(tui_command(server.url, "alice@laptop", logs["alice"]))
         await wide.open(tui_command(server.url, "bob@desk", logs["bob"]))
         for terminal in terminals:
-            await terminal.shows("● Connected", "○ IDLE", "2 clients")
+            await terminal.shows("● Connected", "○ IDLE", "2 watching")
 
         await narrow.press("s")
         for terminal in terminals:
@@ -150,7 +150,7 @@ async def test_two_tuis_side_by_side_show_the_same_calculation(
     again = SteppedServer(port=server.port)
     async with again:
         for terminal in terminals:
-            screen = await terminal.shows("● Connected", "○ IDLE", "2 clients")
+            screen = await terminal.shows("● Connected", "○ IDLE", "2 watching")
             assert "stale" not in screen
         for name, log in logs.items():
             text = log.read_text()
