@@ -97,11 +97,12 @@ class ConnectionStatusBar(Widget):
                 you = self.identity
                 me = [you_are(you.name, you.role)] if you and (you.name or you.role) else []
 
-                def who(head: list[str], tail: tuple[str, ...] = ()) -> list[str]:
-                    """Who is watching, in what ``width`` leaves beside the others."""
+                def who(head: list[str]) -> list[str]:
+                    """Who is watching: all of them with no ``head``, else cut to what
+                    ``width`` leaves after it."""
                     if self.presence is not None:
-                        used = len(" - ".join([*head, "", *tail]))
-                        room = None if width is None else max(1, width - used)
+                        used = len(" - ".join([*head, ""]))
+                        room = None if width is None or not head else max(1, width - used)
                         return [watching(self.presence, room)]
                     if self.clients is not None:
                         return [f"{self.clients} client{'s' if self.clients != 1 else ''}"]
@@ -113,9 +114,11 @@ class ConnectionStatusBar(Widget):
                 short = ["● Connected", *me]
                 # The last: "● alice · viewer - 3 watching", at 40 columns.
                 least = [" ".join(["●", *me])] if me else ["● Connected"]
+                everyone = who([])  # all the names: they go before the URL and the rtt
                 return [
-                    [*full, *who(full, (timing,)), timing],
-                    [*short, *who(short, (timing,)), timing],
+                    [*full, *everyone, timing],
+                    [*short, *everyone, timing],
+                    [*short, *everyone],
                     [*short, *who(short)],
                     [*least, *who(least)],
                 ]

@@ -1,8 +1,8 @@
 """How progress-tui looks at every size: SVG snapshots with frozen clocks and spinners.
 
 The app is given a client that plays the events a real connection would bring (the
-Pilot tests cover the real thing). Five sizes, from a tiled 40x12 pane to 200x60, in
-four states; at every one the state's name, the progress and the connection status
+Pilot tests cover the real thing). Six sizes, from a tiled 40x12 pane to 250x70, in
+five states; at every one the state's name, the progress and the connection status
 show whole. After a deliberate change of the look:
 `make test ARGS="tests/tui/test_snapshots.py --snapshot-update"`, then look at them.
 """
@@ -21,9 +21,11 @@ from progress_client.events import (
     Connecting,
     ConnectionLost,
     HistoryReceived,
+    PresenceChanged,
     StateReceived,
     Waiting,
 )
+from progress_protocol.messages import Person, Presence
 from progress_protocol.states import Attribution, Run, State, StateSnapshot
 from progress_tui.app import ProgressApp
 from tests.tui.scripted import URL, ScriptedClient
@@ -49,20 +51,41 @@ EARLIER = (
     Run("7e7e00112233", T0 - 300, T0 - 296.8, State.CANCELED, State.IN_PROGRESS, ALICE, BOB),
     Run("5d77aa00bb11", T0 - 600, T0 - 594, State.SUCCESS, None, BOB, None),
 )
+#: Who is here: alice (this app) on two terminals, bob, and a robot watching.
+PRESENCE = Presence(
+    (
+        Person("alice@laptop", "operator", ("ctl", "tui"), 2),
+        Person("bob@desk", "operator", ("tui",), 1),
+        Person("grafana", "viewer", ("browser",), 1),
+    ),
+    total=3,
+    connections=4,
+)
+AS_ALICE = Connected(
+    URL, "progress-server/0.1.0", "c0ffee", "alice@laptop", "operator", ("start", "cancel")
+)
 IDLE: list[ClientEvent] = [
     Connecting(URL, 1),
-    Connected(URL, "progress-server/0.1.0", "c0ffee"),
+    AS_ALICE,
     StateReceived(snapshot(State.IDLE, 0, T0 - 900)),
     HistoryReceived(()),
-    ClientsChanged(3),
+    PresenceChanged(PRESENCE),
+    ClientsChanged(4),
 ]
 RUNNING: list[ClientEvent] = [
     Connecting(URL, 1),
-    Connected(URL, "progress-server/0.1.0", "c0ffee"),
+    AS_ALICE,
     StateReceived(snapshot(State.STARTING, 5, T0, by=ALICE)),
     HistoryReceived(EARLIER),
-    ClientsChanged(3),
+    PresenceChanged(PRESENCE),
+    ClientsChanged(4),
     StateReceived(snapshot(State.IN_PROGRESS, 6, T0 + STEP)),
+]
+#: grafana's screen: a viewer, during alice's run; Start and Cancel are dimmed.
+VIEWER: list[ClientEvent] = [
+    Connecting(URL, 1),
+    Connected(URL, "progress-server/0.1.0", "9a7a", "grafana", "viewer", ()),
+    *RUNNING[2:],
 ]
 CANCELED: list[ClientEvent] = [
     *RUNNING,
@@ -78,8 +101,14 @@ RECONNECTING: list[ClientEvent] = [
     Connecting(URL, 2),
     Waiting(URL, 2.5, LOOP_NOW + 2.5, 2, "connection refused"),
 ]
-STATES = {"idle": IDLE, "running": RUNNING, "canceled": CANCELED, "reconnecting": RECONNECTING}
-SIZES = [(40, 12), (60, 20), (80, 24), (120, 36), (200, 60)]
+STATES = {
+    "idle": IDLE,
+    "running": RUNNING,
+    "canceled": CANCELED,
+    "reconnecting": RECONNECTING,
+    "viewer": VIEWER,
+}
+SIZES = [(40, 12), (60, 20), (80, 24), (120, 36), (200, 60), (250, 70)]
 
 
 async def settle(pilot: Pilot[None]) -> None:
@@ -96,14 +125,16 @@ async def test_layout(snapshot: SnapshotAssertion, state: str) -> None:
 
     idle: nothing started yet. running: half-way through, 3.0 s of 6.0 s. canceled: by
     bob 3.2 s in, during IN_PROGRESS. reconnecting: the server left mid-run, the last
-    state stale, the clock stopped at the loss, the countdown in the bar.
+    state stale, the clock stopped at the loss, the countdown in the bar. viewer: the
+    running calculation as a viewer sees it, Start and Cancel dimmed. Each (but
+    reconnecting) says who the app is and who is watching.
     """
     client = ScriptedClient(*STATES[state])
     app = ProgressApp(client, clock=lambda: T0 + 3.0, now=lambda: LOOP_NOW, animate=False)
     shots: dict[tuple[int, int], str] = {}
     async with app.run_test(size=SIZES[0]) as pilot:
         await client.played(pilot)
-        for size in [*SIZES, (40, 12), (80, 24)]:  # there, and back from 200x60
+        for size in [*SIZES, (40, 12), (80, 24)]:  # there, and back from 250x70
             await pilot.resize_terminal(*size)
             await settle(pilot)
             shot = app.export_screenshot(title=app.title, simplify=True)
