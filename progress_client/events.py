@@ -25,6 +25,7 @@ from progress_protocol.messages import (
     Presence,
     ProtocolError,
     StateMessage,
+    Store,
     Unknown,
     decode_server_message,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "ServerError",
     "Session",
     "StateReceived",
+    "StoreChanged",
     "Waiting",
 ]
 
@@ -121,6 +123,15 @@ class PresenceChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreChanged:
+    """The server lost its store (``reachable`` False: the calculation stands still and
+    actions are refused until it is back), or has it back. A new connection starts
+    with the store reachable unless told otherwise."""
+
+    reachable: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ActionAccepted:
     ack: Ack
 
@@ -187,6 +198,7 @@ ClientEvent = (
     | StateReceived
     | ClientsChanged
     | PresenceChanged
+    | StoreChanged
     | HistoryReceived
     | ActionAccepted
     | ServerError
@@ -261,6 +273,8 @@ class Session:
                 return HistoryReceived(runs)
             case Presence():
                 return PresenceChanged(message)
+            case Store(reachable=reachable):
+                return StoreChanged(reachable)
             case Ack():
                 return ActionAccepted(message)
             case Error():

@@ -50,6 +50,7 @@ __all__ = [
     "Request",
     "ServerMessage",
     "StateMessage",
+    "Store",
     "Unknown",
     "clean_name",
     "decode_request",
@@ -332,7 +333,17 @@ class Presence:
     connections: int
 
 
-ServerMessage: TypeAlias = Hello | StateMessage | Ack | Error | Clients | History | Presence
+@dataclass(frozen=True, slots=True)
+class Store:
+    """Whether the server can reach the store the calculation lives in (with
+    ``--redis-url``): sent to everybody when it changes, and to a client that joins
+    while it cannot. While it cannot, the calculation stands still for everyone and
+    actions are refused (``unavailable``); it goes on when the store is back."""
+
+    reachable: bool
+
+
+ServerMessage: TypeAlias = Hello | StateMessage | Ack | Error | Clients | History | Presence | Store
 
 
 def clean_name(text: str) -> str:
@@ -392,6 +403,8 @@ def to_dict(message: ServerMessage) -> dict[str, Any]:
             return {"type": "clients", "count": count}
         case History(runs=runs):
             return {"type": "history", "runs": [_run(run) for run in runs]}
+        case Store(reachable=reachable):
+            return {"type": "store", "reachable": reachable}
         case Presence(people=people, total=total, connections=connections):
             return {
                 "type": "presence",
@@ -506,6 +519,8 @@ def decode_server_message(data: str | bytes) -> ServerMessage | Unknown:
             return Clients(count=fields.integer("count", 0, MAX_CLIENTS_COUNT))
         case "history":
             return History(tuple(_Fields(run, f"runs[{n}]").run() for n, run in fields.runs()))
+        case "store":
+            return Store(reachable=fields.boolean("reachable"))
         case "presence":
             people = tuple(
                 _Fields(person, f"people[{n}]").person()
@@ -680,6 +695,15 @@ class _Fields:
                 ErrorCode.INVALID_MESSAGE,
                 f"Field {self._label(name)!r} must be made of a-z, 0-9 and _, "
                 f"not {_preview(value)}.",
+            )
+        return value
+
+    def boolean(self, name: str) -> bool:
+        value = self.payload.get(name)
+        if not isinstance(value, bool):
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                f"Field {self._label(name)!r} must be true or false, not {_json_type(value)}.",
             )
         return value
 

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
-from progress_protocol.messages import Clients, History, Presence, StateMessage, encode
+from progress_protocol.messages import Clients, History, Presence, StateMessage, Store, encode
 from progress_protocol.states import Run, StateSnapshot
 
 from .calculation import Change
@@ -134,6 +134,10 @@ class Hub:
         self._count_sent_at = float("-inf")
         self._count_cost = 0.0  # seconds the last count took to send
         self._presence_frame = b""  # the last presence message, framed
+        #: Whether the calculation's store can be reached; while it cannot, joiners
+        #: are told so with their first messages.
+        self.store_reachable = True
+        self._store_frame = b""
         self._count_timer: asyncio.TimerHandle | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._stopped = False
@@ -190,13 +194,25 @@ class Hub:
             },
         )
 
+    def set_store(self, reachable: bool) -> None:
+        """The store was lost, or is back: everyone hears it at once."""
+        if reachable == self.store_reachable:
+            return
+        self.store_reachable = reachable
+        frame = text_frame(encode(Store(reachable)))
+        self._store_frame = b"" if reachable else frame
+        self._send_to_all(frame)
+        logger.info(
+            "clients told the store is %s", "reachable again" if reachable else "unreachable"
+        )
+
     def join(self, client: Client, hello: str) -> None:
-        """Add a client: it gets ``hello``, the current state and the history at once; it
-        and everyone else the new count at once too, or within the count interval in a
-        burst."""
+        """Add a client: it gets ``hello``, the current state and the history at once
+        (and that the store is out of reach, while it is); it and everyone else the new
+        count at once too, or within the count interval in a burst."""
         if client.writable:
             # One write for the three (and the handshake's response, see transport/connection.py).
-            client.write(text_frame(hello) + self._join_frames)
+            client.write(text_frame(hello) + self._join_frames + self._store_frame)
         self.clients.add(client)
         self._joined.add(client)
         self.roster[_key(client)] += 1
@@ -318,7 +334,10 @@ class Hub:
                 # Only the latest state, history and count, in one write: what it
                 # missed is out of date anyway.
                 client.write(
-                    self._join_frames + self._presence_frame + text_frame(self.count_text())
+                    self._join_frames
+                    + self._store_frame
+                    + self._presence_frame
+                    + text_frame(self.count_text())
                 )
                 logger.info("client %s caught up", client.short_id)
             elif now - since > self.stuck_timeout:

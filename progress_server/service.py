@@ -80,6 +80,10 @@ class CalculationService:
             metrics=self.metrics if config.metrics else None,
         )
         self._unsubscribe_count = self.backend.subscribe_clients(hub.set_total)
+        # The clients hear when the store is lost and back: their run stands still.
+        self.backend.on_problem = lambda problem: hub.set_store(problem is None)
+        if self.backend.problem is not None:
+            hub.set_store(False)
         for change in early:
             hub.publish(change)
         hub.start()

@@ -47,6 +47,7 @@ from progress_client.events import (
     PresenceChanged,
     ServerError,
     StateReceived,
+    StoreChanged,
     Waiting,
 )
 from progress_client.notifications import alert, ended
@@ -67,7 +68,14 @@ from .mailbox import FoldedReplies, Mailbox, QuietState, Summary
 from .messages import NewsArrived
 from .panel import PanelView, short_id
 from .screens.help_screen import HelpScreen
-from .status import ERROR_TITLES, ConnectionInfo, Identity, lost_on_resync, refusal
+from .status import (
+    ERROR_TITLES,
+    STORE_DOWN,
+    ConnectionInfo,
+    Identity,
+    lost_on_resync,
+    refusal,
+)
 from .widgets.calculation_view import CalculationView
 from .widgets.connection_bar import ConnectionStatusBar
 from .widgets.event_log import EventLog
@@ -203,6 +211,8 @@ class ProgressApp(App[None]):
     #: Who the server takes this app for (its last hello); who is connected.
     identity: reactive[Identity | None] = reactive(None, init=False)
     presence: reactive[Presence | None] = reactive(None, init=False)
+    #: Whether the server can reach the store its calculation lives in (Redis).
+    store_reachable: reactive[bool] = reactive(True, init=False)
     #: When the connection was lost, while it is: the screen's clock stands there.
     frozen_at: reactive[float | None] = reactive(None, init=False)
     #: The actions sent and not answered yet, oldest first: (request_id, action).
@@ -299,6 +309,7 @@ class ProgressApp(App[None]):
             clients=ProgressApp.clients,
             identity=ProgressApp.identity,
             presence=ProgressApp.presence,
+            store_reachable=ProgressApp.store_reachable,
         )
         yield Footer()
         yield KeyBar(priority=KEY_PRIORITY)
@@ -456,6 +467,7 @@ class ProgressApp(App[None]):
                 self.sub_title = url
             case Connected(url=url, server=server, client_id=client_id):
                 self.identity = Identity(event.name, event.role, event.commands)
+                self.store_reachable = True  # unless the server says otherwise at once
                 self.connection = ConnectionInfo(ConnectionStatus.CONNECTED, url)
                 self.sub_title = url
                 self.server = server
@@ -488,6 +500,17 @@ class ProgressApp(App[None]):
                 self.clients = count
             case PresenceChanged(presence=presence):
                 self.presence = presence
+            case StoreChanged(reachable=reachable) if reachable != self.store_reachable:
+                self.store_reachable = reachable
+                if not reachable:
+                    # The run stands still until the store is back: so does the clock.
+                    if self.frozen_at is None and self.snapshot is not None:
+                        self.frozen_at = self.clock()
+                    log.add(f"{STORE_DOWN}; actions are refused until then", "red")
+                else:
+                    if self.connected:
+                        self.frozen_at = None
+                    log.add("Store reachable again: the calculation goes on", "green")
             case ActionAccepted(ack=ack):
                 # (An ack answers this client's own request.)
                 if ack.action == "start":
@@ -647,7 +670,11 @@ class ProgressApp(App[None]):
     def refusal(self, action: Command) -> tuple[str, str] | None:
         """Why ``action`` cannot be sent now, as (title, sentence); None if it can."""
         return refusal(
-            action, self.connection, expects_running=self.expects_running, identity=self.identity
+            action,
+            self.connection,
+            expects_running=self.expects_running,
+            identity=self.identity,
+            store_reachable=self.store_reachable,
         )
 
     async def action_start(self) -> None:
@@ -913,6 +940,9 @@ class ProgressApp(App[None]):
 
     def watch_identity(self) -> None:
         self._sync_controls()  # a viewer's s and c are dimmed, and say why
+
+    def watch_store_reachable(self) -> None:
+        self._sync_controls()  # refused while the store is away: dimmed, and say why
 
     def on_resize(self, event: Resize) -> None:
         self._sync_panels(event.size)  # (self.size is still the old one here)

@@ -39,6 +39,7 @@ from progress_client.events import (
     PresenceChanged,
     ServerError,
     StateReceived,
+    StoreChanged,
     Waiting,
 )
 from progress_protocol.states import StateSnapshot
@@ -169,7 +170,7 @@ class Mailbox:
         match event:
             case StateReceived(snapshot=snapshot):
                 self._put_state(event, snapshot, now)
-            case ClientsChanged() | PresenceChanged() | HistoryReceived():
+            case ClientsChanged() | PresenceChanged() | StoreChanged() | HistoryReceived():
                 self._replace(type(event), event)
             case ActionAccepted() | ServerError():
                 self._put_reply(event, now)

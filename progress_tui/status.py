@@ -19,7 +19,17 @@ from progress_client.events import ConnectionStatus
 from progress_protocol.messages import Command, ErrorCode
 from progress_protocol.states import Run, State, StateSnapshot
 
-__all__ = ["ERROR_TITLES", "ConnectionInfo", "Identity", "lost_on_resync", "refusal"]
+__all__ = [
+    "ERROR_TITLES",
+    "STORE_DOWN",
+    "ConnectionInfo",
+    "Identity",
+    "lost_on_resync",
+    "refusal",
+]
+
+#: What the status bar and the log say while the server cannot reach its store.
+STORE_DOWN = "Store unreachable: the run continues when it is back"
 
 #: Titles for people of the server's error codes; another code is "Refused".
 ERROR_TITLES: dict[str, str] = {
@@ -85,6 +95,7 @@ def refusal(
     *,
     expects_running: bool,
     identity: Identity | None = None,
+    store_reachable: bool = True,
 ) -> tuple[str, str] | None:
     """Why ``action`` cannot be sent now, as (title, sentence); None if it can.
 
@@ -93,6 +104,8 @@ def refusal(
         expects_running: Whether a calculation runs once the server has the actions
             sent so far.
         identity: Who the server takes the app for: a role may not allow the action.
+        store_reachable: Whether the server can reach its store: the server refuses
+            every action while it cannot.
     """
     if identity is not None and not identity.may(action):
         role = identity.role or "this role"
@@ -105,6 +118,12 @@ def refusal(
         if connection.stopped:
             return "Not connected", f"Cannot {action}: not connected. Press r to try again."
         return "Not connected", f"Cannot {action} yet: not connected to the server."
+    if not store_reachable:
+        return (
+            ERROR_TITLES[ErrorCode.UNAVAILABLE],
+            f"Cannot {action} now: the server cannot reach its store. "
+            "The run continues when it is back.",
+        )
     # Refused here as the server would refuse it, under the same title.
     if action == "start" and expects_running:
         return (

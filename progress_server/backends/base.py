@@ -106,6 +106,10 @@ class Backend(Protocol):
     #: histogram); a backend with no store to reach never calls it.
     on_latency: LatencyListener | None
 
+    #: Called with :attr:`problem` when the store is lost (a sentence) and when it is
+    #: back (None), once each way; a backend with no store to lose never calls it.
+    on_problem: Callable[[str | None], None] | None
+
     #: The fingerprint of the instance's tokens file (None: none), which a shared
     #: store compares over every instance: a mismatch is logged.
     tokens_fingerprint: str | None

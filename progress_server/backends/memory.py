@@ -62,6 +62,8 @@ class MemoryBackend:
         self.on_commit: CommitListener | None = None
         #: Never called: memory is no round trip away.
         self.on_latency: LatencyListener | None = None
+        #: Never called: memory cannot be out of reach.
+        self.on_problem: Callable[[str | None], None] | None = None
         #: Compared with no other instance's: there is none.
         self.tokens_fingerprint: str | None = None
 

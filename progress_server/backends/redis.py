@@ -294,6 +294,8 @@ class RedisBackend:
         self.on_commit: CommitListener | None = None
         #: Told how long each transaction took (the server's latency histogram).
         self.on_latency: LatencyListener | None = None
+        #: Told when Redis is lost and when it is back (the clients hear it).
+        self.on_problem: Callable[[str | None], None] | None = None
 
     @property
     def action_seconds(self) -> float:
@@ -1086,11 +1088,14 @@ class RedisBackend:
         if not self._started or self._closed:
             return
         problem = self.problem
+        turned = (problem is None) != (self._logged_problem is None)
         if problem is not None and self._logged_problem is None:
             logger.error("%s; actions are refused until it is back", problem)
         elif problem is None and self._logged_problem is not None:
             logger.warning("Redis at %s is reachable again", safe_url(self.url))
         self._logged_problem = problem
+        if turned and self.on_problem is not None:
+            self.on_problem(problem)
 
 
 #: What an action gets while Redis cannot be reached.

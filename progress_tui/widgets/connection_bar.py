@@ -13,7 +13,7 @@ from progress_client.events import ConnectionStatus
 from progress_client.wording import countdown, printable, watching, you_are
 from progress_protocol.messages import Presence
 
-from ..status import ConnectionInfo, Identity
+from ..status import STORE_DOWN, ConnectionInfo, Identity
 
 __all__ = ["ConnectionStatusBar"]
 
@@ -42,6 +42,7 @@ class ConnectionStatusBar(Widget):
     ConnectionStatusBar.-connecting { background: $warning-muted; color: $text; }
     ConnectionStatusBar.-reconnecting { background: $error-muted; color: $text; }
     ConnectionStatusBar.-disconnected { background: $error; color: $text; }
+    ConnectionStatusBar.-store-down { background: $warning-muted; color: $text; }
     """
 
     info: reactive[ConnectionInfo | None] = reactive(None)
@@ -49,6 +50,8 @@ class ConnectionStatusBar(Widget):
     #: Who the server takes this app for; who is connected.
     identity: reactive[Identity | None] = reactive(None)
     presence: reactive[Presence | None] = reactive(None)
+    #: False while the server cannot reach its store: that is what the bar says.
+    store_reachable: reactive[bool] = reactive(True)
 
     def __init__(
         self,
@@ -68,6 +71,9 @@ class ConnectionStatusBar(Widget):
     def watch_info(self, info: ConnectionInfo | None) -> None:
         for status in ConnectionStatus:
             self.set_class(info is not None and info.status is status, f"-{status.value}")
+
+    def watch_store_reachable(self, reachable: bool) -> None:
+        self.set_class(not reachable, "-store-down")
 
     def render(self) -> Content:
         # Plain text, never markup: the error can quote the server (a refusal, a close
@@ -108,6 +114,13 @@ class ConnectionStatusBar(Widget):
                         return [f"{self.clients} client{'s' if self.clients != 1 else ''}"]
                     return []
 
+                if not self.store_reachable:
+                    return [
+                        ["● Connected", *me, STORE_DOWN],
+                        ["● Connected", STORE_DOWN],
+                        ["▲ Store unreachable: the run waits"],
+                        ["▲ Store unreachable"],
+                    ]
                 rtt = self.rtt()
                 timing = "rtt …" if rtt is None else f"rtt {rtt * 1000:.1f} ms"
                 full = [f"● Connected to {info.url}", *me]

@@ -27,6 +27,7 @@ from progress_protocol.messages import (
     ProtocolError,
     Request,
     StateMessage,
+    Store,
     Unknown,
     clean_name,
     decode_request,
@@ -576,3 +577,14 @@ def test_hello_says_who_the_client_is() -> None:
     for bad in (hello(role="Boss"), hello(commands="start"), hello(name="b\x07")):
         with pytest.raises(ProtocolError):
             decode_server_message(bad)
+
+
+def test_store_round_trips_and_must_be_a_boolean() -> None:
+    """store says whether the server reaches its store: true or false, nothing else."""
+    for reachable in (True, False):
+        assert decode_server_message(encode(Store(reachable))) == Store(reachable)
+    assert json.loads(encode(Store(False))) == {"type": "store", "reachable": False}
+    for bad in (0, "false", None):
+        with pytest.raises(ProtocolError) as raised:
+            decode_server_message(json.dumps({"type": "store", "reachable": bad}))
+        assert "reachable" in raised.value.message
