@@ -30,7 +30,7 @@ OLDEST := .venv-oldest
 OLDEST_STAMP := $(OLDEST)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run run-cluster server tui test-deps test test-stress test-oldest coverage lint style types bench screenshot clean
+.PHONY: help install run run-cluster server tui test-deps test test-stress test-oldest coverage lint style types bench screenshot capture clean
 
 help: ## List the targets
 	@awk -F ':.*## ' 'BEGIN { n = 0; width = 0 } \
@@ -163,6 +163,9 @@ bench: $(STAMP) ## Benchmark against the peers (BENCH_ARGS="--quick" for about a
 
 screenshot: $(STAMP) ## Save docs/images/progress-tui.svg from a real run
 	$(BIN)/python docs/screenshot.py
+
+capture: $(STAMP) ## Save README's animation (three panes, one run) and the pictures of docs/clients.md
+	$(BIN)/python docs/capture.py
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) $(OLDEST) .pytest_cache .mypy_cache .ruff_cache $(LOG_DIR) *.egg-info .coverage .coverage.* htmlcov
