@@ -326,9 +326,22 @@ def _tokens_file_option(function: Any) -> Any:
     return setting(
         "--tokens-file",
         type=click.Path(dir_okay=False),
-        required=True,
+        callback=_tokens_file,
+        show_default=False,
         help="The tokens file the server reads (--tokens-file of progress-server).",
     )(function)
+
+
+def _tokens_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    """The file named here, else before 'token' (progress-server --tokens-file F token
+    list), else a usage error that says how to name it."""
+    if value is None:
+        value = ctx.find_root().params.get("tokens_file")
+    if value is None:
+        raise click.UsageError(
+            "say which tokens file: --tokens-file PATH, or PROGRESS_TOKENS_FILE.", ctx=ctx
+        )
+    return str(value)
 
 
 @token.command(short_help="Give NAME a new token, printed once.")

@@ -88,6 +88,11 @@ def test_add_list_revoke(tmp_path: Path) -> None:
     assert run_cli("token", "add", "bob", env={"PROGRESS_TOKENS_FILE": path}).returncode == 0
     listed = run_cli("token", "list", "--tokens-file", path)
     assert listed.stdout.split("\n") == ["alice  operator", "bob    viewer", ""]
+    # The server's option, before the subcommand, names the file too.
+    assert run_cli("--tokens-file", path, "token", "list").stdout == listed.stdout
+    unnamed = run_cli("token", "list")
+    assert unnamed.returncode == 2
+    assert "say which tokens file: --tokens-file PATH, or PROGRESS_TOKENS_FILE" in unnamed.stderr
     assert token not in Path(path).read_text()
     assert read_tokens(path).identify(token) == read_tokens(path).named("alice")
     again = run_cli("token", "add", "alice", "--tokens-file", path)
