@@ -64,6 +64,7 @@ from .reconnect import ReconnectPolicy
 from .wording import (
     attribution,
     canceled,
+    cells,
     clock_time,
     describe_exception,
     duration,
@@ -605,11 +606,13 @@ def presence_table(presence: Presence, me: Connected | None) -> list[str]:
         for person in presence.people
     ]
     if rows:
-        widths = [max(len(row[n]) for row in rows) for n in range(3)]
+        widths = [max(cells(row[n]) for row in rows) for n in range(3)]
         for row in rows:
-            lines.append(
-                f"  {row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}"
-            )
+            padded = [
+                text + " " * (width - cells(text))
+                for text, width in zip(row[:3], widths, strict=True)
+            ]
+            lines.append(f"  {'  '.join(padded)}  {row[3]}")
     if presence.total > len(presence.people):
         lines.append(f"  and {presence.total - len(presence.people)} more")
     if me is not None and me.role is not None:

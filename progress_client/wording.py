@@ -8,6 +8,7 @@ never drift apart. (A URL without its secrets is :func:`progress_protocol.urls.s
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Collection
 
 from progress_protocol.messages import Person, Presence
@@ -19,8 +20,10 @@ __all__ = [
     "UNKNOWN_TIME",
     "attribution",
     "canceled",
+    "cells",
     "clock_time",
     "countdown",
+    "cut",
     "describe_exception",
     "duration",
     "moment",
@@ -135,14 +138,41 @@ def canceled(by: Attribution | None, during: State | None, mine: Collection[str]
     return words
 
 
+def cells(text: str) -> int:
+    """How many terminal cells ``text`` takes: two for a wide character (CJK,
+    fullwidth), none for a combining one, one for the others."""
+    if text.isascii():
+        return len(text)
+    total = 0
+    for char in text:
+        if unicodedata.combining(char):
+            continue
+        total += 2 if unicodedata.east_asian_width(char) in "WF" else 1
+    return total
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` cells, ending with an ellipsis when it was cut."""
+    if cells(text) <= limit:
+        return text
+    kept, used = [], 0
+    for char in text:
+        width = cells(char)
+        if used + width > limit - 1:
+            break
+        kept.append(char)
+        used += width
+    return "".join(kept) + "…"
+
+
 #: A name longer than this is cut with an ellipsis in a list of people.
 NAME_IN_LIST = 20
 
 
-def you_are(name: str | None, role: str | None) -> str:
+def you_are(name: str | None, role: str | None, *, limit: int = NAME_IN_LIST) -> str:
     """Who the server takes this client for: "alice · operator", "viewer" (no name),
-    "" (an older server said neither)."""
-    shown = printable(name, limit=NAME_IN_LIST) if name else ""
+    "" (an older server said neither); the name in at most ``limit`` cells."""
+    shown = cut(printable(name), limit) if name else ""
     if role is None:
         return shown
     return f"{shown} · {printable(role)}" if shown else printable(role)
@@ -154,9 +184,7 @@ def person_label(person: Person, *, limit: int = NAME_IN_LIST) -> str:
     if person.name is None:
         label = f"{person.connections} unnamed"
     else:
-        label = printable(person.name)
-        if len(label) > limit:
-            label = label[: limit - 1] + "…"
+        label = cut(printable(person.name), limit)
     return label if person.role == "operator" else f"{label} ({printable(person.role)})"
 
 
@@ -168,7 +196,7 @@ def watchers(presence: Presence) -> int:
 
 def watching(presence: Presence, width: int | None = None) -> str:
     """Who is watching, in a line: "3 watching: alice, bob (viewer), ci-bot", cut to
-    ``width`` with "+2 more" for those who do not fit, down to "3 watching"."""
+    ``width`` cells with "+2 more" for those who do not fit, down to "3 watching"."""
     count = watchers(presence)
     head = f"{count} watching"
     labels = [person_label(person) for person in presence.people]
@@ -181,6 +209,6 @@ def watching(presence: Presence, width: int | None = None) -> str:
         if shown == 0:
             break
         line = f"{head}: {', '.join(parts)}"
-        if width is None or len(line) <= width:
+        if width is None or cells(line) <= width:
             return line
     return head

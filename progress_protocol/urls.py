@@ -14,7 +14,9 @@ __all__ = [
     "CREDENTIAL_PARAMETERS",
     "DECODINGS",
     "REDACTED",
+    "TOKEN_PREFIX",
     "hide_credential_parameters",
+    "hide_our_tokens",
     "safe_url",
 ]
 
@@ -49,10 +51,22 @@ _PARAMETER = re.compile(
 DECODINGS = 3
 
 
+#: Every token progress-server makes starts so (``progress-server token add``): a secret
+#: scanner, the server's log and the clients' messages can tell one in any text.
+TOKEN_PREFIX = "prg_"
+_OUR_TOKENS = re.compile(re.escape(TOKEN_PREFIX) + r"[A-Za-z0-9_-]+")
+
+
+def hide_our_tokens(text: str) -> str:
+    """``text`` with every token of ours (``prg_...``) replaced with :data:`REDACTED`."""
+    return _OUR_TOKENS.sub(REDACTED, text) if TOKEN_PREFIX in text else text
+
+
 def safe_url(url: str) -> str:
     """``url`` as it may be shown: its userinfo (``user:password@``) and the value of
     every credential parameter (:data:`CREDENTIAL_PARAMETERS`, whatever the case or
-    the percent-encoding of its name) replaced with :data:`REDACTED`.
+    the percent-encoding of its name), and any token of ours wherever it is (a path),
+    replaced with :data:`REDACTED`.
 
     A password holding an ``@``, ``/``, ``?`` or ``#`` that was not percent-encoded is
     hidden too: everything before the last ``@`` counts as the userinfo.
@@ -61,7 +75,7 @@ def safe_url(url: str) -> str:
         url: Any text; without ``://``, what comes before an ``@`` is hidden all the same.
     """
     # First: a credential's value may hold an "@", which is not the userinfo's.
-    url = hide_credential_parameters(url)
+    url = hide_our_tokens(hide_credential_parameters(url))
     scheme, separator, rest = url.partition("://")
     if not separator:
         scheme, rest = "", url

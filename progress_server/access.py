@@ -2,10 +2,11 @@
 re-read when it changes on disk.
 
 The file is looked at every :data:`POLL_SECONDS` (its size, times and inode: no signal
-is needed, and SIGHUP keeps meaning a graceful stop). A file that parses replaces the
-last one at once, and :attr:`Access.on_change` hears it, so that the connections of a
-revoked token are closed; one that does not parse is logged, once, and the last good
-one stays.
+is needed, and SIGHUP keeps meaning a graceful stop). A change is read once it held
+still for one look (so within two looks, a second), not in the middle of a write; a
+file that parses replaces the last one, and :attr:`Access.on_change` hears it, so that
+the connections of a revoked token are closed. One that does not parse (or is empty,
+or cut short) is logged, once, and the last good one stays.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Literal
 
 from .auth import token_matches
 from .tokens import Entry, Tokens, TokensFileError, read_tokens
-from .users import OPERATOR, User
+from .users import OPERATOR
 
 __all__ = ["POLL_SECONDS", "SHARED", "Access"]
 
@@ -58,7 +59,8 @@ class Access:
         self.tokens = Tokens()
         #: Called with the new entries after the file changed and parsed.
         self.on_change: Callable[[Tokens], None] | None = None
-        self._stamp: _Stamp | None = None
+        self._stamp: _Stamp | None = None  # of the file in force
+        self._changed: _Stamp | None = None  # of a change seen at the last look
         self._complaint: str | None = None
         self._watch: asyncio.Task[None] | None = None
 
@@ -87,13 +89,6 @@ class Access:
             return SHARED if token_matches(self.token, presented) else None
         return self.tokens.identify(presented)
 
-    def still_valid(self, user: User) -> bool:
-        """Whether a user let in by an earlier file is still who the file says."""
-        if user.credential is None:
-            return True
-        entry = self.tokens.identify_digest(user.credential)
-        return entry is not None and (entry.name, entry.role) == (user.name, user.role)
-
     def start(self) -> None:
         """Read the tokens file and begin watching it (needs a running loop).
 
@@ -120,24 +115,38 @@ class Access:
             self._watch = None
 
     def reload(self) -> bool:
-        """Read the file again if it changed; True if new entries took effect."""
+        """Read the file again if it changed and then held still for one look (a
+        write under way is not taken for the file); True if new entries took effect.
+
+        A read that fails is tried again at the next look, whatever its cause (a file
+        being written, too many open files, a network file system's hiccup).
+        """
         assert self.tokens_file is not None
         stamp = _stamp(self.tokens_file)
         if stamp == self._stamp:
             return False
-        self._stamp = stamp
+        if stamp != self._changed:
+            self._changed = stamp  # changed since the last look: read it at the next
+            return False
         try:
             tokens = read_tokens(self.tokens_file)
         except TokensFileError as exc:
             if str(exc) != self._complaint:
                 self._complaint = str(exc)
                 logger.error("tokens file not reloaded, the last good one stays: %s", exc)
+            self._changed = None  # tried again at the next look
             return False
-        self._complaint = None
+        self._stamp = stamp
+        if self._complaint is not None:
+            self._complaint = None
+            if tokens == self.tokens:
+                logger.info("tokens file readable again, unchanged")
         if tokens == self.tokens:
             return False
         self.tokens = tokens
-        logger.info(
+        level = logging.WARNING if not tokens.entries else logging.INFO
+        logger.log(
+            level,
             "tokens file reloaded: %s (fingerprint %s)",
             _summary(tokens),
             tokens.fingerprint,

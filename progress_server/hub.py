@@ -105,8 +105,7 @@ class Hub:
         self.clients: set[Client] = set()
         #: This instance's clients by name, role and kind of client.
         self.roster: Roster = Counter()
-        #: Every instance's, as the backend last said; None: not said yet.
-        self.cluster: Roster | None = None
+        self.others: Roster = Counter()
         self.snapshot = initial
         # Each state is encoded once, for every client that gets it.
         #: The state and the history messages as JSON text (a status or history reply).
@@ -121,12 +120,12 @@ class Hub:
         #: Clients skipped for a full buffer, with the loop time they fell behind.
         self.lagging: dict[Client, float] = {}
         self.count_interval = count_interval
-        #: Told this instance's count and roster; the backend answers with the total
-        #: and every instance's roster (set_total).
+        #: Told this instance's count and roster; the backend answers with the other
+        #: instances' (set_others).
         self.report_count = report_count
         self.metrics = metrics
-        #: Clients over every instance, as the backend last said; None: not said yet.
-        self.total: int | None = None
+        #: The other instances' clients, as the backend last said: how many, and who.
+        self.others_count = 0
         self._count_sent = -1  # the count everyone was last told
         self._presence_sent = ""  # the presence message everyone was last sent
         #: The clients that joined since the count was last announced.
@@ -203,7 +202,8 @@ class Hub:
         self._store_frame = b"" if reachable else frame
         self._send_to_all(frame)
         logger.info(
-            "clients told the store is %s", "reachable again" if reachable else "unreachable"
+            "told the clients that the store %s",
+            "answers again" if reachable else "cannot be reached",
         )
 
     def join(self, client: Client, hello: str) -> None:
@@ -231,27 +231,27 @@ class Hub:
             self._local_count_changed()
 
     def _local_count_changed(self) -> None:
-        if self.report_count is None:
-            self.set_total(len(self.clients), self.roster)
-        else:
+        """Announce it (this instance's part is always live, even while the store is
+        out of reach), and tell the backend."""
+        if self.report_count is not None:
             self.report_count(len(self.clients), self.roster)
+        self._count_changed()
 
-    def set_total(self, total: int, roster: Roster | None = None) -> None:
-        """The number of clients over every instance (and who they are) changed:
-        announce it."""
-        self.total = total
-        if roster is not None:
-            self.cluster = roster
+    def set_others(self, count: int, roster: Roster) -> None:
+        """The other instances' clients changed (how many, and who): announce it."""
+        self.others_count, self.others = count, roster
         self._count_changed()
 
     def presence(self) -> Presence:
-        """Who is connected, over every instance."""
-        return presence_of([self.roster if self.cluster is None else self.cluster])
+        """Who is connected, over every instance: this instance's clients as they are
+        now, the others' as last heard."""
+        return presence_of([self.others, self.roster])
 
     @property
     def count(self) -> int:
-        """The number the clients are told."""
-        return len(self.clients) if self.total is None else self.total
+        """The number the clients are told: this instance's clients now, and the other
+        instances' as last heard."""
+        return len(self.clients) + self.others_count
 
     def _count_changed(self) -> None:
         """Announce the count now, or once count_interval has passed since the last time."""

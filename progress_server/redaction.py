@@ -13,9 +13,13 @@ import functools
 import re
 from urllib.parse import unquote
 
-from progress_protocol.urls import DECODINGS, REDACTED, hide_credential_parameters, safe_url
-
-from .tokens import TOKEN_PREFIX
+from progress_protocol.urls import (
+    DECODINGS,
+    REDACTED,
+    hide_credential_parameters,
+    hide_our_tokens,
+    safe_url,
+)
 
 __all__ = ["PATH_LIMIT", "escape_controls", "redact", "safe_path"]
 
@@ -32,8 +36,6 @@ _URL_WITH_USERINFO = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]*@[^\s\"
 #: Credentials in an Authorization header, but not the challenge
 #: 'WWW-Authenticate: Bearer realm="progress"', which holds no secret.
 _CREDENTIALS = re.compile(r"\b(Bearer|Basic)(\s+)(?!realm=)[^\s\"',]+", re.IGNORECASE)
-#: The tokens of a tokens file (progress-server token add), wherever they appear.
-_OUR_TOKENS = re.compile(re.escape(TOKEN_PREFIX) + r"[A-Za-z0-9_-]+")
 _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
 _MARKER = re.compile(re.escape(REDACTED))
 
@@ -55,8 +57,7 @@ def redact(text: str, *, secrets: tuple[str, ...] = ()) -> str:
     for secret in secrets:
         if secret:
             text = _hide_secret(text, secret)
-    if TOKEN_PREFIX in text:
-        text = _OUR_TOKENS.sub(REDACTED, text)
+    text = hide_our_tokens(text)
     if "@" in text and "://" in text:
         text = _URL_WITH_USERINFO.sub(lambda match: safe_url(match.group()), text)
     lowered = text.lower()
@@ -83,8 +84,7 @@ def safe_path(target: str, *, secrets: tuple[str, ...] = ()) -> str:
     for secret in secrets:
         if secret:
             decoded = _hide_secret(decoded, secret)
-    if TOKEN_PREFIX in decoded:
-        decoded = _OUR_TOKENS.sub(REDACTED, decoded)
+    decoded = hide_our_tokens(decoded)
     if len(decoded) > PATH_LIMIT:
         decoded = decoded[:PATH_LIMIT] + "..."
     return decoded

@@ -79,7 +79,7 @@ class CalculationService:
             report_count=self.backend.report_clients,
             metrics=self.metrics if config.metrics else None,
         )
-        self._unsubscribe_count = self.backend.subscribe_clients(hub.set_total)
+        self._unsubscribe_count = self.backend.subscribe_clients(hub.set_others)
         # The clients hear when the store is lost and back: their run stands still.
         self.backend.on_problem = lambda problem: hub.set_store(problem is None)
         if self.backend.problem is not None:

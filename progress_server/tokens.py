@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from progress_protocol.messages import ROLES
+from progress_protocol.urls import TOKEN_PREFIX
 
 __all__ = [
-    "TOKEN_PREFIX",
     "Entry",
     "Tokens",
     "TokensFileError",
@@ -41,12 +41,9 @@ __all__ = [
     "write_tokens",
 ]
 
-#: Every token this server makes starts so: a secret scanner (and the log's redaction)
-#: can tell one in any text.
-TOKEN_PREFIX = "prg_"
 #: Names: a letter or digit, then letters, digits and ``. _ @ + -``; 64 at most.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
-_DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
+_DIGEST = re.compile(r"sha256:([0-9a-fA-F]{64})")
 _HEADER = "# progress tokens: NAME ROLE sha256:HEX, one a line (progress-server token add)\n"
 #: Entries in a file at most: a file is read whole on every change.
 MAX_ENTRIES = 10_000
@@ -130,7 +127,7 @@ class Tokens:
                     f"line {number}: the third field must be sha256: and 64 hex digits "
                     "(the file holds hashes, never tokens: use progress-server token add)"
                 )
-            digest = bytes.fromhex(match.group(1))
+            digest = bytes.fromhex(match.group(1))  # either case
             if name in names:
                 raise TokensFileError(f"line {number}: {name!r} is given twice")
             if digest in digests:
@@ -221,6 +218,15 @@ def read_tokens(path: str | os.PathLike[str]) -> Tokens:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise TokensFileError(f"cannot read {os.fspath(path)}: {reason}") from None
+    if not text:
+        # An editor or a shell caught in the middle of a write ("> tokens"): a file
+        # that refuses everyone is written with a comment line at least.
+        raise TokensFileError(
+            f"{os.fspath(path)} is empty (being written?); to refuse every token, "
+            "leave a comment line in it"
+        )
+    if not text.endswith("\n"):
+        raise TokensFileError(f"{os.fspath(path)} looks cut short: its last line has no end")
     try:
         return Tokens.parse(text)
     except TokensFileError as exc:
@@ -236,7 +242,7 @@ def editing(path: str | os.PathLike[str]) -> Iterator[Tokens]:
     Raises:
         TokensFileError: If it cannot be read, parsed or locked.
     """
-    lock_path = f"{os.fspath(path)}.lock"
+    lock_path = f"{os.path.realpath(path)}.lock"
     try:
         lock = open(lock_path, "a")  # noqa: SIM115  # held for the block
     except OSError as exc:
@@ -247,23 +253,32 @@ def editing(path: str | os.PathLike[str]) -> Iterator[Tokens]:
 
 
 def write_tokens(path: str | os.PathLike[str], tokens: Tokens) -> None:
-    """Write a tokens file whole, readable by its owner only, in one step: a server
-    re-reading it sees the old file or the new, never half of one.
+    """Write a tokens file whole, in one step: a server re-reading it sees the old file
+    or the new, never half of one.
+
+    A new file is readable by its owner only (0600). A file that exists keeps its owner,
+    group and mode (a server running as another user must still read it after an edit
+    made with sudo), and a symbolic link keeps pointing at the file it names, which is
+    the one written (a file shared by several instances).
 
     Raises:
         TokensFileError: If it cannot be written (the OS's reason).
     """
-    target = Path(path)
+    target = Path(os.path.realpath(path))
     try:
-        descriptor, temporary = tempfile.mkstemp(
-            prefix=f".{target.name}.", dir=target.parent or Path(".")
-        )
+        try:
+            before: os.stat_result | None = os.stat(target)
+        except FileNotFoundError:
+            before = None
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
             with os.fdopen(descriptor, "w", encoding="utf-8") as file:
                 file.write(tokens.render())
                 file.flush()
+                if before is not None:
+                    os.fchown(file.fileno(), before.st_uid, before.st_gid)
+                os.fchmod(file.fileno(), 0o600 if before is None else before.st_mode & 0o7777)
                 os.fsync(file.fileno())
-            os.chmod(temporary, 0o600)
             os.replace(temporary, target)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)

@@ -34,7 +34,7 @@ class BackendUnavailable(Exception):
 
 
 Listener = Callable[[Change], None]
-#: Hears the number of clients connected to every instance together, and who they are.
+#: Hears the other instances' clients: how many, and who.
 CountListener = Callable[[int, Roster], None]
 CommitListener = Callable[[tuple[StateSnapshot, ...]], None]
 LatencyListener = Callable[[float], None]
@@ -125,8 +125,9 @@ class Backend(Protocol):
         ...
 
     def subscribe_clients(self, listener: CountListener) -> Unsubscribe:
-        """Call ``listener`` with the total over every instance, and every instance's
-        roster together, whenever either changes."""
+        """Call ``listener`` with the number of the other instances' clients, and their
+        rosters together, whenever either changes (this instance's own, its hub knows
+        live)."""
         ...
 
     async def aclose(self) -> None:

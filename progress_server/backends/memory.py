@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 
 from progress_protocol.states import DEFAULT_STEP_SECONDS, Attribution, Run, StateSnapshot
@@ -78,9 +78,9 @@ class MemoryBackend:
         return None
 
     def report_clients(self, count: int, roster: Roster) -> None:
-        """One instance: its count is the total, its roster everyone."""
+        """One instance: there are no others."""
         for listener in list(self._count_listeners):
-            listener(count, roster)
+            listener(0, Counter())
 
     def subscribe_clients(self, listener: CountListener) -> Unsubscribe:
         self._count_listeners.append(listener)

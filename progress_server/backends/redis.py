@@ -268,10 +268,12 @@ class RedisBackend:
         self._total: int | None = None
         self._roster: Roster = Counter()  # this instance's, kept current by its hub
         self._cluster: Roster | None = None  # every instance's, as last read
-        #: The fingerprint of this instance's tokens file (None: it has none), shared
-        #: with the others: a mismatch is logged, once each time the set changes.
-        self.tokens_fingerprint: str | None = None
-        self._fingerprints: frozenset[str] = frozenset()
+        self._fingerprint: str | None = None
+        # The other instances' fingerprints that differ from this one's, and since when
+        # (the shared clock); what was last logged.
+        self._mismatch: frozenset[str] = frozenset()
+        self._mismatch_since = 0.0
+        self._mismatch_logged: frozenset[str] = frozenset()
         self._offset = 0.0  # Redis's clock minus time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -296,6 +298,19 @@ class RedisBackend:
         self.on_latency: LatencyListener | None = None
         #: Told when Redis is lost and when it is back (the clients hear it).
         self.on_problem: Callable[[str | None], None] | None = None
+
+    @property
+    def tokens_fingerprint(self) -> str | None:
+        """The fingerprint of this instance's tokens file (None: it has none), shared
+        with the others through Redis: a lasting mismatch is logged."""
+        return self._fingerprint
+
+    @tokens_fingerprint.setter
+    def tokens_fingerprint(self, fingerprint: str | None) -> None:
+        changed = fingerprint != self._fingerprint
+        self._fingerprint = fingerprint
+        if changed and self._started:
+            self.report_clients(self._local_count, self._roster)  # said now, not in 2 s
 
     @property
     def action_seconds(self) -> float:
@@ -460,7 +475,7 @@ class RedisBackend:
                     pipe.hset(
                         self._presence_key,
                         self.instance,
-                        f'{{"at":{json.dumps(now)},"tokens":{json.dumps(self.tokens_fingerprint)},'
+                        f'{{"at":{json.dumps(now)},"tokens":{json.dumps(self._fingerprint)},'
                         f'"roster":{roster_to_json(self._roster)}}}',
                     )
                     pipe.publish(self._channel, json.dumps({"kind": "clients"}))
@@ -489,10 +504,10 @@ class RedisBackend:
                         fresh = now - float(at) <= COUNT_TTL_SECONDS
                     except (ValueError, TypeError):
                         fresh = False  # not ours to read: forgotten like a stale one
-                    if fresh:
-                        total += max(0, int(count))
-                    else:
+                    if not fresh:
                         stale.append(instance)
+                    elif _text(instance) != self.instance:  # its own, the hub knows live
+                        total += max(0, int(count))
                 cluster, fingerprints, gone = self._read_rosters(rosters, now)
                 if stale:
                     await self._redis.hdel(self._clients_key, *stale)
@@ -502,7 +517,7 @@ class RedisBackend:
             self._round_trip_failed(exc)
             return
         self._round_trip_ok()
-        self._check_fingerprints(fingerprints)
+        self._check_fingerprints(fingerprints, now)
         if total != self._total or cluster != self._cluster:
             self._total, self._cluster = total, cluster
             for listener in list(self._count_listeners):
@@ -511,8 +526,8 @@ class RedisBackend:
     def _read_rosters(
         self, entries: dict[bytes, bytes], now: float
     ) -> tuple[Roster, dict[str, str | None], list[bytes]]:
-        """Every fresh instance's roster together, and its tokens file's fingerprint;
-        the instances gone quiet, to forget."""
+        """The other fresh instances' rosters together, and every instance's tokens
+        file's fingerprint; the instances gone quiet, to forget."""
         cluster: Roster = Counter()
         fingerprints: dict[str, str | None] = {}
         gone: list[bytes] = []
@@ -527,30 +542,39 @@ class RedisBackend:
             if not fresh:
                 gone.append(instance)
                 continue
-            cluster.update(roster)
-            fingerprints[_text(instance)] = fingerprint if isinstance(fingerprint, str) else None
+            name = _text(instance)
+            if name != self.instance:  # its own clients the hub knows live
+                cluster.update(roster)
+            fingerprints[name] = fingerprint if isinstance(fingerprint, str) else None
         return cluster, fingerprints, gone
 
-    def _check_fingerprints(self, fingerprints: dict[str, str | None]) -> None:
-        """Log once, each time the set of tokens files in use changes, that instances
-        enforce different ones."""
-        seen = frozenset(f"{fingerprint}" for fingerprint in fingerprints.values())
-        if seen == self._fingerprints:
-            return
-        self._fingerprints = seen
-        if len(seen) > 1:
-            mine = self.tokens_fingerprint or "none"
-            others = sorted(
-                f"{instance}: {fingerprint or 'none'}"
-                for instance, fingerprint in fingerprints.items()
-                if instance != self.instance and fingerprint != self.tokens_fingerprint
-            )
+    def _check_fingerprints(self, fingerprints: dict[str, str | None], now: float) -> None:
+        """Log when other instances enforce another tokens file than this one, once
+        the difference has lasted longer than an edit takes to reach them all (a
+        heartbeat and two looks at the file); and when they agree again."""
+        mine = self._fingerprint
+        differ = frozenset(
+            f"{instance}: {fingerprint or 'none'}"
+            for instance, fingerprint in fingerprints.items()
+            if instance != self.instance and fingerprint != mine
+        )
+        if differ != self._mismatch:
+            self._mismatch, self._mismatch_since = differ, now
+        lasting = now - self._mismatch_since >= HEARTBEAT_SECONDS + 1.5
+        if differ and lasting and differ != self._mismatch_logged:
+            self._mismatch_logged = differ
             logger.warning(
                 "the instances sharing this calculation enforce different tokens files "
                 "(this one's fingerprint: %s; %s): give every instance the same file",
-                mine,
-                "; ".join(others),
-                extra={"fingerprint": self.tokens_fingerprint},
+                mine or "none",
+                "; ".join(sorted(differ)),
+                extra={"fingerprint": mine},
+            )
+        elif not differ and self._mismatch_logged:
+            self._mismatch_logged = frozenset()
+            logger.info(
+                "the instances sharing this calculation enforce the same tokens file again",
+                extra={"fingerprint": mine},
             )
 
     async def _beat_forever(self) -> None:

@@ -33,6 +33,7 @@ from progress_protocol.messages import (
 )
 from progress_protocol.states import Attribution
 
+from ..hub import plural
 from ..limits import Verdict
 from ..logs import Burst
 from ..service import CalculationService
@@ -134,9 +135,15 @@ class WebSocketEndpoint:
         client_id = connection.short_id
         user = connection.user
         assert user is not None  # the gate let it through
-        if user.credential is not None and not self.http_api.access.still_valid(user):
-            connection.close(REVOKED, REVOKED_REASON)  # revoked during its handshake
-            return
+        if user.credential is not None:
+            # The file may have changed during its handshake.
+            entry = self.http_api.access.tokens.identify_digest(user.credential)
+            if entry is None:
+                connection.close(REVOKED, REVOKED_REASON)
+                return
+            if (entry.name, entry.role) != (user.name, user.role):
+                connection.close(CloseCode.SERVICE_RESTART, CREDENTIALS_CHANGED)
+                return
         name = user.name
         connection.by = Attribution(client_id, name or client_id)
         hub.join(connection, self._hello(user).replace(HELLO_ID, client_id, 1))
@@ -195,10 +202,9 @@ class WebSocketEndpoint:
                 changed += 1
         if revoked or changed:
             logger.info(
-                "tokens file changed: %d connections closed for a revoked token, %d for "
-                "a changed name or role",
-                revoked,
-                changed,
+                "tokens file changed: %s closed for a revoked token, %s for a changed name or role",
+                plural(revoked, "connection"),
+                plural(changed, "connection"),
                 extra={"clients": revoked + changed},
             )
 

@@ -10,7 +10,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from progress_client.events import ConnectionStatus
-from progress_client.wording import countdown, printable, watching, you_are
+from progress_client.wording import cells, countdown, printable, watching, you_are
 from progress_protocol.messages import Presence
 
 from ..status import STORE_DOWN, ConnectionInfo, Identity
@@ -101,13 +101,16 @@ class ConnectionStatusBar(Widget):
         match info.status:
             case ConnectionStatus.CONNECTED:
                 you = self.identity
-                me = [you_are(you.name, you.role)] if you and (you.name or you.role) else []
+                known = you is not None and bool(you.name or you.role)
+                me = [you_are(you.name, you.role)] if you and known else []
+                # The name cut shorter, for the narrowest panes.
+                brief = [you_are(you.name, you.role, limit=10)] if you and known else []
 
                 def who(head: list[str]) -> list[str]:
                     """Who is watching: all of them with no ``head``, else cut to what
                     ``width`` leaves after it."""
                     if self.presence is not None:
-                        used = len(" - ".join([*head, ""]))
+                        used = cells(" - ".join([*head, ""]))
                         room = None if width is None or not head else max(1, width - used)
                         return [watching(self.presence, room)]
                     if self.clients is not None:
@@ -127,6 +130,7 @@ class ConnectionStatusBar(Widget):
                 short = ["● Connected", *me]
                 # The last: "● alice · viewer - 3 watching", at 40 columns.
                 least = [" ".join(["●", *me])] if me else ["● Connected"]
+                tiny = [" ".join(["●", *brief])] if brief else ["●"]
                 everyone = who([])  # all the names: they go before the URL and the rtt
                 return [
                     [*full, *everyone, timing],
@@ -134,6 +138,7 @@ class ConnectionStatusBar(Widget):
                     [*short, *everyone],
                     [*short, *who(short)],
                     [*least, *who(least)],
+                    [*tiny, *who(tiny)],
                 ]
             case ConnectionStatus.CONNECTING:
                 attempt = f" (attempt {info.attempt})" if info.attempt > 1 else ""

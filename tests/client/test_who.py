@@ -84,3 +84,16 @@ async def test_who_without_a_token_names_no_one(server: ProgressServer, as_json:
     code, out, _ = await run_ctl(*args)
     assert code == 0
     assert ("carol" in out) and ("1 watching" in out or as_json)
+
+
+def test_wide_names_are_measured_in_cells() -> None:
+    """A CJK name takes two cells a character: it is cut by cells, and the line fits
+    the width it is given in cells."""
+    from progress_client.wording import cells, cut
+
+    wide = Person("山田太郎山田太郎山田太郎", "operator", ("tui",), 1)
+    assert cells(wide.name or "") == 24
+    assert cells(person_label(wide)) <= 20 and person_label(wide).endswith("…")
+    line = watching(Presence((wide, BOB), total=2, connections=2), 30)
+    assert cells(line) <= 30
+    assert cut("abc", 3) == "abc" and cut("abcd", 3) == "ab…"

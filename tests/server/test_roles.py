@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from progress_server.server import ProgressServer
 from progress_server.tokens import Tokens, new_token, write_tokens
 from tests.helpers import (
     TIMEOUT,
+    Watcher,
     http_request,
     recv_json,
     recv_type,
@@ -78,9 +80,11 @@ async def joined(
     return ws, hello
 
 
-async def until_logged(caplog: pytest.LogCaptureFixture, pattern: str) -> logging.LogRecord:
+async def until_logged(
+    caplog: pytest.LogCaptureFixture, pattern: str, timeout: float = TIMEOUT
+) -> logging.LogRecord:
     """The first record whose message matches, once it is logged (records stay)."""
-    async with asyncio.timeout(TIMEOUT):
+    async with asyncio.timeout(timeout):
         while True:
             for record in caplog.records:
                 if re.search(pattern, record.getMessage()):
@@ -175,9 +179,21 @@ async def test_a_spoofed_name_does_not_change_the_attribution(
         presence = (await http_request(server.port, "GET", "/presence", headers=auth(people)))[2]
         assert [person["name"] for person in presence["people"]] == ["alice"]
     record = await until_logged(caplog, r"start accepted")
-    assert record.client_name == "alice"  # type: ignore[attr-defined]
-    assert record.claimed_name == "bob"  # type: ignore[attr-defined]
-    assert record.role == "operator"  # type: ignore[attr-defined]
+    logged = json.loads(JsonFormatter().format(record))  # what a log shipper reads
+    assert (logged["client_name"], logged["claimed_name"], logged["role"]) == (
+        "alice",
+        "bob",
+        "operator",
+    )
+
+
+def client(people: People, name: str, agent: str) -> dict[str, Any]:
+    """The options of ``connect`` for ``name``'s client of kind ``agent``."""
+    return {
+        "additional_headers": auth(people, name),
+        "user_agent_header": agent,
+        "open_timeout": TIMEOUT,
+    }
 
 
 def auth(people: People, name: str = "bob") -> dict[str, str]:
@@ -349,19 +365,20 @@ async def test_presence_is_the_union_over_instances(
     for each in servers:
         await each.start()
     try:
-        alice, _ = await joined(servers[0], people.tokens["alice"], agent="progress-tui/1")
-        bob, _ = await joined(servers[1], people.tokens["bob"], agent="progress-ctl/1")
-        async with alice, bob:
-            for ws in (alice, bob):
-                async with asyncio.timeout(TIMEOUT):
-                    while True:
-                        presence = await recv_type(ws, "presence")
-                        if presence["connections"] == 2:
-                            break
-                assert [(p["name"], p["clients"]) for p in presence["people"]] == [
-                    ("alice", ["tui"]),
-                    ("bob", ["ctl"]),
-                ]
+        # Watchers keep every message: the union may come with a client's first count.
+        alice = Watcher(await connect(servers[0].url, **client(people, "alice", "progress-tui/1")))
+        bob = Watcher(await connect(servers[1].url, **client(people, "bob", "progress-ctl/1")))
+        for watcher in (alice, bob):
+            presence = await watcher.until("presence", connections=2)
+            assert [(p["name"], p["clients"]) for p in presence["people"]] == [
+                ("alice", ["tui"]),
+                ("bob", ["ctl"]),
+            ]
+        await alice.close()
+        after = len(bob.messages)
+        presence = await bob.until("presence", after=after, connections=1)
+        assert [p["name"] for p in presence["people"]] == ["bob"]
+        await bob.close()
     finally:
         for each in servers:
             await each.close()
@@ -391,9 +408,38 @@ async def test_instances_with_different_files_say_so(
     for each in servers:
         await each.start()
     try:
-        record = await until_logged(caplog, "enforce different tokens files")
+        # Said once the difference outlasts an edit's way to every instance (3.5 s).
+        record = await until_logged(caplog, "enforce different tokens files", 3 * TIMEOUT)
         message = record.getMessage()
         assert people.file.fingerprint in message and other.file.fingerprint in message
     finally:
         for each in servers:
             await each.close()
+
+
+def test_a_mismatch_of_files_is_said_only_once_it_lasts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An edit reaches the instances a few hundred ms apart: a difference is logged
+    only once it outlasts that (a heartbeat and two looks at the file), once, and its
+    end is said too."""
+    caplog.set_level(logging.INFO, "progress_server")
+    backend = RedisBackend("redis://127.0.0.1:1/0")
+    backend.instance = "me"
+    backend.tokens_fingerprint = "aaa"
+    check = backend._check_fingerprints
+    check({"me": "old", "other": "aaa"}, 100.0)  # its own old entry does not count
+    check({"me": "aaa", "other": "bbb"}, 100.0)  # the other has not read the edit yet
+    check({"me": "aaa", "other": "bbb"}, 102.0)
+    assert "different tokens files" not in caplog.text
+    check({"me": "aaa", "other": "bbb"}, 104.0)  # still, 4 s on
+    check({"me": "aaa", "other": "bbb"}, 106.0)
+    warnings = [
+        r.getMessage() for r in caplog.records if "different tokens files" in r.getMessage()
+    ]
+    assert warnings == [
+        "the instances sharing this calculation enforce different tokens files (this "
+        "one's fingerprint: aaa; other: bbb): give every instance the same file"
+    ]
+    check({"me": "aaa", "other": "aaa"}, 108.0)
+    assert "enforce the same tokens file again" in caplog.text

@@ -23,6 +23,8 @@ async def test_clients_hear_when_the_store_is_lost_and_back(redis_prefix: str) -
             await watcher.until("store", reachable=False)
             late = await Watcher.join(server.url)
             told = await late.until("store")
+            # Who is here still counts this instance's own clients, live.
+            await watcher.until("presence", connections=2)
             kinds = [m["type"] for m in late.messages]
             assert told == {"type": "store", "reachable": False}
             assert kinds.index("store") == kinds.index("history") + 1  # with the first

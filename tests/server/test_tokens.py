@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from progress_protocol.urls import TOKEN_PREFIX
 from progress_server.tokens import (
-    TOKEN_PREFIX,
     Tokens,
     TokensFileError,
     digest_of,
@@ -161,3 +162,40 @@ async def test_a_real_server_reads_the_file(tmp_path: Path) -> None:
         assert not any(token in line for line in server.lines)
     finally:
         await server.stop()
+
+
+def test_an_edit_keeps_the_files_owner_mode_and_link(tmp_path: Path) -> None:
+    """token add (run as root, with sudo say) keeps the owner, group and mode of the
+    file the server reads, and writes through a symbolic link to the file it names."""
+    real = tmp_path / "shared"
+    real.mkdir()
+    path = real / "tokens"
+    assert run_cli("token", "add", "alice", "--tokens-file", str(path)).returncode == 0
+    os.chown(path, 65534, 65534)  # the server's own user, say nobody
+    os.chmod(path, 0o640)
+    link = tmp_path / "tokens"
+    link.symlink_to(path)
+    assert run_cli("token", "add", "bob", "--tokens-file", str(link)).returncode == 0
+    assert link.is_symlink() and [e.name for e in read_tokens(path).entries] == ["alice", "bob"]
+    info = os.stat(path)
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (65534, 65534, 0o640)
+
+
+def test_empty_or_cut_short_files_are_refused() -> None:
+    """An empty file (a shell's "> tokens", an editor mid-write) or one whose last line
+    has no end is refused, with a sentence; uppercase hex is fine."""
+    good = "alice operator sha256:" + "AB" * 32 + "\n"
+    assert Tokens.parse(good).named("alice") is not None
+    for text, words in (("", "is empty (being written?)"), (good[:-9], "looks cut short")):
+        with pytest.raises(TokensFileError) as raised:
+            check_text(text)
+        assert words in str(raised.value)
+
+
+def check_text(text: str) -> Tokens:
+    with tempfile.NamedTemporaryFile("w", suffix=".tokens", delete=False) as file:
+        file.write(text)
+    try:
+        return read_tokens(file.name)
+    finally:
+        os.unlink(file.name)

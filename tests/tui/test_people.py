@@ -162,3 +162,17 @@ async def test_a_revoked_viewer_is_told_and_stops(server: SteppedServer, people:
             lambda: app.connection.stopped and "refused the token" in bar(app),
             what=lambda: f"stopped for good (the bar: {bar(app)!r})",
         )
+
+
+@pytest.mark.parametrize("name", ["a-very-long-name-for-a-laptop", "山田太郎山田太郎山田"])
+async def test_a_long_or_wide_name_fits_a_40_column_pane(tmp_path: Path, name: str) -> None:
+    """A name of 29 characters, or of wide characters, still leaves the bar one line
+    at 40 columns: the name is cut by cells, down to 10 if need be."""
+    async with SteppedServer() as server:
+        app = make_app(server.url, name=name)
+        async with app.run_test(size=(40, 12)) as pilot:
+            await connected(pilot)
+            await until(pilot, lambda: "watching" in bar(app), what="the presence")
+            widget = app.query_one(ConnectionStatusBar)
+            assert widget.size.height == 1, bar(app)
+            assert "…" in bar(app) and "1 watching" in bar(app)

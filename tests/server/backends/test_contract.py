@@ -239,14 +239,41 @@ async def test_the_end_of_a_calculation_carries_the_history(make_backend: MakeBa
 
 
 async def test_the_clients_count_comes_from_the_backend(make_backend: MakeBackend) -> None:
-    """What an instance reports, the backend answers with the total, and who they are."""
+    """What a lone instance reports, the backend answers with no other instance's
+    clients (its own, the hub knows live)."""
     backend = await make_backend()
-    totals: list[tuple[int, Roster]] = []
-    backend.subscribe_clients(lambda total, roster: totals.append((total, Counter(roster))))
+    heard: list[tuple[int, Roster]] = []
+    backend.subscribe_clients(lambda count, others: heard.append((count, Counter(others))))
     roster: Roster = Counter({("alice", "operator", "tui"): 2, (None, "viewer", "other"): 1})
     backend.report_clients(3, roster)
     async with asyncio.timeout(TIMEOUT):
-        while not totals or totals[-1][0] != 3:
+        while not heard:
             await asyncio.sleep(0.01)
-    assert totals[-1] == (3, roster)
+    assert heard[-1] == (0, Counter())
     assert backend.problem is None
+
+
+async def test_the_redis_backend_hears_the_other_instances_rosters(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Two instances on one Redis: each hears the other's clients, how many and who;
+    once the other reports nobody, nobody of it."""
+    first, second = (RedisBackend(redis_url, prefix=redis_prefix) for _ in range(2))
+    for backend in (first, second):
+        await backend.start()
+    try:
+        heard: list[tuple[int, Roster]] = []
+        second.subscribe_clients(lambda total, others: heard.append((total, Counter(others))))
+        roster: Roster = Counter({("alice", "operator", "tui"): 2})
+        first.report_clients(2, roster)
+        second.report_clients(1, Counter({("bob", "viewer", "ctl"): 1}))
+        async with asyncio.timeout(TIMEOUT):
+            while not heard or heard[-1] != (2, roster):
+                await asyncio.sleep(0.01)
+        first.report_clients(0, Counter())
+        async with asyncio.timeout(TIMEOUT):
+            while heard[-1] != (0, Counter()):
+                await asyncio.sleep(0.01)
+    finally:
+        for backend in (first, second):
+            await backend.aclose()
