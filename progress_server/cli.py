@@ -181,7 +181,8 @@ def _websocket_path(ctx: click.Context, param: click.Parameter, value: str) -> s
     "--redis-url",
     help="Share the calculation with every server instance using this Redis "
     "(redis:// or rediss://, the password in the URL; prefer the environment variable). "
-    "By default the calculation lives in this process.",
+    "By default the calculation lives in this process. Needs the redis extra: "
+    "pip install 'progress[redis]'.",
 )
 @setting(
     "--redis-prefix",
@@ -228,6 +229,10 @@ def main(ctx: click.Context, /, **options: Any) -> None:
     GET /healthz, GET /readyz, GET /metrics, GET /state, GET /history,
     GET /presence, POST /start and POST /cancel. Stop with Ctrl-C or SIGTERM:
     clients are closed with code 1001 (going away).
+
+    Extras: pip install 'progress[redis]' for --redis-url and --workers (several
+    instances sharing one calculation); pip install 'progress[fast]' for uvloop, a
+    faster event loop, used when installed (the log says which loop runs).
 
     Who may do what: no token lets anyone who reaches the port start and cancel;
     --token is one shared operator's token; --tokens-file gives each person or robot
