@@ -472,7 +472,35 @@ async def _serve_until_signal(server: ProgressServer) -> None:
     loop.set_exception_handler(server.descriptors.handle_loop_exception)
     async with server:
         await stop.wait()
-        logger.info("%s: stopping, closing every client with 1001 (going away)", received[0])
+        log_stopping(received[0], server)
+
+
+def log_stopping(signal_name: str, server: ProgressServer) -> None:
+    """Say why the server stops and, when a calculation is running, what becomes of it:
+    in Redis it goes on (an instance sharing it, or this one restarted, drives it to
+    its end); in memory it is lost, and the line is a WARNING."""
+    closing = "closing every client with 1001 (going away)"
+    snapshot = server.service.snapshot
+    if not snapshot.state.is_running:
+        logger.info("%s: stopping, %s", signal_name, closing)
+        return
+    shared = isinstance(server.backend, RedisBackend)
+    logger.log(
+        logging.INFO if shared else logging.WARNING,
+        "%s: stopping with calculation %s %s (%s); %s",
+        signal_name,
+        snapshot.calculation_id,
+        snapshot.state,
+        "it goes on in Redis: another instance, or this one restarted, drives it on"
+        if shared
+        else "it is lost: this server kept it in memory",
+        closing,
+        extra={
+            "state": snapshot.state.value,
+            "seq": snapshot.seq,
+            "calculation_id": snapshot.calculation_id,
+        },
+    )
 
 
 def _supervise(workers: int, config: ServerConfig, *, json_lines: bool, timeout: float) -> int:

@@ -232,3 +232,46 @@ def test_help_names_the_extras_and_the_http_endpoints() -> None:
     assert "pip install 'progress[fast]'" in result.stdout
     for endpoint in ("/healthz", "/readyz", "/metrics", "/state", "/history"):
         assert endpoint in result.stdout
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+async def test_a_signal_names_the_calculation_it_leaves(
+    store: str, signum: int, request: pytest.FixtureRequest
+) -> None:
+    """Stopped while a calculation runs, the server's log names it, its state, and what
+    becomes of it: lost with the process (in memory: a WARNING), or going on in Redis."""
+    args = ["--step-seconds", "60"]
+    if store == "redis":
+        redis_url = request.getfixturevalue("redis_url")
+        redis_prefix = request.getfixturevalue("redis_prefix")
+        args += ["--redis-url", redis_url, "--redis-prefix", redis_prefix]
+    async with ServerProcess(*args) as server:
+        ws, _, _ = await join(server.url)
+        await send_json(ws, {"action": "start"})
+        ack = await recv_type(ws, "ack")
+        server.signal(signum)
+        assert await server.wait() == 0
+    name = signal.Signals(signum).name
+    fate = (
+        ("WARNING ", "it is lost: this server kept it in memory")
+        if store == "memory"
+        else ("INFO ", "it goes on in Redis: another instance, or this one restarted, drives it on")
+    )
+    [line] = [line for line in server.lines if f"{name}: stopping" in line]
+    assert fate[0] in line
+    assert line.endswith(
+        f"{name}: stopping with calculation {ack['calculation_id']} STARTING ({fate[1]}); "
+        "closing every client with 1001 (going away)"
+    ), line
+
+
+async def test_a_signal_with_no_calculation_running_says_only_that_it_stops() -> None:
+    """Idle, the line is the plain one: nothing is left behind."""
+    async with ServerProcess() as server:
+        server.signal(signal.SIGTERM)
+        assert await server.wait() == 0
+    [line] = [line for line in server.lines if "SIGTERM: stopping" in line]
+    assert line.endswith(
+        " INFO    progress_server: SIGTERM: stopping, closing every client with 1001 (going away)"
+    )
