@@ -2,7 +2,11 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+# One .venv, installed as far as the target needs: the package alone for `make run`
+# (with the redis extra for REDIS=1), the dev extra for the suite and the tools.
+RUN_STAMP := $(VENV)/.installed-run
+REDIS_STAMP := $(VENV)/.installed-redis
+DEV_STAMP := $(VENV)/.installed-dev
 LOG_DIR ?= logs
 # The port of `make run`, `make server` and `make tui`: PORT=4000, or PROGRESS_PORT
 # from the environment, else 3003. The TUI follows it.
@@ -38,17 +42,29 @@ help: ## List the targets
 	  END { for (i = 0; i < n; i++) printf "  make %-" width "s  %s\n", name[i], text[i] }' \
 	  $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+# What `make run` needs: the package and its own dependencies, none of the dev tools.
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(REDIS_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[redis]'
+	touch $(REDIS_STAMP) $(RUN_STAMP)
+
+# The dev extra holds the redis one: a dev install serves every target.
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(DEV_STAMP) $(REDIS_STAMP) $(RUN_STAMP)
 
-install: $(STAMP) ## Create .venv and install the package with its dev extra
+install: $(DEV_STAMP) ## Create .venv and install the package with its dev extra
 
-run: $(STAMP) ## The main job: a server in the background and a TUI on it (PORT=4000 moves both; REDIS=1: two servers)
+run: $(if $(REDIS),$(REDIS_STAMP),$(RUN_STAMP)) ## The main job: a server in the background and a TUI on it (PORT=4000 moves both; REDIS=1: two servers)
 ifneq ($(REDIS),)
-	@$(MAKE) --no-print-directory -o $(STAMP) run-cluster
+	@$(MAKE) --no-print-directory -o $(REDIS_STAMP) run-cluster
 else
 	@mkdir -p $(LOG_DIR)
 	@echo "starting progress-server on port $(PORT) (log: $(LOG_DIR)/server.log); the TUI connects to it"
@@ -72,7 +88,7 @@ else
 	  $(TUI_COMMAND) --log-file $(LOG_DIR)/tui.log --url $(URL) $(TUI_ARGS)
 endif
 
-run-cluster: $(STAMP) ## Two servers (PORT, PORT+1) sharing one calculation through a private Redis, and a TUI on both
+run-cluster: $(REDIS_STAMP) ## Two servers (PORT, PORT+1) sharing one calculation through a private Redis, and a TUI on both
 	@command -v redis-server >/dev/null || { echo "make run REDIS=1 needs redis-server: apt-get install redis-server" >&2; exit 1; }
 	@mkdir -p $(LOG_DIR)
 	@redis_port=$$($(BIN)/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
@@ -93,10 +109,10 @@ run-cluster: $(STAMP) ## Two servers (PORT, PORT+1) sharing one calculation thro
 	  echo "the TUI follows the first; from another terminal, kill \$$(cat $(LOG_DIR)/server-1.pid) and it moves to the second (logs in $(LOG_DIR)/)"; \
 	  $(TUI_COMMAND) --log-file $(LOG_DIR)/tui.log --url $(URL) --url $(URL2) $(TUI_ARGS)
 
-server: $(STAMP) ## Start only the server in the foreground (SERVER_ARGS="..." passes options)
+server: $(RUN_STAMP) ## Start only the server in the foreground (SERVER_ARGS="..." passes options)
 	$(BIN)/progress-server --port $(PORT) $(SERVER_ARGS)
 
-tui: $(STAMP) ## Start only a TUI, e.g. in another terminal (TUI_ARGS="..." passes options)
+tui: $(RUN_STAMP) ## Start only a TUI, e.g. in another terminal (TUI_ARGS="..." passes options)
 	@mkdir -p $(LOG_DIR)
 	$(BIN)/progress-tui --log-file $(LOG_DIR)/tui.log $(if $(PROGRESS_URL)$(findstring --url,$(TUI_ARGS)),,--url $(URL)) $(TUI_ARGS)
 
@@ -113,10 +129,10 @@ test-deps:
 	      echo "note: the redis-server package started a system Redis; the tests use private ones on free ports"; fi; \
 	  fi
 
-test: $(STAMP) test-deps ## The whole suite, JOBS processes at once, in random order (ARGS="..." passes pytest options)
+test: $(DEV_STAMP) test-deps ## The whole suite, JOBS processes at once, in random order (ARGS="..." passes pytest options)
 	$(BIN)/pytest -n $(JOBS) $(ARGS)
 
-test-stress: $(STAMP) test-deps ## The suite RUNS times while a CPU hog keeps every core busy, as on a shared CI machine
+test-stress: $(DEV_STAMP) test-deps ## The suite RUNS times while a CPU hog keeps every core busy, as on a shared CI machine
 	@hogs=""; for core in $$(seq $$(nproc)); do \
 	    $(BIN)/python -c 'while True: pass' & hogs="$$hogs $$!"; done; \
 	  trap 'kill $$hogs 2>/dev/null' EXIT INT TERM; \
@@ -125,7 +141,7 @@ test-stress: $(STAMP) test-deps ## The suite RUNS times while a CPU hog keeps ev
 	    PROGRESS_TEST_TIME_FACTOR=$${PROGRESS_TEST_TIME_FACTOR:-2} $(BIN)/pytest -n $(JOBS) -q $(ARGS) || exit 1; \
 	  done
 
-$(OLDEST_STAMP): pyproject.toml $(STAMP)
+$(OLDEST_STAMP): pyproject.toml $(DEV_STAMP)
 	rm -rf $(OLDEST)
 	$(BIN)/uv venv -q --python $(PYTHON) $(OLDEST)
 	$(BIN)/uv pip install -q --python $(OLDEST)/bin/python --resolution lowest-direct -e '.[dev]'
@@ -135,7 +151,7 @@ test-oldest: $(OLDEST_STAMP) test-deps ## The suite on the lowest version of eve
 	@$(OLDEST)/bin/python -c 'import importlib.metadata as m; print("oldest:", ", ".join(f"{n} {m.version(n)}" for n in ("websockets", "textual", "click", "redis", "psutil", "prometheus-client", "uvloop")))'
 	$(OLDEST)/bin/pytest -n $(JOBS) -q --ignore=tests/tui/test_snapshots.py --ignore=tests/bench $(ARGS)
 
-coverage: $(STAMP) test-deps ## The suite under coverage, the CLIs and servers it starts included; total and htmlcov/
+coverage: $(DEV_STAMP) test-deps ## The suite under coverage, the CLIs and servers it starts included; total and htmlcov/
 	@$(BIN)/coverage erase
 	@# Measuring slows the code down about twice: the tests' timings scale with it.
 	PROGRESS_TEST_TIME_FACTOR=$${PROGRESS_TEST_TIME_FACTOR:-3} $(BIN)/coverage run -m pytest -n $(JOBS) -q $(ARGS); \
@@ -145,23 +161,23 @@ coverage: $(STAMP) test-deps ## The suite under coverage, the CLIs and servers i
 	  $(BIN)/coverage html -q && echo "report: htmlcov/index.html"; \
 	  exit $$status
 
-lint: $(STAMP) ## ruff check, ruff format --check, and the floors of docs/architecture.md
+lint: $(DEV_STAMP) ## ruff check, ruff format --check, and the floors of docs/architecture.md
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q -p no:randomly -p no:cacheprovider tests/test_layers.py
 
-style: $(STAMP) ## Fix what ruff can fix, and format
+style: $(DEV_STAMP) ## Fix what ruff can fix, and format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-types: $(STAMP) ## mypy over the packages
+types: $(DEV_STAMP) ## mypy over the packages
 	$(BIN)/mypy
 
-bench: $(STAMP) ## Benchmark against the peers (BENCH_ARGS="--quick" for about a minute)
+bench: $(DEV_STAMP) ## Benchmark against the peers (BENCH_ARGS="--quick" for about a minute)
 	@mkdir -p bench-results
 	$(BIN)/progress-bench --json bench-results/latest.json $(BENCH_ARGS)
 
-screenshot: $(STAMP) ## Save docs/images/progress-tui.svg from a real run
+screenshot: $(DEV_STAMP) ## Save docs/images/progress-tui.svg from a real run
 	$(BIN)/python docs/screenshot.py
 
 capture: $(STAMP) ## Save README's animation (three panes, one run) and the pictures of docs/clients.md

@@ -4,7 +4,8 @@ The exit status tells a script what happened (the table is in ``--help`` and
 docs/clients.md): 0 done, 1 refused by the server or the calculation CANCELED or gone,
 2 usage error, 3 the server cannot be reached (at any of the URLs) or the connection
 was lost, 4 the server refused the connection for good (at every URL), 130
-interrupted. Whatever the server sends, a failure ends with one sentence on stderr,
+interrupted (Ctrl-C), 143 terminated (SIGTERM); either way the connection is closed
+cleanly first (code 1000). Whatever the server sends, a failure ends with one sentence on stderr,
 never a traceback, and nothing printed carries a control character from the server.
 
 With several URLs, a one-shot command tries each in turn until one answers, and
@@ -23,6 +24,7 @@ import json
 import locale
 import logging
 import os
+import signal
 import sys
 from collections.abc import AsyncGenerator, Coroutine
 from contextlib import aclosing
@@ -89,6 +91,9 @@ EXIT_UNREACHABLE = 3
 #: certificate is not trusted: the settings must change first.
 EXIT_REJECTED = 4
 EXIT_INTERRUPTED = 130
+#: Ended by SIGTERM (128 + 15, as a shell says it), after closing the connection
+#: cleanly, as Ctrl-C does.
+EXIT_TERMINATED = 143
 
 #: How long a one-shot command waits for the server's answer.
 ANSWER_TIMEOUT = 10.0
@@ -266,9 +271,44 @@ def make_client(target: Target, *, reconnect: bool) -> ProgressClient:
     )
 
 
+class Terminated(Exception):
+    """SIGTERM came: the command was cancelled, its connection closed (code 1000)."""
+
+
+async def until_terminated(command: Coroutine[Any, Any, int]) -> int:
+    """Run ``command``; SIGTERM cancels it as Ctrl-C does, so that the connection is
+    closed with 1000 (normal) rather than dropped (the server would see 1006).
+
+    Raises:
+        Terminated: If SIGTERM came.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    terminated = False
+
+    def terminate() -> None:
+        nonlocal terminated
+        if not terminated:  # a second SIGTERM must not cut the closing handshake short
+            terminated = True
+            task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, terminate)
+    try:
+        return await command
+    except asyncio.CancelledError:
+        if terminated:
+            raise Terminated from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
 def run(command: Coroutine[Any, Any, int]) -> NoReturn:
     try:
-        status = asyncio.run(command)
+        status = asyncio.run(until_terminated(command))
+    except Terminated:
+        sys.exit(EXIT_TERMINATED)
     except Failure as failure:
         fail(failure.message, failure.status)
     except NotConnected as exc:
@@ -346,6 +386,9 @@ def main(
            token or host: its sentence on stderr), or its certificate is not
            trusted
       130  interrupted (Ctrl-C)
+      143  terminated (SIGTERM)
+
+    Interrupted or terminated, the connection is closed cleanly first (code 1000).
     """
     log_to_stderr()
     check_connection_options(urls, token, cafile)

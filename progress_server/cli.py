@@ -181,7 +181,8 @@ def _websocket_path(ctx: click.Context, param: click.Parameter, value: str) -> s
     "--redis-url",
     help="Share the calculation with every server instance using this Redis "
     "(redis:// or rediss://, the password in the URL; prefer the environment variable). "
-    "By default the calculation lives in this process.",
+    "By default the calculation lives in this process. Needs the redis extra: "
+    "pip install 'progress[redis]'.",
 )
 @setting(
     "--redis-prefix",
@@ -228,6 +229,10 @@ def main(ctx: click.Context, /, **options: Any) -> None:
     GET /healthz, GET /readyz, GET /metrics, GET /state, GET /history,
     GET /presence, POST /start and POST /cancel. Stop with Ctrl-C or SIGTERM:
     clients are closed with code 1001 (going away).
+
+    Extras: pip install 'progress[redis]' for --redis-url and --workers (several
+    instances sharing one calculation); pip install 'progress[fast]' for uvloop, a
+    faster event loop, used when installed (the log says which loop runs).
 
     Who may do what: no token lets anyone who reaches the port start and cancel;
     --token is one shared operator's token; --tokens-file gives each person or robot
@@ -480,7 +485,35 @@ async def _serve_until_signal(server: ProgressServer) -> None:
     loop.set_exception_handler(server.descriptors.handle_loop_exception)
     async with server:
         await stop.wait()
-        logger.info("%s: stopping, closing every client with 1001 (going away)", received[0])
+        log_stopping(received[0], server)
+
+
+def log_stopping(signal_name: str, server: ProgressServer) -> None:
+    """Say why the server stops and, when a calculation is running, what becomes of it:
+    in Redis it goes on (an instance sharing it, or this one restarted, drives it to
+    its end); in memory it is lost, and the line is a WARNING."""
+    closing = "closing every client with 1001 (going away)"
+    snapshot = server.service.snapshot
+    if not snapshot.state.is_running:
+        logger.info("%s: stopping, %s", signal_name, closing)
+        return
+    shared = isinstance(server.backend, RedisBackend)
+    logger.log(
+        logging.INFO if shared else logging.WARNING,
+        "%s: stopping with calculation %s %s (%s); %s",
+        signal_name,
+        snapshot.calculation_id,
+        snapshot.state,
+        "it goes on in Redis: another instance, or this one restarted, drives it on"
+        if shared
+        else "it is lost: this server kept it in memory",
+        closing,
+        extra={
+            "state": snapshot.state.value,
+            "seq": snapshot.seq,
+            "calculation_id": snapshot.calculation_id,
+        },
+    )
 
 
 def _supervise(workers: int, config: ServerConfig, *, json_lines: bool, timeout: float) -> int:

@@ -156,12 +156,20 @@ class Hub:
             self._count_timer.cancel()
             self._count_timer = None
 
-    def publish(self, change: Change) -> None:
+    def publish(self, change: Change, *, here: bool = True) -> int | None:
         """Send a new state to every client, and the history when it changed; an older
-        or repeated state is dropped."""
+        or repeated state is dropped.
+
+        Args:
+            change: The new state.
+            here: Whether this process committed it (see :meth:`log_sent`).
+
+        Returns:
+            How many clients got it; None if it was dropped.
+        """
         snapshot = change.snapshot
         if snapshot.seq <= self.snapshot.seq:
-            return
+            return None
         self.snapshot = snapshot
         self.state_text = encode(StateMessage(snapshot))
         state_bytes = text_frame(self.state_text)
@@ -178,8 +186,16 @@ class Hub:
         if self.metrics is not None:
             # Once per broadcast, never per client: the loop above is the hot path.
             self.metrics.broadcast_seconds.observe(took)
-        logger.info(
-            "state %s (calculation %s, seq %d) sent to %s%s",
+        self.log_sent(snapshot, sent, here=here)
+        return sent
+
+    def log_sent(self, snapshot: StateSnapshot, sent: int, *, here: bool = True) -> None:
+        """The state's line: at INFO from the process that committed the change (``here``),
+        at DEBUG from the others, so that instances and workers sharing a calculation
+        log each change once between them. ``sent``: this process's clients."""
+        logger.log(
+            logging.INFO if here else logging.DEBUG,
+            "state %s (calculation %s, seq %d) sent to %s here%s",
             snapshot.state,
             snapshot.calculation_id,
             snapshot.seq,

@@ -30,6 +30,10 @@ __all__ = ["CalculationService"]
 
 logger = logging.getLogger(__name__)
 
+#: Changes published before this process could know whether it committed them, kept
+#: to be logged at INFO if it did.
+HEARD_FIRST = 16
+
 
 class CalculationService:
     """The actions and the views of one server instance.
@@ -50,7 +54,12 @@ class CalculationService:
         self.metrics = metrics
         #: The connected clients and the fan-out; None until :meth:`start`.
         self.hub: Hub | None = None
-        backend.on_commit = metrics.count_commits
+        backend.on_commit = self._committed
+        #: The seqs of the changes this process committed and has not published yet.
+        self._committed_here: set[int] = set()
+        #: The changes published but not known to be committed here: to how many
+        #: clients each went, in case its commit is heard of later.
+        self._heard_first: dict[int, int] = {}
         backend.on_latency = metrics.backend_latency.observe
         self._stopping = False
         self._unsubscribe: Unsubscribe | None = None
@@ -67,7 +76,7 @@ class CalculationService:
         # kept and replayed, and the hub drops what it has already seen.
         early: list[Change] = []
         self._unsubscribe = self.backend.subscribe(
-            lambda change: self.hub.publish(change) if self.hub else early.append(change)
+            lambda change: self._publish(change) if self.hub else early.append(change)
         )
         await self.backend.start()
         config = self.config
@@ -85,10 +94,34 @@ class CalculationService:
         if self.backend.problem is not None:
             hub.set_store(False)
         for change in early:
-            hub.publish(change)
+            self._publish(change)
         hub.start()
         if self.metrics.multiprocess:
             self._gauges = asyncio.get_running_loop().create_task(self._refresh_gauges_forever())
+
+    def _committed(self, snapshots: tuple[StateSnapshot, ...]) -> None:
+        """Changes this process committed: counted here, once in the cluster, and logged
+        at INFO (the other processes log them at DEBUG). Usually before they are
+        published; a transition's copy from the shared store's channel may come first."""
+        self.metrics.count_commits(snapshots)
+        for snapshot in snapshots:
+            sent = self._heard_first.pop(snapshot.seq, None)
+            if sent is not None and self.hub is not None:
+                self.hub.log_sent(snapshot, sent)
+            else:
+                self._committed_here.add(snapshot.seq)
+
+    def _publish(self, change: Change) -> None:
+        assert self.hub is not None
+        seq = change.snapshot.seq
+        here = seq in self._committed_here
+        if self._committed_here:
+            self._committed_here = {each for each in self._committed_here if each > seq}
+        sent = self.hub.publish(change, here=here)
+        if not here and sent is not None:
+            self._heard_first[seq] = sent
+            while len(self._heard_first) > HEARD_FIRST:
+                del self._heard_first[next(iter(self._heard_first))]
 
     def stop(self) -> None:
         """Begin closing: readiness turns to "shutting down", no new client may join,

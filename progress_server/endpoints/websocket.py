@@ -151,7 +151,7 @@ class WebSocketEndpoint:
         if logger.isEnabledFor(logging.INFO) and self._joins.allow():
             peer = connection.peer
             logger.info(
-                "client %s connected from %s%s (now %d connected)",
+                "client %s connected from %s%s (now %d connected here)",
                 client_id,
                 peer,
                 f" as {name!r}" if name else "",
@@ -237,7 +237,7 @@ class WebSocketEndpoint:
             ):
                 client_id = connection.short_id
                 logger.info(
-                    "client %s disconnected, %s (now %d connected)",
+                    "client %s disconnected, %s (now %d connected here)",
                     client_id,
                     reason,
                     len(hub.clients),
@@ -279,7 +279,7 @@ class WebSocketEndpoint:
     def _log_burst(self, what: str, count: int) -> None:
         hub = self.service.hub
         logger.info(
-            "%s more %s (now %d connected), not logged one by one: over %d a second",
+            "%s more %s (now %d connected here), not logged one by one: over %d a second",
             count,
             "client " + what if count == 1 else "clients " + what,
             len(hub.clients) if hub is not None else 0,

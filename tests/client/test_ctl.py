@@ -21,6 +21,7 @@ from tests.helpers import (
     STEP,
     TIME_FACTOR,
     TIMEOUT,
+    ServerProcess,
     command,
     free_port,
     http_request,
@@ -484,7 +485,7 @@ async def test_help_shows_every_command_and_the_exit_statuses() -> None:
     ]
     assert all(line.endswith(".") and not line.endswith("...") for line in commands), commands
     statuses = [line.split()[0] for line in out.splitlines() if re.match(r"    \d+ ", line)]
-    assert statuses == ["0", "1", "2", "3", "4", "130"]
+    assert statuses == ["0", "1", "2", "3", "4", "130", "143"]
     assert all(len(line) <= 80 for line in out.splitlines())
 
 
@@ -647,3 +648,27 @@ async def test_a_reader_that_goes_away_ends_the_command_quietly(server: Progress
     await http_request(server.port, "POST", "/start")  # the next line has nowhere to go
     _, err = await asyncio.wait_for(process.communicate(), TIMEOUT)
     assert err.decode() == "watch ended with 0\n"
+
+
+@pytest.mark.parametrize(
+    ("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["TERM", "INT"]
+)
+async def test_watch_ended_by_a_signal_closes_its_connection_cleanly(
+    signum: int, status: int
+) -> None:
+    """SIGTERM (kill, timeout, a service manager) or Ctrl-C ends watch with the status
+    its --help gives, silently, after closing its WebSocket with 1000: the server logs
+    a normal close, not 1006 (a connection dropped without a closing handshake)."""
+    async with ServerProcess() as server:
+        process = await ctl("--url", server.url, "watch")
+        assert process.stdout is not None
+        first = await asyncio.wait_for(process.stdout.readline(), TIMEOUT)
+        assert first.decode().startswith("IDLE (seq 0, at ")
+        process.send_signal(signum)
+        code, _, err = await finish(process)
+        assert (code, err) == (status, "")
+        async with asyncio.timeout(TIMEOUT):
+            while not (closes := [line for line in server.lines if " disconnected, " in line]):
+                await asyncio.sleep(0.02)
+        [close] = closes
+        assert " disconnected, code 1000 " in close, close

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Never reinstalled by these tests, however old it looks next to pyproject.toml.
-STAMP = ".venv/.installed-stamp"
+STAMPS = (".venv/.installed-run", ".venv/.installed-redis")
 
 
 def fake_tui(directory: Path) -> Path:
@@ -47,8 +47,7 @@ async def make(*args: str, env: dict[str, str] | None = None) -> tuple[int, str,
         "--no-print-directory",
         "-C",
         str(ROOT),
-        "-o",
-        STAMP,
+        *(f"-o{stamp}" for stamp in STAMPS),
         *args,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,

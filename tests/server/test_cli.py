@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
@@ -186,3 +188,90 @@ def test_a_bad_value_blames_where_it_came_from() -> None:
     from_env = run_cli(env={"PROGRESS_PORT": "99999"})
     assert from_env.returncode == 2
     assert "(env var: 'PROGRESS_PORT')" in from_env.stderr
+
+
+NO_REDIS_EXTRA = "progress-server: --redis-url needs the redis extra: pip install 'progress[redis]'"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--redis-url", "redis://127.0.0.1:6379/0"],
+        ["--workers", "3", "--redis-url", "redis://127.0.0.1:6379/0"],
+        ["--log-format", "json", "--redis-url", "redis://127.0.0.1:6379/0"],
+    ],
+)
+def test_redis_url_without_the_extra_is_one_sentence(tmp_path: Path, args: list[str]) -> None:
+    """Installed without the redis extra (here: a `redis` package that cannot be
+    imported, first on the path), --redis-url, alone or for --workers, says which extra
+    to install in one sentence and exits 1; no traceback, no worker started."""
+    blocked = tmp_path / "redis"
+    blocked.mkdir()
+    (blocked / "__init__.py").write_text(
+        "raise ImportError('the redis extra is not installed (a test says so)')\n"
+    )
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    result = run_cli("--port", "0", *args, env={"PYTHONPATH": path})
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "worker 1 started" not in result.stderr
+    if "json" in args:
+        [line] = result.stderr.splitlines()
+        record = json.loads(line)
+        assert (record["level"], record["message"]) == ("ERROR", NO_REDIS_EXTRA.split(": ", 1)[1])
+    else:
+        assert result.stderr.splitlines() == [NO_REDIS_EXTRA]
+
+
+def test_help_names_the_extras_and_the_http_endpoints() -> None:
+    """--help says which extra --redis-url needs and which gives uvloop, and names
+    the HTTP endpoints a probe or a scraper needs."""
+    result = run_cli("--help", env={"COLUMNS": "200"})
+    assert result.returncode == 0
+    assert "pip install 'progress[redis]'" in result.stdout
+    assert "pip install 'progress[fast]'" in result.stdout
+    for endpoint in ("/healthz", "/readyz", "/metrics", "/state", "/history"):
+        assert endpoint in result.stdout
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+async def test_a_signal_names_the_calculation_it_leaves(
+    store: str, signum: int, request: pytest.FixtureRequest
+) -> None:
+    """Stopped while a calculation runs, the server's log names it, its state, and what
+    becomes of it: lost with the process (in memory: a WARNING), or going on in Redis."""
+    args = ["--step-seconds", "60"]
+    if store == "redis":
+        redis_url = request.getfixturevalue("redis_url")
+        redis_prefix = request.getfixturevalue("redis_prefix")
+        args += ["--redis-url", redis_url, "--redis-prefix", redis_prefix]
+    async with ServerProcess(*args) as server:
+        ws, _, _ = await join(server.url)
+        await send_json(ws, {"action": "start"})
+        ack = await recv_type(ws, "ack")
+        server.signal(signum)
+        assert await server.wait() == 0
+    name = signal.Signals(signum).name
+    fate = (
+        ("WARNING ", "it is lost: this server kept it in memory")
+        if store == "memory"
+        else ("INFO ", "it goes on in Redis: another instance, or this one restarted, drives it on")
+    )
+    [line] = [line for line in server.lines if f"{name}: stopping" in line]
+    assert fate[0] in line
+    assert line.endswith(
+        f"{name}: stopping with calculation {ack['calculation_id']} STARTING ({fate[1]}); "
+        "closing every client with 1001 (going away)"
+    ), line
+
+
+async def test_a_signal_with_no_calculation_running_says_only_that_it_stops() -> None:
+    """Idle, the line is the plain one: nothing is left behind."""
+    async with ServerProcess() as server:
+        server.signal(signal.SIGTERM)
+        assert await server.wait() == 0
+    [line] = [line for line in server.lines if "SIGTERM: stopping" in line]
+    assert line.endswith(
+        " INFO    progress_server: SIGTERM: stopping, closing every client with 1001 (going away)"
+    )

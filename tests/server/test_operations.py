@@ -293,7 +293,7 @@ async def test_a_burst_of_clients_is_summed_up_in_the_log(
         marker = " connected from " if what == "connected" else " disconnected, "
         one_by_one = sum(marker in m and m.startswith("client ") for m in messages)
         pattern = re.compile(
-            rf"(\d+) more clients? {what} \(now \d+ connected\), not logged one by one: "
+            rf"(\d+) more clients? {what} \(now \d+ connected here\), not logged one by one: "
             r"over 3 a second"
         )
         summed = sum(int(match[1]) for m in messages if (match := pattern.fullmatch(m)))

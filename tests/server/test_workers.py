@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 from pathlib import Path
@@ -298,3 +299,37 @@ async def test_a_stopped_worker_a_killed_supervisor_left_is_killed_by_the_next(
                 assert statuses == [200] * 30
         finally:
             kill_leftovers(workers)
+
+
+async def test_each_change_is_logged_once_by_the_worker_that_made_it(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Two workers share a run: each state has one INFO line in the whole log, from the
+    worker whose transaction made it (the others log it at DEBUG), and the counts of
+    connected clients say they are this worker's ("now 3 connected here")."""
+    args = ("--workers", "2", "--redis-url", redis_url, "--redis-prefix", redis_prefix)
+    async with ServerProcess(*args, "--step-seconds", "0.05") as server:
+        await until_logged(server, "listening on", 2)
+        clients = [await connect(server.url) for _ in range(8)]
+        for ws in clients:
+            await recv_type(ws, "hello")
+        _, _, ack = await http_request(server.port, "POST", "/start")
+        # Once every client has the SUCCESS, both workers have published every change.
+        for ws in clients:
+            async with asyncio.timeout(TIMEOUT):
+                while (await recv_type(ws, "state"))["state"] != "SUCCESS":
+                    pass
+        server.signal(signal.SIGTERM)
+        assert await server.wait() == 0  # every line of the log is in
+    calculation = f"(calculation {ack['calculation_id']},"
+    logged = [line for line in server.lines if " state " in line and calculation in line]
+    assert [line.split(" state ")[1].split()[0] for line in logged] == [
+        "STARTING",
+        "IN_PROGRESS",
+        "ALMOST_DONE",
+        "SUCCESS",
+    ], "\n".join(logged)
+    assert all(" INFO " in line and " here" in line for line in logged)
+    joined = [line for line in server.lines if " connected from " in line]
+    assert len(joined) == 8
+    assert all(re.search(r"\(now \d connected here\)$", line) for line in joined), joined
