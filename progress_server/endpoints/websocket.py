@@ -33,7 +33,7 @@ from progress_protocol.messages import (
 )
 from progress_protocol.states import Attribution
 
-from ..hub import plural
+from ..hub import Hub, plural
 from ..limits import Verdict
 from ..logs import Burst
 from ..service import CalculationService
@@ -151,11 +151,11 @@ class WebSocketEndpoint:
         if logger.isEnabledFor(logging.INFO) and self._joins.allow():
             peer = connection.peer
             logger.info(
-                "client %s connected from %s%s (now %d connected here)",
+                "client %s connected from %s%s (now %s)",
                 client_id,
                 peer,
                 f" as {name!r}" if name else "",
-                len(hub.clients),
+                _connected(hub),
                 extra={
                     "client_id": client_id,
                     "peer": peer,
@@ -237,10 +237,10 @@ class WebSocketEndpoint:
             ):
                 client_id = connection.short_id
                 logger.info(
-                    "client %s disconnected, %s (now %d connected here)",
+                    "client %s disconnected, %s (now %s)",
                     client_id,
                     reason,
-                    len(hub.clients),
+                    _connected(hub),
                     extra={
                         "client_id": client_id,
                         "peer": connection.peer,
@@ -279,10 +279,10 @@ class WebSocketEndpoint:
     def _log_burst(self, what: str, count: int) -> None:
         hub = self.service.hub
         logger.info(
-            "%s more %s (now %d connected here), not logged one by one: over %d a second",
+            "%s more %s (now %s), not logged one by one: over %d a second",
             count,
             "client " + what if count == 1 else "clients " + what,
-            len(hub.clients) if hub is not None else 0,
+            _connected(hub) if hub is not None else "0 connected here",
             LOG_EACH,
             extra={"clients": count},
         )
@@ -343,6 +343,12 @@ class WebSocketEndpoint:
             # connection stays up.
             logger.exception("client %s: the reply could not be sent", connection.short_id)
             connection.send(INTERNAL_ERROR)
+
+
+def _connected(hub: Hub) -> str:
+    """ "3 connected here", and with other instances "1 connected here, 3 in all"."""
+    here = f"{len(hub.clients)} connected here"
+    return f"{here}, {hub.count} in all" if hub.others_count else here
 
 
 def _close_reason(connection: GuardedConnection, ping_timeout: float) -> tuple[str, str | None]:
