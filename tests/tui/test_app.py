@@ -963,7 +963,10 @@ KEY_REDRAWS = 8
 #: every key it drew, or was redrawn at every frame).
 MAX_UNSHOWN = 40
 
-LISTED = re.compile(r"\d\d:\d\d:\d\d (?:STARTING|IN_PROGRESS|ALMOST_DONE|SUCCESS) \S+")
+#: A change listed, "(since ...)" the time the flooding server gives them all.
+LISTED = re.compile(
+    r"\d\d:\d\d:\d\d (?:STARTING|IN_PROGRESS|ALMOST_DONE|SUCCESS) \S+(?: \(since [^)]+\))?"
+)
 SUMMED = re.compile(r"\d\d:\d\d:\d\d (\d+) more changes? in 1 s, the last: .+")
 
 

@@ -279,16 +279,22 @@ async def test_the_event_log_breaks_a_url_after_a_slash() -> None:
 
 
 async def test_log_times_of_state_changes_are_the_servers() -> None:
-    """A state change is logged at the time the server made it (its changed_at), so a
-    TUI that joined later writes the same time as one that watched."""
+    """A state change is logged at the time the server made it (its changed_at), so
+    that TUIs that watched it write the same time; one that joined later writes it when
+    it heard of it, and since when it holds (the log's times go forward)."""
     changed_at = time.mktime((2026, 12, 6, 9, 41, 7, 0, 0, -1))
+    now = [changed_at + 125.0]
     client = running(changed_at=changed_at)
-    app = ProgressApp(client, clock=lambda: changed_at + 125.0)
+    app = ProgressApp(client, clock=lambda: now[0])
     async with app.run_test(size=(120, 36)) as pilot:
         await client.played(pilot)
         entries = [entry.plain for entry in app.query_one(EventLog).entries]
-        assert f"09:41:07 IN_PROGRESS {ID}" in entries
-        assert any(entry.startswith("09:43:12 Connected to") for entry in entries)
+        assert entries[0].startswith("09:43:12 Connected to")
+        assert entries[1] == f"09:43:12 IN_PROGRESS {ID} (since 09:41:07)"
+        now[0] += 1.5
+        client.play(StateReceived(StateSnapshot(State.SUCCESS, ID, 4, now[0] - 0.5, 2.0)))
+        await client.played(pilot)
+        assert app.query_one(EventLog).entries[-1].plain == f"09:43:13 SUCCESS {ID}"
 
 
 async def test_an_unreachable_store_is_said_so() -> None:

@@ -1,0 +1,127 @@
+"""What a user sees first, in every terminal, each a test: the log in time order and
+scrolled to its newest line, r named for what it does and said once however often, a
+refusal in a few words, q always in the keys, and a history that reads right at every
+width."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+import pytest
+
+from progress_client.events import (
+    ClientEvent,
+    Connected,
+    Connecting,
+    ConnectionLost,
+    ServerError,
+    StateReceived,
+    Waiting,
+)
+from progress_protocol.messages import Error, ErrorCode
+from progress_protocol.states import State, StateSnapshot
+from progress_tui.app import ProgressApp
+from progress_tui.widgets.event_log import EventLog
+from tests.tui.scripted import URL, eventually, rendered, until
+from tests.tui.test_panes import ID, NOW, running
+
+# Times on screen are local time: the same everywhere (tests/tui/conftest.py).
+pytestmark = pytest.mark.usefixtures("utc")
+
+#: "16:28:48 " at the start of a log line.
+TIME = re.compile(r"(\d\d):(\d\d):(\d\d) ")
+
+
+def log_lines(app: ProgressApp) -> list[str]:
+    return [entry.plain for entry in app.query_one(EventLog).entries]
+
+
+def seconds(line: str) -> int:
+    """A log line's time of day, in seconds."""
+    match = TIME.match(line)
+    assert match, line
+    hours, minutes, secs = (int(part) for part in match.groups())
+    return 3600 * hours + 60 * minutes + secs
+
+
+# 1. The event log in time order.
+
+
+async def test_a_fact_heard_late_is_logged_when_heard_and_says_since_when() -> None:
+    """After an outage of the server's store, then on connecting again: the state the
+    server changed at 16:28:39 comes after "16:28:48 Store unreachable". The log's times
+    go forward, the latest news is the last line, and it says since when the state is
+    what it is: "16:28:50 IN_PROGRESS ... (since 16:28:39)"."""
+    changed_at = time.mktime((2026, 12, 7, 16, 28, 39, 0, 0, -1))
+    now = [changed_at + 9]  # 16:28:48
+    client = running(changed_at=changed_at - 30)  # IN_PROGRESS since 16:28:09, heard then
+    app = ProgressApp(client, clock=lambda: now[0])
+    async with app.run_test(size=(120, 36)) as pilot:
+        now[0] = changed_at - 29
+        await client.played(pilot)
+        now[0] = changed_at + 9
+        message = "The state store cannot be reached; try again in a moment."
+        client.play(ServerError(Error(ErrorCode.UNAVAILABLE, message)))
+        await client.played(pilot)
+        now[0] = changed_at + 11  # the store is back: the news of 16:28:39 comes now
+        snapshot = StateSnapshot(State.ALMOST_DONE, ID, 4, changed_at, 2.0, started_at=NOW)
+        client.play(
+            ConnectionLost(URL, "the server is going away (1001)", 1001),
+            Connecting(URL, 2),
+            Connected(URL, "progress-server/9.8.7", "c0ffee"),
+            StateReceived(snapshot),
+        )
+        await client.played(pilot)
+        lines = log_lines(app)
+        assert lines[-1] == f"16:28:50 ALMOST_DONE {ID} (since 16:28:39)", lines
+        assert [seconds(line) for line in lines] == sorted(seconds(line) for line in lines)
+        assert any(line.startswith("16:28:48 Store unreachable") for line in lines)
+
+        def shown() -> None:
+            text = " ".join(rendered(app, app.query_one(EventLog)).split())
+            assert f"16:28:50 ALMOST_DONE {ID} (since 16:28:39)" in text
+
+        await eventually(pilot, shown)
+        # A change seen as it happens: at the server's time, as every client logs it.
+        now[0] = changed_at + 14
+        client.play(StateReceived(StateSnapshot(State.SUCCESS, ID, 5, changed_at + 13, 2.0)))
+        await client.played(pilot)
+        assert log_lines(app)[-1] == f"16:28:52 SUCCESS {ID}"
+
+
+# 3. l shows the newest lines.
+
+
+def reconnecting(count: int) -> list[ClientEvent]:
+    return [Waiting(URL, 1.0, 0.0, n, f"attempt {n - 1} failed") for n in range(2, count + 2)]
+
+
+async def test_l_shows_the_newest_lines_of_the_log() -> None:
+    """In a 40x12 pane the log is hidden: l shows its newest line, not its oldest; hidden
+    again while more come, l shows the newest of those."""
+    client = running()
+    client.play(*reconnecting(30))
+    app = ProgressApp(client)
+    async with app.run_test(size=(40, 12)) as pilot:
+        await client.played(pilot)
+        log = app.query_one(EventLog)
+        assert not log.display
+        await pilot.press("l")
+
+        def newest(attempt: int) -> Callable[[], None]:
+            def check() -> None:
+                text = " ".join(rendered(app, log).split())
+                assert f"(attempt {attempt}): attempt {attempt - 1} failed" in text, text
+                assert "Connected to" not in text
+
+            return check
+
+        await eventually(pilot, newest(31))
+        await pilot.press("l")
+        await until(pilot, lambda: not log.display)
+        client.play(*reconnecting(40)[30:])
+        await client.played(pilot)
+        await pilot.press("l")
+        await eventually(pilot, newest(41))
