@@ -103,7 +103,7 @@ KEYS_EACH = 4
 KEYS: tuple[tuple[str, str], ...] = (
     ("s", "Start a calculation"),
     ("c", "Cancel the running calculation"),
-    ("r", "Connected: ask the server for its state and history again."),
+    ("r", "Connected: resync (ask the server for its state and history again)."),
     ("", "Otherwise: reconnect now, or try again after giving up."),
     ("l", "Show or hide the event log"),
     ("h", "Show or hide the history"),
@@ -127,6 +127,7 @@ KEY_PRIORITY = (
     "toggle_log",
     "toggle_history",
     "help",
+    "resync",
     "reconnect",
     "quit",
     "cycle_notify",
@@ -177,6 +178,9 @@ class ProgressApp(App[None]):
         Binding("s", "refused('start')", show=False),
         Binding("c", "cancel", "Cancel"),
         Binding("c", "refused('cancel')", show=False),
+        # r resynchronises while connected, and reconnects otherwise: the keys name
+        # what it does now (check_action hides the other).
+        Binding("r", "resync", "Resync"),
         Binding("r", "reconnect", "Reconnect"),
         Binding("l", "toggle_log", "Log"),
         Binding("h", "toggle_history", "History"),
@@ -250,8 +254,9 @@ class ProgressApp(App[None]):
         self._said: dict[tuple[str, str], float] = {}
         #: Until when no notification nobody here asked for is shown (one a second).
         self._unasked_until = float("-inf")
-        #: Whether start and cancel can be sent, as the controls show it.
-        self._can: tuple[bool, bool] | None = None
+        #: Whether start and cancel can be sent, as the controls show it, and whether
+        #: connected (r is named Resync or Reconnect).
+        self._can: tuple[bool, bool, bool] | None = None
         #: What the network worker has for the screen and the screen has not taken.
         self.mailbox = Mailbox()
         #: The loop time before which the mailbox is not taken again.
@@ -627,6 +632,8 @@ class ProgressApp(App[None]):
             return True if self.refusal(action) is None else None  # type: ignore[arg-type]
         if action == "cycle_notify" and not parameters:
             return self._notify_key_shown
+        if action == "resync":
+            return self.connected
         return True
 
     @property
@@ -669,17 +676,25 @@ class ProgressApp(App[None]):
         else:
             await self._request(action)
 
+    async def action_resync(self) -> None:
+        """Connected: ask for the state and the history again (the connection is kept).
+        Said once in the log, however often (a held key counts on one line)."""
+        if not self.connected:
+            await self.action_reconnect()
+            return
+        self.query_one(EventLog).add("Resync requested", "yellow", repeats=True)
+        try:
+            await self.client.send("status")
+            await self.client.send("history")
+        except NotConnected as exc:
+            self._say("Not connected", f"Cannot resynchronise: {exc}.")
+
     async def action_reconnect(self) -> None:
         """Connected: resynchronise (the connection is kept). Waiting: reconnect now.
         Stopped: start the connection loop again."""
         log = self.query_one(EventLog)
         if self.connected:
-            log.add("Resynchronising: asked the server for its state and history", "yellow")
-            try:
-                await self.client.send("status")
-                await self.client.send("history")
-            except NotConnected as exc:
-                self._say("Not connected", f"Cannot resynchronise: {exc}.")
+            await self.action_resync()
         elif self.connection.stopped:
             log.add("Trying again (asked by the user)", "yellow")
             self.connection = ConnectionInfo(ConnectionStatus.CONNECTING, self.client.url)
@@ -929,7 +944,8 @@ class ProgressApp(App[None]):
     def _sync_controls(self) -> None:
         if not self.query("#buttons"):  # not composed yet
             return
-        can = (self.refusal("start") is None, self.refusal("cancel") is None)
+        # (Connected or not: r resyncs or reconnects, and the keys say which.)
+        can = (self.refusal("start") is None, self.refusal("cancel") is None, self.connected)
         if can == self._can:  # the Footer is rebuilt on each refresh: only on a change
             return
         self._can = can

@@ -395,7 +395,7 @@ async def test_r_on_a_healthy_connection_resynchronises_without_reconnecting(
         await pilot.pause(0.1)
         assert sent == ["status", "history"] * 3
         assert app.connected and server.hub.clients == {connection}
-        assert "Resynchronising" in log_text(app) and "Connection lost" not in log_text(app)
+        assert "Resync requested" in log_text(app) and "Connection lost" not in log_text(app)
 
 
 async def test_after_giving_up_the_screen_says_why_and_r_tries_again() -> None:

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 
 import pytest
+from textual.widget import Widget
+from textual.widgets import Footer
 
 from progress_client.events import (
     ClientEvent,
@@ -24,7 +26,10 @@ from progress_protocol.messages import Error, ErrorCode
 from progress_protocol.states import State, StateSnapshot
 from progress_tui.app import ProgressApp
 from progress_tui.widgets.event_log import EventLog
-from tests.tui.scripted import URL, eventually, rendered, until
+from progress_tui.widgets.key_bar import KeyBar
+from tests.helpers import SteppedServer
+from tests.tui.scripted import URL, connected_client, eventually, rendered, until
+from tests.tui.test_app import connected, make_app
 from tests.tui.test_panes import ID, NOW, running
 
 # Times on screen are local time: the same everywhere (tests/tui/conftest.py).
@@ -89,6 +94,61 @@ async def test_a_fact_heard_late_is_logged_when_heard_and_says_since_when() -> N
         client.play(StateReceived(StateSnapshot(State.SUCCESS, ID, 5, changed_at + 13, 2.0)))
         await client.played(pilot)
         assert log_lines(app)[-1] == f"16:28:52 SUCCESS {ID}"
+
+
+# 2. r: named for what it does, and said once however often.
+
+
+async def test_r_held_down_is_one_line_in_the_log(stepped: SteppedServer) -> None:
+    """r pressed 30 times while connected: each resyncs, and the log says so on one
+    line, "Resync requested (30 times)", updated in place; what it said before stays in
+    view."""
+    app = make_app(stepped.url)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await connected(pilot)
+        before = log_lines(app)
+        await pilot.press(*"r" * 30)
+        await until(
+            pilot,
+            lambda: log_lines(app)[-1].endswith("Resync requested (30 times)"),
+            what=lambda: f"one line for 30 resyncs (the log: {log_lines(app)[-3:]})",
+        )
+        assert log_lines(app)[:-1] == before
+        assert app.connected
+
+        def one_line_on_screen() -> None:
+            text = rendered(app, app.query_one(EventLog))
+            assert text.count("Resync requested") == 1 and "(30 times)" in text, text
+            assert "Connected to" in text
+
+        await eventually(pilot, one_line_on_screen)
+
+
+@pytest.mark.parametrize(("size", "keys"), [((100, 30), Footer), ((60, 20), KeyBar)])
+async def test_r_is_named_resync_while_connected_and_reconnect_otherwise(
+    size: tuple[int, int], keys: type[Widget]
+) -> None:
+    """Connected, r resyncs: the keys say "r Resync"; connection lost, it reconnects now:
+    "r Reconnect" (in the Footer at 100 columns, in the key bar at 60)."""
+    client = connected_client()
+    app = ProgressApp(client)
+    async with app.run_test(size=size) as pilot:
+        await client.played(pilot)
+
+        def named(words: str, other: str) -> Callable[[], None]:
+            def check() -> None:
+                shown = rendered(app, app.query_one(keys))
+                assert words in shown and other not in shown, shown
+
+            return check
+
+        await eventually(pilot, named("r Resync", "Reconnect"))
+        client.play(
+            ConnectionLost(URL, "the server is going away (1001)", 1001),
+            Waiting(URL, 60.0, 1e9, 2, "connection refused"),
+        )
+        await client.played(pilot)
+        await eventually(pilot, named("r Reconnect", "Resync"))
 
 
 # 3. l shows the newest lines.
