@@ -49,6 +49,7 @@ from progress_client.events import (
     StateReceived,
     Waiting,
 )
+from progress_client.failures import brief_failure
 from progress_client.notifications import alert, ended
 from progress_client.wording import (
     attribution,
@@ -526,8 +527,9 @@ class ProgressApp(App[None]):
             case Waiting() if several:
                 self._fail_over(event)
             case Waiting(url=url, delay=delay, retry_at=retry_at, attempt=attempt, error=why):
+                brief = brief_failure(why, url)
                 self.connection = ConnectionInfo(
-                    ConnectionStatus.RECONNECTING, url, attempt, retry_at, why
+                    ConnectionStatus.RECONNECTING, url, attempt, retry_at, brief, details=why
                 )
                 log.add(f"Reconnecting in {countdown(delay)} (attempt {attempt}): {why}", "yellow")
             case Closed(reason=reason):
@@ -535,13 +537,15 @@ class ProgressApp(App[None]):
                 if reason == "closed":  # closed by this app (quitting)
                     self.connection = ConnectionInfo(ConnectionStatus.DISCONNECTED, url)
                     return
+                # On screen in a few words; the whole sentence (a server's 404 lists
+                # every endpoint) in the log and on the help screen.
+                brief = brief_failure(reason, url)
                 self.connection = ConnectionInfo(
-                    ConnectionStatus.DISCONNECTED, url, error=reason, stopped=True
+                    ConnectionStatus.DISCONNECTED, url, error=brief, stopped=True, details=reason
                 )
-                sentence = reason.rstrip(".")
-                log.add(f"Stopped: {sentence}. Press r to try again.", "bold red")
+                log.add(f"Stopped: {reason.rstrip('.')}. Press r to try again.", "bold red")
                 self._toast(
-                    f"{sentence}. Press r to try again.",
+                    f"{brief.rstrip('.')}. Press r to try again.",
                     title="Stopped connecting",
                     severity="error",
                     timeout=10,
@@ -552,16 +556,21 @@ class ProgressApp(App[None]):
         """A wait before the next URL: say which one failed, and where the client goes."""
         log = self.query_one(EventLog)
         failed, why = self.connection.url, waiting.error  # the attempt's or connection's
+        brief = brief_failure(why, failed)
         if waiting.permanent:
             log.add(f"Left out {failed}: {why}", "bold red")
             self._toast(
-                f"{failed} refused the connection for good: "
-                f"{why.rstrip('.')}. The other URLs are tried.",
+                f"{failed}: {brief.rstrip('.')}. The other URLs are tried.",
                 title="URL left out",
             )
         url, attempt = waiting.url, waiting.attempt
         self.connection = ConnectionInfo(
-            ConnectionStatus.RECONNECTING, url, attempt, waiting.retry_at, f"{failed}: {why}"
+            ConnectionStatus.RECONNECTING,
+            url,
+            attempt,
+            waiting.retry_at,
+            f"{failed}: {brief}",
+            details=f"{failed}: {why}",
         )
         if url != failed and waiting.delay == 0:
             log.add(f"Failing over to {url} (attempt {attempt}): {failed}: {why}", "yellow")
@@ -733,8 +742,12 @@ class ProgressApp(App[None]):
         others = [url for url in self.client.urls if url != self.client.url]
         if others:
             about.append(("Fails over to", ", ".join(others)))
+        about.append(("Server", server))
+        info = self.connection
+        why = info.details or info.error
+        if why and not info.connected:  # whole, where the screen has it in a few words
+            about.append(("Stopped: why" if info.stopped else "Last failure", why))
         about += [
-            ("Server", server),
             ("Your name", printable(self.client.name) if self.client.name else "(none)"),
             ("Notify", f"{self.ends.choice}: {self.ends.choice.meaning} (n changes it)"),
         ]

@@ -22,14 +22,18 @@ from progress_client.events import (
     StateReceived,
     Waiting,
 )
+from progress_client.failures import brief_failure
 from progress_protocol.messages import Error, ErrorCode
 from progress_protocol.states import State, StateSnapshot
+from progress_server.server import ProgressServer
 from progress_tui.app import ProgressApp
+from progress_tui.screens.help_screen import HelpScreen
+from progress_tui.widgets.connection_bar import ConnectionStatusBar
 from progress_tui.widgets.event_log import EventLog
 from progress_tui.widgets.key_bar import KeyBar
 from tests.helpers import SteppedServer
 from tests.tui.scripted import URL, connected_client, eventually, rendered, until
-from tests.tui.test_app import connected, make_app
+from tests.tui.test_app import connected, log_text, make_app, notified
 from tests.tui.test_panes import ID, NOW, running
 
 # Times on screen are local time: the same everywhere (tests/tui/conftest.py).
@@ -185,3 +189,86 @@ async def test_l_shows_the_newest_lines_of_the_log() -> None:
         await client.played(pilot)
         await pilot.press("l")
         await eventually(pilot, newest(41))
+
+
+# 4. A refusal in a few words on screen, whole in the log and on the help screen.
+
+
+def said_in_the_bar(app: ProgressApp, why: str) -> None:
+    shown = rendered(app, app.query_one(ConnectionStatusBar)).strip()
+    assert shown == f"✘ Stopped: {why} - press r to try again", shown
+
+
+async def test_a_404_is_said_in_a_few_words_on_screen_and_whole_in_the_log() -> None:
+    """progress-tui --url ws://HOST:PORT/wrong at 80x24: the server's 404 sentence
+    lists every endpoint. The notification and the status bar say it in a few words,
+    once each; the whole sentence is in the event log and on the help screen."""
+    async with ProgressServer(port=0) as server:
+        url = server.url.replace("/progress", "/wrong")
+        app = make_app(url)
+        made = notified(app)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: app.connection.stopped, what="stopped")
+            why = "refused: nothing at /wrong (HTTP 404)"
+            assert made == [f"Stopped connecting: {why}. Press r to try again."]
+            await eventually(pilot, lambda: said_in_the_bar(app, why))
+            sentence = app.connection.details
+            assert sentence is not None and "GET /healthz" in sentence  # every endpoint
+            assert sentence in log_text(app)
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+
+            def in_help() -> None:
+                panel = app.screen.query_one("VerticalScroll")
+                text = " ".join(rendered(app, panel).replace("│", " ").split())
+                assert "Stopped: why" in text and "POST /cancel" in text, text
+
+            await eventually(pilot, in_help)
+
+
+@pytest.mark.parametrize(
+    ("server_token", "path", "token", "why"),
+    [
+        (None, "/wrong", None, "refused: nothing at /wrong (HTTP 404)"),
+        ("t0ken", "/progress", None, "refused: a token is needed (HTTP 401)"),
+        ("t0ken", "/progress", "wrong", "refused: token not accepted (HTTP 401)"),
+    ],
+    ids=["404", "401-missing", "401-wrong"],
+)
+async def test_the_status_bar_says_why_every_refusal_stopped_it(
+    server_token: str | None, path: str, token: str | None, why: str
+) -> None:
+    """At 80 columns the status bar keeps the reason of each refusal for good, a wrong
+    path as a missing or a wrong token: each in a few words."""
+    async with ProgressServer(port=0, token=server_token) as server:
+        app = make_app(server.url.replace("/progress", path), token=token)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: app.connection.stopped, what="stopped")
+            await eventually(pilot, lambda: said_in_the_bar(app, why))
+
+
+def test_a_refusal_in_a_few_words() -> None:
+    """The sentences of progress_client.failures, cut short; any other is kept."""
+    url = "ws://h:1/some/where"
+    assert brief_failure("the server refused the token (HTTP 401)", url) == (
+        "refused: token not accepted (HTTP 401)"
+    )
+    assert brief_failure(
+        "the server needs a token (HTTP 401): use --token or PROGRESS_TOKEN", url
+    ) == ("refused: a token is needed (HTTP 401)")
+    assert brief_failure(
+        "the server refused the connection (HTTP 404): There is nothing at /some/where.", url
+    ) == ("refused: nothing at /some/where (HTTP 404)")
+    assert brief_failure("the server refused the connection (HTTP 403 Forbidden)", url) == (
+        "refused (HTTP 403)"
+    )
+    assert brief_failure(
+        "the server answered HTTP 200 instead of opening a WebSocket: is the path in the "
+        "URL the WebSocket endpoint (/progress)?",
+        url,
+    ) == ("not a WebSocket endpoint (HTTP 200)")
+    assert brief_failure("connection refused", url) == "connection refused"
+    long = "ws://h:1/" + "x" * 100
+    assert brief_failure("the server refused the connection (HTTP 404)", long) == (
+        f"refused: nothing at /{'x' * 31}… (HTTP 404)"
+    )
