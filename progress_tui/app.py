@@ -118,10 +118,10 @@ KEYS: tuple[tuple[str, str], ...] = (
 #: only from this width: between the two, n is left out of it (q would be cut off).
 FOOTER_FITS_NOTIFY = 88
 
-#: Where the Footer does not fit, the key bar leaves out the last of these first. The
-#: panels a small pane hides come before reconnect (the status bar says "press r" when
-#: it matters) and quit (q and ctrl+c, as everywhere). The notifications' setting is
-#: left out first: the help screen and the palette have it.
+#: Where the Footer does not fit, the key bar leaves out the last of these first; q is
+#: always there, at its right end (as everywhere, q and ctrl+c quit). The panels a small
+#: pane hides come before resync and reconnect (the status bar says "press r" when it
+#: matters).
 KEY_PRIORITY = (
     "start",
     "cancel",
@@ -133,6 +133,14 @@ KEY_PRIORITY = (
     "quit",
     "cycle_notify",
 )
+#: Always in the key bar, at its right end.
+KEYS_PINNED = ("quit",)
+#: Named in the key bar only where every key has room for its whole description: the
+#: notifications' setting (the help screen and the palette have it).
+KEYS_OPTIONAL = ("cycle_notify",)
+#: The key bar's shorter descriptions, where the whole ones do not fit ("": the key
+#: alone, "?").
+KEYS_SHORT = {"help": "", "toggle_history": "Hist"}
 
 
 class ProgressApp(App[None]):
@@ -307,7 +315,9 @@ class ProgressApp(App[None]):
             presence=ProgressApp.presence,
         )
         yield Footer()
-        yield KeyBar(priority=KEY_PRIORITY)
+        yield KeyBar(
+            priority=KEY_PRIORITY, pinned=KEYS_PINNED, optional=KEYS_OPTIONAL, short=KEYS_SHORT
+        )
 
     def on_mount(self) -> None:
         self._fit_notify_key(self.size.width)

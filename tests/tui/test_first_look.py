@@ -272,3 +272,33 @@ def test_a_refusal_in_a_few_words() -> None:
     assert brief_failure("the server refused the connection (HTTP 404)", long) == (
         f"refused: nothing at /{'x' * 31}… (HTTP 404)"
     )
+
+
+# 5. q always in the keys.
+
+
+@pytest.mark.parametrize(
+    ("width", "expected"),
+    [
+        (40, "s Start c Cancel l Log h Hist ? q Quit"),
+        (50, "s Start c Cancel r Resync l Log h Hist ? q Quit"),
+        (60, "s Start c Cancel r Resync l Log h History ? Help q Quit"),
+        (79, "s Start c Cancel r Resync l Log h History n Notify ? Help q Quit"),
+    ],
+)
+async def test_q_quit_is_always_in_the_key_bar(width: int, expected: str) -> None:
+    """Narrow, q Quit stands at the right end of the key bar, whatever else gives way;
+    the others stand closer, then shorter ("? Help" becomes "?"), then the least useful
+    go: n first, then r (it fits from 50 columns)."""
+    client = connected_client()
+    app = ProgressApp(client)
+    async with app.run_test(size=(width, 24)) as pilot:
+        await client.played(pilot)
+        bar = app.query_one(KeyBar)
+
+        def keys() -> None:
+            shown = rendered(app, bar)
+            assert " ".join(shown.split()) == expected, shown
+            assert len(shown) == width, f"q Quit is not at the right end: {shown!r}"
+
+        await eventually(pilot, keys)
