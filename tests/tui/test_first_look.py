@@ -18,23 +18,25 @@ from progress_client.events import (
     Connected,
     Connecting,
     ConnectionLost,
+    HistoryReceived,
     ServerError,
     StateReceived,
     Waiting,
 )
 from progress_client.failures import brief_failure
 from progress_protocol.messages import Error, ErrorCode
-from progress_protocol.states import State, StateSnapshot
+from progress_protocol.states import Attribution, Run, State, StateSnapshot
 from progress_server.server import ProgressServer
 from progress_tui.app import ProgressApp
 from progress_tui.screens.help_screen import HelpScreen
 from progress_tui.widgets.connection_bar import ConnectionStatusBar
 from progress_tui.widgets.event_log import EventLog
+from progress_tui.widgets.history_table import COLUMNS, HistoryTable
 from progress_tui.widgets.key_bar import KeyBar
 from tests.helpers import SteppedServer
 from tests.tui.scripted import URL, connected_client, eventually, rendered, until
 from tests.tui.test_app import connected, log_text, make_app, notified
-from tests.tui.test_panes import ID, NOW, running
+from tests.tui.test_panes import ALICE, ID, NOW, running
 
 # Times on screen are local time: the same everywhere (tests/tui/conftest.py).
 pytestmark = pytest.mark.usefixtures("utc")
@@ -302,3 +304,101 @@ async def test_q_quit_is_always_in_the_key_bar(width: int, expected: str) -> Non
             assert len(shown) == width, f"q Quit is not at the right end: {shown!r}"
 
         await eventually(pilot, keys)
+
+
+# 6 and 7. The history: words, and each column apart from the next at every width.
+
+#: Noon, the history's clock: every run is of today, whatever the time of the test.
+NOON = time.mktime((2026, 12, 7, 12, 0, 0, 0, 0, -1))
+LONG = Attribution("l0ng", "carol.with-a-rather-long-name@build-server-17.example.org")
+BOB = Attribution("b0b", "bob@desk-with-a-long-hostname")
+LONG_RUNS = (
+    Run("a" * 12, NOON - 10, NOON - 7, State.CANCELED, State.ALMOST_DONE, LONG, ALICE),
+    Run("c" * 12, NOON - 300, NOON - 296.8, State.CANCELED, State.IN_PROGRESS, ALICE, BOB),
+    Run("d" * 12, NOON - 600, NOON - 594, State.SUCCESS, None, BOB, None),
+    Run("b" * 12, NOON - 4000, NOON - 3994, State.SUCCESS, None, LONG, None),
+)
+
+
+async def test_the_narrow_history_says_what_happened_in_words() -> None:
+    """Narrow, a run reads "✘ canceled in IN_PROGRESS", "by bob@desk-...", "started by
+    alice@laptop", "✔ done": no glyph alone, and no name alone on a line of its own
+    with a "✘"."""
+    client = running()
+    app = ProgressApp(client)
+    async with app.run_test(size=(40, 16)) as pilot:
+        await client.played(pilot)
+        await pilot.press("h")
+        history = app.query_one(HistoryTable)
+
+        def in_words() -> None:
+            text = rendered(app, history)
+            lines = [line.strip("│ ▁▂▃▄▅▆▇█") for line in text.splitlines()]
+            assert "✘ canceled in IN_PROGRESS" in text
+            assert any(line.endswith("by bob@desk-with-a-long-") for line in lines), text
+            assert "started by alice@laptop" in text and "✔ done" in text
+            # Not "✘ IN_PROGRESS" (as if it had failed), "✔" alone, nor "✘ bob...".
+            assert not any(line.endswith(("✘ IN_PROGRESS", "✔")) for line in lines), text
+            assert "✘ bob" not in text, text
+
+        await eventually(pilot, in_words)
+
+
+def columns_apart(app: ProgressApp) -> None:
+    """Every row of the history on screen, its cells whole in their columns (a name cut
+    with an ellipsis, in the widest), each column a space at least from the next."""
+    table = app.query_one(HistoryTable)
+    lines = rendered(app, table).splitlines()[1:-1]  # inside the border
+    region = table.scrollable_content_region
+    assert table.max_scroll_x == 0 and table.virtual_size.width <= region.width
+    widths = [column.get_render_width(table) for column in table.columns.values()]
+    padding = table.cell_padding
+    assert sum(widths) <= region.width
+    rows = [[column.label.plain for column in table.columns.values()]]
+    for index in range(table.row_count):
+        cells = [cell.plain.split("\n") for cell in table.get_row_at(index)]
+        height = max(len(cell) for cell in cells)
+        rows += [[cell[n] if n < len(cell) else "" for cell in cells] for n in range(height)]
+    for line, row in zip(lines, rows, strict=False):  # those in view
+        x = 1  # the border
+        for width, cell in zip(widths, row, strict=True):
+            span = line[x : x + width].ljust(width)
+            assert span[:padding] == " " * padding and span[-padding:] == " " * padding, (
+                f"{span!r} touches its neighbour in {line!r}"
+            )
+            assert span.strip() == cell.strip(), f"{cell!r} is not whole in {line!r}"
+            x += width
+
+
+async def test_each_column_stands_apart_at_every_width() -> None:
+    """From 40 to 250 columns, long names and all: each column of the history is whole,
+    a space at least from the next; from 120 columns, each fact has its column (the
+    names cut with an ellipsis, rather than fewer columns)."""
+    client = running()
+    client.play(HistoryReceived(LONG_RUNS))
+    app = ProgressApp(client, clock=lambda: NOON)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await client.played(pilot)
+        app.history_choice = True
+        history = app.query_one(HistoryTable)
+        for width in range(40, 251, 7):
+            await pilot.resize_terminal(width, 40)
+
+            def fits(width: int = width) -> None:
+                assert history.layout_for(history.scrollable_content_region.width) == (
+                    history.layout_shown
+                )
+                columns_apart(app)
+                layout = history.layout_shown
+                assert layout is not None
+                if width >= 120:
+                    assert layout.columns == COLUMNS, f"{layout} at {width}"
+
+            await eventually(pilot, fits)
+        await pilot.resize_terminal(120, 40)
+
+        def cut() -> None:
+            text = rendered(app, history)
+            assert "Canceled by" in text and "carol.with…" in text, text
+
+        await eventually(pilot, cut)
