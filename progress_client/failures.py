@@ -1,13 +1,15 @@
 """What went wrong with a connection, and its sentence for people.
 
 A failed attempt (:func:`describe_failure`) or a connection that ended
-(:func:`describe_close`) gets a short phrase, safe to show; :func:`is_permanent` says
+(:func:`describe_close`) gets a short phrase, safe to show (a refusal's, cut to a few
+words for a line on screen, by :func:`brief_failure`); :func:`is_permanent` says
 whether trying again can help, :func:`retry_after` how long the server asked to wait.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import ssl
 from urllib.parse import urlsplit
@@ -22,9 +24,14 @@ from progress_protocol.messages import Error, ProtocolError, decode_server_messa
 from .wording import describe_exception, printable
 
 __all__ = [
+    "BRIEF_PATH",
     "MAX_RETRY_AFTER",
     "NOT_TLS",
+    "REFUSED",
     "REVOKED",
+    "TOKEN_NEEDED",
+    "TOKEN_REFUSED",
+    "brief_failure",
     "describe_close",
     "describe_failure",
     "is_permanent",
@@ -93,6 +100,36 @@ _NOT_TLS_REASONS = frozenset(
 NOT_TLS = "the TLS handshake failed: the server does not speak TLS on this port (is it ws://?)"
 
 
+#: The sentences of a refused token, and of a token missing.
+TOKEN_REFUSED = "the server refused the token (HTTP 401)"
+TOKEN_NEEDED = "the server needs a token (HTTP 401): use --token or PROGRESS_TOKEN"
+#: How a refusal's sentence begins: its status, then maybe the server's sentence.
+REFUSED = "the server refused the connection"
+_REFUSED_STATUS = re.compile(re.escape(REFUSED) + r" \(HTTP (\d{3})\b")
+_NOT_WEBSOCKET = re.compile(r"the server answered HTTP (\d{3}) instead of opening a WebSocket")
+#: The most of a URL's path a brief refusal quotes.
+BRIEF_PATH = 32
+
+
+def brief_failure(sentence: str, url: str) -> str:
+    """A refused handshake's sentence (:func:`describe_failure`'s) in a few words, for a
+    line on screen: "refused: nothing at /wrong (HTTP 404)", "refused: token not accepted
+    (HTTP 401)", "refused: a token is needed (HTTP 401)", "refused (HTTP 403)". Any
+    other sentence is short already, and is returned as it is."""
+    if sentence == TOKEN_REFUSED:
+        return "refused: token not accepted (HTTP 401)"
+    if sentence == TOKEN_NEEDED:
+        return "refused: a token is needed (HTTP 401)"
+    if match := _NOT_WEBSOCKET.match(sentence):
+        return f"not a WebSocket endpoint (HTTP {match[1]})"
+    if match := _REFUSED_STATUS.match(sentence):
+        if match[1] == "404":
+            path = printable(urlsplit(url).path or "/", limit=BRIEF_PATH)
+            return f"refused: nothing at {path} (HTTP 404)"
+        return f"refused (HTTP {match[1]})"
+    return sentence
+
+
 def describe_failure(exc: BaseException, url: str, *, token: str | None = None) -> str:
     """A short phrase, safe to show, saying why a connection attempt failed."""
     return printable(_describe_failure(exc, url, token=token))
@@ -103,9 +140,7 @@ def _describe_failure(exc: BaseException, url: str, *, token: str | None) -> str
     secure = url.startswith("wss:")
     match exc:
         case InvalidStatus(response=response) if response.status_code == 401:
-            if token:
-                return "the server refused the token (HTTP 401)"
-            return "the server needs a token (HTTP 401): use --token or PROGRESS_TOKEN"
+            return TOKEN_REFUSED if token else TOKEN_NEEDED
         case InvalidStatus(response=response) if 200 <= response.status_code < 300:
             return (
                 f"the server answered HTTP {response.status_code} instead of opening a "
@@ -118,8 +153,8 @@ def _describe_failure(exc: BaseException, url: str, *, token: str | None) -> str
                 # Not our server's JSON (a proxy, another server): its status line.
                 phrase = printable(response.reason_phrase, limit=64)
                 status = f"{status} {phrase}".rstrip()
-                return f"the server refused the connection ({status})"
-            return f"the server refused the connection ({status}): {sentence}"
+                return f"{REFUSED} ({status})"
+            return f"{REFUSED} ({status}): {sentence}"
         case ssl.SSLCertVerificationError():
             return f"the server's certificate is not trusted ({exc.verify_message}); see --cafile"
         case ssl.SSLError() if exc.reason in _NOT_TLS_REASONS or isinstance(exc, ssl.SSLEOFError):

@@ -50,6 +50,7 @@ from progress_client.events import (
     StoreChanged,
     Waiting,
 )
+from progress_client.failures import brief_failure
 from progress_client.notifications import alert, ended
 from progress_client.wording import (
     attribution,
@@ -111,7 +112,7 @@ KEYS_EACH = 4
 KEYS: tuple[tuple[str, str], ...] = (
     ("s", "Start a calculation"),
     ("c", "Cancel the running calculation"),
-    ("r", "Connected: ask the server for its state and history again."),
+    ("r", "Connected: resync (ask the server for its state and history again)."),
     ("", "Otherwise: reconnect now, or try again after giving up."),
     ("l", "Show or hide the event log"),
     ("h", "Show or hide the history"),
@@ -125,20 +126,29 @@ KEYS: tuple[tuple[str, str], ...] = (
 #: only from this width: between the two, n is left out of it (q would be cut off).
 FOOTER_FITS_NOTIFY = 88
 
-#: Where the Footer does not fit, the key bar leaves out the last of these first. The
-#: panels a small pane hides come before reconnect (the status bar says "press r" when
-#: it matters) and quit (q and ctrl+c, as everywhere). The notifications' setting is
-#: left out first: the help screen and the palette have it.
+#: Where the Footer does not fit, the key bar leaves out the last of these first; q is
+#: always there, at its right end (as everywhere, q and ctrl+c quit). The panels a small
+#: pane hides come before resync and reconnect (the status bar says "press r" when it
+#: matters).
 KEY_PRIORITY = (
     "start",
     "cancel",
     "toggle_log",
     "toggle_history",
     "help",
+    "resync",
     "reconnect",
     "quit",
     "cycle_notify",
 )
+#: Always in the key bar, at its right end.
+KEYS_PINNED = ("quit",)
+#: Named in the key bar only where every key has room for its whole description: the
+#: notifications' setting (the help screen and the palette have it).
+KEYS_OPTIONAL = ("cycle_notify",)
+#: The key bar's shorter descriptions, where the whole ones do not fit ("": the key
+#: alone, "?").
+KEYS_SHORT = {"help": "", "toggle_history": "Hist"}
 
 
 class ProgressApp(App[None]):
@@ -185,6 +195,9 @@ class ProgressApp(App[None]):
         Binding("s", "refused('start')", show=False),
         Binding("c", "cancel", "Cancel"),
         Binding("c", "refused('cancel')", show=False),
+        # r resynchronises while connected, and reconnects otherwise: the keys name
+        # what it does now (check_action hides the other).
+        Binding("r", "resync", "Resync"),
         Binding("r", "reconnect", "Reconnect"),
         Binding("l", "toggle_log", "Log"),
         Binding("h", "toggle_history", "History"),
@@ -260,8 +273,9 @@ class ProgressApp(App[None]):
         self._said: dict[tuple[str, str], float] = {}
         #: Until when no notification nobody here asked for is shown (one a second).
         self._unasked_until = float("-inf")
-        #: Whether start and cancel can be sent, as the controls show it.
-        self._can: tuple[bool, bool] | None = None
+        #: Whether start and cancel can be sent, as the controls show it, and whether
+        #: connected (r is named Resync or Reconnect).
+        self._can: tuple[bool, bool, bool] | None = None
         #: What the network worker has for the screen and the screen has not taken.
         self.mailbox = Mailbox()
         #: The loop time before which the mailbox is not taken again.
@@ -312,7 +326,9 @@ class ProgressApp(App[None]):
             store_reachable=ProgressApp.store_reachable,
         )
         yield Footer()
-        yield KeyBar(priority=KEY_PRIORITY)
+        yield KeyBar(
+            priority=KEY_PRIORITY, pinned=KEYS_PINNED, optional=KEYS_OPTIONAL, short=KEYS_SHORT
+        )
 
     def on_mount(self) -> None:
         self._fit_notify_key(self.size.width)
@@ -544,8 +560,9 @@ class ProgressApp(App[None]):
             case Waiting() if several:
                 self._fail_over(event)
             case Waiting(url=url, delay=delay, retry_at=retry_at, attempt=attempt, error=why):
+                brief = brief_failure(why, url)
                 self.connection = ConnectionInfo(
-                    ConnectionStatus.RECONNECTING, url, attempt, retry_at, why
+                    ConnectionStatus.RECONNECTING, url, attempt, retry_at, brief, details=why
                 )
                 log.add(f"Reconnecting in {countdown(delay)} (attempt {attempt}): {why}", "yellow")
             case Closed(reason=reason):
@@ -553,13 +570,15 @@ class ProgressApp(App[None]):
                 if reason == "closed":  # closed by this app (quitting)
                     self.connection = ConnectionInfo(ConnectionStatus.DISCONNECTED, url)
                     return
+                # On screen in a few words; the whole sentence (a server's 404 lists
+                # every endpoint) in the log and on the help screen.
+                brief = brief_failure(reason, url)
                 self.connection = ConnectionInfo(
-                    ConnectionStatus.DISCONNECTED, url, error=reason, stopped=True
+                    ConnectionStatus.DISCONNECTED, url, error=brief, stopped=True, details=reason
                 )
-                sentence = reason.rstrip(".")
-                log.add(f"Stopped: {sentence}. Press r to try again.", "bold red")
+                log.add(f"Stopped: {reason.rstrip('.')}. Press r to try again.", "bold red")
                 self._toast(
-                    f"{sentence}. Press r to try again.",
+                    f"{brief.rstrip('.')}. Press r to try again.",
                     title="Stopped connecting",
                     severity="error",
                     timeout=10,
@@ -570,16 +589,21 @@ class ProgressApp(App[None]):
         """A wait before the next URL: say which one failed, and where the client goes."""
         log = self.query_one(EventLog)
         failed, why = self.connection.url, waiting.error  # the attempt's or connection's
+        brief = brief_failure(why, failed)
         if waiting.permanent:
             log.add(f"Left out {failed}: {why}", "bold red")
             self._toast(
-                f"{failed} refused the connection for good: "
-                f"{why.rstrip('.')}. The other URLs are tried.",
+                f"{failed}: {brief.rstrip('.')}. The other URLs are tried.",
                 title="URL left out",
             )
         url, attempt = waiting.url, waiting.attempt
         self.connection = ConnectionInfo(
-            ConnectionStatus.RECONNECTING, url, attempt, waiting.retry_at, f"{failed}: {why}"
+            ConnectionStatus.RECONNECTING,
+            url,
+            attempt,
+            waiting.retry_at,
+            f"{failed}: {brief}",
+            details=f"{failed}: {why}",
         )
         if url != failed and waiting.delay == 0:
             log.add(f"Failing over to {url} (attempt {attempt}): {failed}: {why}", "yellow")
@@ -650,6 +674,8 @@ class ProgressApp(App[None]):
             return True if self.refusal(action) is None else None  # type: ignore[arg-type]
         if action == "cycle_notify" and not parameters:
             return self._notify_key_shown
+        if action == "resync":
+            return self.connected
         return True
 
     @property
@@ -696,17 +722,25 @@ class ProgressApp(App[None]):
         else:
             await self._request(action)
 
+    async def action_resync(self) -> None:
+        """Connected: ask for the state and the history again (the connection is kept).
+        Said once in the log, however often (a held key counts on one line)."""
+        if not self.connected:
+            await self.action_reconnect()
+            return
+        self.query_one(EventLog).add("Resync requested", "yellow", repeats=True)
+        try:
+            await self.client.send("status")
+            await self.client.send("history")
+        except NotConnected as exc:
+            self._say("Not connected", f"Cannot resynchronise: {exc}.")
+
     async def action_reconnect(self) -> None:
         """Connected: resynchronise (the connection is kept). Waiting: reconnect now.
         Stopped: start the connection loop again."""
         log = self.query_one(EventLog)
         if self.connected:
-            log.add("Resynchronising: asked the server for its state and history", "yellow")
-            try:
-                await self.client.send("status")
-                await self.client.send("history")
-            except NotConnected as exc:
-                self._say("Not connected", f"Cannot resynchronise: {exc}.")
+            await self.action_resync()
         elif self.connection.stopped:
             log.add("Trying again (asked by the user)", "yellow")
             self.connection = ConnectionInfo(ConnectionStatus.CONNECTING, self.client.url)
@@ -745,8 +779,12 @@ class ProgressApp(App[None]):
         others = [url for url in self.client.urls if url != self.client.url]
         if others:
             about.append(("Fails over to", ", ".join(others)))
+        about.append(("Server", server))
+        info = self.connection
+        why = info.details or info.error
+        if why and not info.connected:  # whole, where the screen has it in a few words
+            about.append(("Stopped: why" if info.stopped else "Last failure", why))
         about += [
-            ("Server", server),
             ("Your name", printable(self.client.name) if self.client.name else "(none)"),
             ("Notify", f"{self.ends.choice}: {self.ends.choice.meaning} (n changes it)"),
         ]
@@ -959,7 +997,8 @@ class ProgressApp(App[None]):
     def _sync_controls(self) -> None:
         if not self.query("#buttons"):  # not composed yet
             return
-        can = (self.refusal("start") is None, self.refusal("cancel") is None)
+        # (Connected or not: r resyncs or reconnects, and the keys say which.)
+        can = (self.refusal("start") is None, self.refusal("cancel") is None, self.connected)
         if can == self._can:  # the Footer is rebuilt on each refresh: only on a change
             return
         self._can = can

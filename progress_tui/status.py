@@ -53,9 +53,13 @@ class ConnectionInfo:
 
     Attributes:
         retry_at: When the next attempt starts, in the event loop's time.
-        error: Why the last attempt or connection failed, or why the client stopped.
+        error: Why the last attempt or connection failed, or why the client stopped,
+            in a few words for a line on screen ("refused: nothing at /wrong (HTTP
+            404)").
         stopped: The client gave up (a refusal for good, or a failure of its loop):
             only the user's ``r`` starts it again.
+        details: The whole sentence of ``error`` where that is cut short (a server's
+            refusal can list every endpoint): the event log and the help screen have it.
     """
 
     status: ConnectionStatus
@@ -64,6 +68,7 @@ class ConnectionInfo:
     retry_at: float | None = None
     error: str | None = None
     stopped: bool = False
+    details: str | None = None
 
     @property
     def connected(self) -> bool:

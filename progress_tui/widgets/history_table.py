@@ -19,18 +19,20 @@ from ..wrapping import wrap
 
 __all__ = ["COLUMNS", "COMPACT_COLUMNS", "NARROW_COLUMNS", "STACKED_COLUMNS", "HistoryTable"]
 
-#: Where there is room: each fact in its column, on one line.
+#: Where there is room: each fact in its column, on one line; a name too long for its
+#: column is cut with an ellipsis (down to its label's width) before the table goes to
+#: fewer columns.
 COLUMNS = ("Started", "Took", "Outcome", "Started by", "Canceled by")
-#: Narrower: the outcome is "✔" or "✘ IN_PROGRESS" (the step it interrupted), and
-#: who started it and who canceled it ("✘ bob@desk") share one column, a line each.
-COMPACT_COLUMNS = ("Started", "Took", "Outcome", "By")
-#: Narrower still (a 40-cell pane): how long it took goes under when it started.
-NARROW_COLUMNS = ("Started", "Outcome", "By")
-#: The narrowest (a side panel of 30 cells): who goes under the outcome.
-STACKED_COLUMNS = ("Started", "Outcome, by")
+#: Narrower: the outcome in words, "✔ done" or "✘ canceled in IN_PROGRESS" and under
+#: it "by bob@desk", beside who started it.
+COMPACT_COLUMNS = ("Started", "Took", "Outcome", "Started by")
+#: Narrower still (a 60-cell pane): how long it took goes under when it started.
+NARROW_COLUMNS = ("Started", "Outcome", "Started by")
+#: The narrowest (a 40-cell pane): "started by alice" goes under the outcome.
+STACKED_COLUMNS = ("Started", "Outcome")
 
-#: The "By" column is not made narrower than this (a "user@host" fits); below it, the
-#: table goes from the compact columns to the narrow ones.
+#: The "Started by" column is not made narrower than this (a "user@host" fits); below
+#: it, the table goes to the next, narrower, columns.
 MIN_BY_WIDTH = 12
 #: How often the table checks that its columns still fit its width, in seconds.
 FIT_EVERY = 0.25
@@ -38,18 +40,31 @@ FIT_EVERY = 0.25
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """The columns the table shows, and the width its "By" names wrap at (0: none)."""
+    """The columns the table shows, and how wide its texts may be.
+
+    Attributes:
+        columns: The columns' labels.
+        by_width: The width the last column's names (the narrow columns) are broken at;
+            0: not broken.
+        outcome_width: The width the outcome's words are broken at (the narrow columns);
+            0: not broken.
+        names: The widths the two name columns' names are cut at, with an ellipsis (the
+            widest columns); 0: not cut.
+    """
 
     columns: tuple[str, ...]
     by_width: int = 0
+    outcome_width: int = 0
+    names: tuple[int, int] = (0, 0)
 
 
 class HistoryTable(DataTable[Text]):
     """The history the server sent last, updated live, in as many columns as fit.
 
-    Each cell is whole: a cell that does not fit its column's width breaks between
-    words (a name after its ``@``), on more lines of the row; no column goes out of
-    sight. Focused (Tab, or a click), the arrows move through the runs.
+    No column goes out of sight, and each keeps a space at least from the next. Where
+    every fact has its column, a name too long for the width is cut with an ellipsis;
+    in fewer columns, a text breaks between words (a name after its ``@``), on more
+    lines of the row. Focused (Tab, or a click), the arrows move through the runs.
 
     Args:
         clock: Wall-clock time: a start on another day shows its date; tests freeze it.
@@ -144,70 +159,89 @@ class HistoryTable(DataTable[Text]):
         self.border_subtitle = "" if self.runs else "no finished calculation yet"
 
     def layout_for(self, width: int) -> Layout:
-        """The widest layout whose cells all fit ``width`` cells (inside the border);
-        before the table has a width, the widest."""
-        full = Layout(COLUMNS)
-        if width <= 0 or sum(self._column_widths(full)) <= width:
-            return full
-        for columns in (COMPACT_COLUMNS, NARROW_COLUMNS, STACKED_COLUMNS):
-            *others, _ = self._column_widths(Layout(columns))
-            by_width = width - sum(others) - 2 * self.cell_padding
-            if by_width >= MIN_BY_WIDTH or columns == STACKED_COLUMNS:
-                return Layout(columns, max(by_width, 1))
-        raise AssertionError("unreachable")  # pragma: no cover
+        """The widest layout whose cells all fit ``width`` cells (inside the border),
+        each column one space at least from the next; before the table has a width, the
+        widest.
 
-    def _column_widths(self, layout: Layout) -> list[int]:
-        """The cells each column takes, as wide as its widest line (names unwrapped)."""
+        The widest columns come first, their names cut with an ellipsis if need be (a
+        long name does not cost the columns); then the outcome in words beside who
+        started it, then those two alone, then the outcome over who started it.
+        """
+        padding = 2 * self.cell_padding
+        *fixed, started_by, canceled_by = self._widths(Layout(COLUMNS))
+        room = width - sum(fixed) - len(COLUMNS) * padding
+        if width <= 0 or started_by + canceled_by <= room:
+            return Layout(COLUMNS)
+        labels = [cell_len(label) for label in COLUMNS[-2:]]
+        names = _cut_to(room, [started_by, canceled_by], labels)
+        if names is not None:
+            return Layout(COLUMNS, names=names)
+        heads = max(
+            [cell_len("Outcome")] + [cell_len(self.outcome(run)[0].plain) for run in self.runs]
+        )
+        started, took, *_ = self._widths(Layout(COMPACT_COLUMNS))
+        by_width = width - (started + took + heads) - len(COMPACT_COLUMNS) * padding
+        if by_width >= MIN_BY_WIDTH:
+            return Layout(COMPACT_COLUMNS, by_width, heads)
+        first = max(started, took)
+        by_width = width - (first + heads) - len(NARROW_COLUMNS) * padding
+        if by_width >= MIN_BY_WIDTH:
+            return Layout(NARROW_COLUMNS, by_width, heads)
+        rest = max(width - first - len(STACKED_COLUMNS) * padding, 1)
+        return Layout(STACKED_COLUMNS, rest, rest)
+
+    def _widths(self, layout: Layout) -> list[int]:
+        """The cells each column's text takes in ``layout``, as wide as its widest line
+        (its label's, at least), without the padding."""
         widths = [cell_len(label) for label in layout.columns]
         for run in self.runs:
             for index, cell in enumerate(self.cells(run, layout)):
                 lines = cell.plain.split("\n")
                 widths[index] = max(widths[index], *(cell_len(line) for line in lines))
-        return [width + 2 * self.cell_padding for width in widths]
+        return widths
 
     def cells(self, run: Run, layout: Layout) -> tuple[Text, ...]:
         """One row in ``layout``: every text from the server shown plainly, never as
         markup."""
         took = Text(duration(run.seconds), justify="right")
+        starter = self.who(run.started_by) if run.started_by else "—"
         if layout.columns == COLUMNS:
             if run.outcome is State.SUCCESS:
                 outcome = Text("✔ SUCCESS", style="green")
             else:
                 during = f" ({run.canceled_during})" if run.canceled_during else ""
                 outcome = Text(f"✘ CANCELED{during}", style="red")
-            started_by = self.who(run.started_by) if run.started_by else "—"
-            canceled_by = self.who(run.canceled_by) if run.canceled_by else ""
+            canceler = self.who(run.canceled_by) if run.canceled_by else ""
+            started_by, canceled_by = layout.names
             return (
                 Text(self.moment(run.started_at)),
                 took,
                 outcome,
-                Text(started_by),
-                Text(canceled_by),
+                _cut(Text(starter), started_by),
+                _cut(Text(canceler), canceled_by),
             )
-        if run.outcome is State.SUCCESS:
-            outcome = Text("✔", style="green")
-        else:
-            during = f" {run.canceled_during}" if run.canceled_during else ""
-            outcome = Text(f"✘{during}", style="red")
-        by = self.names(run, layout.by_width)
+        head, by = self.outcome(run)
+        words = _outcome_words(head, by, layout.outcome_width)
         started = Text(self.moment(run.started_at, compact=True))
         if layout.columns == COMPACT_COLUMNS:
-            return (started, took, outcome, by)
+            return (started, took, words, _broken(Text(starter), layout.by_width))
         started_took = Text.assemble(started, "\n", took.plain)
         if layout.columns == NARROW_COLUMNS:
-            return (started_took, outcome, by)
-        return (started_took, Text.assemble(outcome, "\n", by))
+            return (started_took, words, _broken(Text(starter), layout.by_width))
+        if run.started_by is None:
+            return (started_took, words)
+        who = _broken(Text(f"started by {starter}"), layout.by_width)
+        return (started_took, Text.assemble(words, "\n", who))
 
-    def names(self, run: Run, width: int) -> Text:
-        """Who started the run, and under it "✘ " and who canceled it; each broken to
-        ``width`` cells (0: not broken), a canceler's name indented under its own."""
-        started_by = self.who(run.started_by) if run.started_by else "—"
-        lines = wrap(Text(started_by), width) if width else [Text(started_by)]
-        if run.canceled_by is not None:
-            name = Text(self.who(run.canceled_by))
-            parts = wrap(name, max(width - 2, 1)) if width else [name]
-            lines += [Text.assemble("✘ " if n == 0 else "  ", part) for n, part in enumerate(parts)]
-        return Text("\n").join(lines)
+    def outcome(self, run: Run) -> tuple[Text, str | None]:
+        """How a run ended, in words: "✔ done", "✘ canceled in IN_PROGRESS" (the step it
+        interrupted; one line of a 40-column pane); and who canceled it (None: nobody,
+        or not known)."""
+        if run.outcome is State.SUCCESS:
+            return Text("✔ done", style="green"), None
+        during = f" in {run.canceled_during}" if run.canceled_during else ""
+        by = self.who(run.canceled_by) if run.canceled_by else None
+        return Text(f"✘ canceled{during}", style="red"), by
 
     def who(self, by: Attribution) -> str:
         """A name, plainly; "you" for this client (a narrow column stays narrow)."""
@@ -217,3 +251,44 @@ class HistoryTable(DataTable[Text]):
         """The time of day, with the date when it is not today (without the year, in
         the compact columns)."""
         return moment(when, now=self.clock(), compact=compact)
+
+
+def _cut(text: Text, width: int) -> Text:
+    """``text`` cut to ``width`` cells with an ellipsis ("bob@desk-wi…"); 0: whole."""
+    if width and text.cell_len > width:
+        text.truncate(width, overflow="ellipsis")
+    return text
+
+
+def _broken(text: Text, width: int) -> Text:
+    """``text`` broken into lines of ``width`` cells at most, between words (a name
+    after its ``@``); 0: on one line."""
+    return Text("\n").join(wrap(text, width)) if width else text
+
+
+def _outcome_words(head: Text, by: str | None, width: int) -> Text:
+    """ "✘ canceled in IN_PROGRESS by bob@desk" in lines of ``width`` cells (0: one
+    line): where it is longer, the outcome, then "by" and the name, a long name broken
+    and indented under its first line."""
+    whole = Text.assemble(head, f" by {by}" if by else "")
+    if not width or whole.cell_len <= width or by is None:
+        return _broken(whole, width)
+    parts = wrap(Text(by), max(width - 3, 1))
+    lines = [*wrap(head, width), *(Text.assemble("   ", part) for part in parts[1:])]
+    lines.insert(len(lines) - len(parts) + 1, Text.assemble("by ", parts[0]))
+    return Text("\n").join(lines)
+
+
+def _cut_to(room: int, widths: list[int], least: list[int]) -> tuple[int, int] | None:
+    """The widths of the two name columns that fit ``room`` cells together, the wider
+    one narrowed first, none below its ``least``; None if they cannot fit."""
+    if sum(least) > room:
+        return None
+    cut = list(widths)
+    while sum(cut) > room:
+        widest = max(
+            (index for index in range(len(cut)) if cut[index] > least[index]),
+            key=lambda index: cut[index],
+        )
+        cut[widest] -= 1
+    return cut[0], cut[1]

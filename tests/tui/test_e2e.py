@@ -141,7 +141,8 @@ async def test_two_tuis_side_by_side_show_the_same_calculation(
             assert "started by alice@laptop" in screen
             assert "Traceback" not in screen
         assert "alice@laptop (you)" in screens[0] and "bob@desk (you)" in screens[1]
-        await wide.shows("History", "✘ IN_PROGRESS", "✘ you")  # who canceled, and when
+        # Who canceled, and when: a column each at 120 columns.
+        await wide.shows("History", "✘ CANCELED (IN_PROGRESS)", "Canceled by")
 
         await server.close()  # going away (1001), as on SIGTERM
         for terminal in terminals:

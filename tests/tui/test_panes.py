@@ -93,10 +93,10 @@ def assert_essentials_shown(app: ProgressApp, *, log_rows: int = 0) -> None:
 
 @pytest.mark.parametrize("size", [(40, 12), (60, 20)])
 async def test_l_and_h_show_the_panels_a_small_pane_hides(size: tuple[int, int]) -> None:
-    """No room for the log or the history until l or h, which the key bar names; each
-    then gets rows of its own, with the state, the progress and the status still in
-    view. Where two would leave neither a useful row (12 rows), h shows the history in
-    the log's place; at 20 rows both show. l again hides the log."""
+    """No room for the log or the history until l or h, which the key bar names (and
+    q, always); each then gets rows of its own, with the state, the progress and the
+    status still in view. Where two would leave neither a useful row (12 rows), h shows
+    the history in the log's place; at 20 rows both show. l again hides the log."""
     client = running()
     app = ProgressApp(client)
     async with app.run_test(size=size) as pilot:
@@ -104,7 +104,8 @@ async def test_l_and_h_show_the_panels_a_small_pane_hides(size: tuple[int, int])
         log, history = app.query_one(EventLog), app.query_one(HistoryTable)
         assert not log.display and not history.display
         keys = rendered(app, app.query_one(KeyBar))
-        assert "l Log" in keys and "h History" in keys
+        # "h History", or "h Hist" in 40 columns.
+        assert "l Log" in keys and "h Hist" in keys and keys.endswith("q Quit")
         await pilot.press("l")
 
         def log_shown() -> None:
@@ -130,7 +131,7 @@ async def test_l_and_h_show_the_panels_a_small_pane_hides(size: tuple[int, int])
             assert not log.display and history.region.height >= 5
             shown = rendered(app, history)
             width = history.scrollable_content_region.width
-            assert "✘ IN_PROGRESS" in shown, f"{history.layout_shown} at {width}: {shown}"
+            assert "✘ canceled in" in shown, f"{history.layout_shown} at {width}: {shown}"
             assert_essentials_shown(app)
 
         await eventually(pilot, history_alone)
@@ -146,7 +147,7 @@ async def test_runs_that_come_while_the_history_is_hidden_fit_its_width() -> Non
         await client.played(pilot)
         history = app.query_one(HistoryTable)
         await pilot.press("h")
-        await eventually(pilot, lambda: "✘ IN_PROGRESS" in rendered(app, history))
+        await until(pilot, lambda: "✘ canceled in" in rendered(app, history))
         narrow = history.layout_shown
         await pilot.press("l")  # the log in the history's place
         await until(pilot, lambda: not history.display)
@@ -161,7 +162,7 @@ async def test_runs_that_come_while_the_history_is_hidden_fit_its_width() -> Non
 
         def narrow_again() -> None:
             shown = rendered(app, history)
-            assert "✘ ALMOST_DONE" in shown and "(ALMOST" not in shown, shown
+            assert "ALMOST_DONE" in shown and "(ALMOST" not in shown, shown
 
         await eventually(pilot, narrow_again)
 
@@ -181,8 +182,10 @@ async def test_the_history_fits_a_narrow_pane(size: tuple[int, int]) -> None:
         def fitted() -> None:
             assert history.max_scroll_x == 0
             assert history.virtual_size.width <= history.scrollable_content_region.width
-            assert "Outcome" in rendered(app, history)
-            assert "✘ IN_PROGRESS" in rendered(app, history)
+            text = rendered(app, history)
+            assert "Outcome" in text and "✘ canceled in" in text
+            words = text.replace("│", " ").split()
+            assert "alice@laptop" in words or ("alice@" in words and "laptop" in words)
 
         await eventually(pilot, fitted)
         text = rendered(app, history)
@@ -190,7 +193,6 @@ async def test_the_history_fits_a_narrow_pane(size: tuple[int, int]) -> None:
         # before (a run just past midnight).
         assert time.strftime("%H:%M", time.localtime(RUNS[0].started_at)) in text
         words = text.replace("│", " ").split()
-        assert "alice@laptop" in words or ("alice@" in words and "laptop" in words)
         for word in words:  # every piece of a broken name ends where a break may be
             if word.startswith("bob@") or word in ("with-", "a-", "long-", "hostname"):
                 assert word.endswith(("@", "-")) or word.endswith("hostname"), word
@@ -279,16 +281,22 @@ async def test_the_event_log_breaks_a_url_after_a_slash() -> None:
 
 
 async def test_log_times_of_state_changes_are_the_servers() -> None:
-    """A state change is logged at the time the server made it (its changed_at), so a
-    TUI that joined later writes the same time as one that watched."""
+    """A state change is logged at the time the server made it (its changed_at), so
+    that TUIs that watched it write the same time; one that joined later writes it when
+    it heard of it, and since when it holds (the log's times go forward)."""
     changed_at = time.mktime((2026, 12, 6, 9, 41, 7, 0, 0, -1))
+    now = [changed_at + 125.0]
     client = running(changed_at=changed_at)
-    app = ProgressApp(client, clock=lambda: changed_at + 125.0)
+    app = ProgressApp(client, clock=lambda: now[0])
     async with app.run_test(size=(120, 36)) as pilot:
         await client.played(pilot)
         entries = [entry.plain for entry in app.query_one(EventLog).entries]
-        assert f"09:41:07 IN_PROGRESS {ID}" in entries
-        assert any(entry.startswith("09:43:12 Connected to") for entry in entries)
+        assert entries[0].startswith("09:43:12 Connected to")
+        assert entries[1] == f"09:43:12 IN_PROGRESS {ID} (since 09:41:07)"
+        now[0] += 1.5
+        client.play(StateReceived(StateSnapshot(State.SUCCESS, ID, 4, now[0] - 0.5, 2.0)))
+        await client.played(pilot)
+        assert app.query_one(EventLog).entries[-1].plain == f"09:43:13 SUCCESS {ID}"
 
 
 async def test_an_unreachable_store_is_said_so() -> None:

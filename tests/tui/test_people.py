@@ -159,7 +159,7 @@ async def test_a_revoked_viewer_is_told_and_stops(server: SteppedServer, people:
         )
         await until(
             pilot,
-            lambda: app.connection.stopped and "refused the token" in bar(app),
+            lambda: app.connection.stopped and "token not accepted (HTTP 401)" in bar(app),
             what=lambda: f"stopped for good (the bar: {bar(app)!r})",
         )
 
