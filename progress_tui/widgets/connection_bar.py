@@ -149,8 +149,12 @@ class ConnectionStatusBar(Widget):
                 why = [info.error] if info.error else []
                 return [[line, *why], [line]]
         if info.stopped:
+            reason = info.error.removeprefix("refused: ")
             return [
                 [f"✘ Stopped: {info.error}", "press r to try again"],
+                # The reason before "press r" (the keys show r), then fewer words.
+                [f"✘ Stopped: {info.error}"],
+                [f"✘ {reason[:1].upper()}{reason[1:]}"],
                 ["✘ Stopped", "press r to try again"],
             ]
         if info.error:
