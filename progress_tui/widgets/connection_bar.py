@@ -148,7 +148,7 @@ class ConnectionStatusBar(Widget):
                 line = f"↻ Reconnecting in {countdown(remaining)} (attempt {info.attempt})"
                 why = [info.error] if info.error else []
                 return [[line, *why], [line]]
-        if info.stopped:
+        if info.stopped and info.error:
             reason = info.error.removeprefix("refused: ")
             return [
                 [f"✘ Stopped: {info.error}", "press r to try again"],
@@ -157,6 +157,8 @@ class ConnectionStatusBar(Widget):
                 [f"✘ {reason[:1].upper()}{reason[1:]}"],
                 ["✘ Stopped", "press r to try again"],
             ]
+        if info.stopped:
+            return [["✘ Stopped", "press r to try again"]]
         if info.error:
             return [["✘ Disconnected", info.error], ["✘ Disconnected"]]
         return [["✘ Disconnected"]]
