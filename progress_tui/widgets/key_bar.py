@@ -20,7 +20,8 @@ class KeyBar(Widget):
 
     When not all fit, they stand closer (one space apart), then the keys that come last
     in ``priority`` are left out first; the others keep their order. A disabled key is
-    dimmed, as in the Footer.
+    dimmed, as in the Footer; struck through in the terminal's colours (16, or none),
+    where the app has no dim text (see :mod:`progress_tui.themes`).
 
     Args:
         priority: Actions from the most to the least useful; others come after them.
@@ -54,13 +55,14 @@ class KeyBar(Widget):
         """(action, "key Description") for each key the Footer would show."""
         items = []
         actions = set()
+        disabled = "strike" if self.has_pseudo_class("ansi") else "dim"
         for _, binding, enabled, _ in self.screen.active_bindings.values():
             if not binding.show or binding.action in actions:  # one key per action
                 continue
             actions.add(binding.action)
             key = self.app.get_key_display(binding)
             item = Content.assemble((key, "bold $footer-key-foreground"), " ", binding.description)
-            items.append((binding.action, item if enabled else item.stylize("dim")))
+            items.append((binding.action, item if enabled else item.stylize(disabled)))
         return items
 
     def fitting(self, width: int) -> Content:
