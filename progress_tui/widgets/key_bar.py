@@ -20,8 +20,8 @@ class KeyBar(Widget):
 
     When not all fit, they stand closer (one space apart), then the keys that come last
     in ``priority`` are left out first; the others keep their order. A disabled key is
-    dimmed, as in the Footer; struck through in the terminal's colours (16, or none),
-    where the app has no dim text (see :mod:`progress_tui.themes`).
+    dimmed, as in the Footer; in the terminal's colours (16, or none), where the app has
+    no dim text (see :mod:`progress_tui.themes`), struck through and uncoloured.
 
     Args:
         priority: Actions from the most to the least useful; others come after them.
@@ -55,7 +55,7 @@ class KeyBar(Widget):
         """(action, "key Description") for each key the Footer would show."""
         items = []
         actions = set()
-        disabled = "strike" if self.has_pseudo_class("ansi") else "dim"
+        disabled = "strike $foreground" if self.has_pseudo_class("ansi") else "dim"
         for _, binding, enabled, _ in self.screen.active_bindings.values():
             if not binding.show or binding.action in actions:  # one key per action
                 continue
