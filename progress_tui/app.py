@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from functools import partial
 from typing import ClassVar
@@ -26,6 +26,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Container, Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.events import Resize
+from textual.filter import LineFilter
 from textual.geometry import Size
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
@@ -63,12 +64,13 @@ from progress_protocol import __version__
 from progress_protocol.messages import Command, ErrorCode, Presence
 from progress_protocol.states import Run, State, StateSnapshot
 
-from . import terminal, toasts
+from . import terminal, themes, toasts
 from .ends import Ends, Notify
 from .mailbox import FoldedReplies, Mailbox, QuietState, Summary
 from .messages import NewsArrived
 from .panel import PanelView, short_id
 from .screens.help_screen import HelpScreen
+from .settings import Settings, SettingsFile
 from .status import (
     ERROR_TITLES,
     STORE_DOWN,
@@ -167,9 +169,14 @@ class ProgressApp(App[None]):
             notification and show one here; ``n`` changes it.
         environ: The environment that says which terminal this is (the desktop
             notification's sequence depends on it); by default the process's.
+        theme: The theme for this run (``--theme``); by default the one last chosen in
+            the palette, remembered in ``settings`` (see :func:`themes.choose`).
+        settings: Where the theme chosen in the palette is remembered; None: nowhere.
     """
 
     CSS_PATH = "app.tcss"
+    # The ANSI colours of words (the event log's "red") as a dark theme shows them.
+    ansi_theme_dark = reactive(themes.PALETTE, init=False)
     # Where the notifications stand: styled by the one module that knows Textual's toasts.
     CSS = toasts.CSS
     TITLE = "progress"
@@ -250,8 +257,20 @@ class ProgressApp(App[None]):
         pending_timeout: float = PENDING_TIMEOUT,
         notify: Notify = Notify.MINE,
         environ: Mapping[str, str] | None = None,
+        theme: str | None = None,
+        settings: SettingsFile | None = None,
     ) -> None:
-        super().__init__()
+        # The terminal's own colours (or none) where it has few, or NO_COLOR: Textual
+        # must know before it builds its filters (progress_tui/themes.py says why).
+        self._plain = plain = themes.plain("NO_COLOR" in os.environ, themes.colour_system())
+        super().__init__(ansi_color=True if plain else None)
+        self._legible = [themes.Legible()] if plain else []
+        for look in themes.THEMES.values():
+            self.register_theme(look)
+        self.settings = settings
+        remembered = settings.load().theme if settings is not None else None
+        known = list(self.available_themes)
+        self._theme = self.theme = themes.choose(theme, remembered, plain=plain, known=known)
         self.client = client
         self.clock = clock
         self.now = now if now is not None else (lambda: asyncio.get_running_loop().time())
@@ -329,6 +348,17 @@ class ProgressApp(App[None]):
         yield KeyBar(
             priority=KEY_PRIORITY, pinned=KEYS_PINNED, optional=KEYS_OPTIONAL, short=KEYS_SHORT
         )
+
+    def get_line_filters(self) -> Sequence[LineFilter]:
+        return [*super().get_line_filters(), *self._legible]
+
+    def watch_theme(self, theme: str) -> None:
+        """A theme chosen in the palette is remembered for the next run."""
+        if self._plain:  # (Textual 6 unsets it for any theme but its own ANSI one)
+            self.ansi_color = True
+        if theme != self._theme and self.settings is not None:
+            self._theme = theme
+            self.settings.save(Settings(theme=theme))
 
     def on_mount(self) -> None:
         self._fit_notify_key(self.size.width)

@@ -16,10 +16,23 @@ from progress_protocol import __version__
 from progress_protocol.options import setting
 
 from .ends import Notify
+from .settings import SettingsFile
 
-__all__ = ["default_log_path", "main"]
+__all__ = ["check_theme", "default_log_path", "main"]
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def check_theme(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A usage error for a theme the app does not have, listing those it has."""
+    if value is None:
+        return None
+    from .themes import names  # Textual loads only when it is needed.
+
+    known = names()
+    if value not in known:
+        raise click.BadParameter(f"{value!r} is not a theme; the themes: {', '.join(known)}.")
+    return value
 
 
 def default_log_path() -> Path:
@@ -57,6 +70,16 @@ def default_log_path() -> Path:
     "allow-passthrough on) and show one here: for the runs started from this TUI "
     "(mine), for every run (all), or never (off). The n key changes it.",
 )
+@setting(
+    "--theme",
+    metavar="NAME",
+    callback=check_theme,
+    show_default="the palette's last choice, else progress-dark",
+    help="The colours of this run: progress-dark, progress-ansi (the terminal's own) or one "
+    "of Textual's themes. The palette (ctrl+p, 'theme') changes them and remembers the "
+    "choice, in $XDG_CONFIG_HOME/progress/progress-tui.toml. In a terminal of 16 colours "
+    "(or under NO_COLOR) the default is progress-ansi.",
+)
 @click.version_option(__version__, prog_name="progress-tui")
 def main(
     urls: tuple[str, ...],
@@ -67,6 +90,7 @@ def main(
     reconnect_initial: float,
     reconnect_cap: float,
     notify: str,
+    theme: str | None,
 ) -> None:
     """Follow and drive the shared calculation of a progress-server.
 
@@ -102,6 +126,12 @@ def main(
     client = ProgressClient(
         urls, policy=policy, token=token, cafile=cafile, name=name, agent="progress-tui"
     )
-    app = ProgressApp(client, log_path=str(log_file), notify=Notify(notify))
+    app = ProgressApp(
+        client,
+        log_path=str(log_file),
+        notify=Notify(notify),
+        theme=theme,
+        settings=SettingsFile(),
+    )
     app.run()
     sys.exit(app.return_code or 0)

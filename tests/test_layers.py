@@ -84,11 +84,17 @@ TOWERS: dict[str, list[tuple[str, list[str]]]] = {
                 "progress_tui.wrapping",
                 "progress_tui.mailbox",
                 "progress_tui.ends",
+                "progress_tui.settings",
             ],
         ),
         (
             "Textual's seams",
-            ["progress_tui.messages", "progress_tui.toasts", "progress_tui.terminal"],
+            [
+                "progress_tui.messages",
+                "progress_tui.toasts",
+                "progress_tui.terminal",
+                "progress_tui.themes",
+            ],
         ),
         (
             "widgets and screens",

@@ -60,6 +60,22 @@ class CalculationView(Widget):
     CalculationView ProgressBar Bar {
         width: 1fr;
     }
+    /* The done part in the one colour of a run; the rest a quiet track. */
+    CalculationView Bar > .bar--bar {
+        color: $primary;
+        background: $foreground 40%;
+    }
+    CalculationView Bar > .bar--complete {
+        color: $success;
+    }
+    /* In the terminal's colours, no track: the done part on the terminal's background. */
+    CalculationView Bar:ansi > .bar--bar, CalculationView Bar:ansi > .bar--complete {
+        color: $text-primary;
+        background: ansi_default;
+    }
+    CalculationView Bar:ansi > .bar--complete {
+        color: $text-success;
+    }
     """
 
     view: reactive[PanelView | None] = reactive(None)

@@ -32,17 +32,47 @@ class ConnectionStatusBar(Widget):
         rtt: The last ping's round-trip time in seconds, or None.
     """
 
+    # Quiet while all is well (connected, or connecting at first), like the keys below
+    # it; loud in trouble: reconnecting in the warning's colour, stopped in the error's.
+    # In the terminal's colours (16, or none) trouble is in reverse video.
     DEFAULT_CSS = """
     ConnectionStatusBar {
         height: auto;
         padding: 0 1;
-        background: $panel;
+        background: $footer-background;
+        color: $footer-description-foreground;
     }
-    ConnectionStatusBar.-connected { background: $success-muted; color: $text; }
-    ConnectionStatusBar.-connecting { background: $warning-muted; color: $text; }
-    ConnectionStatusBar.-reconnecting { background: $error-muted; color: $text; }
-    ConnectionStatusBar.-disconnected { background: $error; color: $text; }
-    ConnectionStatusBar.-store-down { background: $warning-muted; color: $text; }
+    ConnectionStatusBar.-reconnecting {
+        background: $warning;
+        color: auto;
+        text-style: bold;
+    }
+    ConnectionStatusBar.-disconnected {
+        background: $error;
+        color: auto;
+        text-style: bold;
+    }
+    ConnectionStatusBar:ansi {
+        background: ansi_default;
+        color: ansi_default;
+    }
+    ConnectionStatusBar:ansi.-reconnecting {
+        color: $text-warning;
+        text-style: bold reverse;
+    }
+    ConnectionStatusBar:ansi.-disconnected {
+        color: $text-error;
+        text-style: bold reverse;
+    }
+    ConnectionStatusBar.-store-down {
+        background: $warning;
+        color: auto;
+        text-style: bold;
+    }
+    ConnectionStatusBar:ansi.-store-down {
+        color: $text-warning;
+        text-style: bold reverse;
+    }
     """
 
     info: reactive[ConnectionInfo | None] = reactive(None)

@@ -15,7 +15,21 @@ from progress_client.wording import clock_time, moment, printable
 
 from ..wrapping import wrap
 
-__all__ = ["EventLog"]
+__all__ = ["EventLog", "hanging"]
+
+#: The fewest cells a message keeps beside its time: narrower, no indent.
+MIN_HANGING = 12
+
+
+def hanging(entry: Text, width: int) -> list[Text]:
+    """An entry ("time message") in lines of ``width`` cells, with a hanging indent: the
+    lines after the first start under the message, the time standing alone in its column
+    (where that leaves the message :data:`MIN_HANGING` cells)."""
+    indent = entry.plain.find(" ") + 1
+    if indent <= 0 or width - indent < MIN_HANGING:
+        return wrap(entry, width)
+    first, *rest = wrap(entry[indent:], width - indent)
+    return [entry[:indent] + first, *(Text(" " * indent) + line for line in rest)]
 
 
 class EventLog(RichLog):
@@ -40,7 +54,7 @@ class EventLog(RichLog):
 
     DEFAULT_CSS = """
     EventLog {
-        border: round $primary-muted;
+        border: round $foreground 45%;
         border-title-color: $text-muted;
         padding: 0 1;
         scrollbar-size-vertical: 1;
@@ -127,7 +141,7 @@ class EventLog(RichLog):
 
     def _draw(self, entry: Text, width: int, *, scroll_end: bool | None = None) -> int:
         """Write ``entry`` at the end, wrapped to ``width``; return its lines."""
-        lines = wrap(entry, width)
+        lines = hanging(entry, width)
         # At that width also while hidden (RichLog would take its width then, 0).
         self.write(Text("\n").join(lines), width=width, scroll_end=scroll_end)
         return len(lines)

@@ -75,7 +75,7 @@ class HistoryTable(DataTable[Text]):
         height: auto;
         max-height: 50%;
         min-height: 5;
-        border: round $primary-muted;
+        border: round $foreground 45%;
         border-title-color: $text-muted;
         border-subtitle-color: $text-muted;
         scrollbar-size: 1 1;
@@ -84,6 +84,11 @@ class HistoryTable(DataTable[Text]):
     }
     HistoryTable:focus {
         border: round $primary;
+    }
+    /* In the terminal's colours: the header on its background, not on blue. */
+    HistoryTable:ansi > .datatable--header {
+        background: ansi_default;
+        color: ansi_default;
     }
     """
 

@@ -25,12 +25,15 @@ class Key:
     description: str
     short: str
     enabled: bool
+    #: How a disabled key looks: dim; in the terminal's colours (16, or none), where
+    #: the app has no dim text (see :mod:`progress_tui.themes`), struck through.
+    disabled: str = "dim"
 
     def content(self, *, short: bool) -> Content:
         description = self.short if short else self.description
         key = Content.styled(self.key, "bold $footer-key-foreground")
         item = Content.assemble(key, " ", description) if description else key
-        return item if self.enabled else item.stylize("dim")
+        return item if self.enabled else item.stylize(self.disabled)
 
 
 class KeyBar(Widget):
@@ -41,7 +44,8 @@ class KeyBar(Widget):
     keys stand closer (one space apart), take their short descriptions ("? Help"
     becomes "?"), and those that come last in ``priority`` are left out, one by one,
     until the rest fit. The others keep their order. A disabled key is dimmed, as in
-    the Footer.
+    the Footer; in the terminal's colours (16, or none), where the app has no dim text
+    (see :mod:`progress_tui.themes`), struck through and uncoloured.
 
     Args:
         priority: Actions from the most to the least useful; others come after them.
@@ -89,6 +93,7 @@ class KeyBar(Widget):
         """Each key the Footer would show, one per action, in its order."""
         keys = []
         actions = set()
+        disabled = "strike $foreground" if self.has_pseudo_class("ansi") else "dim"
         for _, binding, enabled, _ in self.screen.active_bindings.values():
             if not binding.show or binding.action in actions:  # one key per action
                 continue
@@ -96,7 +101,7 @@ class KeyBar(Widget):
             description = binding.description
             short = self.short.get(binding.action, description)
             key = self.app.get_key_display(binding)
-            keys.append(Key(binding.action, key, description, short, enabled))
+            keys.append(Key(binding.action, key, description, short, enabled, disabled))
         return keys
 
     def fitting(self, width: int) -> Content:

@@ -22,7 +22,7 @@ class Spinner(Widget):
     Spinner {
         width: 1;
         height: 1;
-        color: $accent;
+        color: $text-primary;
     }
     Spinner.-idle {
         color: $text-muted;

@@ -69,10 +69,11 @@ class StateBanner(Widget):
     StateBanner #letters {
         height: 3;
     }
-    StateBanner.-running { color: $accent; }
-    StateBanner.-success { color: $success; }
-    StateBanner.-canceled { color: $error; }
-    StateBanner.-stale { color: $text-disabled; text-style: dim; }
+    StateBanner.-running { color: $text-primary; }
+    StateBanner.-success { color: $text-success; }
+    StateBanner.-canceled { color: $text-error; }
+    /* Stale: the last state known, in the muted colour and slanted (it says so too). */
+    StateBanner.-stale { color: $text-muted; text-style: bold italic; }
     StateBanner.-empty #letters { display: none; }
     """
 

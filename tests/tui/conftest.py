@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.tui.looks import TERMINALS, terminal
+
 
 @pytest.fixture
 def utc() -> Iterator[None]:
@@ -16,3 +18,12 @@ def utc() -> Iterator[None]:
         time.tzset()
         yield
     time.tzset()
+
+
+@pytest.fixture(autouse=True)
+def truecolor() -> Iterator[None]:
+    """Every app under test is made in a terminal of every colour, whatever the one the
+    tests run in (the app picks its theme by the terminal's colours, and NO_COLOR);
+    :func:`tests.tui.looks.terminal` makes another kind, for the tests of colours."""
+    with terminal(TERMINALS["truecolor"]):
+        yield

@@ -178,7 +178,7 @@ async def test_l_shows_the_newest_lines_of_the_log() -> None:
 
         def newest(attempt: int) -> Callable[[], None]:
             def check() -> None:
-                text = " ".join(rendered(app, log).split())
+                text = " ".join(rendered(app, log).replace("│", " ").split())
                 assert f"(attempt {attempt}): attempt {attempt - 1} failed" in text, text
                 assert "Connected to" not in text
 

@@ -3,8 +3,10 @@
 The app is given a client that plays the events a real connection would bring (the
 Pilot tests cover the real thing). Six sizes, from a tiled 40x12 pane to 250x70, in
 five states; at every one the state's name, the progress and the connection status
-show whole. After a deliberate change of the look:
-`make test ARGS="tests/tui/test_snapshots.py --snapshot-update"`, then look at them.
+show whole. And in every kind of terminal (truecolor, 256 colours, 16, NO_COLOR), as
+that terminal shows it, every character readable. After a deliberate change of the
+look: `make test ARGS="tests/tui/test_snapshots.py --snapshot-update"`, then look at
+them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from progress_client.events import (
 from progress_protocol.messages import Person, Presence
 from progress_protocol.states import Attribution, Run, State, StateSnapshot
 from progress_tui.app import ProgressApp
+from tests.tui.looks import TERMINALS, XTERM, low_contrast, svg, terminal
 from tests.tui.scripted import URL, ScriptedClient
 
 # Times on screen are local time: the same everywhere (tests/tui/conftest.py).
@@ -142,3 +145,38 @@ async def test_layout(snapshot: SnapshotAssertion, state: str) -> None:
     svg = snapshot.use_extension(SVGImageExtension)
     for (width, height), shot in shots.items():
         assert svg(name=f"{width}x{height}") == shot
+
+
+#: The sizes and states each kind of terminal is seen in.
+COLOUR_SIZES = [(40, 12), (80, 24), (120, 36), (250, 70)]
+COLOUR_STATES = ["running", "canceled", "viewer", "reconnecting"]
+
+
+@pytest.mark.parametrize("state", COLOUR_STATES)
+@pytest.mark.parametrize("kind", list(TERMINALS))
+async def test_colours(snapshot: SnapshotAssertion, kind: str, state: str) -> None:
+    """The screen as each kind of terminal shows it (truecolor, 256 colours, 16 colours,
+    NO_COLOR), at four sizes, and every character on it readable: text at 4.5:1 at
+    least against its background, lines and shapes (borders, the bar, the spinner) at
+    3:1 (WCAG 2's AA), in the app's palette and in xterm's. Inactive keys and buttons,
+    dimmed on purpose, are exempt (WCAG does not ask it of them; see
+    tests/tui/looks.py)."""
+    with terminal(TERMINALS[kind]):
+        client = ScriptedClient(*STATES[state])
+        app = ProgressApp(client, clock=lambda: T0 + 3.0, now=lambda: LOOP_NOW, animate=False)
+    shots: dict[tuple[int, int], str] = {}
+    async with app.run_test(size=COLOUR_SIZES[0]) as pilot:
+        await client.played(pilot)
+        for width, height in COLOUR_SIZES:
+            await pilot.resize_terminal(width, height)
+            await settle(pilot)
+            title = f"{app.title} ({kind})"
+            shots[width, height] = svg(app, TERMINALS[kind], title=title, palette=app.ansi_theme)
+            for palette in (app.ansi_theme, XTERM):
+                low = low_contrast(app, TERMINALS[kind], palette)
+                assert not low, f"{width}x{height}, {len(low)} hard to read:\n" + "\n".join(
+                    low[:12]
+                )
+    svg_snapshot = snapshot.use_extension(SVGImageExtension)
+    for (width, height), shot in shots.items():
+        assert svg_snapshot(name=f"{width}x{height}") == shot
