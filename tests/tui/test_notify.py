@@ -24,7 +24,7 @@ from progress_tui.app import FOOTER_FITS_NOTIFY, ProgressApp
 from progress_tui.ends import Notify
 from progress_tui.screens.help_screen import HelpScreen
 from progress_tui.widgets.key_bar import KeyBar
-from tests.helpers import SteppedServer, join, send_json, states_until
+from tests.helpers import SteppedServer, Watcher, join, send_json, states_until
 from tests.tui.scripted import connected_client, eventually, rendered
 from tests.tui.test_app import SIZE, connected, make_app, notified, showing
 
@@ -38,10 +38,12 @@ def ends_told(made: list[str]) -> list[str]:
 
 @pytest.fixture
 async def bob(stepped: SteppedServer) -> AsyncIterator[ClientConnection]:
-    """Another client of the server: its runs are not this app's."""
-    ws, _, _ = await join(stepped.url)
-    yield ws
-    await ws.close()
+    """Another client of the server: its runs are not this app's. It reads what it is
+    sent (a client that never reads has its close wait for websockets' 10 s timeout:
+    the unread messages hold the server's close frame back)."""
+    watcher = await Watcher.join(stepped.url)
+    yield watcher.ws
+    await watcher.close()
 
 
 async def own_run(pilot: Any, server: SteppedServer) -> str:
