@@ -154,7 +154,10 @@ class EventLog(RichLog):
         return self.scrollable_content_region.width
 
     def on_resize(self, event: Resize) -> None:
+        # Shorter (the history opened beside it) or narrower: the newest lines stay in
+        # view, as a terminal keeps its last lines.
         self._catch_up()
+        self._to_the_end()
 
     def on_show(self, event: Show) -> None:
         # Shown again at the size it had, it may get no Resize: it catches up here, and

@@ -193,6 +193,25 @@ async def test_l_shows_the_newest_lines_of_the_log() -> None:
         await eventually(pilot, newest(41))
 
 
+async def test_the_log_keeps_its_newest_line_when_the_history_opens() -> None:
+    """At 80x24 the history opens above the log and makes it shorter: the newest line
+    stays in view (it used to hide below, the scrollbar at the end)."""
+    client = running()
+    client.play(*reconnecting(20))
+    app = ProgressApp(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await client.played(pilot)
+        log = app.query_one(EventLog)
+        await pilot.press("h")
+
+        def newest_shown() -> None:
+            shown = rendered(app, log).translate(str.maketrans("", "", "│▁▂▃▄▅▆▇█"))
+            text = " ".join(shown.split())
+            assert "(attempt 21): attempt 20 failed" in text, text
+
+        await eventually(pilot, newest_shown)
+
+
 # 4. A refusal in a few words on screen, whole in the log and on the help screen.
 
 
