@@ -233,6 +233,8 @@ class ProgressApp(App[None]):
     presence: reactive[Presence | None] = reactive(None, init=False)
     #: Whether the server can reach the store its calculation lives in (Redis).
     store_reachable: reactive[bool] = reactive(True, init=False)
+    #: Whether the server lets this app start a calculation (a viewer's may not).
+    may_start: reactive[bool] = reactive(True, init=False)
     #: When the connection was lost, while it is: the screen's clock stands there.
     frozen_at: reactive[float | None] = reactive(None, init=False)
     #: The actions sent and not answered yet, oldest first: (request_id, action).
@@ -327,6 +329,7 @@ class ProgressApp(App[None]):
                     mine=ProgressApp.mine,
                     frozen_at=ProgressApp.frozen_at,
                     busy=ProgressApp.busy,
+                    may_start=ProgressApp.may_start,
                 )
                 yield StepList(classes="optional").data_bind(view=ProgressApp.panel_view)
                 with Horizontal(id="buttons"):
@@ -1006,7 +1009,8 @@ class ProgressApp(App[None]):
     def watch_history_choice(self) -> None:
         self._sync_panels()
 
-    def watch_identity(self) -> None:
+    def watch_identity(self, identity: Identity | None) -> None:
+        self.may_start = identity is None or identity.may("start")
         self._sync_controls()  # a viewer's s and c are dimmed, and say why
 
     def watch_store_reachable(self) -> None:

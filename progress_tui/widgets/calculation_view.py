@@ -86,6 +86,8 @@ class CalculationView(Widget):
     frozen_at: reactive[float | None] = reactive(None)
     #: An action of this client waits for its answer.
     busy: reactive[bool] = reactive(False)
+    #: Whether this client may start a calculation (a viewer may not).
+    may_start: reactive[bool] = reactive(True)
 
     def __init__(
         self,
@@ -139,6 +141,9 @@ class CalculationView(Widget):
     def watch_busy(self) -> None:
         self.tick()
 
+    def watch_may_start(self) -> None:
+        self.tick()
+
     def _follow(self) -> None:
         if self._ticker is not None:
             if self.moving and self.spinning:
@@ -183,6 +188,8 @@ class CalculationView(Widget):
             return "Waiting for the server's state…"
         if view.snapshot.calculation_id is None:
             if connected:
+                if not self.may_start:
+                    return "No calculation yet: an operator can start one."
                 return "No calculation yet: press s to start one."
             if stopped:
                 return "No calculation yet. Not connected: press r to try again."

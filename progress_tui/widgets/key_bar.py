@@ -25,9 +25,9 @@ class Key:
     description: str
     short: str
     enabled: bool
-    #: How a disabled key looks: dim; in the terminal's colours (16, or none), where
-    #: the app has no dim text (see :mod:`progress_tui.themes`), struck through.
-    disabled: str = "dim"
+    #: How a disabled key looks: struck through, and dim where the app has dim text
+    #: (not in the terminal's colours, 16 or none: see :mod:`progress_tui.themes`).
+    disabled: str = "dim strike"
 
     def content(self, *, short: bool) -> Content:
         description = self.short if short else self.description
@@ -93,7 +93,9 @@ class KeyBar(Widget):
         """Each key the Footer would show, one per action, in its order."""
         keys = []
         actions = set()
-        disabled = "strike $foreground" if self.has_pseudo_class("ansi") else "dim"
+        # Struck through, so that it reads as unavailable in any terminal; dim too where
+        # the app has dim text (not in the terminal's colours: see themes.py).
+        disabled = "strike $foreground" if self.has_pseudo_class("ansi") else "dim strike"
         for _, binding, enabled, _ in self.screen.active_bindings.values():
             if not binding.show or binding.action in actions:  # one key per action
                 continue

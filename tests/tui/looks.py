@@ -288,6 +288,6 @@ def inactive(app: App[None]) -> list[Region]:
             continue
         x, y = bar.content_region.offset
         for span in bar.fitting(bar.content_region.width).spans:
-            if span.style in ("dim", "strike"):
+            if span.style in ("dim", "strike", "dim strike", "strike $foreground"):
                 regions.append(Region(x + span.start, y, span.end - span.start, 1))
     return regions

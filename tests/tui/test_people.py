@@ -16,7 +16,7 @@ from progress_tui.app import ProgressApp
 from progress_tui.widgets.connection_bar import ConnectionStatusBar
 from progress_tui.widgets.key_bar import KeyBar
 from tests.helpers import TIMEOUT, SteppedServer, recv_type, send_json
-from tests.tui.scripted import until
+from tests.tui.scripted import rendered, until
 from tests.tui.test_app import connected, log_text, make_app, notified, showing
 
 SIZE = (100, 30)
@@ -81,6 +81,12 @@ async def test_a_viewer_sees_who_they_are_and_why_they_cannot_act(
             what="Start and Cancel dimmed",
         )
         assert app.query_one("#start", Button).disabled
+        # Nobody tells a viewer to press s.
+        await until(
+            pilot,
+            lambda: "an operator can start one" in " ".join(rendered(app, "#details").split()),
+            what=lambda: f"the viewer's hint (it says {rendered(app, '#details')!r})",
+        )
         await pilot.press("s")
         await until(pilot, lambda: any(m.startswith("Not allowed") for m in made), what="why")
         (said,) = [m for m in made if m.startswith("Not allowed")]
