@@ -784,8 +784,12 @@ class ProgressApp(App[None]):
 
     def action_toggle_log(self) -> None:
         self.log_choice = show = not self.query_one(EventLog).display
-        if show and self._room_for_one_panel():
-            self.history_choice = False
+        if show:
+            # A notification pointing at the log ("details in the log: l") would cover
+            # its newest lines: what it said is there now.
+            self.clear_notifications()
+            if self._room_for_one_panel():
+                self.history_choice = False
 
     def action_toggle_history(self) -> None:
         self.history_choice = show = not self.query_one(HistoryTable).display
@@ -807,6 +811,7 @@ class ProgressApp(App[None]):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
+        self.clear_notifications()  # the help screen says it all, uncovered
         server = printable(self.server) if self.server else "not connected yet"
         about = [("URL", self.client.url)]
         others = [url for url in self.client.urls if url != self.client.url]

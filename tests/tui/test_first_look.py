@@ -212,6 +212,21 @@ async def test_the_log_keeps_its_newest_line_when_the_history_opens() -> None:
         await eventually(pilot, newest_shown)
 
 
+async def test_l_and_help_are_not_covered_by_the_notification_that_sends_there() -> None:
+    """At 40x12 a refusal's notification says "details in the log: l": pressing l (or
+    ?) takes it away, so that it does not cover the lines it points to."""
+    async with ProgressServer(port=0) as server:
+        app = make_app(server.url.replace("/progress", "/wrong"))
+        async with app.run_test(size=(40, 12)) as pilot:
+            await until(pilot, lambda: bool(app._notifications), what="a notification")
+            await pilot.press("l")
+            await until(pilot, lambda: not app._notifications, what="it gone, l pressed")
+            await pilot.press("r")  # refused again: a new notification
+            await until(pilot, lambda: bool(app._notifications), what="a notification again")
+            await pilot.press("question_mark")
+            await until(pilot, lambda: not app._notifications, what="it gone, ? pressed")
+
+
 # 4. A refusal in a few words on screen, whole in the log and on the help screen.
 
 
