@@ -113,19 +113,19 @@ BRIEF_PATH = 32
 
 def brief_failure(sentence: str, url: str) -> str:
     """A refused handshake's sentence (:func:`describe_failure`'s) in a few words, for a
-    line on screen: "refused: nothing at /wrong (HTTP 404)", "refused: token not accepted
-    (HTTP 401)", "refused: a token is needed (HTTP 401)", "refused (HTTP 403)". Any
+    line on screen: "nothing at /wrong (HTTP 404)", "token not accepted
+    (HTTP 401)", "a token is needed (HTTP 401)", "refused (HTTP 403)". Any
     other sentence is short already, and is returned as it is."""
     if sentence == TOKEN_REFUSED:
-        return "refused: token not accepted (HTTP 401)"
+        return "token not accepted (HTTP 401)"
     if sentence == TOKEN_NEEDED:
-        return "refused: a token is needed (HTTP 401)"
+        return "a token is needed (HTTP 401)"
     if match := _NOT_WEBSOCKET.match(sentence):
         return f"not a WebSocket endpoint (HTTP {match[1]})"
     if match := _REFUSED_STATUS.match(sentence):
         if match[1] == "404":
             path = printable(urlsplit(url).path or "/", limit=BRIEF_PATH)
-            return f"refused: nothing at {path} (HTTP 404)"
+            return f"nothing at {path} (HTTP 404)"
         return f"refused (HTTP {match[1]})"
     return sentence
 

@@ -54,7 +54,7 @@ class ConnectionInfo:
     Attributes:
         retry_at: When the next attempt starts, in the event loop's time.
         error: Why the last attempt or connection failed, or why the client stopped,
-            in a few words for a line on screen ("refused: nothing at /wrong (HTTP
+            in a few words for a line on screen ("nothing at /wrong (HTTP
             404)").
         stopped: The client gave up (a refusal for good, or a failure of its loop):
             only the user's ``r`` starts it again.

@@ -410,7 +410,7 @@ async def test_after_giving_up_the_screen_says_why_and_r_tries_again() -> None:
         app = make_app(server.url)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: app.connection.stopped)
-            why = "refused: nothing at /progress (HTTP 404)"
+            why = "nothing at /progress (HTTP 404)"
             assert bar_text(app) == f"✘ Stopped: {why} - press r to try again"
             assert sentence in log_text(app)
             assert app.query_one(StateBanner).caption() == "✘ Not connected"
@@ -460,8 +460,8 @@ async def test_a_refused_token_stops_with_the_reason() -> None:
         app = make_app(guarded.url, token="wrong")
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: app.connection.stopped)
-            assert "refused: token not accepted (HTTP 401)" in bar_text(app)
-            assert any("refused: token not accepted (HTTP 401)" in t for t in toasts(app))
+            assert "token not accepted (HTTP 401)" in bar_text(app)
+            assert any("token not accepted (HTTP 401)" in t for t in toasts(app))
             assert "the server refused the token (HTTP 401)" in log_text(app)
             assert app.check_action("start", ()) is None
 
@@ -894,7 +894,7 @@ async def test_a_url_refused_for_good_is_said_and_left_out() -> None:
             refusal = "the server refused the connection (HTTP 404): Wrong path."
             assert f"Left out {wrong.url}: {refusal}" in log_text(app)
             assert toasts(app) == [
-                f"URL left out: {wrong.url}: refused: nothing at /progress (HTTP 404). "
+                f"URL left out: {wrong.url}: nothing at /progress (HTTP 404). "
                 "The other URLs are tried."
             ]
         assert wrong.handshakes == 1

@@ -249,7 +249,7 @@ async def test_a_404_is_said_in_a_few_words_on_screen_and_whole_in_the_log() -> 
         made = notified(app)
         async with app.run_test(size=(80, 24)) as pilot:
             await until(pilot, lambda: app.connection.stopped, what="stopped")
-            why = "refused: nothing at /wrong (HTTP 404)"
+            why = "nothing at /wrong (HTTP 404)"
             assert made == [f"Stopped connecting: {why}. Press r to try again."]
             await eventually(pilot, lambda: said_in_the_bar(app, why))
             sentence = app.connection.details
@@ -269,9 +269,9 @@ async def test_a_404_is_said_in_a_few_words_on_screen_and_whole_in_the_log() -> 
 @pytest.mark.parametrize(
     ("server_token", "path", "token", "why"),
     [
-        (None, "/wrong", None, "refused: nothing at /wrong (HTTP 404)"),
-        ("t0ken", "/progress", None, "refused: a token is needed (HTTP 401)"),
-        ("t0ken", "/progress", "wrong", "refused: token not accepted (HTTP 401)"),
+        (None, "/wrong", None, "nothing at /wrong (HTTP 404)"),
+        ("t0ken", "/progress", None, "a token is needed (HTTP 401)"),
+        ("t0ken", "/progress", "wrong", "token not accepted (HTTP 401)"),
     ],
     ids=["404", "401-missing", "401-wrong"],
 )
@@ -292,14 +292,14 @@ def test_a_refusal_in_a_few_words() -> None:
     """The sentences of progress_client.failures, cut short; any other is kept."""
     url = "ws://h:1/some/where"
     assert brief_failure("the server refused the token (HTTP 401)", url) == (
-        "refused: token not accepted (HTTP 401)"
+        "token not accepted (HTTP 401)"
     )
     assert brief_failure(
         "the server needs a token (HTTP 401): use --token or PROGRESS_TOKEN", url
-    ) == ("refused: a token is needed (HTTP 401)")
+    ) == ("a token is needed (HTTP 401)")
     assert brief_failure(
         "the server refused the connection (HTTP 404): There is nothing at /some/where.", url
-    ) == ("refused: nothing at /some/where (HTTP 404)")
+    ) == ("nothing at /some/where (HTTP 404)")
     assert brief_failure("the server refused the connection (HTTP 403 Forbidden)", url) == (
         "refused (HTTP 403)"
     )
@@ -311,7 +311,7 @@ def test_a_refusal_in_a_few_words() -> None:
     assert brief_failure("connection refused", url) == "connection refused"
     long = "ws://h:1/" + "x" * 100
     assert brief_failure("the server refused the connection (HTTP 404)", long) == (
-        f"refused: nothing at /{'x' * 31}… (HTTP 404)"
+        f"nothing at /{'x' * 31}… (HTTP 404)"
     )
 
 
