@@ -29,7 +29,14 @@ from .config import DEFAULT_HOST, DEFAULT_PATH, DEFAULT_PORT, ServerConfig
 from .endpoints.http_api import HttpApi
 from .logs import LOG_FORMAT, JsonFormatter, SafeFormatter
 from .server import ProgressServer, SetupError
-from .tokens import TokensFileError, editing, new_token, read_tokens, write_tokens
+from .tokens import (
+    TokensFileError,
+    check_name,
+    editing,
+    new_token,
+    read_tokens,
+    write_tokens,
+)
 from .transport.descriptors import raise_open_files_limit
 from .workers import WORKER_TIMEOUT, WORKER_VARIABLE, Supervisor, join_supervisor, reserve_port
 
@@ -362,6 +369,10 @@ def _tokens_file(ctx: click.Context, param: click.Parameter, value: str | None) 
 def add(name: str, role: str, tokens_file: str) -> None:
     """Add NAME with a new random token, and print the token once on standard output
     (give it to them: it cannot be shown again). The file is created if need be."""
+    try:
+        check_name(name)
+    except TokensFileError as exc:  # a usage error, like a bad --role
+        raise click.BadParameter(str(exc), param_hint="NAME") from None
     new = new_token()
     try:
         with editing(tokens_file) as tokens:

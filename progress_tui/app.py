@@ -68,7 +68,7 @@ from . import terminal, themes, toasts
 from .ends import Ends, Notify
 from .mailbox import FoldedReplies, Mailbox, QuietState, Summary
 from .messages import NewsArrived
-from .panel import PanelView, short_id
+from .panel import PanelView
 from .screens.help_screen import HelpScreen
 from .settings import Settings, SettingsFile
 from .status import (
@@ -681,8 +681,9 @@ class ProgressApp(App[None]):
             assert before.calculation_id is not None
             url = self.connection.url
             why = "the server restarted" if url == self._lost_on else f"{url} does not have it"
-            message = f"calculation {short_id(before.calculation_id)} was lost: {why}"
+            message = f"Calculation {printable(before.calculation_id)} was lost: {why}"
             self.query_one(EventLog).add(message, "bold red")
+            logger.warning("%s", message)
             self._toast(message, title="Calculation lost")
 
     def _tell_end(self, snapshot: StateSnapshot) -> None:
@@ -846,11 +847,12 @@ class ProgressApp(App[None]):
         yield SystemCommand(
             "Cancel", "Cancel the running calculation", partial(self._ask, "cancel")
         )
-        yield SystemCommand(
-            "Reconnect",
-            "Resynchronise now if connected; otherwise reconnect now",
-            self.action_reconnect,
-        )
+        if self.connected:  # named for what r does now, as in the keys
+            yield SystemCommand(
+                "Resync", "Ask the server for its state and history again", self.action_reconnect
+            )
+        else:
+            yield SystemCommand("Reconnect", "Try to connect now", self.action_reconnect)
         yield SystemCommand("Toggle log", "Show or hide the event log", self.action_toggle_log)
         yield SystemCommand(
             "Toggle history", "Show or hide the history of runs", self.action_toggle_history
@@ -863,7 +865,8 @@ class ProgressApp(App[None]):
         yield SystemCommand("Help", "The keys, the server and your name", self.action_help)
         yield SystemCommand("Quit", "Close the connection and quit", self.action_quit)
         for command in super().get_system_commands(screen):
-            if command.title != "Quit":
+            # Textual's Keys repeats Help; its Quit is ours above.
+            if command.title not in ("Quit", "Keys"):
                 yield command
 
     @on(Button.Pressed, "#start")

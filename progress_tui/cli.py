@@ -12,6 +12,7 @@ import click
 from progress_client.client import ProgressClient
 from progress_client.options import check_connection_options, connection_options
 from progress_client.reconnect import ReconnectPolicy
+from progress_client.wording import printable
 from progress_protocol import __version__
 from progress_protocol.options import setting
 
@@ -20,7 +21,8 @@ from .settings import SettingsFile
 
 __all__ = ["check_theme", "default_log_path", "main"]
 
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+#: Several TUIs may share one log file: each line says whose (the name, the process).
+LOG_FORMAT = "%(asctime)s %(levelname)-7s [{who} %(process)d] %(name)s: %(message)s"
 
 
 def check_theme(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -112,7 +114,8 @@ def main(
     except OSError as exc:
         click.echo(f"progress-tui: cannot write the log file {log_file}: {exc.strerror}", err=True)
         sys.exit(2)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    who = printable(name, limit=64).replace("%", "%%").replace("{", "(").replace("}", ")")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT.format(who=who)))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     logging.getLogger("websockets").setLevel(logging.WARNING)
 

@@ -110,7 +110,7 @@ def test_add_list_revoke(tmp_path: Path) -> None:
         "progress-server: nobody is called 'carol' in the tokens file\n",
     )
     bad = run_cli("token", "add", "a b", "--tokens-file", path)
-    assert bad.returncode == 1 and "cannot be a name" in bad.stderr
+    assert bad.returncode == 2 and "cannot be a name" in bad.stderr  # a usage error
     assert "Traceback" not in bad.stderr + missing.stderr + again.stderr
 
 

@@ -157,6 +157,8 @@ async def test_two_tuis_side_by_side_show_the_same_calculation(
             text = log.read_text()
             assert server.url in text, f"{name}'s log file says nothing of the connection"
             assert "lost" in text.lower(), f"{name}'s log file says nothing of the loss"
+            # Several TUIs may share a log file: every line says whose.
+            assert all(f"[{name}@" in line for line in text.splitlines() if line), text
             assert "Traceback" not in text
 
         assert again.hub is not None
