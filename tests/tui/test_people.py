@@ -16,7 +16,7 @@ from progress_tui.app import ProgressApp
 from progress_tui.widgets.connection_bar import ConnectionStatusBar
 from progress_tui.widgets.key_bar import KeyBar
 from tests.helpers import TIMEOUT, SteppedServer, recv_type, send_json
-from tests.tui.scripted import rendered, until
+from tests.tui.scripted import eventually, rendered, until
 from tests.tui.test_app import connected, log_text, make_app, notified, showing
 
 SIZE = (100, 30)
@@ -135,21 +135,25 @@ async def test_the_bar_says_who_is_watching(server: SteppedServer, people: Peopl
         await until(pilot, lambda: "1 watching: alice" in bar(app), what="bob gone")
 
 
-@pytest.mark.parametrize("size", [(40, 12), (60, 20), (80, 24), (120, 36), (250, 70)])
-async def test_who_fits_every_pane(
-    server: SteppedServer, people: People, size: tuple[int, int]
-) -> None:
-    """At every size from a 40x12 pane to 250x70 the bar shows who you are and how many
-    watch, on one line, and the key bar keeps its line."""
+async def test_who_fits_every_pane(server: SteppedServer, people: People) -> None:
+    """At every size from a 40x12 pane to 250x70 (one app, resized) the bar shows who
+    you are and how many watch, on one line, and the key bar keeps its line."""
     app = make_app(server.url, token=people.tokens["bob"])
-    async with app.run_test(size=size) as pilot:
+    async with app.run_test(size=(40, 12)) as pilot:
         await connected(pilot)
-        await until(pilot, lambda: "watching" in bar(app), what="the presence")
-        widget = app.query_one(ConnectionStatusBar)
-        text = widget.describe(widget.size.width)
-        assert text.startswith("● ") and "bob · viewer" in text and "1 watching" in text
-        assert len(text) <= widget.size.width and widget.size.height == 1
-        assert app.query_one(KeyBar).size.height in (0, 1)
+        for size in [(40, 12), (60, 20), (80, 24), (120, 36), (250, 70)]:
+            await pilot.resize_terminal(*size)
+            await until(pilot, lambda: "watching" in bar(app), what="the presence")
+            widget = app.query_one(ConnectionStatusBar)
+
+            def one_line(widget: ConnectionStatusBar = widget) -> None:
+                text = widget.describe(widget.size.width)
+                assert text.startswith("● ") and "bob · viewer" in text, text
+                assert "1 watching" in text, text
+                assert len(text) <= widget.size.width and widget.size.height == 1, text
+
+            await eventually(pilot, one_line)
+            assert app.query_one(KeyBar).size.height in (0, 1)
 
 
 async def test_a_revoked_viewer_is_told_and_stops(server: SteppedServer, people: People) -> None:

@@ -149,11 +149,24 @@ async def test_layout(snapshot: SnapshotAssertion, state: str) -> None:
 
 #: The sizes and states each kind of terminal is seen in.
 COLOUR_SIZES = [(40, 12), (80, 24), (120, 36), (250, 70)]
-COLOUR_STATES = ["running", "canceled", "viewer", "reconnecting"]
+#: Every state in the terminal's own colours (16, or none), where the app draws
+#: differently; in 256 colours and truecolor, those test_layout does not already show
+#: in them (a viewer's screen is there in truecolor).
+COLOUR_CASES = [
+    *[
+        (kind, state)
+        for kind in ("16", "no-color")
+        for state in ("running", "canceled", "viewer", "reconnecting")
+    ],
+    ("256", "running"),
+    ("256", "canceled"),
+    ("256", "viewer"),
+    ("truecolor", "running"),
+    ("truecolor", "reconnecting"),
+]
 
 
-@pytest.mark.parametrize("state", COLOUR_STATES)
-@pytest.mark.parametrize("kind", list(TERMINALS))
+@pytest.mark.parametrize(("kind", "state"), COLOUR_CASES, ids=[f"{k}-{s}" for k, s in COLOUR_CASES])
 async def test_colours(snapshot: SnapshotAssertion, kind: str, state: str) -> None:
     """The screen as each kind of terminal shows it (truecolor, 256 colours, 16 colours,
     NO_COLOR), at four sizes, and every character on it readable: text at 4.5:1 at
