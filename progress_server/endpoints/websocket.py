@@ -135,15 +135,11 @@ class WebSocketEndpoint:
         client_id = connection.short_id
         user = connection.user
         assert user is not None  # the gate let it through
-        if user.credential is not None:
-            # The file may have changed during its handshake.
-            entry = self.http_api.access.tokens.identify_digest(user.credential)
-            if entry is None:
-                connection.close(REVOKED, REVOKED_REASON)
-                return
-            if (entry.name, entry.role) != (user.name, user.role):
-                connection.close(CloseCode.SERVICE_RESTART, CREDENTIALS_CHANGED)
-                return
+        # The file may have changed during its handshake.
+        outdated = _outdated(user, self.http_api.access.tokens)
+        if outdated is not None:
+            connection.close(*outdated)
+            return
         name = user.name
         connection.by = Attribution(client_id, name or client_id)
         hub.join(connection, self._hello(user).replace(HELLO_ID, client_id, 1))
@@ -188,18 +184,17 @@ class WebSocketEndpoint:
         revoked = changed = 0
         for connection in list(self.connections):
             user = connection.user
-            if user is None or user.credential is None:
+            if user is None:
                 continue
             if connection.protocol.state is not ConnectionState.OPEN:
-                continue  # a handshake under way was let in by the old file: it is
-                # checked again on its next connection, and closing it is not possible yet
-            entry = tokens.identify_digest(user.credential)
-            if entry is None:
-                connection.close(REVOKED, REVOKED_REASON)
-                revoked += 1
-            elif (entry.name, entry.role) != (user.name, user.role):
-                connection.close(CloseCode.SERVICE_RESTART, CREDENTIALS_CHANGED)
-                changed += 1
+                continue  # a handshake under way: checked again as it completes
+            outdated = _outdated(user, tokens)
+            if outdated is not None:
+                connection.close(*outdated)
+                if outdated[0] == REVOKED:
+                    revoked += 1
+                else:
+                    changed += 1
         if revoked or changed:
             logger.info(
                 "tokens file changed: %s closed for a revoked token, %s for a changed name or role",
@@ -343,6 +338,20 @@ class WebSocketEndpoint:
             # connection stays up.
             logger.exception("client %s: the reply could not be sent", connection.short_id)
             connection.send(INTERNAL_ERROR)
+
+
+def _outdated(user: User, tokens: Tokens) -> tuple[int, str] | None:
+    """How to close the connection of ``user`` under ``tokens``, if it must be: 4401
+    for a token taken out of the file, 1012 for one that now has another name or
+    role; None while the file still says what it said."""
+    if user.credential is None:
+        return None  # no tokens file: nothing to revoke
+    entry = tokens.identify_digest(user.credential)
+    if entry is None:
+        return REVOKED, REVOKED_REASON
+    if (entry.name, entry.role) != (user.name, user.role):
+        return CloseCode.SERVICE_RESTART, CREDENTIALS_CHANGED
+    return None
 
 
 def _connected(hub: Hub) -> str:
