@@ -30,6 +30,7 @@ from progress_client.client import ProgressClient
 from progress_client.reconnect import ReconnectPolicy
 from progress_protocol.states import State
 from progress_server.backends.memory import MemoryBackend
+from progress_server.calculation import HandClock
 from progress_server.server import ProgressServer
 from progress_tui.app import ProgressApp
 from progress_tui.widgets.connection_bar import ConnectionStatusBar
@@ -46,22 +47,6 @@ GAP = 12
 MAX_BYTES = 1_000_000
 STEP = 2.0
 NAMES = ("alice", "bob", "ci-bot")
-
-
-class HandClock:
-    """The server's clock, moved by the script."""
-
-    def __init__(self) -> None:
-        self._now = time.time()
-
-    def now(self) -> float:
-        return self._now
-
-    def time(self) -> float:
-        return self._now
-
-    def advance(self, seconds: float) -> None:
-        self._now += seconds
 
 
 async def settled(pilots: list[Pilot[None]], done: Callable[[ProgressApp], bool]) -> None:
@@ -89,7 +74,7 @@ def app_for(url: str, name: str) -> ProgressApp:
 
 async def three_panes() -> list[list[str]]:
     """The frames: for each, the three apps' screenshots."""
-    clock = HandClock()
+    clock = HandClock(time.time())
     backend = MemoryBackend(step_seconds=STEP, clock=clock)
     frames: list[list[str]] = []
     async with ProgressServer(port=0, backend=backend) as server, AsyncExitStack() as stack:
@@ -179,7 +164,7 @@ def animation(frames: list[list[str]]) -> str:
 
 async def narrow_and_reconnecting(output: Path) -> None:
     """The TUI mid-run in a 40x12 pane; then at 80x24 with its server gone."""
-    clock = HandClock()
+    clock = HandClock(time.time())
     backend = MemoryBackend(step_seconds=STEP, clock=clock)
     server = ProgressServer(port=0, backend=backend)
     await server.start()

@@ -47,6 +47,7 @@ __all__ = [
     "AlreadyRunning",
     "Change",
     "Clock",
+    "HandClock",
     "NotRunning",
     "Outcome",
     "Record",
@@ -90,6 +91,20 @@ class SystemClock:
 
 
 SYSTEM_CLOCK = SystemClock()
+
+
+class HandClock:
+    """A clock that moves only when told to: for tests, and for the pictures of the
+    docs (docs/capture.py), where a state lasts as long as it is looked at."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self._now = now
+
+    def now(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += seconds
 
 
 class ActionRefused(Exception):

@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 
 from progress_protocol.states import Attribution, StateSnapshot
 from progress_server.backends.memory import MemoryBackend
+from progress_server.calculation import HandClock as FakeClock
 from progress_server.server import ProgressServer
 
 # Every duration in the tests derives from these, so a slow machine can scale them:
@@ -53,22 +54,6 @@ class HeldBackend(MemoryBackend):
     async def aclose(self) -> None:
         self.events.append("backend closed")
         await super().aclose()
-
-
-class FakeClock:
-    """A clock that only moves when told to (the calculation's shared clock)."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self._now = now
-
-    def now(self) -> float:
-        return self._now
-
-    def time(self) -> float:
-        return self._now
-
-    def advance(self, seconds: float) -> None:
-        self._now += seconds
 
 
 class SteppedServer(ProgressServer):

@@ -119,14 +119,14 @@ def test_starts_idle_with_no_calculation(calculation: Calculation, clock: FakeCl
     assert snapshot.state is State.IDLE
     assert snapshot.calculation_id is None
     assert snapshot.seq == 0
-    assert snapshot.changed_at == clock.time()
+    assert snapshot.changed_at == clock.now()
     assert snapshot.step_seconds == STEP
     assert calculation.next_deadline() is None
 
 
 def test_full_run_one_step_each(calculation: Calculation, clock: FakeClock) -> None:
     """start enters STARTING; each step later the next state follows, ending on SUCCESS."""
-    started_wall = clock.time()
+    started_wall = clock.now()
     assert states(calculation.start()) == [State.STARTING]
     assert calculation.snapshot.calculation_id == "calc-1"
     seen = []
@@ -159,7 +159,7 @@ def test_late_advance_applies_every_missed_transition_in_order(
 ) -> None:
     """One late call catches up with all due transitions, each with its deadline's time."""
     calculation.start()
-    started_wall = clock.time()
+    started_wall = clock.now()
     clock.advance(10 * STEP)
     changes = calculation.advance()
     assert states(changes) == [State.IN_PROGRESS, State.ALMOST_DONE, State.SUCCESS]
@@ -331,7 +331,7 @@ BOB = Attribution(client_id="c2", name="bob@desk")
 def test_each_state_tells_the_whole_picture(calculation: Calculation, clock: FakeClock) -> None:
     """started_at on every state of a run; by on STARTING and CANCELED only;
     canceled_during on CANCELED only."""
-    started_wall = clock.time()
+    started_wall = clock.now()
     (starting,) = calculation.start(ALICE)
     assert (starting.started_at, starting.by, starting.canceled_during) == (
         started_wall,
