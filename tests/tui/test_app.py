@@ -526,7 +526,7 @@ async def test_a_late_joiner_draws_the_same_panel(server: SteppedServer) -> None
     Each state lasts until the test moves on: the watcher shows it, a new TUI joins, and
     both panels are compared, as the widgets render them and as painted."""
     running = [State.STARTING, State.IN_PROGRESS, State.ALMOST_DONE]
-    clock = server.clock.time
+    clock = server.clock.now
 
     async def act(action: str) -> None:
         status, _, _ = await http_request(
