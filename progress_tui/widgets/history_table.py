@@ -12,7 +12,7 @@ from textual.events import Resize
 from textual.reactive import reactive
 from textual.widgets import DataTable
 
-from progress_client.wording import duration, moment, name_of
+from progress_client.wording import clock_time, duration, moment, name_of
 from progress_protocol.states import Attribution, Run, State
 
 from ..wrapping import wrap
@@ -102,6 +102,9 @@ class HistoryTable(DataTable[Text]):
         self.border_title = "History"
         self.layout_shown: Layout | None = None
         self._last_width = 0
+        #: The width and the day the rows were last laid out for: the same again
+        #: (the check four times a second) needs no new layout.
+        self._laid_out_for: tuple[int, str] | None = None
 
     def on_mount(self) -> None:
         self._fill()
@@ -128,8 +131,19 @@ class HistoryTable(DataTable[Text]):
         """The columns for the width as it is now; none while hidden (a width of 0 would
         pick the widest, and a Resize handled late would leave them)."""
         width = self.scrollable_content_region.width
-        if width > 0 and self.display and self.layout_for(width) != self.layout_shown:
+        if width <= 0 or not self.display:
+            return
+        key = (width, self._today())
+        if key == self._laid_out_for:
+            return
+        if self.layout_for(width) != self.layout_shown:
             self._fill()
+        else:
+            self._laid_out_for = key
+
+    def _today(self) -> str:
+        """Past midnight the start times gain their date: another layout may fit."""
+        return clock_time(self.clock(), "%Y-%m-%d")
 
     def on_focus(self) -> None:
         self.show_cursor = True
@@ -148,7 +162,9 @@ class HistoryTable(DataTable[Text]):
     def _fill(self) -> None:
         if not self.is_mounted:
             return
-        layout = self.layout_for(self._width())
+        width = self._width()
+        layout = self.layout_for(width)
+        self._laid_out_for = (width, self._today())
         rows = [self.cells(run, layout) for run in self.runs]
         # Each column as wide as its widest line, set here rather than measured by the
         # table as rows come (which, rows of several lines among them, could leave a
