@@ -849,7 +849,7 @@ class ProgressApp(App[None]):
         )
         if self.connected:  # named for what r does now, as in the keys
             yield SystemCommand(
-                "Resync", "Ask the server for its state and history again", self.action_reconnect
+                "Resync", "Ask the server for its state and history again", self.action_resync
             )
         else:
             yield SystemCommand("Reconnect", "Try to connect now", self.action_reconnect)
