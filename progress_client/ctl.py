@@ -71,7 +71,7 @@ from .wording import (
     describe_exception,
     duration,
     name_of,
-    person_label,
+    person_name,
     printable,
     started,
     watching,
@@ -641,7 +641,7 @@ def presence_table(presence: Presence, me: Connected | None) -> list[str]:
     lines = [watching(presence)]
     rows = [
         (
-            person_label(person, limit=64).removesuffix(f" ({person.role})"),
+            person_name(person, limit=64),
             printable(person.role),
             f"{person.connections} connection{'' if person.connections == 1 else 's'}",
             ", ".join(printable(kind) for kind in person.clients),

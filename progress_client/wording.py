@@ -29,6 +29,7 @@ __all__ = [
     "moment",
     "name_of",
     "person_label",
+    "person_name",
     "printable",
     "started",
     "watchers",
@@ -181,11 +182,15 @@ def you_are(name: str | None, role: str | None, *, limit: int = NAME_IN_LIST) ->
 def person_label(person: Person, *, limit: int = NAME_IN_LIST) -> str:
     """One person in a list: "alice", "bob (viewer)", "3 unnamed"; operators are the
     usual case and go without their role."""
-    if person.name is None:
-        label = f"{person.connections} unnamed"
-    else:
-        label = cut(printable(person.name), limit)
+    label = person_name(person, limit=limit)
     return label if person.role == "operator" else f"{label} ({printable(person.role)})"
+
+
+def person_name(person: Person, *, limit: int = NAME_IN_LIST) -> str:
+    """A person's name in a list, in ``limit`` cells at most: "alice", "3 unnamed"."""
+    if person.name is None:
+        return f"{person.connections} unnamed"
+    return cut(printable(person.name), limit)
 
 
 def watchers(presence: Presence) -> int:

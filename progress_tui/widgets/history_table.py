@@ -12,7 +12,7 @@ from textual.events import Resize
 from textual.reactive import reactive
 from textual.widgets import DataTable
 
-from progress_client.wording import clock_time, duration, moment, name_of
+from progress_client.wording import clock_time, cut, duration, moment, name_of
 from progress_protocol.states import Attribution, Run, State
 
 from ..wrapping import wrap
@@ -238,8 +238,8 @@ class HistoryTable(DataTable[Text]):
                 Text(self.moment(run.started_at)),
                 took,
                 outcome,
-                _cut(Text(starter), started_by),
-                _cut(Text(canceler), canceled_by),
+                Text(cut(starter, started_by) if started_by else starter),
+                Text(cut(canceler, canceled_by) if canceled_by else canceler),
             )
         head, by = self.outcome(run)
         words = _outcome_words(head, by, layout.outcome_width)
@@ -272,13 +272,6 @@ class HistoryTable(DataTable[Text]):
         """The time of day, with the date when it is not today (without the year, in
         the compact columns)."""
         return moment(when, now=self.clock(), compact=compact)
-
-
-def _cut(text: Text, width: int) -> Text:
-    """``text`` cut to ``width`` cells with an ellipsis ("bob@desk-wi…"); 0: whole."""
-    if width and text.cell_len > width:
-        text.truncate(width, overflow="ellipsis")
-    return text
 
 
 def _broken(text: Text, width: int) -> Text:
