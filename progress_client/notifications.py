@@ -26,6 +26,7 @@ terminal.
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
@@ -180,12 +181,12 @@ class EndWatch:
         self._running: str | None = None
         #: Calculations followed without a running state seen (the TUI's own starts,
         #: whose states a busy screen may have folded). Bounded: the last few.
-        self._followed: list[str] = []
+        self._followed: deque[str] = deque(maxlen=16)
         self._told: str | None = None
 
     def follow(self, calculation_id: str) -> None:
         """Count the end of ``calculation_id`` as seen coming, whatever was seen of it."""
-        self._followed = [*self._followed, calculation_id][-16:]
+        self._followed.append(calculation_id)
 
     def seen(self, snapshot: StateSnapshot) -> bool:
         """Take one state; True if it is the end of a calculation seen coming, the
