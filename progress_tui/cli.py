@@ -114,7 +114,7 @@ def main(
     except OSError as exc:
         click.echo(f"progress-tui: cannot write the log file {log_file}: {exc.strerror}", err=True)
         sys.exit(2)
-    who = printable(name, limit=64).replace("%", "%%").replace("{", "(").replace("}", ")")
+    who = printable(name, limit=64).replace("%", "%%")  # the format is the log's, %-style
     handler.setFormatter(logging.Formatter(LOG_FORMAT.format(who=who)))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     logging.getLogger("websockets").setLevel(logging.WARNING)

@@ -27,7 +27,7 @@ class Key:
     enabled: bool
     #: How a disabled key looks: struck through, and dim where the app has dim text
     #: (not in the terminal's colours, 16 or none: see :mod:`progress_tui.themes`).
-    disabled: str = "dim strike"
+    disabled: str
 
     def content(self, *, short: bool) -> Content:
         description = self.short if short else self.description

@@ -35,9 +35,12 @@ LINK = "│"
 
 def items(view: PanelView | None) -> list[Content]:
     """One "mark label" per step, then the outcome."""
-    return [
-        Content.assemble((f"{mark.value} {label}", STYLES[mark])) for mark, label in steps(view)
-    ]
+    return [item(mark, label) for mark, label in steps(view)]
+
+
+def item(mark: Mark, label: str) -> Content:
+    """ "✔ Starting", in the mark's style."""
+    return Content.assemble((f"{mark.value} {label}", STYLES[mark]))
 
 
 def steps(view: PanelView | None) -> list[tuple[Mark, str]]:
@@ -95,7 +98,7 @@ class StepTimeline(Widget):
             if before is not None:
                 link = Mark.DONE if before is Mark.DONE else Mark.PENDING
                 lines.append(Content.styled(LINK, STYLES[link]))
-            lines.append(Content.assemble((f"{mark.value} {label}", STYLES[mark])))
+            lines.append(item(mark, label))
             before = mark
         return Content("\n").join(lines)
 
